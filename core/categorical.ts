@@ -1,0 +1,278 @@
+/**
+ * Categorical sketch: exact counts while at most `capacity` distinct values have been seen,
+ * then Space-Saving (Metwally, Agrawal and El Abbadi, "Efficient computation of frequent and
+ * top-k elements in data streams", ICDT 2005): a new value evicts the smallest counter and
+ * inherits its count as error.
+ *
+ * Guarantees, for total weight N and capacity m:
+ * - every monitored value's true count lies in [count − error, count];
+ * - every unmonitored value's true count is at most `absentBound` (0 until the first
+ *   eviction, then at most N/m);
+ * - so any value with true count > N/m is monitored.
+ * Merging follows Agarwal et al., "Mergeable summaries" (PODS 2012): counters are summed
+ * (a value missing on one side gets that side's `absentBound` added to its count and its
+ * error), then the m largest are kept; the guarantees above hold for the merged sketch with
+ * N = N_a + N_b. Ties are broken by value, so merge is commutative exactly and associative
+ * within the bounds.
+ *
+ * Weights are positive safe integers: these are counts.
+ */
+import { ByteReader, ByteWriter } from './bytes.ts';
+
+const FORMAT = 1;
+export const MAX_CATEGORICAL_CAPACITY = 65_536;
+/** Longest category value accepted, in UTF-16 code units (so at most 768 UTF-8 bytes). */
+export const MAX_CATEGORY_LENGTH = 256;
+
+export interface CategoryCount {
+  value: string;
+  /** Upper bound on the true count (exact when `error` is 0). */
+  count: number;
+  /** count − error is a lower bound on the true count. */
+  error: number;
+}
+
+export class CategoricalSketch {
+  readonly capacity: number;
+  // A binary min-heap on (count, value) over parallel arrays, plus value -> heap slot.
+  #values: string[] = [];
+  #counts: number[] = [];
+  #errors: number[] = [];
+  #slot = new Map<string, number>();
+  #total = 0;
+  #absent = 0;
+
+  constructor({ capacity = 64 }: { capacity?: number } = {}) {
+    if (!(Number.isInteger(capacity) && capacity >= 1 && capacity <= MAX_CATEGORICAL_CAPACITY)) {
+      throw new RangeError(`CategoricalSketch capacity must be an integer in [1, ${MAX_CATEGORICAL_CAPACITY}], got ${capacity}`);
+    }
+    this.capacity = capacity;
+  }
+
+  /** Total weight added. */
+  get count(): number {
+    return this.#total;
+  }
+
+  /** Number of values monitored. */
+  get size(): number {
+    return this.#values.length;
+  }
+
+  /** Upper bound on the count of any value that is not monitored (0 while exact). */
+  get absentBound(): number {
+    return this.#absent;
+  }
+
+  /** True while every count is exact (no value was ever evicted). */
+  get exact(): boolean {
+    return this.#absent === 0 && this.#errors.every((e) => e === 0);
+  }
+
+  add(value: string, weight = 1): this {
+    if (typeof value !== 'string') throw new TypeError(`category must be a string, got ${typeof value}`);
+    if (value.length > MAX_CATEGORY_LENGTH) throw new RangeError(`category is longer than ${MAX_CATEGORY_LENGTH} characters`);
+    if (!(Number.isSafeInteger(weight) && weight > 0)) throw new RangeError(`category weight must be a positive integer, got ${weight}`);
+    this.#total += weight;
+    const at = this.#slot.get(value);
+    if (at !== undefined) {
+      this.#counts[at] += weight;
+      this.#siftDown(at);
+    } else if (this.#values.length < this.capacity) {
+      this.#push(value, this.#absent + weight, this.#absent);
+    } else {
+      // Evict the minimum; the newcomer may have been counted by it.
+      const min = this.#counts[0];
+      this.#slot.delete(this.#values[0]);
+      this.#values[0] = value;
+      this.#counts[0] = min + weight;
+      this.#errors[0] = min;
+      this.#slot.set(value, 0);
+      if (min > this.#absent) this.#absent = min;
+      this.#siftDown(0);
+    }
+    return this;
+  }
+
+  /** Estimated count of `value` (its upper bound); `absentBound` when not monitored. */
+  estimate(value: string): CategoryCount {
+    const at = this.#slot.get(value);
+    if (at === undefined) return { value, count: this.#absent, error: this.#absent };
+    return { value, count: this.#counts[at], error: this.#errors[at] };
+  }
+
+  /** Monitored values by count descending, ties by value; at most `k` (default all). */
+  top(k = this.capacity): CategoryCount[] {
+    const items: CategoryCount[] = this.#values.map((value, i) => ({ value, count: this.#counts[i], error: this.#errors[i] }));
+    items.sort(byCountDesc);
+    return items.slice(0, k);
+  }
+
+  /**
+   * The sketch as a distribution that sums to `count`: each monitored value at its
+   * guaranteed count (count − error), and everything not attributed with certainty in
+   * `other`. Exact while the sketch is exact.
+   */
+  distribution(): { counts: Map<string, number>; other: number } {
+    const counts = new Map<string, number>();
+    let attributed = 0;
+    for (const { value, count, error } of this.top()) {
+      const c = count - error;
+      if (c > 0) {
+        counts.set(value, c);
+        attributed += c;
+      }
+    }
+    return { counts, other: Math.max(0, this.#total - attributed) };
+  }
+
+  /** Adds everything `other` has seen (see the header for the bounds). `other` is not changed. */
+  merge(other: CategoricalSketch): this {
+    const merged = new Map<string, { count: number; error: number }>();
+    for (let i = 0; i < this.#values.length; i++) {
+      merged.set(this.#values[i], { count: this.#counts[i] + other.#absent, error: this.#errors[i] + other.#absent });
+    }
+    for (let i = 0; i < other.#values.length; i++) {
+      const v = other.#values[i];
+      const mine = merged.get(v);
+      if (mine) {
+        // Replace the absent bound added above with the real count from `other`.
+        mine.count += other.#counts[i] - other.#absent;
+        mine.error += other.#errors[i] - other.#absent;
+      } else {
+        merged.set(v, { count: other.#counts[i] + this.#absent, error: other.#errors[i] + this.#absent });
+      }
+    }
+    const items = [...merged].map(([value, c]) => ({ value, count: c.count, error: c.error }));
+    items.sort(byCountDesc);
+    let absent = this.#absent + other.#absent;
+    if (items.length > this.capacity) absent = Math.max(absent, items[this.capacity].count);
+    this.#reset(items.slice(0, this.capacity), this.#total + other.#total, absent);
+    return this;
+  }
+
+  clone(): CategoricalSketch {
+    const c = new CategoricalSketch({ capacity: this.capacity });
+    c.#reset(this.top(), this.#total, this.#absent);
+    return c;
+  }
+
+  /**
+   * Layout: u8 format (1), varint capacity, varint total, varint absentBound, varint n, then
+   * n × (string value, varint count, varint error) by count descending, ties by value.
+   */
+  toBytes(): Uint8Array {
+    const w = new ByteWriter(16 + this.#values.length * 12);
+    this.write(w);
+    return w.finish();
+  }
+
+  /** @internal */
+  write(w: ByteWriter): void {
+    const items = this.top();
+    w.u8(FORMAT).varint(this.capacity).varint(this.#total).varint(this.#absent).varint(items.length);
+    for (const { value, count, error } of items) w.string(value).varint(count).varint(error);
+  }
+
+  static fromBytes(bytes: Uint8Array): CategoricalSketch {
+    const r = new ByteReader(bytes);
+    const s = CategoricalSketch.read(r);
+    r.end('categorical sketch');
+    return s;
+  }
+
+  /** @internal */
+  static read(r: ByteReader): CategoricalSketch {
+    const format = r.u8('categorical format');
+    if (format !== FORMAT) r.fail(`unsupported categorical sketch format ${format}`);
+    const capacity = r.varint('categorical capacity');
+    if (capacity < 1 || capacity > MAX_CATEGORICAL_CAPACITY) r.fail(`categorical capacity ${capacity} is outside [1, ${MAX_CATEGORICAL_CAPACITY}]`);
+    const total = r.varint('categorical total');
+    const absent = r.varint('categorical absent bound');
+    const n = r.count('categorical item count', 3, capacity);
+    const items: CategoryCount[] = [];
+    const seen = new Set<string>();
+    let guaranteed = 0;
+    for (let i = 0; i < n; i++) {
+      const value = r.string('category', MAX_CATEGORY_LENGTH * 3);
+      if (value.length > MAX_CATEGORY_LENGTH) r.fail(`category is longer than ${MAX_CATEGORY_LENGTH} characters`);
+      const count = r.varint('category count');
+      const error = r.varint('category error');
+      if (seen.has(value)) r.fail(`category ${JSON.stringify(value)} appears twice`);
+      if (count < 1 || error > count) r.fail(`category ${JSON.stringify(value)} has count ${count} and error ${error}`);
+      if (i > 0 && byCountDesc(items[i - 1], { value, count, error }) > 0) r.fail('categories are not in count order');
+      seen.add(value);
+      items.push({ value, count, error });
+      guaranteed += count - error;
+    }
+    if (guaranteed > total) r.fail(`categorical counts (${guaranteed}) exceed the total ${total}`);
+    const s = new CategoricalSketch({ capacity });
+    s.#reset(items, total, absent);
+    return s;
+  }
+
+  #reset(items: CategoryCount[], total: number, absent: number): void {
+    this.#values = [];
+    this.#counts = [];
+    this.#errors = [];
+    this.#slot = new Map();
+    this.#total = total;
+    this.#absent = absent;
+    // Pushing in descending order and sifting up builds a valid heap.
+    for (const it of items) this.#push(it.value, it.count, it.error);
+  }
+
+  #push(value: string, count: number, error: number): void {
+    const i = this.#values.length;
+    this.#values.push(value);
+    this.#counts.push(count);
+    this.#errors.push(error);
+    this.#slot.set(value, i);
+    this.#siftUp(i);
+  }
+
+  #less(i: number, j: number): boolean {
+    const ci = this.#counts[i];
+    const cj = this.#counts[j];
+    // The heap's minimum is the value evicted next: smallest count, then largest value, so
+    // that eviction order is the exact reverse of `top()` order.
+    return ci < cj || (ci === cj && this.#values[i] > this.#values[j]);
+  }
+
+  #swap(i: number, j: number): void {
+    const v = this.#values;
+    const c = this.#counts;
+    const e = this.#errors;
+    [v[i], v[j]] = [v[j], v[i]];
+    [c[i], c[j]] = [c[j], c[i]];
+    [e[i], e[j]] = [e[j], e[i]];
+    this.#slot.set(v[i], i);
+    this.#slot.set(v[j], j);
+  }
+
+  #siftUp(i: number): void {
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.#less(i, parent)) return;
+      this.#swap(i, parent);
+      i = parent;
+    }
+  }
+
+  #siftDown(i: number): void {
+    const n = this.#values.length;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) return;
+      const r = l + 1;
+      const m = r < n && this.#less(r, l) ? r : l;
+      if (!this.#less(m, i)) return;
+      this.#swap(i, m);
+      i = m;
+    }
+  }
+}
+
+function byCountDesc(a: CategoryCount, b: CategoryCount): number {
+  return b.count - a.count || (a.value < b.value ? -1 : a.value > b.value ? 1 : 0);
+}

@@ -1,0 +1,301 @@
+/**
+ * Drift statistics between a baseline sketch and a window sketch, computed on the sketches
+ * alone. Each returns a DriftResult whose `drifted` is `statistic > threshold`.
+ *
+ * Defaults are the ones operators know from Evidently, NannyML and credit-risk practice:
+ * PSI 0.1 warn / 0.25 alert; Wasserstein-1 normalised by the baseline's standard deviation,
+ * 0.1; Jensen-Shannon distance (natural log, as scipy.spatial.distance.jensenshannon and
+ * Evidently compute it, so at most √ln 2 ≈ 0.833), 0.1. The two tests whose critical value
+ * shrinks with sample size (KS, chi-square) also require an effect size (KS D ≥ 0.1,
+ * Cramér's V ≥ 0.1) so that negligible shifts are not flagged at very large n.
+ *
+ * Sketch error: on t-digests every cumulative share is within the digest's rank error (see
+ * tdigest.ts), so KS is within about twice that and binned PSI / JS shares within it per
+ * edge; histograms are exact for their bins. Categorical sketches are exact until they
+ * evict; after that, values are taken at their guaranteed counts with the rest in "other"
+ * (see CategoricalSketch.distribution).
+ */
+import { CategoricalSketch } from './categorical.ts';
+import { Histogram } from './histogram.ts';
+import { chiSquareCritical, chiSquareSurvival, kolmogorovSurvival } from './stats.ts';
+import { TDigest } from './tdigest.ts';
+
+export type DriftMethod = 'psi' | 'ks' | 'wasserstein' | 'jensen_shannon' | 'chi_square';
+
+export interface DriftResult {
+  method: DriftMethod;
+  statistic: number;
+  threshold: number;
+  drifted: boolean;
+  /** Window count. */
+  n: number;
+  /** Baseline count. */
+  nBaseline: number;
+  /** PSI only: 'ok' below `warn`, 'warn' up to the alert threshold, 'alert' above. */
+  level?: 'ok' | 'warn' | 'alert';
+  /** KS and chi-square: asymptotic p-value of the two-sample test. */
+  pValue?: number;
+}
+
+export type NumericSketch = TDigest | Histogram;
+
+/** Shares smaller than this are raised to it before PSI's logarithm (Evidently's 1e-4). */
+export const PSI_EPSILON = 1e-4;
+
+export interface PsiOptions {
+  /** Number of baseline-quantile bins for digests (ignored for histograms). Default 10. */
+  bins?: number;
+  warn?: number;
+  alert?: number;
+  epsilon?: number;
+}
+
+/**
+ * Population Stability Index Σ (w − b)·ln(w / b) over bins, where b and w are the baseline
+ * and window shares. Digests are binned at the baseline's deciles (by default); histograms
+ * use their own edges. Shares below `epsilon` are raised to it (a bin empty on one side
+ * would otherwise make PSI infinite).
+ */
+export function psi(baseline: NumericSketch, window: NumericSketch, { bins = 10, warn = 0.1, alert = 0.25, epsilon = PSI_EPSILON }: PsiOptions = {}): DriftResult {
+  const [b, w] = binShares(baseline, window, bins);
+  let statistic = 0;
+  if (w) {
+    for (let i = 0; i < b.length; i++) {
+      const bi = Math.max(b[i], epsilon);
+      const wi = Math.max(w[i], epsilon);
+      statistic += (wi - bi) * Math.log(wi / bi);
+    }
+  }
+  const level = !w ? 'ok' : statistic > alert ? 'alert' : statistic > warn ? 'warn' : 'ok';
+  return result('psi', w ? statistic : 0, alert, baseline, window, { level });
+}
+
+export interface JensenShannonOptions {
+  bins?: number;
+  threshold?: number;
+}
+
+/**
+ * Jensen-Shannon distance √JSD (natural log) between the binned baseline and window, or
+ * between two categorical sketches (monitored values plus "other").
+ */
+export function jensenShannon(
+  baseline: NumericSketch | CategoricalSketch,
+  window: NumericSketch | CategoricalSketch,
+  { bins = 10, threshold = 0.1 }: JensenShannonOptions = {},
+): DriftResult {
+  let b: Float64Array;
+  let w: Float64Array | undefined;
+  if (baseline instanceof CategoricalSketch || window instanceof CategoricalSketch) {
+    if (!(baseline instanceof CategoricalSketch && window instanceof CategoricalSketch)) {
+      throw new TypeError('jensenShannon needs two categorical sketches or two numeric sketches');
+    }
+    const [bc, wc] = alignCategories(baseline, window);
+    b = normalise(bc);
+    w = window.count > 0 ? normalise(wc) : undefined;
+  } else {
+    [b, w] = binShares(baseline, window, bins);
+  }
+  let jsd = 0;
+  if (w) {
+    for (let i = 0; i < b.length; i++) {
+      const m = (b[i] + w[i]) / 2;
+      if (b[i] > 0) jsd += 0.5 * b[i] * Math.log(b[i] / m);
+      if (w[i] > 0) jsd += 0.5 * w[i] * Math.log(w[i] / m);
+    }
+  }
+  return result('jensen_shannon', Math.sqrt(Math.max(0, jsd)), threshold, baseline, window);
+}
+
+export interface KsOptions {
+  /** Significance level of the two-sample test. Default 0.05. */
+  alpha?: number;
+  /** Smallest D that counts as drift however large n is. Default 0.1. */
+  minEffect?: number;
+}
+
+/**
+ * Two-sample Kolmogorov-Smirnov statistic D = sup |F_b − F_w| from the digests' CDFs,
+ * evaluated at every centroid and at both ends of each (where the sup of two piecewise
+ * linear CDFs lies). Drifted when D exceeds both the critical value
+ * c(α)·√((n + m)/(n·m)), c(α) = √(−ln(α/2)/2), and `minEffect`.
+ */
+export function ks(baseline: TDigest, window: TDigest, { alpha = 0.05, minEffect = 0.1 }: KsOptions = {}): DriftResult {
+  const n = baseline.count;
+  const m = window.count;
+  if (n === 0 || m === 0) return result('ks', 0, Infinity, baseline, window, { pValue: 1 });
+  const points: number[] = [baseline.min, baseline.max, window.min, window.max];
+  for (const d of [baseline, window]) for (const x of d.centroids().means) points.push(x);
+  let statistic = 0;
+  for (const x of points) {
+    const diff = Math.abs(baseline.cdf(x) - window.cdf(x));
+    if (diff > statistic) statistic = diff;
+  }
+  const ne = (n * m) / (n + m);
+  const critical = Math.sqrt(-Math.log(alpha / 2) / 2) / Math.sqrt(ne);
+  const sqrtNe = Math.sqrt(ne);
+  const pValue = kolmogorovSurvival((sqrtNe + 0.12 + 0.11 / sqrtNe) * statistic);
+  return result('ks', statistic, Math.max(critical, minEffect), baseline, window, { pValue });
+}
+
+export interface WassersteinOptions {
+  threshold?: number;
+  /** Quantile grid points for the integral. Default 1000. */
+  gridSize?: number;
+}
+
+/**
+ * Wasserstein-1 distance ∫₀¹ |Q_b(q) − Q_w(q)| dq (midpoint rule on the quantile functions),
+ * divided by the baseline's standard deviation (as Evidently normalises it). A constant
+ * baseline gives 0 when the window equals it and +Infinity otherwise.
+ */
+export function wasserstein(baseline: TDigest, window: TDigest, { threshold = 0.1, gridSize = 1000 }: WassersteinOptions = {}): DriftResult {
+  if (baseline.count === 0 || window.count === 0) return result('wasserstein', 0, threshold, baseline, window);
+  const qs = new Float64Array(gridSize);
+  for (let i = 0; i < gridSize; i++) qs[i] = (i + 0.5) / gridSize;
+  const qb = quantiles(baseline, qs);
+  const qw = quantiles(window, qs);
+  let w1 = 0;
+  let mean = 0;
+  for (let i = 0; i < gridSize; i++) {
+    w1 += Math.abs(qb[i] - qw[i]);
+    mean += qb[i];
+  }
+  w1 /= gridSize;
+  mean /= gridSize;
+  let variance = 0;
+  for (let i = 0; i < gridSize; i++) variance += (qb[i] - mean) ** 2;
+  const std = Math.sqrt(variance / gridSize);
+  const statistic = std > 0 ? w1 / std : w1 === 0 ? 0 : Infinity;
+  return result('wasserstein', statistic, threshold, baseline, window);
+}
+
+export interface ChiSquareOptions {
+  alpha?: number;
+  /** Smallest Cramér's V that counts as drift however large n is. Default 0.1. */
+  minEffect?: number;
+}
+
+/**
+ * Pearson chi-square test of homogeneity on the 2 × k table of baseline and window counts
+ * (monitored values plus "other"; values absent from both dropped). Drifted when χ² exceeds
+ * both the critical value at `alpha` (df = k − 1) and the effect floor minEffect²·N, i.e.
+ * Cramér's V = √(χ²/N) ≥ minEffect, N the two totals together.
+ */
+export function chiSquare(baseline: CategoricalSketch, window: CategoricalSketch, { alpha = 0.05, minEffect = 0.1 }: ChiSquareOptions = {}): DriftResult {
+  const nb = baseline.count;
+  const nw = window.count;
+  if (nb === 0 || nw === 0) return result('chi_square', 0, Infinity, baseline, window, { pValue: 1 });
+  const [bc, wc] = alignCategories(baseline, window);
+  const total = nb + nw;
+  let statistic = 0;
+  let k = 0;
+  for (let i = 0; i < bc.length; i++) {
+    const col = bc[i] + wc[i];
+    if (col === 0) continue;
+    k++;
+    const eb = (col * nb) / total;
+    const ew = (col * nw) / total;
+    statistic += (bc[i] - eb) ** 2 / eb + (wc[i] - ew) ** 2 / ew;
+  }
+  if (k < 2) return result('chi_square', 0, Infinity, baseline, window, { pValue: 1 });
+  const df = k - 1;
+  const threshold = Math.max(chiSquareCritical(alpha, df), minEffect * minEffect * total);
+  return result('chi_square', statistic, threshold, baseline, window, { pValue: chiSquareSurvival(statistic, df) });
+}
+
+/** The statistics that apply to a pair of sketches of one kind, by method. */
+export function compareSketches(
+  baseline: TDigest | Histogram | CategoricalSketch,
+  window: TDigest | Histogram | CategoricalSketch,
+): Partial<Record<DriftMethod, DriftResult>> {
+  if (baseline instanceof TDigest && window instanceof TDigest) {
+    return { psi: psi(baseline, window), ks: ks(baseline, window), wasserstein: wasserstein(baseline, window), jensen_shannon: jensenShannon(baseline, window) };
+  }
+  if (baseline instanceof Histogram && window instanceof Histogram) {
+    return { psi: psi(baseline, window), jensen_shannon: jensenShannon(baseline, window) };
+  }
+  if (baseline instanceof CategoricalSketch && window instanceof CategoricalSketch) {
+    return { jensen_shannon: jensenShannon(baseline, window), chi_square: chiSquare(baseline, window) };
+  }
+  throw new TypeError(`cannot compare a ${kindOf(baseline)} baseline with a ${kindOf(window)} window`);
+}
+
+/** Q(q) for each q of `qs`. */
+export function quantiles(d: TDigest, qs: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(qs.length);
+  for (let i = 0; i < qs.length; i++) out[i] = d.quantile(qs[i]);
+  return out;
+}
+
+function kindOf(s: unknown): string {
+  return s instanceof TDigest ? 't-digest' : s instanceof Histogram ? 'histogram' : s instanceof CategoricalSketch ? 'categorical' : typeof s;
+}
+
+function result(
+  method: DriftMethod,
+  statistic: number,
+  threshold: number,
+  baseline: { count: number },
+  window: { count: number },
+  extra: Pick<DriftResult, 'level' | 'pValue'> = {},
+): DriftResult {
+  return { method, statistic, threshold, drifted: statistic > threshold, n: window.count, nBaseline: baseline.count, ...extra };
+}
+
+/**
+ * Baseline and window shares on common bins; the window's are undefined when it is empty.
+ * Digest bins are (−∞, e1], (e1, e2], …, (e_{k−1}, ∞) at the baseline's quantiles i/bins.
+ */
+function binShares(baseline: NumericSketch, window: NumericSketch, bins: number): [Float64Array, Float64Array | undefined] {
+  if (baseline instanceof Histogram && window instanceof Histogram) {
+    if (baseline.edges.length !== window.edges.length || baseline.edges.some((e, i) => e !== window.edges[i])) {
+      throw new RangeError('histograms compared for drift must have the same edges');
+    }
+    return [normalise(baseline.counts()), window.count > 0 ? normalise(window.counts()) : undefined];
+  }
+  if (!(baseline instanceof TDigest && window instanceof TDigest)) {
+    throw new TypeError('binned statistics need two t-digests or two histograms');
+  }
+  if (!(Number.isInteger(bins) && bins >= 2)) throw new RangeError(`bins must be an integer >= 2, got ${bins}`);
+  if (baseline.count === 0) return [new Float64Array(1).fill(1), window.count > 0 ? new Float64Array(1).fill(1) : undefined];
+  const edges: number[] = [];
+  for (let i = 1; i < bins; i++) {
+    const e = baseline.quantile(i / bins);
+    if (edges.length === 0 || e > edges[edges.length - 1]) edges.push(e);
+  }
+  const shares = (d: TDigest): Float64Array => {
+    const s = new Float64Array(edges.length + 1);
+    let prev = 0;
+    for (let i = 0; i < edges.length; i++) {
+      const c = d.cdf(edges[i]);
+      s[i] = Math.max(0, c - prev);
+      prev = Math.max(prev, c);
+    }
+    s[edges.length] = Math.max(0, 1 - prev);
+    return s;
+  };
+  return [shares(baseline), window.count > 0 ? shares(window) : undefined];
+}
+
+function normalise(counts: Float64Array): Float64Array {
+  let total = 0;
+  for (const c of counts) total += c;
+  return total > 0 ? counts.map((c) => c / total) : counts;
+}
+
+/** Counts of both sketches over the union of their values, with "other" last. */
+function alignCategories(baseline: CategoricalSketch, window: CategoricalSketch): [Float64Array, Float64Array] {
+  const b = baseline.distribution();
+  const w = window.distribution();
+  const keys = [...new Set([...b.counts.keys(), ...w.counts.keys()])].sort();
+  const bc = new Float64Array(keys.length + 1);
+  const wc = new Float64Array(keys.length + 1);
+  keys.forEach((k, i) => {
+    bc[i] = b.counts.get(k) ?? 0;
+    wc[i] = w.counts.get(k) ?? 0;
+  });
+  bc[keys.length] = b.other;
+  wc[keys.length] = w.other;
+  return [bc, wc];
+}

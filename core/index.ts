@@ -1,0 +1,39 @@
+// The public entry of core/: platform-free TypeScript shared by the worker, the browser
+// runtime and the aggregator. Re-exports only.
+export { TDigest, type TDigestOptions, type TDigestBytesOptions } from './tdigest.ts';
+export { Histogram, MAX_HISTOGRAM_EDGES } from './histogram.ts';
+export { CategoricalSketch, MAX_CATEGORICAL_CAPACITY, MAX_CATEGORY_LENGTH, type CategoryCount } from './categorical.ts';
+export {
+  psi,
+  ks,
+  wasserstein,
+  jensenShannon,
+  chiSquare,
+  compareSketches,
+  PSI_EPSILON,
+  type DriftResult,
+  type DriftMethod,
+  type NumericSketch,
+} from './drift.ts';
+export {
+  createProfile,
+  mergeProfiles,
+  encodeSummary,
+  decodeSummary,
+  profileToJSON,
+  profileFromJSON,
+  sketchToJSON,
+  SUMMARY_MAGIC,
+  SUMMARY_VERSION,
+  SUMMARY_LIMITS,
+  SOURCE_KINDS,
+  type Profile,
+  type ProfileJSON,
+  type SketchJSON,
+  type Sketch,
+  type SourceKind,
+  type Counters,
+  type CreateProfileOptions,
+} from './profile.ts';
+export { SummaryDecodeError, SketchMergeError } from './errors.ts';
+export { crc32 } from './crc32.ts';

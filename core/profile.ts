@@ -1,0 +1,465 @@
+/**
+ * A Profile is what one source saw of one model version during one window: a sketch per
+ * input feature and per output, a latency digest and counters. Profiles merge (the
+ * aggregator merges thousands), travel in the compact binary summary format, and have a JSON
+ * view for humans and Python tools.
+ *
+ * Summary format, version 1 (little-endian):
+ *
+ *   magic "DWSM" · u8 version (1) · u8 flags (0)
+ *   string model · string modelVersion · u8 source kind · string source id
+ *   varint sequence · f64 windowStart · f64 windowEnd (ms since the epoch, [start, end))
+ *   varint counters · (string name · varint value)*
+ *   sketch latency
+ *   varint features · (string name · sketch)*
+ *   varint outputs  · (string name · sketch)*
+ *   u32 CRC-32 of every byte before it
+ *
+ *   string := varint byte length · UTF-8 bytes
+ *   sketch := u8 kind (1 t-digest, 2 histogram, 3 categorical) · varint byte length · body
+ *             (the body is the sketch's own toBytes())
+ *
+ * decodeSummary checks magic, version and CRC before parsing, bounds every declared length by
+ * the bytes that remain, and throws only SummaryDecodeError.
+ */
+import { ByteReader, ByteWriter } from './bytes.ts';
+import { CategoricalSketch } from './categorical.ts';
+import { crc32 } from './crc32.ts';
+import { SketchMergeError, SummaryDecodeError } from './errors.ts';
+import { Histogram } from './histogram.ts';
+import { TDigest, type TDigestBytesOptions } from './tdigest.ts';
+
+export type Sketch = TDigest | Histogram | CategoricalSketch;
+export type SourceKind = 'edge' | 'browser' | 'baseline' | 'merged';
+export const SOURCE_KINDS: readonly SourceKind[] = ['edge', 'browser', 'baseline', 'merged'];
+
+/** Counters every profile carries; others may be added by name. */
+export interface Counters {
+  rows: number;
+  errors: number;
+  cacheHits: number;
+  fallbacks: number;
+  [name: string]: number;
+}
+
+export interface Profile {
+  model: string;
+  modelVersion: string;
+  source: { kind: SourceKind; id: string };
+  /** Per source, increasing; with the source it identifies a summary for deduplication. */
+  sequence: number;
+  /** Window [windowStart, windowEnd) in ms since the epoch. */
+  windowStart: number;
+  windowEnd: number;
+  features: Map<string, Sketch>;
+  outputs: Map<string, Sketch>;
+  latency: TDigest;
+  counters: Counters;
+}
+
+export const SUMMARY_MAGIC = Uint8Array.of(0x44, 0x57, 0x53, 0x4d); // "DWSM"
+export const SUMMARY_VERSION = 1;
+/** Limits that keep a decoded summary small whatever the input claims. */
+export const SUMMARY_LIMITS = { nameBytes: 256, modelBytes: 128, sourceIdBytes: 128, counters: 64, sketches: 1024 } as const;
+
+const KIND_TDIGEST = 1;
+const KIND_HISTOGRAM = 2;
+const KIND_CATEGORICAL = 3;
+
+export interface CreateProfileOptions {
+  model: string;
+  modelVersion: string;
+  source?: { kind: SourceKind; id: string };
+  sequence?: number;
+  windowStart: number;
+  windowEnd?: number;
+  /** Compression of the latency digest. Default 100. */
+  compression?: number;
+}
+
+export function createProfile({
+  model,
+  modelVersion,
+  source = { kind: 'edge', id: '' },
+  sequence = 0,
+  windowStart,
+  windowEnd = windowStart,
+  compression = 100,
+}: CreateProfileOptions): Profile {
+  return {
+    model,
+    modelVersion,
+    source: { ...source },
+    sequence,
+    windowStart,
+    windowEnd,
+    features: new Map(),
+    outputs: new Map(),
+    latency: new TDigest({ compression }),
+    counters: { rows: 0, errors: 0, cacheHits: 0, fallbacks: 0 },
+  };
+}
+
+function cloneSketch(s: Sketch): Sketch {
+  return s.clone();
+}
+
+function mergeSketch(name: string, into: Sketch, from: Sketch): void {
+  if (into instanceof TDigest && from instanceof TDigest) into.merge(from);
+  else if (into instanceof Histogram && from instanceof Histogram) into.merge(from);
+  else if (into instanceof CategoricalSketch && from instanceof CategoricalSketch) into.merge(from);
+  else throw new SketchMergeError(`sketch "${name}" has different kinds in the two profiles`);
+}
+
+function mergeMaps(a: Map<string, Sketch>, b: Map<string, Sketch>): Map<string, Sketch> {
+  const out = new Map<string, Sketch>();
+  for (const [k, v] of a) out.set(k, cloneSketch(v));
+  for (const [k, v] of b) {
+    const mine = out.get(k);
+    if (mine) mergeSketch(k, mine, v);
+    else out.set(k, cloneSketch(v));
+  }
+  return out;
+}
+
+/**
+ * A new profile holding everything `a` and `b` saw; neither is changed. Both must describe
+ * the same model and version. The window becomes the smallest one covering both. The source
+ * is kept when both share it (with the larger sequence); otherwise it becomes
+ * { kind: the common kind or 'merged', id: '' } with sequence 0.
+ */
+export function mergeProfiles(a: Profile, b: Profile): Profile {
+  if (a.model !== b.model || a.modelVersion !== b.modelVersion) {
+    throw new SketchMergeError(`cannot merge profiles of ${a.model}@${a.modelVersion} and ${b.model}@${b.modelVersion}`);
+  }
+  const sameSource = a.source.kind === b.source.kind && a.source.id === b.source.id;
+  const counters = { ...a.counters } as Counters;
+  for (const [k, v] of Object.entries(b.counters)) counters[k] = (counters[k] ?? 0) + v;
+  return {
+    model: a.model,
+    modelVersion: a.modelVersion,
+    source: sameSource ? { ...a.source } : { kind: a.source.kind === b.source.kind ? a.source.kind : 'merged', id: '' },
+    sequence: sameSource ? Math.max(a.sequence, b.sequence) : 0,
+    windowStart: Math.min(a.windowStart, b.windowStart),
+    windowEnd: Math.max(a.windowEnd, b.windowEnd),
+    features: mergeMaps(a.features, b.features),
+    outputs: mergeMaps(a.outputs, b.outputs),
+    latency: a.latency.clone().merge(b.latency),
+    counters,
+  };
+}
+
+function writeSketch(w: ByteWriter, s: Sketch, opts: TDigestBytesOptions): void {
+  const kind = s instanceof TDigest ? KIND_TDIGEST : s instanceof Histogram ? KIND_HISTOGRAM : KIND_CATEGORICAL;
+  const body = s instanceof TDigest ? s.toBytes(opts) : s.toBytes();
+  w.u8(kind).varint(body.length).bytes(body);
+}
+
+const utf8 = new TextEncoder();
+
+function checkName(what: string, s: string, maxBytes: number): void {
+  if (typeof s !== 'string') throw new TypeError(`${what} must be a string`);
+  if (utf8.encode(s).length > maxBytes) throw new RangeError(`${what} is longer than ${maxBytes} UTF-8 bytes`);
+}
+
+/** The profile in the binary summary format (see the header). The profile is not changed. */
+export function encodeSummary(profile: Profile, opts: TDigestBytesOptions = {}): Uint8Array {
+  const { model, modelVersion, source, sequence, windowStart, windowEnd } = profile;
+  checkName('model', model, SUMMARY_LIMITS.modelBytes);
+  checkName('modelVersion', modelVersion, SUMMARY_LIMITS.modelBytes);
+  checkName('source id', source.id, SUMMARY_LIMITS.sourceIdBytes);
+  const kind = SOURCE_KINDS.indexOf(source.kind);
+  if (kind < 0) throw new RangeError(`unknown source kind ${source.kind}`);
+  if (!Number.isSafeInteger(sequence) || sequence < 0) throw new RangeError(`sequence must be a non-negative integer, got ${sequence}`);
+  if (!(Number.isFinite(windowStart) && Number.isFinite(windowEnd) && windowStart <= windowEnd)) {
+    throw new RangeError(`window [${windowStart}, ${windowEnd}) is not finite and ordered`);
+  }
+  const counters = Object.entries(profile.counters);
+  if (counters.length > SUMMARY_LIMITS.counters) throw new RangeError(`more than ${SUMMARY_LIMITS.counters} counters`);
+  for (const m of [profile.features, profile.outputs]) {
+    if (m.size > SUMMARY_LIMITS.sketches) throw new RangeError(`more than ${SUMMARY_LIMITS.sketches} sketches`);
+  }
+
+  const w = new ByteWriter(1024);
+  w.bytes(SUMMARY_MAGIC).u8(SUMMARY_VERSION).u8(0);
+  w.string(model).string(modelVersion).u8(kind).string(source.id);
+  w.varint(sequence).f64(windowStart).f64(windowEnd);
+  w.varint(counters.length);
+  for (const [name, value] of counters) {
+    checkName('counter name', name, SUMMARY_LIMITS.nameBytes);
+    if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`counter ${name} must be a non-negative integer, got ${value}`);
+    w.string(name).varint(value);
+  }
+  writeSketch(w, profile.latency, opts);
+  for (const m of [profile.features, profile.outputs]) {
+    w.varint(m.size);
+    for (const [name, s] of m) {
+      checkName('sketch name', name, SUMMARY_LIMITS.nameBytes);
+      w.string(name);
+      writeSketch(w, s, opts);
+    }
+  }
+  const body = w.finish();
+  const out = new ByteWriter(body.length + 4);
+  return out.bytes(body).u32(crc32(body)).finish();
+}
+
+function readSketch(r: ByteReader, what: string): Sketch {
+  const kind = r.u8(`${what} kind`);
+  const len = r.count(`${what} length`, 1);
+  const start = r.offset;
+  const body = r.bytes(len, what);
+  const sub = new ByteReader(body);
+  let s: Sketch;
+  try {
+    if (kind === KIND_TDIGEST) s = TDigest.read(sub);
+    else if (kind === KIND_HISTOGRAM) s = Histogram.read(sub);
+    else if (kind === KIND_CATEGORICAL) s = CategoricalSketch.read(sub);
+    else return r.fail(`${what} has unknown kind ${kind}`);
+    sub.end(what);
+  } catch (e) {
+    if (e instanceof SummaryDecodeError) throw new SummaryDecodeError(`${what}: ${e.message}`, { offset: start + (e.offset ?? 0), cause: e });
+    throw e;
+  }
+  return s;
+}
+
+function readSketches(r: ByteReader, what: string): Map<string, Sketch> {
+  const n = r.count(`${what} count`, 4, SUMMARY_LIMITS.sketches);
+  const m = new Map<string, Sketch>();
+  for (let i = 0; i < n; i++) {
+    const name = r.string(`${what} name`, SUMMARY_LIMITS.nameBytes);
+    if (m.has(name)) r.fail(`${what} ${JSON.stringify(name)} appears twice`);
+    m.set(name, readSketch(r, `${what} ${JSON.stringify(name)}`));
+  }
+  return m;
+}
+
+/**
+ * Decodes a summary. Throws SummaryDecodeError, and nothing else, for anything malformed:
+ * short input, wrong magic or version, CRC mismatch, lengths past the end, invalid sketches.
+ */
+export function decodeSummary(bytes: Uint8Array): Profile {
+  try {
+    return decodeUnchecked(bytes);
+  } catch (e) {
+    if (e instanceof SummaryDecodeError) throw e;
+    // Defence in depth: any other failure in parsing is still the input's fault.
+    throw new SummaryDecodeError(`malformed summary: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
+function decodeUnchecked(bytes: Uint8Array): Profile {
+  if (!(bytes instanceof Uint8Array)) throw new SummaryDecodeError('summary must be a Uint8Array');
+  if (bytes.length < 10) throw new SummaryDecodeError(`summary is ${bytes.length} bytes, shorter than any valid one`);
+  for (let i = 0; i < 4; i++) {
+    if (bytes[i] !== SUMMARY_MAGIC[i]) throw new SummaryDecodeError('not a summary: bad magic bytes', { offset: 0 });
+  }
+  if (bytes[4] !== SUMMARY_VERSION) throw new SummaryDecodeError(`unsupported summary version ${bytes[4]} (this build reads ${SUMMARY_VERSION})`, { offset: 4 });
+  const end = bytes.length - 4;
+  const stored = new DataView(bytes.buffer, bytes.byteOffset + end, 4).getUint32(0, true);
+  const actual = crc32(bytes, 0, end);
+  if (stored !== actual) throw new SummaryDecodeError(`CRC-32 mismatch: stored ${hex(stored)}, computed ${hex(actual)}`, { offset: end });
+
+  const r = new ByteReader(bytes, 5, end);
+  const flags = r.u8('flags');
+  if (flags !== 0) r.fail(`unknown summary flags 0x${flags.toString(16)}`);
+  const model = r.string('model', SUMMARY_LIMITS.modelBytes);
+  const modelVersion = r.string('modelVersion', SUMMARY_LIMITS.modelBytes);
+  const kindIndex = r.u8('source kind');
+  const kind = SOURCE_KINDS[kindIndex];
+  if (kind === undefined) r.fail(`unknown source kind ${kindIndex}`);
+  const id = r.string('source id', SUMMARY_LIMITS.sourceIdBytes);
+  const sequence = r.varint('sequence');
+  const windowStart = r.f64('windowStart');
+  const windowEnd = r.f64('windowEnd');
+  if (!(Number.isFinite(windowStart) && Number.isFinite(windowEnd) && windowStart <= windowEnd)) {
+    r.fail(`window [${windowStart}, ${windowEnd}) is not finite and ordered`);
+  }
+  const nCounters = r.count('counter count', 2, SUMMARY_LIMITS.counters);
+  const counters = { rows: 0, errors: 0, cacheHits: 0, fallbacks: 0 } as Counters;
+  const seen = new Set<string>();
+  for (let i = 0; i < nCounters; i++) {
+    const name = r.string('counter name', SUMMARY_LIMITS.nameBytes);
+    if (seen.has(name)) r.fail(`counter ${JSON.stringify(name)} appears twice`);
+    seen.add(name);
+    counters[name] = r.varint(`counter ${name}`);
+  }
+  const latency = readSketch(r, 'latency');
+  if (!(latency instanceof TDigest)) throw new SummaryDecodeError('latency must be a t-digest', { offset: r.offset });
+  const features = readSketches(r, 'feature');
+  const outputs = readSketches(r, 'output');
+  r.end('summary');
+  return { model, modelVersion, source: { kind, id }, sequence, windowStart, windowEnd, features, outputs, latency, counters };
+}
+
+function hex(n: number): string {
+  return `0x${n.toString(16).padStart(8, '0')}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// JSON view
+
+export type SketchJSON =
+  | {
+      kind: 'tdigest';
+      compression: number;
+      count: number;
+      min: number | null;
+      max: number | null;
+      nanCount: number;
+      posInfCount: number;
+      negInfCount: number;
+      /** [mean, weight] pairs, means ascending. */
+      centroids: [number, number][];
+      /** Convenience for readers: p1, p5, p25, p50, p75, p95, p99 (null when empty). */
+      quantiles: Record<string, number | null>;
+    }
+  | { kind: 'histogram'; edges: number[]; counts: number[]; nanCount: number }
+  | { kind: 'categorical'; capacity: number; count: number; absentBound: number; items: { value: string; count: number; error: number }[] };
+
+export interface ProfileJSON {
+  format: 'driftwatch-summary';
+  version: 1;
+  model: string;
+  modelVersion: string;
+  source: { kind: SourceKind; id: string };
+  sequence: number;
+  windowStart: number;
+  windowEnd: number;
+  counters: Record<string, number>;
+  latency: SketchJSON;
+  features: Record<string, SketchJSON>;
+  outputs: Record<string, SketchJSON>;
+}
+
+const JSON_QUANTILES: [string, number][] = [['p1', 0.01], ['p5', 0.05], ['p25', 0.25], ['p50', 0.5], ['p75', 0.75], ['p95', 0.95], ['p99', 0.99]];
+
+export function sketchToJSON(s: Sketch): SketchJSON {
+  if (s instanceof TDigest) {
+    const { means, weights } = s.centroids();
+    const empty = s.count === 0;
+    return {
+      kind: 'tdigest',
+      compression: s.compression,
+      count: s.count,
+      min: empty ? null : s.min,
+      max: empty ? null : s.max,
+      nanCount: s.nanCount,
+      posInfCount: s.posInfCount,
+      negInfCount: s.negInfCount,
+      centroids: Array.from(means, (m, i) => [m, weights[i]]),
+      quantiles: Object.fromEntries(JSON_QUANTILES.map(([k, q]) => [k, empty ? null : s.quantile(q)])),
+    };
+  }
+  if (s instanceof Histogram) return { kind: 'histogram', edges: Array.from(s.edges), counts: Array.from(s.counts()), nanCount: s.nanCount };
+  return { kind: 'categorical', capacity: s.capacity, count: s.count, absentBound: s.absentBound, items: s.top() };
+}
+
+/** The profile as plain JSON-safe data. `profileFromJSON` turns it back into the same profile. */
+export function profileToJSON(p: Profile): ProfileJSON {
+  const sketches = (m: Map<string, Sketch>) => Object.fromEntries([...m].map(([k, s]) => [k, sketchToJSON(s)]));
+  return {
+    format: 'driftwatch-summary',
+    version: 1,
+    model: p.model,
+    modelVersion: p.modelVersion,
+    source: { ...p.source },
+    sequence: p.sequence,
+    windowStart: p.windowStart,
+    windowEnd: p.windowEnd,
+    counters: { ...p.counters },
+    latency: sketchToJSON(p.latency),
+    features: sketches(p.features),
+    outputs: sketches(p.outputs),
+  };
+}
+
+/**
+ * Rebuilds a profile from its JSON view by writing the binary form and decoding it, so the
+ * JSON is held to exactly the checks binary summaries are. Throws SummaryDecodeError when
+ * the JSON does not describe a valid profile.
+ */
+export function profileFromJSON(json: unknown): Profile {
+  const fail = (m: string): never => {
+    throw new SummaryDecodeError(`profile JSON: ${m}`);
+  };
+  const obj = (v: unknown, what: string): Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : fail(`${what} must be an object`);
+  const num = (v: unknown, what: string): number => (typeof v === 'number' ? v : fail(`${what} must be a number`));
+  const str = (v: unknown, what: string): string => (typeof v === 'string' ? v : fail(`${what} must be a string`));
+  const arr = (v: unknown, what: string): unknown[] => (Array.isArray(v) ? v : fail(`${what} must be an array`));
+
+  const sketchBytes = (v: unknown, what: string): Uint8Array => {
+    const s = obj(v, what);
+    const w = new ByteWriter(256);
+    try {
+      if (s.kind === 'tdigest') {
+        const centroids = arr(s.centroids, `${what}.centroids`).map((c, i) => arr(c, `${what}.centroids[${i}]`));
+        let integral = true;
+        for (const c of centroids) integral &&= Number.isSafeInteger(c[1]);
+        w.u8(1).u8(1 | (integral ? 0 : 2)).f64(num(s.compression, `${what}.compression`));
+        w.varint(num(s.nanCount, `${what}.nanCount`)).varint(num(s.posInfCount, `${what}.posInfCount`)).varint(num(s.negInfCount, `${what}.negInfCount`));
+        w.varint(centroids.length);
+        if (centroids.length > 0) {
+          w.f64(num(s.min, `${what}.min`)).f64(num(s.max, `${what}.max`));
+          for (const c of centroids) w.f64(num(c[0], `${what} centroid mean`));
+          for (const c of centroids) integral ? w.varint(num(c[1], `${what} centroid weight`)) : w.f64(num(c[1], `${what} centroid weight`));
+        }
+        return withKind(KIND_TDIGEST, w.finish());
+      }
+      if (s.kind === 'histogram') {
+        const edges = arr(s.edges, `${what}.edges`).map((e) => num(e, `${what}.edges[]`));
+        const counts = arr(s.counts, `${what}.counts`).map((c) => num(c, `${what}.counts[]`));
+        if (counts.length !== edges.length + 1) fail(`${what}.counts must have one more entry than edges`);
+        const nan = num(s.nanCount, `${what}.nanCount`);
+        const integral = [...counts, nan].every((c) => Number.isSafeInteger(c));
+        w.u8(1).u8(integral ? 0 : 1).varint(edges.length);
+        for (const e of edges) w.f64(e);
+        for (const c of [...counts, nan]) integral ? w.varint(c) : w.f64(c);
+        return withKind(KIND_HISTOGRAM, w.finish());
+      }
+      if (s.kind === 'categorical') {
+        const items = arr(s.items, `${what}.items`).map((it, i) => obj(it, `${what}.items[${i}]`));
+        w.u8(1).varint(num(s.capacity, `${what}.capacity`)).varint(num(s.count, `${what}.count`)).varint(num(s.absentBound, `${what}.absentBound`));
+        w.varint(items.length);
+        for (const it of items) w.string(str(it.value, `${what} item value`)).varint(num(it.count, `${what} item count`)).varint(num(it.error, `${what} item error`));
+        return withKind(KIND_CATEGORICAL, w.finish());
+      }
+    } catch (e) {
+      if (e instanceof RangeError || e instanceof TypeError) fail(`${what}: ${e.message}`);
+      throw e;
+    }
+    return fail(`${what}.kind must be tdigest, histogram or categorical`);
+  };
+
+  const p = obj(json, 'profile');
+  if (p.format !== 'driftwatch-summary' || p.version !== 1) fail('format must be "driftwatch-summary" version 1');
+  const source = obj(p.source, 'source');
+  const kind = SOURCE_KINDS.indexOf(source.kind as SourceKind);
+  if (kind < 0) fail(`source.kind must be one of ${SOURCE_KINDS.join(', ')}`);
+  const w = new ByteWriter(1024);
+  try {
+    w.bytes(SUMMARY_MAGIC).u8(SUMMARY_VERSION).u8(0);
+    w.string(str(p.model, 'model')).string(str(p.modelVersion, 'modelVersion')).u8(kind).string(str(source.id, 'source.id'));
+    w.varint(num(p.sequence, 'sequence')).f64(num(p.windowStart, 'windowStart')).f64(num(p.windowEnd, 'windowEnd'));
+    const counters = Object.entries(obj(p.counters, 'counters'));
+    w.varint(counters.length);
+    for (const [k, v] of counters) w.string(k).varint(num(v, `counters.${k}`));
+    w.bytes(sketchBytes(p.latency, 'latency'));
+    for (const key of ['features', 'outputs'] as const) {
+      const entries = Object.entries(obj(p[key], key));
+      w.varint(entries.length);
+      for (const [k, v] of entries) w.string(k).bytes(sketchBytes(v, `${key}.${k}`));
+    }
+  } catch (e) {
+    if (e instanceof RangeError || e instanceof TypeError) fail(e.message);
+    throw e;
+  }
+  const body = w.finish();
+  return decodeSummary(new ByteWriter(body.length + 4).bytes(body).u32(crc32(body)).finish());
+}
+
+function withKind(kind: number, body: Uint8Array): Uint8Array {
+  return new ByteWriter(body.length + 10).u8(kind).varint(body.length).bytes(body).finish();
+}

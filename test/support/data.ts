@@ -1,0 +1,117 @@
+/**
+ * Seeded data for sketch tests and benchmarks: the same seed gives the same numbers on every
+ * platform (mulberry32, then Box-Muller for normals).
+ */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function normal(r: () => number): number {
+  return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+}
+
+export type Shape =
+  | 'uniform'
+  | 'exponential'
+  | 'lognormal'
+  | 'bimodal'
+  | 'sorted'
+  | 'reversed'
+  | 'constant'
+  | 'duplicates'
+  | 'negative'
+  | 'mixed-sign';
+
+export const SMOOTH_SHAPES: Shape[] = ['uniform', 'exponential', 'lognormal', 'bimodal', 'negative', 'mixed-sign'];
+export const ALL_SHAPES: Shape[] = [...SMOOTH_SHAPES, 'sorted', 'reversed', 'constant', 'duplicates'];
+
+/** n values of the given shape from `seed`. */
+export function generate(shape: Shape, n: number, seed = 1): Float64Array {
+  const r = rng(seed);
+  const out = new Float64Array(n);
+  switch (shape) {
+    case 'uniform':
+      for (let i = 0; i < n; i++) out[i] = r();
+      break;
+    case 'exponential':
+      for (let i = 0; i < n; i++) out[i] = -Math.log(1 - r());
+      break;
+    case 'lognormal':
+      for (let i = 0; i < n; i++) out[i] = Math.exp(normal(r));
+      break;
+    case 'bimodal':
+      for (let i = 0; i < n; i++) out[i] = (r() < 0.3 ? -5 : 5) + normal(r);
+      break;
+    case 'sorted':
+      for (let i = 0; i < n; i++) out[i] = normal(r);
+      out.sort();
+      break;
+    case 'reversed':
+      for (let i = 0; i < n; i++) out[i] = normal(r);
+      out.sort().reverse();
+      break;
+    case 'constant':
+      out.fill(42.5);
+      break;
+    case 'duplicates':
+      // Heavy ties: 20 distinct values, Zipf-like frequencies.
+      for (let i = 0; i < n; i++) out[i] = Math.floor(20 * r() ** 3);
+      break;
+    case 'negative':
+      for (let i = 0; i < n; i++) out[i] = -1000 - 50 * Math.log(1 - r());
+      break;
+    case 'mixed-sign':
+      for (let i = 0; i < n; i++) out[i] = normal(r) * 10 ** (3 * r() - 1);
+      break;
+  }
+  return out;
+}
+
+/** Exact rank error of `estimate` as the q-quantile of `sorted`: 0 inside its tie range. */
+export function rankError(sorted: Float64Array, q: number, estimate: number): number {
+  const n = sorted.length;
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const m = (lo + hi) >>> 1;
+    if (sorted[m] < estimate) lo = m + 1;
+    else hi = m;
+  }
+  const below = lo;
+  hi = n;
+  while (lo < hi) {
+    const m = (lo + hi) >>> 1;
+    if (sorted[m] <= estimate) lo = m + 1;
+    else hi = m;
+  }
+  const atOrBelow = lo;
+  const a = below / n;
+  const b = atOrBelow / n;
+  return q < a ? a - q : q > b ? q - b : 0;
+}
+
+/** Exact mid-distribution function: share below x plus half the share equal to x. */
+export function midCdf(sorted: Float64Array, x: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const m = (lo + hi) >>> 1;
+    if (sorted[m] < x) lo = m + 1;
+    else hi = m;
+  }
+  const below = lo;
+  hi = sorted.length;
+  while (lo < hi) {
+    const m = (lo + hi) >>> 1;
+    if (sorted[m] <= x) lo = m + 1;
+    else hi = m;
+  }
+  return (below + (lo - below) / 2) / sorted.length;
+}
