@@ -17,7 +17,7 @@
  *
  * Weights are positive safe integers: these are counts.
  */
-import { ByteReader, ByteWriter } from './bytes.ts';
+import { ByteReader, ByteWriter, isWellFormed } from './bytes.ts';
 
 const FORMAT = 1;
 export const MAX_CATEGORICAL_CAPACITY = 65_536;
@@ -72,6 +72,7 @@ export class CategoricalSketch {
   add(value: string, weight = 1): this {
     if (typeof value !== 'string') throw new TypeError(`category must be a string, got ${typeof value}`);
     if (value.length > MAX_CATEGORY_LENGTH) throw new RangeError(`category is longer than ${MAX_CATEGORY_LENGTH} characters`);
+    if (!isWellFormed(value)) throw new TypeError('category is not well-formed UTF-16 (lone surrogate)');
     if (!(Number.isSafeInteger(weight) && weight > 0)) throw new RangeError(`category weight must be a positive integer, got ${weight}`);
     this.#total += weight;
     const at = this.#slot.get(value);

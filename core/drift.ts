@@ -146,28 +146,55 @@ export interface WassersteinOptions {
 
 /**
  * Wasserstein-1 distance ∫₀¹ |Q_b(q) − Q_w(q)| dq (midpoint rule on the quantile functions),
- * divided by the baseline's standard deviation (as Evidently normalises it). A constant
- * baseline gives 0 when the window equals it and +Infinity otherwise.
+ * divided by the baseline's standard deviation (as Evidently normalises it; the deviation is
+ * estimated from the centroids, see digestStd). A constant baseline gives 0 when the window
+ * equals it and +Infinity otherwise.
  */
 export function wasserstein(baseline: TDigest, window: TDigest, { threshold = 0.1, gridSize = 1000 }: WassersteinOptions = {}): DriftResult {
   if (baseline.count === 0 || window.count === 0) return result('wasserstein', 0, threshold, baseline, window);
-  const qs = new Float64Array(gridSize);
-  for (let i = 0; i < gridSize; i++) qs[i] = (i + 0.5) / gridSize;
-  const qb = quantiles(baseline, qs);
-  const qw = quantiles(window, qs);
+  // Work in units of the largest magnitude either side has seen, so that nothing overflows
+  // for data near ±1.8e308 (the statistic is a ratio and does not depend on the unit).
+  const unit = Math.max(Math.abs(baseline.min), Math.abs(baseline.max), Math.abs(window.min), Math.abs(window.max)) || 1;
   let w1 = 0;
-  let mean = 0;
   for (let i = 0; i < gridSize; i++) {
-    w1 += Math.abs(qb[i] - qw[i]);
-    mean += qb[i];
+    const q = (i + 0.5) / gridSize;
+    w1 += Math.abs(baseline.quantile(q) / unit - window.quantile(q) / unit);
   }
   w1 /= gridSize;
-  mean /= gridSize;
-  let variance = 0;
-  for (let i = 0; i < gridSize; i++) variance += (qb[i] - mean) ** 2;
-  const std = Math.sqrt(variance / gridSize);
+  const std = digestStd(baseline, unit);
   const statistic = std > 0 ? w1 / std : w1 === 0 ? 0 : Infinity;
   return result('wasserstein', statistic, threshold, baseline, window);
+}
+
+/**
+ * Standard deviation of the digest's distribution in units of `unit`: the spread of the
+ * centroid means plus, for each centroid of weight > 1, the variance of a uniform spread over
+ * the span halfway to its neighbours (the digest's own interpolation model). Exactly 0 when
+ * min === max.
+ */
+function digestStd(d: TDigest, unit: number): number {
+  if (d.min === d.max) return 0;
+  const { means, weights } = d.centroids();
+  const n = means.length;
+  let total = 0;
+  let mean = 0;
+  for (let i = 0; i < n; i++) {
+    total += weights[i];
+    mean += weights[i] * (means[i] / unit);
+  }
+  mean /= total;
+  let v = 0;
+  for (let i = 0; i < n; i++) {
+    const m = means[i] / unit;
+    let within = 0;
+    if (weights[i] > 1) {
+      const lo = i > 0 ? (means[i - 1] / unit + m) / 2 : d.min / unit;
+      const hi = i < n - 1 ? (m + means[i + 1] / unit) / 2 : d.max / unit;
+      within = (hi - lo) ** 2 / 12;
+    }
+    v += weights[i] * ((m - mean) ** 2 + within);
+  }
+  return Math.sqrt(v / total);
 }
 
 export interface ChiSquareOptions {
@@ -221,12 +248,6 @@ export function compareSketches(
   throw new TypeError(`cannot compare a ${kindOf(baseline)} baseline with a ${kindOf(window)} window`);
 }
 
-/** Q(q) for each q of `qs`. */
-export function quantiles(d: TDigest, qs: ArrayLike<number>): Float64Array {
-  const out = new Float64Array(qs.length);
-  for (let i = 0; i < qs.length; i++) out[i] = d.quantile(qs[i]);
-  return out;
-}
 
 function kindOf(s: unknown): string {
   return s instanceof TDigest ? 't-digest' : s instanceof Histogram ? 'histogram' : s instanceof CategoricalSketch ? 'categorical' : typeof s;
@@ -252,6 +273,8 @@ function binShares(baseline: NumericSketch, window: NumericSketch, bins: number)
     if (baseline.edges.length !== window.edges.length || baseline.edges.some((e, i) => e !== window.edges[i])) {
       throw new RangeError('histograms compared for drift must have the same edges');
     }
+    // An empty baseline is no reference: nothing can be said to have drifted from it.
+    if (baseline.count === 0) return [new Float64Array(1).fill(1), window.count > 0 ? new Float64Array(1).fill(1) : undefined];
     return [normalise(baseline.counts()), window.count > 0 ? normalise(window.counts()) : undefined];
   }
   if (!(baseline instanceof TDigest && window instanceof TDigest)) {
@@ -284,18 +307,35 @@ function normalise(counts: Float64Array): Float64Array {
   return total > 0 ? counts.map((c) => c / total) : counts;
 }
 
-/** Counts of both sketches over the union of their values, with "other" last. */
+/**
+ * Counts of both sketches over common categories, with "other" last.
+ *
+ * Exact sketches are compared value by value. Past capacity, the counts of rarely seen
+ * monitored values are mostly eviction error, and which rare values happen to be monitored
+ * depends on the order of the stream, not on the distribution, so comparing them value by
+ * value flags identical distributions. So a value gets its own category only when it is
+ * reliable in one of the sketches (exact there, or with a guaranteed count of at least twice
+ * that sketch's absentBound); each sketch's estimate of it is the midpoint of its bounds
+ * ([count − error, count] when monitored, [0, absentBound] when not), and everything else is
+ * "other" = total − the estimates.
+ */
 function alignCategories(baseline: CategoricalSketch, window: CategoricalSketch): [Float64Array, Float64Array] {
-  const b = baseline.distribution();
-  const w = window.distribution();
-  const keys = [...new Set([...b.counts.keys(), ...w.counts.keys()])].sort();
-  const bc = new Float64Array(keys.length + 1);
-  const wc = new Float64Array(keys.length + 1);
-  keys.forEach((k, i) => {
-    bc[i] = b.counts.get(k) ?? 0;
-    wc[i] = w.counts.get(k) ?? 0;
-  });
-  bc[keys.length] = b.other;
-  wc[keys.length] = w.other;
-  return [bc, wc];
+  const reliable = (s: CategoricalSketch) =>
+    s
+      .top()
+      .filter((c) => c.error === 0 ? s.absentBound === 0 || c.count >= 2 * s.absentBound : c.count - c.error >= 2 * s.absentBound)
+      .map((c) => c.value);
+  const keys = [...new Set([...reliable(baseline), ...reliable(window)])].sort();
+  const estimates = (s: CategoricalSketch): Float64Array => {
+    const out = new Float64Array(keys.length + 1);
+    let attributed = 0;
+    keys.forEach((k, i) => {
+      const { count, error } = s.estimate(k);
+      out[i] = Math.max(0, count - error / 2);
+      attributed += out[i];
+    });
+    out[keys.length] = Math.max(0, s.count - attributed);
+    return out;
+  };
+  return [estimates(baseline), estimates(window)];
 }

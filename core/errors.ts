@@ -6,9 +6,12 @@ export class SummaryDecodeError extends Error {
   override readonly name = 'SummaryDecodeError';
   /** Byte offset at which decoding failed, when known. */
   readonly offset: number | undefined;
-  constructor(message: string, options: { offset?: number; cause?: unknown } = {}) {
-    super(options.offset === undefined ? message : `${message} (at byte ${options.offset})`, { cause: options.cause });
+  /** The message without the offset suffix. */
+  readonly reason: string;
+  constructor(reason: string, options: { offset?: number; cause?: unknown } = {}) {
+    super(options.offset === undefined ? reason : `${reason} (at byte ${options.offset})`, { cause: options.cause });
     this.offset = options.offset;
+    this.reason = reason;
   }
 }
 

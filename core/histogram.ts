@@ -28,7 +28,7 @@ export class Histogram {
       if (!Number.isFinite(edges[i])) throw new RangeError(`Histogram edge ${i} is not finite: ${edges[i]}`);
       if (i > 0 && !(edges[i] > edges[i - 1])) throw new RangeError(`Histogram edges must increase strictly (edge ${i})`);
     }
-    this.edges = Float64Array.from(edges);
+    this.edges = Float64Array.from(edges, (e) => e + 0); // −0 → +0
     this.#counts = new Float64Array(edges.length + 1);
   }
 

@@ -37,3 +37,4 @@ export {
 } from './profile.ts';
 export { SummaryDecodeError, SketchMergeError } from './errors.ts';
 export { crc32 } from './crc32.ts';
+export type { ModelManifest, FeatureSpec, TensorSpec, TensorDType, NumericFeature, CategoricalFeature, CategoricalListFeature, ArtifactSpec } from './manifest.ts';

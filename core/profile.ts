@@ -22,7 +22,7 @@
  * decodeSummary checks magic, version and CRC before parsing, bounds every declared length by
  * the bytes that remain, and throws only SummaryDecodeError.
  */
-import { ByteReader, ByteWriter } from './bytes.ts';
+import { ByteReader, ByteWriter, isWellFormed } from './bytes.ts';
 import { CategoricalSketch } from './categorical.ts';
 import { crc32 } from './crc32.ts';
 import { SketchMergeError, SummaryDecodeError } from './errors.ts';
@@ -61,6 +61,8 @@ export const SUMMARY_MAGIC = Uint8Array.of(0x44, 0x57, 0x53, 0x4d); // "DWSM"
 export const SUMMARY_VERSION = 1;
 /** Limits that keep a decoded summary small whatever the input claims. */
 export const SUMMARY_LIMITS = { nameBytes: 256, modelBytes: 128, sourceIdBytes: 128, counters: 64, sketches: 1024 } as const;
+/** Counter names: identifiers, so that they are safe as object keys (no __proto__) and in JSON. */
+export const COUNTER_NAME = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/;
 
 const KIND_TDIGEST = 1;
 const KIND_HISTOGRAM = 2;
@@ -159,6 +161,7 @@ const utf8 = new TextEncoder();
 
 function checkName(what: string, s: string, maxBytes: number): void {
   if (typeof s !== 'string') throw new TypeError(`${what} must be a string`);
+  if (!isWellFormed(s)) throw new TypeError(`${what} is not well-formed UTF-16 (lone surrogate)`);
   if (utf8.encode(s).length > maxBytes) throw new RangeError(`${what} is longer than ${maxBytes} UTF-8 bytes`);
 }
 
@@ -183,10 +186,11 @@ export function encodeSummary(profile: Profile, opts: TDigestBytesOptions = {}):
   const w = new ByteWriter(1024);
   w.bytes(SUMMARY_MAGIC).u8(SUMMARY_VERSION).u8(0);
   w.string(model).string(modelVersion).u8(kind).string(source.id);
-  w.varint(sequence).f64(windowStart).f64(windowEnd);
+  // + 0 turns −0 into +0: the format is canonical, and JSON cannot carry −0.
+  w.varint(sequence).f64(windowStart + 0).f64(windowEnd + 0);
   w.varint(counters.length);
   for (const [name, value] of counters) {
-    checkName('counter name', name, SUMMARY_LIMITS.nameBytes);
+    if (!COUNTER_NAME.test(name)) throw new RangeError(`counter name ${JSON.stringify(name)} must match ${COUNTER_NAME}`);
     if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`counter ${name} must be a non-negative integer, got ${value}`);
     w.string(name).varint(value);
   }
@@ -205,23 +209,23 @@ export function encodeSummary(profile: Profile, opts: TDigestBytesOptions = {}):
 }
 
 function readSketch(r: ByteReader, what: string): Sketch {
+  const kindAt = r.offset;
   const kind = r.u8(`${what} kind`);
+  if (kind !== KIND_TDIGEST && kind !== KIND_HISTOGRAM && kind !== KIND_CATEGORICAL) {
+    throw new SummaryDecodeError(`${what} has unknown kind ${kind}`, { offset: kindAt });
+  }
   const len = r.count(`${what} length`, 1);
   const start = r.offset;
-  const body = r.bytes(len, what);
-  const sub = new ByteReader(body);
-  let s: Sketch;
+  const sub = new ByteReader(r.bytes(len, what));
   try {
-    if (kind === KIND_TDIGEST) s = TDigest.read(sub);
-    else if (kind === KIND_HISTOGRAM) s = Histogram.read(sub);
-    else if (kind === KIND_CATEGORICAL) s = CategoricalSketch.read(sub);
-    else return r.fail(`${what} has unknown kind ${kind}`);
+    const s = kind === KIND_TDIGEST ? TDigest.read(sub) : kind === KIND_HISTOGRAM ? Histogram.read(sub) : CategoricalSketch.read(sub);
     sub.end(what);
+    return s;
   } catch (e) {
-    if (e instanceof SummaryDecodeError) throw new SummaryDecodeError(`${what}: ${e.message}`, { offset: start + (e.offset ?? 0), cause: e });
+    // Offsets inside the body are relative to it; report them in the whole input.
+    if (e instanceof SummaryDecodeError) throw new SummaryDecodeError(`${what}: ${e.reason}`, { offset: start + (e.offset ?? 0), cause: e });
     throw e;
   }
-  return s;
 }
 
 function readSketches(r: ByteReader, what: string): Map<string, Sketch> {
@@ -280,11 +284,14 @@ function decodeUnchecked(bytes: Uint8Array): Profile {
   const counters = { rows: 0, errors: 0, cacheHits: 0, fallbacks: 0 } as Counters;
   const seen = new Set<string>();
   for (let i = 0; i < nCounters; i++) {
-    const name = r.string('counter name', SUMMARY_LIMITS.nameBytes);
+    const name = r.string('counter name', 64);
+    if (!COUNTER_NAME.test(name)) r.fail(`counter name ${JSON.stringify(name)} must match ${COUNTER_NAME}`);
     if (seen.has(name)) r.fail(`counter ${JSON.stringify(name)} appears twice`);
     seen.add(name);
     counters[name] = r.varint(`counter ${name}`);
   }
+  // The four standard counters are always present, and count against the limit.
+  if (Object.keys(counters).length > SUMMARY_LIMITS.counters) r.fail(`more than ${SUMMARY_LIMITS.counters} counters with the standard four`);
   const latency = readSketch(r, 'latency');
   if (!(latency instanceof TDigest)) throw new SummaryDecodeError('latency must be a t-digest', { offset: r.offset });
   const features = readSketches(r, 'feature');

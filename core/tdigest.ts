@@ -367,8 +367,9 @@ export class TDigest {
     const w = new ByteWriter(32 + n * 12);
     w.u8(FORMAT).u8(flags).f64(this.compression).varint(this.#nan).varint(this.#posInf).varint(this.#negInf).varint(n);
     if (n > 0) {
-      w.f64(this.#min).f64(this.#max);
-      for (let i = 0; i < n; i++) f64Means ? w.f64(this.#means[i]) : w.f32(this.#means[i]);
+      // + 0 writes −0 as +0 (equal numerically; canonical bytes, and JSON has no −0).
+      w.f64(this.#min + 0).f64(this.#max + 0);
+      for (let i = 0; i < n; i++) f64Means ? w.f64(this.#means[i] + 0) : w.f32(Math.fround(this.#means[i]) + 0);
       for (let i = 0; i < n; i++) integral ? w.varint(this.#weights[i]) : w.f64(this.#weights[i]);
     }
     return w.finish();

@@ -1,0 +1,83 @@
+/**
+ * The model manifest (models/<name>/manifest.json): what the runtime needs to validate, run,
+ * sketch and explain a model, written by models/build.ts. Types only; the worker and the
+ * browser validate requests against it.
+ */
+export type TensorDType = 'float32' | 'int64' | 'int32' | 'uint8' | 'int8';
+
+export interface TensorSpec {
+  name: string;
+  dtype: TensorDType;
+  /** Dimensions; a string is a dynamic dimension (e.g. 'N' for the batch). */
+  shape: (number | string)[];
+  description?: string;
+}
+
+interface FeatureBase {
+  /** The name /v1/models/{name}/predict instances use. */
+  name: string;
+  description?: string;
+  /** The graph input this feature feeds. */
+  input: string;
+}
+
+export interface NumericFeature extends FeatureBase {
+  kind: 'numeric';
+  /** Valid values are within [min, max] (inclusive); others are refused. */
+  range: [number, number];
+  integer?: boolean;
+}
+
+export interface CategoricalFeature extends FeatureBase {
+  kind: 'categorical';
+  /** Index i + 1 in the graph input is vocabulary[i]; index 0 is "unknown". */
+  vocabulary: string[];
+  /** 'unknown': values outside the vocabulary are fed as index 0 (and still sketched); 'reject': 4xx. */
+  oov: 'unknown' | 'reject';
+  /** Categorical sketch capacity for this feature's drift profile. */
+  sketchCapacity: number;
+}
+
+/** A list of categorical ids (a user's history), padded to `maxLength` with index 0. */
+export interface CategoricalListFeature extends FeatureBase {
+  kind: 'categorical-list';
+  /** The ids that may appear, as strings of their canonical form; index i + 1 is vocabulary[i]. */
+  vocabulary: string[];
+  oov: 'ignore' | 'reject';
+  maxLength: number;
+  minLength: number;
+  sketchCapacity: number;
+}
+
+export type FeatureSpec = NumericFeature | CategoricalFeature | CategoricalListFeature;
+
+export interface ArtifactSpec {
+  file: string;
+  sha256: string;
+  bytes: number;
+}
+
+export interface ModelManifest {
+  name: string;
+  version: string;
+  description: string;
+  opset: number;
+  task: 'binary-classification' | 'top-k-recommendation';
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+  features: FeatureSpec[];
+  /** Outputs sketched for drift, by name and kind. */
+  sketchedOutputs: { name: string; kind: 'numeric' | 'categorical'; sketchCapacity?: number }[];
+  /** Extra scalar parameters a request may set (e.g. k for top-k), with their ranges. */
+  parameters?: { name: string; input: string; range: [number, number]; default: number }[];
+  artifacts: { float32: ArtifactSpec; int8: ArtifactSpec };
+  /** The artifact served at the edge and on the device by default. */
+  serve: 'int8' | 'float32';
+  quantization: { scheme: string; details: string };
+  quality: { split: string; metrics: Record<string, { float32: number; int8: number; baseline?: number; baselineName?: string }> };
+  training: Record<string, string | number>;
+  baseline: ArtifactSpec & { rows: number; window: [string, string] };
+  golden: ArtifactSpec & { rows: number; tolerance: Record<string, number> };
+  replay: ArtifactSpec & { rows: number; period: [string, string] };
+  serving: { defaultLatencyBudgetMs: number; maxBatch: number };
+}
