@@ -1,11 +1,13 @@
-import { Hono } from 'hono';
+/**
+ * The worker's entry: the edge API over the bundled int8 models, with onnxruntime-web's WASM
+ * backend inside workerd.
+ */
+import { createApp, type Env } from './app.ts';
+import { createWasmSession } from './engine/ort-workerd.ts';
+import { BUNDLED_MODELS } from './models.ts';
 
-export interface Env {}
+export type { Env };
 
-const app = new Hono<{ Bindings: Env }>();
-
-app.get('/healthz', (c) => c.json({ status: 'ok' }));
-
-app.notFound((c) => c.json({ error: { code: 'not_found', message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
+const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
 
 export default app;

@@ -1,0 +1,298 @@
+/**
+ * The edge API (Hono): the Open Inference Protocol (KServe v2) routes that Triton, KServe and
+ * MLServer speak, and a friendlier named-feature route. Every input is validated against the
+ * model's manifest (core/validate.ts) before it can reach the engine; answers are cached per
+ * instance; concurrent requests are micro-batched per model (core/batcher.ts).
+ *
+ * Errors are JSON, always: { "error": { "code", "message", "field"? } }, 4xx for the caller's
+ * mistakes, 503 with Retry-After when the engine cannot serve in time, 500 without internals.
+ */
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import {
+  canonicalKey,
+  createCache,
+  DeadlineError,
+  decodeV2Inputs,
+  encodeInstances,
+  OverloadedError,
+  V2_DATATYPE,
+  ValidationError,
+  type BatchMode,
+  type Cache,
+  type ModelManifest,
+  type Tensor,
+} from '../core/index.ts';
+import { createModelEngine, ModelLoadError, type ModelEngine, type SessionFactory } from './engine/model-engine.ts';
+import type { BundledModel } from './models.ts';
+
+export interface Env {
+  /** 'adaptive' (default), 'fixed' or 'off'. */
+  BATCH_MODE?: string;
+  BATCH_MAX_WAIT_MS?: string;
+  BATCH_MAX_QUEUE?: string;
+  /** Cache budget in bytes; "0" turns the cache off. Default 8 MiB. */
+  CACHE_MAX_BYTES?: string;
+  CACHE_TTL_MS?: string;
+  /** Largest request body, bytes. Default 256 KiB. */
+  MAX_BODY_BYTES?: string;
+}
+
+export interface AppOptions {
+  models: Record<string, BundledModel>;
+  createSession: SessionFactory;
+}
+
+interface Runtime {
+  engines: Map<string, ModelEngine>;
+  cache: Cache<unknown> | undefined;
+  config: { batchMode: BatchMode; maxWaitMs: number; maxQueue: number; cacheBytes: number; cacheTtlMs: number };
+}
+
+const BUDGET_HEADER = 'x-latency-budget-ms';
+const MAX_BUDGET_MS = 60_000;
+
+function num(v: string | undefined, fallback: number, name: string): number {
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`configuration ${name}=${v} is not a non-negative number`);
+  return n;
+}
+
+export function createApp({ models, createSession }: AppOptions) {
+  let runtime: Runtime | undefined;
+
+  /** Per-isolate state, built from the environment on the first request. */
+  function rt(env: Env): Runtime {
+    if (runtime) return runtime;
+    const mode = (env.BATCH_MODE ?? 'adaptive') as BatchMode;
+    if (!['adaptive', 'fixed', 'off'].includes(mode)) throw new Error(`configuration BATCH_MODE=${mode} must be adaptive, fixed or off`);
+    const config = {
+      batchMode: mode,
+      maxWaitMs: num(env.BATCH_MAX_WAIT_MS, 2, 'BATCH_MAX_WAIT_MS'),
+      maxQueue: num(env.BATCH_MAX_QUEUE, 256, 'BATCH_MAX_QUEUE'),
+      cacheBytes: num(env.CACHE_MAX_BYTES, 8 * 1024 * 1024, 'CACHE_MAX_BYTES'),
+      cacheTtlMs: num(env.CACHE_TTL_MS, 60_000, 'CACHE_TTL_MS'),
+    };
+    const engines = new Map<string, ModelEngine>();
+    for (const [name, m] of Object.entries(models)) {
+      engines.set(name, createModelEngine({ manifest: m.manifest, artifact: () => new Uint8Array(m.artifact), createSession, batch: { mode, maxWaitMs: config.maxWaitMs, maxQueue: config.maxQueue } }));
+    }
+    runtime = { engines, config, cache: config.cacheBytes > 0 ? createCache({ maxBytes: config.cacheBytes, ttlMs: config.cacheTtlMs }) : undefined };
+    return runtime;
+  }
+
+  const app = new Hono<{ Bindings: Env }>();
+
+  app.onError((err, c) => errorResponse(c, err));
+  app.notFound((c) => c.json({ error: { code: 'not_found', message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+
+  // --- Open Inference Protocol: health and metadata --------------------------------------
+  app.get('/v2', (c) => c.json({ name: 'driftwatch-edge', version: '0.1.0', extensions: [] }));
+  app.get('/v2/health/live', (c) => c.json({ live: true }));
+  app.get('/v2/health/ready', async (c) => {
+    const { engines } = rt(c.env);
+    const models: Record<string, unknown> = {};
+    let ready = true;
+    for (const [name, e] of engines) {
+      await e.load().catch(() => undefined);
+      const s = e.status();
+      models[name] = s;
+      ready &&= s.state === 'ready';
+    }
+    return c.json({ ready, models }, ready ? 200 : 503);
+  });
+
+  const engineOf = (c: Context<{ Bindings: Env }>): ModelEngine => {
+    const name = c.req.param('name')!;
+    const e = rt(c.env).engines.get(name);
+    if (!e) throw new ValidationError(`unknown model "${name}" (serving ${[...rt(c.env).engines.keys()].join(', ')})`, 'name', 404, 'model_not_found');
+    const version = c.req.param('version');
+    if (version !== undefined && version !== e.manifest.version) {
+      throw new ValidationError(`model "${name}" has no version "${version}" (serving ${e.manifest.version})`, 'version', 404, 'version_not_found');
+    }
+    return e;
+  };
+
+  const metadata = (m: ModelManifest) => ({
+    name: m.name,
+    versions: [m.version],
+    platform: 'onnxruntime_onnx',
+    inputs: m.inputs.map((i) => ({ name: i.name, datatype: V2_DATATYPE[i.dtype], shape: i.shape.map((d) => (typeof d === 'number' ? d : -1)) })),
+    outputs: m.outputs.map((o) => ({ name: o.name, datatype: V2_DATATYPE[o.dtype], shape: o.shape.map((d) => (typeof d === 'number' ? d : -1)) })),
+  });
+  app.get('/v2/models/:name', (c) => c.json(metadata(engineOf(c).manifest)));
+  app.get('/v2/models/:name/versions/:version', (c) => c.json(metadata(engineOf(c).manifest)));
+  const readyRoute = async (c: Context<{ Bindings: Env }>) => {
+    const e = engineOf(c);
+    await e.load().catch(() => undefined);
+    const s = e.status();
+    return c.json({ name: e.manifest.name, ready: s.state === 'ready', ...(s.state === 'failed' ? { error: s.error } : {}) }, s.state === 'ready' ? 200 : 503);
+  };
+  app.get('/v2/models/:name/ready', readyRoute);
+  app.get('/v2/models/:name/versions/:version/ready', readyRoute);
+
+  // --- Inference -------------------------------------------------------------------------
+  const limit = bodyLimit({
+    maxSize: 256 * 1024,
+    onError: (c) => c.json({ error: { code: 'body_too_large', message: 'request body exceeds 262144 bytes', field: 'body' } }, 413),
+  });
+
+  async function body(c: Context<{ Bindings: Env }>): Promise<unknown> {
+    const type = c.req.header('content-type') ?? '';
+    if (type && !type.includes('json')) throw new ValidationError(`content-type must be application/json, got ${type}`, 'content-type', 400, 'unsupported_media_type');
+    try {
+      return await c.req.json();
+    } catch {
+      throw new ValidationError('the body is not valid JSON', 'body', 400, 'invalid_json');
+    }
+  }
+
+  function deadline(c: Context<{ Bindings: Env }>, m: ModelManifest): { budgetMs: number; deadline: number } {
+    const h = c.req.header(BUDGET_HEADER);
+    let budgetMs = m.serving.defaultLatencyBudgetMs;
+    if (h !== undefined) {
+      budgetMs = Number(h);
+      if (!Number.isFinite(budgetMs) || budgetMs <= 0 || budgetMs > MAX_BUDGET_MS) {
+        throw new ValidationError(`${BUDGET_HEADER} must be a number of milliseconds in (0, ${MAX_BUDGET_MS}], got ${JSON.stringify(h)}`, BUDGET_HEADER);
+      }
+    }
+    return { budgetMs, deadline: performance.now() + budgetMs };
+  }
+
+  const infer = async (c: Context<{ Bindings: Env }>) => {
+    const e = engineOf(c);
+    const m = e.manifest;
+    const req = decodeV2Inputs(m, await body(c));
+    const { deadline: dl } = deadline(c, m);
+    const { cache } = rt(c.env);
+    const key = `v2|${m.name}@${m.version}|${canonicalKey({ i: Object.fromEntries(Object.entries(req.feeds).map(([k, t]) => [k, [t.dims, t.data]])), o: req.outputs ?? null })}`;
+    let servedBy = 'cache';
+    let outputs = cache?.get(key) as Record<string, Tensor> | undefined;
+    if (!outputs) {
+      servedBy = 'edge';
+      outputs = await e.infer({ rows: req.rows, feeds: req.feeds, params: paramsOf(m, req.feeds) }, { deadline: dl });
+      cache?.set(key, outputs, Object.values(outputs).reduce((a, t) => a + t.data.byteLength, 0));
+    }
+    const wanted = req.outputs ?? m.outputs.map((o) => o.name);
+    c.header('x-served-by', servedBy);
+    c.header('x-model-version', m.version);
+    return c.json({
+      model_name: m.name,
+      model_version: m.version,
+      ...(req.id !== undefined ? { id: req.id } : {}),
+      parameters: { served_by: servedBy },
+      outputs: wanted.map((name) => {
+        const t = outputs[name];
+        return { name, datatype: V2_DATATYPE[t.dtype], shape: t.dims, data: Array.from(t.data as ArrayLike<number | bigint>, Number) };
+      }),
+    });
+  };
+  app.post('/v2/models/:name/infer', limit, infer);
+  app.post('/v2/models/:name/versions/:version/infer', limit, infer);
+
+  app.post('/v1/models/:name/predict', limit, async (c) => {
+    const e = engineOf(c);
+    const m = e.manifest;
+    const raw = await body(c);
+    const enc = encodeInstances(m, raw);
+    const { deadline: dl } = deadline(c, m);
+    const { cache } = rt(c.env);
+    const instances = (raw as { instances: unknown[] }).instances;
+    const keys = instances.map((inst) => `v1|${m.name}@${m.version}|${canonicalKey({ inst, p: enc.params })}`);
+    const predictions: unknown[] = keys.map((k) => cache?.get(k));
+    const missing = predictions.flatMap((p, i) => (p === undefined ? [i] : []));
+    if (missing.length) {
+      const sub = missing.length === enc.rows ? enc : subset(m, enc, missing);
+      const out = await e.infer({ rows: sub.rows, feeds: sub.feeds, params: enc.params }, { deadline: dl });
+      const preds = toPredictions(m, out, sub.rows);
+      missing.forEach((i, j) => {
+        predictions[i] = preds[j];
+        cache?.set(keys[i], preds[j], JSON.stringify(preds[j]).length);
+      });
+    }
+    const servedBy = missing.length === 0 ? 'cache' : 'edge';
+    c.header('x-served-by', servedBy);
+    c.header('x-model-version', m.version);
+    return c.json({ predictions, model_version: m.version, served_by: servedBy });
+  });
+
+  app.get('/v1/models', (c) => c.json({ models: [...rt(c.env).engines.values()].map((e) => ({ name: e.manifest.name, version: e.manifest.version, description: e.manifest.description, task: e.manifest.task })) }));
+  app.get('/v1/models/:name', (c) => {
+    const m = engineOf(c).manifest;
+    return c.json({
+      name: m.name,
+      version: m.version,
+      description: m.description,
+      task: m.task,
+      features: m.features.map((f) => ({ name: f.name, kind: f.kind, description: f.description, ...(f.kind === 'numeric' ? { range: f.range, integer: f.integer ?? false } : { vocabulary_size: f.vocabulary.length, oov: f.oov }) })),
+      parameters: m.parameters ?? [],
+      outputs: m.outputs,
+      quality: m.quality,
+      serving: m.serving,
+    });
+  });
+
+  return app;
+}
+
+/** The request parameters (k) as the engine needs them, read back from the feeds. */
+function paramsOf(m: ModelManifest, feeds: Record<string, Tensor>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const p of m.parameters ?? []) out[p.name] = Number(feeds[p.input].data[0]);
+  return out;
+}
+
+/** The rows `rows` of an encoded request. */
+function subset(m: ModelManifest, enc: ReturnType<typeof encodeInstances>, rows: number[]) {
+  const feeds: Record<string, Tensor> = {};
+  for (const spec of m.inputs) {
+    const t = enc.feeds[spec.name];
+    if (spec.shape[0] !== 'N') {
+      feeds[spec.name] = t;
+      continue;
+    }
+    const rowSize = t.dims.slice(1).reduce((a, b) => a * b, 1);
+    const data = new (t.data.constructor as new (n: number) => typeof t.data)(rows.length * rowSize);
+    rows.forEach((r, j) => (data as Float32Array).set((t.data as Float32Array).subarray(r * rowSize, (r + 1) * rowSize), j * rowSize));
+    feeds[spec.name] = { dtype: t.dtype, dims: [rows.length, ...t.dims.slice(1)], data };
+  }
+  return { rows: rows.length, feeds };
+}
+
+/** Output tensors as one JSON prediction per row: scalars per row, or arrays for ranked lists. */
+function toPredictions(m: ModelManifest, out: Record<string, Tensor>, rows: number): Record<string, number | number[]>[] {
+  return Array.from({ length: rows }, (_, r) => {
+    const p: Record<string, number | number[]> = {};
+    for (const spec of m.outputs) {
+      const t = out[spec.name];
+      const size = t.dims.slice(1).reduce((a, b) => a * b, 1);
+      const vals = Array.from((t.data as ArrayLike<number | bigint>) as ArrayLike<number>, Number).slice(r * size, (r + 1) * size);
+      p[spec.name] = t.dims.length === 1 ? vals[0] : vals;
+    }
+    return p;
+  });
+}
+
+function errorResponse(c: Context, err: unknown): Response {
+  if (err instanceof ValidationError) {
+    return c.json({ error: { code: err.code, message: err.message, field: err.field } }, err.status);
+  }
+  const retry = (ms: number) => c.header('Retry-After', String(Math.max(1, Math.ceil(ms / 1000))));
+  if (err instanceof DeadlineError) {
+    retry(err.retryAfterMs);
+    return c.json({ error: { code: 'deadline', message: err.message } }, 503);
+  }
+  if (err instanceof OverloadedError) {
+    retry(err.retryAfterMs);
+    return c.json({ error: { code: 'overloaded', message: err.message } }, 503);
+  }
+  if (err instanceof ModelLoadError) {
+    retry(err.retryAt - performance.now());
+    return c.json({ error: { code: 'model_unavailable', message: err.message } }, 503);
+  }
+  console.error('internal error', err);
+  return c.json({ error: { code: 'internal', message: 'internal error' } }, 500);
+}
