@@ -219,6 +219,12 @@ export function createApp({ models, createSession }: AppOptions) {
     return c.json({ predictions, model_version: m.version, served_by: servedBy });
   });
 
+  // Operators: what this isolate's engine and cache are doing.
+  app.get('/v1/models/:name/stats', (c) => {
+    const e = engineOf(c);
+    return c.json({ model: e.manifest.name, version: e.manifest.version, engine: e.status(), batcher: e.batcher()?.stats() ?? null, cache: rt(c.env).cache?.stats() ?? null, config: rt(c.env).config });
+  });
+
   app.get('/v1/models', (c) => c.json({ models: [...rt(c.env).engines.values()].map((e) => ({ name: e.manifest.name, version: e.manifest.version, description: e.manifest.description, task: e.manifest.task })) }));
   app.get('/v1/models/:name', (c) => {
     const m = engineOf(c).manifest;
