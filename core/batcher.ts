@@ -116,7 +116,7 @@ export function createBatcher<I, O>({
   clearTimer = (h) => clearTimeout(h),
 }: BatcherOptions<I, O>): Batcher<I, O> {
   if (!(Number.isInteger(maxBatch) && maxBatch >= 1)) throw new RangeError(`maxBatch must be a positive integer, got ${maxBatch}`);
-  if (!(maxWaitMs >= 0)) throw new RangeError(`maxWaitMs must be >= 0, got ${maxWaitMs}`);
+  if (!(maxWaitMs >= 0 && maxWaitMs < Infinity)) throw new RangeError(`maxWaitMs must be finite and >= 0, got ${maxWaitMs}`);
   if (!(Number.isInteger(maxQueue) && maxQueue >= 1)) throw new RangeError(`maxQueue must be a positive integer, got ${maxQueue}`);
   const batchLimit = mode === 'off' ? 1 : maxBatch;
 
@@ -175,6 +175,7 @@ export function createBatcher<I, O>({
   }
 
   function submit(item: I, { deadline = Infinity }: SubmitOptions = {}): Promise<O> {
+    if (typeof deadline !== 'number' || Number.isNaN(deadline)) return Promise.reject(new RangeError(`deadline must be a number, got ${deadline}`));
     const at = now();
     if (lastArrival !== undefined) {
       const gap = Math.min(at - lastArrival, 1000);
@@ -225,9 +226,10 @@ export function createBatcher<I, O>({
       }
       return;
     }
+    // Each arrival re-decides: the wait may be extended (up to the cap) or shortened.
     const fireAt = at + wait;
     if (timer !== undefined) {
-      if (fireAt >= timerFor) return;
+      if (fireAt === timerFor) return;
       clearTimer(timer);
     }
     timerFor = fireAt;
@@ -263,10 +265,12 @@ export function createBatcher<I, O>({
     stats.batchSizes[batch.length] = (stats.batchSizes[batch.length] ?? 0) + 1;
     let promise: Promise<O[]>;
     try {
-      promise = run(batch.map((e) => e.item));
+      // Promise.resolve: a run that returns a plain array (against its type) still works.
+      promise = Promise.resolve(run(batch.map((e) => e.item)));
     } catch (err) {
       promise = Promise.reject(err);
     }
+    let failed = false;
     promise
       .then(
         (results) => {
@@ -280,11 +284,13 @@ export function createBatcher<I, O>({
         },
       )
       .catch((err: unknown) => {
+        failed = true;
         stats.failedBatches++;
         for (const e of batch) e.reject(err);
       })
       .finally(() => {
-        record(batch.length, now() - at);
+        // A failed batch says nothing about what a batch costs.
+        if (!failed) record(batch.length, now() - at);
         running = false;
         // What queued meanwhile has waited already: it goes at once.
         if (queue.length) {

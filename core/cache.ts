@@ -110,8 +110,14 @@ export function canonicalKey(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'bigint') return `${value}n`;
   if (Array.isArray(value)) return `[${value.map(canonicalKey).join(',')}]`;
-  if (ArrayBuffer.isView(value)) return `[${Array.from(value as unknown as ArrayLike<number | bigint>, (v) => canonicalKey(v)).join(',')}]`;
+  if (ArrayBuffer.isView(value)) {
+    if (value instanceof DataView) throw new TypeError('canonicalKey: cannot key a DataView');
+    return `[${Array.from(value as unknown as ArrayLike<number | bigint>, (v) => canonicalKey(v)).join(',')}]`;
+  }
   if (typeof value === 'object') {
+    // Plain objects only: a Map, Set, Date or ArrayBuffer would otherwise all key as "{}".
+    const proto = Object.getPrototypeOf(value);
+    if (proto !== Object.prototype && proto !== null) throw new TypeError(`canonicalKey: cannot key a ${(value as object).constructor?.name ?? 'non-plain object'}`);
     const keys = Object.keys(value as object).sort();
     return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalKey((value as Record<string, unknown>)[k])}`).join(',')}}`;
   }

@@ -34,8 +34,8 @@ export interface Env {
   /** Cache budget in bytes; "0" turns the cache off. Default 8 MiB. */
   CACHE_MAX_BYTES?: string;
   CACHE_TTL_MS?: string;
-  /** Largest request body, bytes. Default 256 KiB. */
-  MAX_BODY_BYTES?: string;
+  /** "1" enables POST /v1/models/{name}/bench (timed direct session runs), for npm run bench:serve. */
+  BENCH_ROUTES?: string;
 }
 
 export interface AppOptions {
@@ -217,6 +217,36 @@ export function createApp({ models, createSession }: AppOptions) {
     c.header('x-served-by', servedBy);
     c.header('x-model-version', m.version);
     return c.json({ predictions, model_version: m.version, served_by: servedBy });
+  });
+
+  // Benchmarks only (BENCH_ROUTES=1): time direct session runs of the posted instances inside
+  // this isolate, so that ort-web in workerd can be compared with onnxruntime-node.
+  app.post('/v1/models/:name/bench', limit, async (c) => {
+    if (c.env.BENCH_ROUTES !== '1') return c.json({ error: { code: 'not_found', message: 'bench routes are off (BENCH_ROUTES=1 turns them on)' } }, 404);
+    const e = engineOf(c);
+    const raw = (await body(c)) as { instances?: unknown; runs?: unknown };
+    const runs = Number(raw.runs ?? 200);
+    if (!Number.isInteger(runs) || runs < 1 || runs > 100_000) throw new ValidationError('runs must be an integer in [1, 100000]', 'runs');
+    const enc = encodeInstances(e.manifest, { instances: raw.instances }, { maxBatch: 1024 });
+    const concurrency = Number((raw as { concurrency?: unknown }).concurrency ?? 0);
+    if (concurrency > 0) {
+      // Engine load without HTTP: `concurrency` loops push `runs` one-row requests through the
+      // batcher; the client times the whole request.
+      if (!Number.isInteger(concurrency) || concurrency > 1024) throw new ValidationError('concurrency must be an integer in [1, 1024]', 'concurrency');
+      const one = (i: number) => subset(e.manifest, enc, [i % enc.rows]);
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: concurrency }, async () => {
+          while (next < runs) {
+            const r = one(next++);
+            await e.infer({ rows: 1, feeds: r.feeds, params: enc.params });
+          }
+        }),
+      );
+      return c.json({ runs, concurrency, batcher: e.batcher()?.stats() ?? null });
+    }
+    const times = await e.timeRuns({ rows: enc.rows, feeds: enc.feeds, params: enc.params }, runs);
+    return c.json({ rows: enc.rows, runs, ms: times });
   });
 
   // Operators: what this isolate's engine and cache are doing.

@@ -60,6 +60,8 @@ export interface ModelEngine {
   load(): Promise<void>;
   infer(request: EngineRequest, options?: { deadline?: number }): Promise<Record<string, Tensor>>;
   batcher(): Batcher<EngineRequest, Record<string, Tensor>> | undefined;
+  /** Times `runs` direct session runs of one request (no batcher), in ms each: for benchmarks. */
+  timeRuns(request: EngineRequest, runs: number): Promise<number[]>;
 }
 
 export function createModelEngine({ manifest, artifact, createSession, batch = {}, retryLoadAfterMs = 30_000, now = () => performance.now() }: EngineOptions): ModelEngine {
@@ -111,6 +113,16 @@ export function createModelEngine({ manifest, artifact, createSession, batch = {
       return batcher.submit(request, { deadline });
     },
     batcher: () => batcher,
+    async timeRuns(request, runs) {
+      await load();
+      const times: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        const t = now();
+        await session!.run(request.feeds);
+        times.push(now() - t);
+      }
+      return times;
+    },
   };
 }
 
