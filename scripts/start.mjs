@@ -1,11 +1,29 @@
 #!/usr/bin/env node
-// `npm start`: serve the worker locally with wrangler dev on 127.0.0.1, with no login and no metrics.
+// `npm start`: everything a user needs locally, on 127.0.0.1 only, with no login and no metrics:
+//   - the reference hosted fallback (origin/, onnxruntime-node, float32) on ORIGIN_PORT (8791),
+//   - the worker under `wrangler dev` on PORT (8787), pointed at it by FALLBACK_URL.
+// Creates .dev.vars from .dev.vars.example when missing (local secrets such as OPERATOR_TOKEN).
 import { spawn } from 'node:child_process';
+import { copyFileSync, existsSync } from 'node:fs';
 
 const port = process.env.PORT ?? '8787';
-const child = spawn('wrangler', ['dev', '--ip', '127.0.0.1', '--port', port, ...process.argv.slice(2)], {
-  stdio: 'inherit',
-  env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
-});
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
-child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+const originPort = process.env.ORIGIN_PORT ?? '8791';
+if (!existsSync('.dev.vars') && existsSync('.dev.vars.example')) {
+  copyFileSync('.dev.vars.example', '.dev.vars');
+  console.log('created .dev.vars from .dev.vars.example (local development secrets)');
+}
+
+const children = [];
+function run(cmd, args, env = {}) {
+  const child = spawn(cmd, args, { stdio: 'inherit', env: { ...process.env, ...env } });
+  children.push(child);
+  child.on('exit', (code, signal) => {
+    for (const c of children) if (c !== child && c.exitCode === null) c.kill('SIGTERM');
+    process.exitCode = code ?? (signal ? 1 : 0);
+  });
+  return child;
+}
+
+run('tsx', ['origin/server.ts', '--port', originPort]);
+run('wrangler', ['dev', '--ip', '127.0.0.1', '--port', port, '--var', `FALLBACK_URL:http://127.0.0.1:${originPort}`, ...process.argv.slice(2)], { WRANGLER_SEND_METRICS: 'false' });
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => children.forEach((c) => c.kill(signal)));

@@ -12,6 +12,8 @@ import { bodyLimit } from 'hono/body-limit';
 import {
   canonicalKey,
   createCache,
+  createCircuitBreaker,
+  TDigest,
   DeadlineError,
   decodeV2Inputs,
   encodeInstances,
@@ -23,7 +25,8 @@ import {
   type ModelManifest,
   type Tensor,
 } from '../core/index.ts';
-import { createModelEngine, ModelLoadError, type ModelEngine, type SessionFactory } from './engine/model-engine.ts';
+import { createModelEngine, ModelLoadError, type EngineRequest, type ModelEngine, type SessionFactory } from './engine/model-engine.ts';
+import { createFallbackClient, FallbackError, type FallbackClient } from './fallback.ts';
 import type { BundledModel } from './models.ts';
 
 export interface Env {
@@ -36,16 +39,39 @@ export interface Env {
   CACHE_TTL_MS?: string;
   /** "1" enables POST /v1/models/{name}/bench (timed direct session runs), for npm run bench:serve. */
   BENCH_ROUTES?: string;
+  /** Base URL of the hosted fallback (KServe v2), for every model; FALLBACK_URL_<MODEL> overrides per model (MODEL in upper snake case, e.g. FALLBACK_URL_FLIGHT_DELAY). */
+  FALLBACK_URL?: string;
+  [perModelUrl: `FALLBACK_URL_${string}`]: string | undefined;
+  /** Per attempt, ms (never more than the request's budget left). Default 2000. */
+  FALLBACK_TIMEOUT_MS?: string;
+  /** Authorization header value for the fallback (a secret: `wrangler secret put FALLBACK_AUTH`). */
+  FALLBACK_AUTH?: string;
+  /** Retries after a failed attempt, within the budget. Default 1. */
+  FALLBACK_RETRIES?: string;
+  /** Circuit breaker per fallback target: failures within the window that open it, window, open time. Defaults 5, 10000, 5000. */
+  BREAKER_FAILURES?: string;
+  BREAKER_WINDOW_MS?: string;
+  BREAKER_OPEN_MS?: string;
+  /** Hedging: when set (e.g. "0.95"), a request the edge has not answered by that quantile of its own latency also goes to the fallback; the first answer wins. */
+  HEDGE_QUANTILE?: string;
+  /** Testing and drills: comma-separated models whose edge engine fails to load ("*" for all). */
+  FAIL_MODEL_LOAD?: string;
 }
 
 export interface AppOptions {
   models: Record<string, BundledModel>;
   createSession: SessionFactory;
+  /** What this server calls itself in `served_by` ("edge" for the worker, "origin" for origin/). */
+  servedBy?: string;
 }
 
 interface Runtime {
   engines: Map<string, ModelEngine>;
   cache: Cache<unknown> | undefined;
+  fallbacks: Map<string, FallbackClient>;
+  /** Edge latency per model, for the hedging delay. */
+  latency: Map<string, TDigest>;
+  hedgeQuantile: number | undefined;
   config: { batchMode: BatchMode; maxWaitMs: number; maxQueue: number; cacheBytes: number; cacheTtlMs: number };
 }
 
@@ -59,7 +85,7 @@ function num(v: string | undefined, fallback: number, name: string): number {
   return n;
 }
 
-export function createApp({ models, createSession }: AppOptions) {
+export function createApp({ models, createSession, servedBy: selfName = 'edge' }: AppOptions) {
   let runtime: Runtime | undefined;
 
   /** Per-isolate state, built from the environment on the first request. */
@@ -74,11 +100,44 @@ export function createApp({ models, createSession }: AppOptions) {
       cacheBytes: num(env.CACHE_MAX_BYTES, 8 * 1024 * 1024, 'CACHE_MAX_BYTES'),
       cacheTtlMs: num(env.CACHE_TTL_MS, 60_000, 'CACHE_TTL_MS'),
     };
+    const failLoad = new Set((env.FAIL_MODEL_LOAD ?? '').split(',').map((x) => x.trim()).filter(Boolean));
     const engines = new Map<string, ModelEngine>();
     for (const [name, m] of Object.entries(models)) {
-      engines.set(name, createModelEngine({ manifest: m.manifest, artifact: () => new Uint8Array(m.artifact), createSession, batch: { mode, maxWaitMs: config.maxWaitMs, maxQueue: config.maxQueue } }));
+      const artifact = () => {
+        if (failLoad.has(name) || failLoad.has('*')) throw new Error('load failure injected by FAIL_MODEL_LOAD');
+        return new Uint8Array(m.artifact);
+      };
+      engines.set(name, createModelEngine({ manifest: m.manifest, artifact, createSession, batch: { mode, maxWaitMs: config.maxWaitMs, maxQueue: config.maxQueue } }));
     }
-    runtime = { engines, config, cache: config.cacheBytes > 0 ? createCache({ maxBytes: config.cacheBytes, ttlMs: config.cacheTtlMs }) : undefined };
+    // One client, and so one circuit breaker, per fallback target.
+    const byUrl = new Map<string, FallbackClient>();
+    const fallbacks = new Map<string, FallbackClient>();
+    for (const name of Object.keys(models)) {
+      const url = env[`FALLBACK_URL_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`] ?? env.FALLBACK_URL;
+      if (!url) continue;
+      let client = byUrl.get(url);
+      if (!client) {
+        client = createFallbackClient({
+          url,
+          timeoutMs: num(env.FALLBACK_TIMEOUT_MS, 2000, 'FALLBACK_TIMEOUT_MS'),
+          authorization: env.FALLBACK_AUTH || undefined,
+          retries: num(env.FALLBACK_RETRIES, 1, 'FALLBACK_RETRIES'),
+          breaker: createCircuitBreaker({ failureThreshold: num(env.BREAKER_FAILURES, 5, 'BREAKER_FAILURES'), windowMs: num(env.BREAKER_WINDOW_MS, 10_000, 'BREAKER_WINDOW_MS'), openMs: num(env.BREAKER_OPEN_MS, 5000, 'BREAKER_OPEN_MS') }),
+        });
+        byUrl.set(url, client);
+      }
+      fallbacks.set(name, client);
+    }
+    const hedge = env.HEDGE_QUANTILE ? num(env.HEDGE_QUANTILE, 0.95, 'HEDGE_QUANTILE') : undefined;
+    if (hedge !== undefined && !(hedge > 0 && hedge < 1)) throw new Error(`configuration HEDGE_QUANTILE=${hedge} must be in (0, 1)`);
+    runtime = {
+      engines,
+      config,
+      cache: config.cacheBytes > 0 ? createCache({ maxBytes: config.cacheBytes, ttlMs: config.cacheTtlMs }) : undefined,
+      fallbacks,
+      latency: new Map([...engines.keys()].map((k) => [k, new TDigest({ compression: 50 })])),
+      hedgeQuantile: hedge,
+    };
     return runtime;
   }
 
@@ -162,6 +221,80 @@ export function createApp({ models, createSession }: AppOptions) {
     return { budgetMs, deadline: performance.now() + budgetMs };
   }
 
+  /**
+   * Runs a request on the edge engine, and on the hosted fallback when the edge cannot serve
+   * it (load failure, refused for its deadline, overloaded, or an engine error), with the
+   * budget that is left. With hedging on, a request the edge has not answered by the hedge
+   * quantile of its own latency goes to the fallback too, and the first answer wins.
+   */
+  async function serve(c: Context<{ Bindings: Env }>, e: ModelEngine, req: EngineRequest, dl: number): Promise<{ outputs: Record<string, Tensor>; servedBy: string }> {
+    const r = rt(c.env);
+    const name = e.manifest.name;
+    const fallback = r.fallbacks.get(name);
+    const digest = r.latency.get(name)!;
+    const t0 = performance.now();
+    // A cold engine (first request in this isolate) takes hundreds of ms to load, more than a
+    // typical budget: with a fallback configured, this request goes there at once while the
+    // engine loads in the background; without one, it waits for the load.
+    const state = e.status().state;
+    if (fallback && state !== 'ready' && state !== 'failed') {
+      // Creating the session blocks the isolate for its whole length, so it starts only once
+      // the fallback has answered (in a later task, after this response is on its way).
+      const answer = viaFallbackFirst(e, req, dl, fallback);
+      const loading = answer
+        .catch(() => undefined)
+        .then(() => new Promise((r) => setTimeout(r, 0)))
+        .then(() => e.load())
+        .catch(() => undefined);
+      try {
+        c.executionCtx.waitUntil(loading);
+      } catch {
+        // No execution context (tests calling app.request, or Node): the promise runs anyway.
+      }
+      return answer;
+    }
+    const edge = e.infer(req, { deadline: dl }).then((outputs) => {
+      digest.add(Math.max(0, performance.now() - t0));
+      return { outputs, servedBy: selfName };
+    });
+    const viaFallback = async (edgeError?: unknown) => {
+      if (!fallback) throw edgeError;
+      try {
+        return { outputs: await fallback.infer(e.manifest, req, dl - performance.now()), servedBy: 'fallback' };
+      } catch (fe) {
+        if (edgeError === undefined) throw fe;
+        const why = (x: unknown) => (x instanceof Error ? x.message : String(x));
+        throw new FallbackError(`the edge could not serve (${why(edgeError)}) and neither could the fallback (${why(fe)})`, fe instanceof FallbackError ? fe.reason : 'upstream', Math.max(fe instanceof FallbackError ? fe.retryAfterMs : 1000, retryMs(edgeError)), { cause: fe });
+      }
+    };
+    const onEdgeError = (err: unknown) => {
+      if (err instanceof ValidationError) throw err;
+      return viaFallback(err);
+    };
+    if (!fallback || r.hedgeQuantile === undefined || digest.count < 50) return edge.catch(onEdgeError);
+    // Hedged: race the edge against a delayed fallback call.
+    const delay = Math.max(1, digest.quantile(r.hedgeQuantile));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const hedged = new Promise<{ outputs: Record<string, Tensor>; servedBy: string }>((resolve, reject) => {
+      timer = setTimeout(() => viaFallback().then(resolve, reject), delay);
+    });
+    const edgeOrFallback = edge.catch((err) => {
+      clearTimeout(timer);
+      return onEdgeError(err);
+    });
+    try {
+      return await Promise.any([edgeOrFallback, hedged]);
+    } catch (agg) {
+      throw (agg as AggregateError).errors?.[0] ?? agg;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function viaFallbackFirst(e: ModelEngine, req: EngineRequest, dl: number, fallback: FallbackClient) {
+    return { outputs: await fallback.infer(e.manifest, req, dl - performance.now()), servedBy: 'fallback' };
+  }
+
   const infer = async (c: Context<{ Bindings: Env }>) => {
     const e = engineOf(c);
     const m = e.manifest;
@@ -172,8 +305,9 @@ export function createApp({ models, createSession }: AppOptions) {
     let servedBy = 'cache';
     let outputs = cache?.get(key) as Record<string, Tensor> | undefined;
     if (!outputs) {
-      servedBy = 'edge';
-      outputs = await e.infer({ rows: req.rows, feeds: req.feeds, params: paramsOf(m, req.feeds) }, { deadline: dl });
+      const served = await serve(c, e, { rows: req.rows, feeds: req.feeds, params: paramsOf(m, req.feeds) }, dl);
+      outputs = served.outputs;
+      servedBy = served.servedBy;
       cache?.set(key, outputs, Object.values(outputs).reduce((a, t) => a + t.data.byteLength, 0));
     }
     const wanted = req.outputs ?? m.outputs.map((o) => o.name);
@@ -204,16 +338,17 @@ export function createApp({ models, createSession }: AppOptions) {
     const keys = instances.map((inst) => `v1|${m.name}@${m.version}|${canonicalKey({ inst, p: enc.params })}`);
     const predictions: unknown[] = keys.map((k) => cache?.get(k));
     const missing = predictions.flatMap((p, i) => (p === undefined ? [i] : []));
+    let servedBy = 'cache';
     if (missing.length) {
       const sub = missing.length === enc.rows ? enc : subset(m, enc, missing);
-      const out = await e.infer({ rows: sub.rows, feeds: sub.feeds, params: enc.params }, { deadline: dl });
-      const preds = toPredictions(m, out, sub.rows);
+      const served = await serve(c, e, { rows: sub.rows, feeds: sub.feeds, params: enc.params }, dl);
+      servedBy = served.servedBy;
+      const preds = toPredictions(m, served.outputs, sub.rows);
       missing.forEach((i, j) => {
         predictions[i] = preds[j];
         cache?.set(keys[i], preds[j], JSON.stringify(preds[j]).length);
       });
     }
-    const servedBy = missing.length === 0 ? 'cache' : 'edge';
     c.header('x-served-by', servedBy);
     c.header('x-model-version', m.version);
     return c.json({ predictions, model_version: m.version, served_by: servedBy });
@@ -252,7 +387,16 @@ export function createApp({ models, createSession }: AppOptions) {
   // Operators: what this isolate's engine and cache are doing.
   app.get('/v1/models/:name/stats', (c) => {
     const e = engineOf(c);
-    return c.json({ model: e.manifest.name, version: e.manifest.version, engine: e.status(), batcher: e.batcher()?.stats() ?? null, cache: rt(c.env).cache?.stats() ?? null, config: rt(c.env).config });
+    const fb = rt(c.env).fallbacks.get(e.manifest.name);
+    return c.json({
+      model: e.manifest.name,
+      version: e.manifest.version,
+      engine: e.status(),
+      batcher: e.batcher()?.stats() ?? null,
+      cache: rt(c.env).cache?.stats() ?? null,
+      fallback: fb ? { url: fb.url, breaker: fb.breaker.stats(), ...fb.stats() } : null,
+      config: rt(c.env).config,
+    });
   });
 
   app.get('/v1/models', (c) => c.json({ models: [...rt(c.env).engines.values()].map((e) => ({ name: e.manifest.name, version: e.manifest.version, description: e.manifest.description, task: e.manifest.task })) }));
@@ -312,6 +456,13 @@ function toPredictions(m: ModelManifest, out: Record<string, Tensor>, rows: numb
   });
 }
 
+/** How long the edge says to wait after its own failure. */
+function retryMs(err: unknown): number {
+  if (err instanceof DeadlineError || err instanceof OverloadedError) return err.retryAfterMs;
+  if (err instanceof ModelLoadError) return Math.max(1000, err.retryAt - performance.now());
+  return 1000;
+}
+
 function errorResponse(c: Context, err: unknown): Response {
   if (err instanceof ValidationError) {
     return c.json({ error: { code: err.code, message: err.message, field: err.field } }, err.status);
@@ -328,6 +479,10 @@ function errorResponse(c: Context, err: unknown): Response {
   if (err instanceof ModelLoadError) {
     retry(err.retryAt - performance.now());
     return c.json({ error: { code: 'model_unavailable', message: err.message } }, 503);
+  }
+  if (err instanceof FallbackError) {
+    retry(err.retryAfterMs);
+    return c.json({ error: { code: 'unavailable', message: err.message, reason: err.reason } }, 503);
   }
   console.error('internal error', err);
   return c.json({ error: { code: 'internal', message: 'internal error' } }, 500);

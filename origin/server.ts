@@ -1,0 +1,51 @@
+// npm run origin — the reference hosted fallback: the float32 models on onnxruntime-node,
+// served over the same Open Inference Protocol (and named-feature) routes as the edge, by the
+// same Hono app, on 127.0.0.1.
+//
+// Options (flags or environment): --port / ORIGIN_PORT (8791), --delay-ms / ORIGIN_DELAY_MS
+// (added before every inference: a slow origin for drills), --precision float32|int8.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { serve } from '@hono/node-server';
+import * as ort from 'onnxruntime-node';
+import type { ModelManifest, Tensor, TensorData } from '../core/index.ts';
+import { createApp, type Env } from '../worker/app.ts';
+import type { SessionFactory } from '../worker/engine/model-engine.ts';
+import type { BundledModel } from '../worker/models.ts';
+
+const args = process.argv.slice(2);
+const flag = (name: string, env: string, fallback: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : (process.env[env] ?? fallback));
+const port = Number(flag('port', 'ORIGIN_PORT', '8791'));
+const delayMs = Number(flag('delay-ms', 'ORIGIN_DELAY_MS', '0'));
+const precision = flag('precision', 'ORIGIN_PRECISION', 'float32') as 'float32' | 'int8';
+const MODELS = join(import.meta.dirname, '..', 'models');
+
+function load(name: string): BundledModel {
+  const manifest = JSON.parse(readFileSync(join(MODELS, name, 'manifest.json'), 'utf8')) as ModelManifest;
+  const bytes = readFileSync(join(MODELS, name, manifest.artifacts[precision].file));
+  return { manifest, artifact: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer, baseline: new ArrayBuffer(0) };
+}
+
+const createNodeSession: SessionFactory = async (model) => {
+  const s = await ort.InferenceSession.create(model, { executionProviders: ['cpu'], intraOpNumThreads: 1 });
+  return {
+    inputNames: s.inputNames,
+    outputNames: s.outputNames,
+    async run(feeds) {
+      if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+      const out = await s.run(Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, new ort.Tensor(t.dtype, t.data, t.dims)])));
+      return Object.fromEntries(Object.entries(out).map(([k, t]) => [k, { dtype: t.type as Tensor['dtype'], dims: [...t.dims], data: t.data as TensorData }]));
+    },
+  };
+};
+
+const app = createApp({ models: { 'flight-delay': load('flight-delay'), 'movielens-topk': load('movielens-topk') }, createSession: createNodeSession, servedBy: 'origin' });
+// The origin answers every request it gets: no cache (the edge caches), batching as usual.
+const env: Env = { CACHE_MAX_BYTES: '0', BATCH_MAX_QUEUE: '4096' };
+// Load every model before listening: a fallback must not be cold.
+const ready = await app.request('/v2/health/ready', {}, env);
+if (ready.status !== 200) throw new Error(`origin: models failed to load: ${await ready.text()}`);
+const server = serve({ fetch: (req) => app.fetch(req, env), hostname: '127.0.0.1', port }, (info) => {
+  console.log(`origin: ${precision} models on http://127.0.0.1:${info.port} (Open Inference Protocol)${delayMs ? `, +${delayMs} ms per inference` : ''}`);
+});
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => server.close(() => process.exit(0)));
