@@ -21,6 +21,9 @@
  * - A batch whose `run` throws (or returns the wrong number of results) rejects exactly its
  *   own requests with that error; later batches are unaffected.
  *
+ * Robustness: a measured batch time counts for at most 4x the current estimate once the model
+ * has a few measurements, so one outlier cannot make every request look late.
+ *
  * Timing caveat: in production Workers, clocks do not advance during pure CPU work, so measured
  * batch times there read as ~0; the cost model then stays at its prior and the wait window
  * at 0, which degrades to "run when idle, batch what queued meanwhile".
@@ -154,6 +157,10 @@ export function createBatcher<I, O>({
   }
 
   function record(n: number, ms: number): void {
+    // One slow batch (a cold JIT, a GC pause, the isolate descheduled) must not teach the model
+    // that every batch is slow, or every request would be refused for its deadline: once the
+    // model has a few measurements, a measurement counts for at most 4x the current estimate.
+    if (s0 >= 3) ms = Math.min(ms, 4 * estimate(n) + 1);
     s0 = s0 * FORGET + 1;
     s1 = s1 * FORGET + n;
     s2 = s2 * FORGET + n * n;

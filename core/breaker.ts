@@ -30,6 +30,8 @@ export interface CircuitBreaker {
   allow(): boolean;
   success(): void;
   failure(): void;
+  /** The call allowed by allow() ended without a verdict on the target (e.g. the caller's own budget ran out): gives back its half-open trial slot. */
+  release(): void;
   readonly state: BreakerState;
   stats(): BreakerStats;
 }
@@ -78,6 +80,9 @@ export function createCircuitBreaker({ failureThreshold = 5, windowMs = 10_000, 
         trials = 0;
       }
     },
+    release() {
+      if (state === 'half-open' && trials > 0) trials--;
+    },
     failure() {
       const st = current();
       if (st === 'half-open') return open();
@@ -90,6 +95,6 @@ export function createCircuitBreaker({ failureThreshold = 5, windowMs = 10_000, 
     get state() {
       return current();
     },
-    stats: () => ({ state: current(), failures: failures.length, opened: s.opened, rejected: s.rejected, ...(state === 'open' ? { retryAt: openedAt + openMs } : {}) }),
+    stats: () => ({ state: current(), failures: failures.filter((f) => now() - f < windowMs).length, opened: s.opened, rejected: s.rejected, ...(state === 'open' ? { retryAt: openedAt + openMs } : {}) }),
   };
 }

@@ -66,10 +66,16 @@ export function createFallbackClient({ url, timeoutMs = 2000, authorization, ret
     try {
       res = await doFetch(`${base}/v2/models/${encodeURIComponent(manifest.name)}/infer`, { method: 'POST', headers, body, signal: AbortSignal.timeout(Math.max(1, Math.floor(timeout))) });
     } catch (e) {
-      const timedOut = e instanceof Error && (e.name === 'TimeoutError' || e.name === 'AbortError');
+      // workerd's abort reason is a DOMException, which need not be an instanceof Error.
+      const name = (e as { name?: unknown } | null)?.name;
+      const timedOut = name === 'TimeoutError' || name === 'AbortError';
       throw new FallbackError(timedOut ? `fallback did not answer within ${Math.floor(timeout)} ms` : `fallback unreachable: ${e instanceof Error ? e.message : e}`, timedOut ? 'timeout' : 'network', 1000, { cause: e });
     }
     const text = await res.text();
+    if (res.status === 503 && /"code"\s*:\s*"deadline"/.test(text)) {
+      // The target refused because it cannot meet the budget we passed on: not a failure of it.
+      throw new FallbackError(`fallback cannot answer within the ${Math.floor(budgetLeft)} ms of budget left`, 'budget', retryAfterFrom(res));
+    }
     if (res.status >= 500) throw new FallbackError(`fallback answered ${res.status}: ${text.slice(0, 200)}`, 'upstream', retryAfterFrom(res));
     if (res.status !== 200) {
       const err = new FallbackError(`fallback refused the request (${res.status}): ${text.slice(0, 200)}`, 'upstream', 1000);
@@ -110,6 +116,18 @@ export function createFallbackClient({ url, timeoutMs = 2000, authorization, ret
           return out;
         } catch (e) {
           last = e;
+          // Cut short by the caller's budget, not by the target's own timeout: no verdict on
+          // the target, so the breaker is not told it failed.
+          if (e instanceof FallbackError && e.reason === 'timeout' && Math.min(timeoutMs, left) < timeoutMs) {
+            breaker.release();
+            s.failures++;
+            throw new FallbackError(`fallback did not answer within the ${Math.floor(left)} ms of budget left`, 'budget', 1000, { cause: e });
+          }
+          if (e instanceof FallbackError && e.reason === 'budget') {
+            breaker.release();
+            s.failures++;
+            throw e;
+          }
           if ((e as { final?: boolean }).final) {
             // The target answered: it is up, whatever it thought of the request.
             breaker.success();
