@@ -10,9 +10,13 @@
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import {
+  assignVersion,
   canonicalKey,
   createCache,
   createCircuitBreaker,
+  shadowVersions,
+  validateRoutingTable,
+  type RoutingTable,
   TDigest,
   DeadlineError,
   decodeV2Inputs,
@@ -54,8 +58,12 @@ export interface Env {
   BREAKER_OPEN_MS?: string;
   /** Hedging: when set (e.g. "0.95"), a request the edge has not answered by that quantile of its own latency also goes to the fallback; the first answer wins. */
   HEDGE_QUANTILE?: string;
-  /** Testing and drills: comma-separated models whose edge engine fails to load ("*" for all). */
+  /** Testing and drills: comma-separated models (or model@version) whose edge engine fails to load ("*" for all). */
   FAIL_MODEL_LOAD?: string;
+  /** Bearer token for the operator routes (a secret; locally from .dev.vars). */
+  OPERATOR_TOKEN?: string;
+  /** Durable Object namespace holding each model's routing table (RoutingStore). */
+  ROUTING?: DurableObjectNamespace<import('./routing-store.ts').RoutingStore>;
 }
 
 export interface AppOptions {
@@ -65,8 +73,24 @@ export interface AppOptions {
   servedBy?: string;
 }
 
+interface ShadowStats {
+  runs: number;
+  errors: number;
+  /** Binary classifiers: served and shadow on the same side of 0.5. */
+  sameClass: number;
+  /** |served − shadow| of the score (binary) or of the first score (ranking). */
+  scoreDiff: TDigest;
+  /** Ranking models: |served top-k ∩ shadow top-k| / k. */
+  overlap: TDigest;
+}
+
 interface Runtime {
   engines: Map<string, ModelEngine>;
+  /** Every deployable version per model (the stable one included), for canary and shadow. */
+  versions: Map<string, Map<string, ModelEngine>>;
+  routing: Map<string, { table: RoutingTable; until: number }>;
+  shadows: Map<string, Map<string, ShadowStats>>;
+  served: Map<string, Map<string, number>>;
   cache: Cache<unknown> | undefined;
   fallbacks: Map<string, FallbackClient>;
   /** Edge latency per model, for the hedging delay. */
@@ -102,12 +126,19 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     };
     const failLoad = new Set((env.FAIL_MODEL_LOAD ?? '').split(',').map((x) => x.trim()).filter(Boolean));
     const engines = new Map<string, ModelEngine>();
+    const versions = new Map<string, Map<string, ModelEngine>>();
     for (const [name, m] of Object.entries(models)) {
-      const artifact = () => {
-        if (failLoad.has(name) || failLoad.has('*')) throw new Error('load failure injected by FAIL_MODEL_LOAD');
-        return new Uint8Array(m.artifact);
-      };
-      engines.set(name, createModelEngine({ manifest: m.manifest, artifact, createSession, batch: { mode, maxWaitMs: config.maxWaitMs, maxQueue: config.maxQueue } }));
+      const byVersion = new Map<string, ModelEngine>();
+      for (const [version, bytes] of [[m.manifest.version, m.artifact] as const, ...Object.entries(m.variants ?? {})]) {
+        const artifact = () => {
+          if (failLoad.has(name) || failLoad.has(`${name}@${version}`) || failLoad.has('*')) throw new Error('load failure injected by FAIL_MODEL_LOAD');
+          return new Uint8Array(bytes);
+        };
+        const manifest = version === m.manifest.version ? m.manifest : { ...m.manifest, version };
+        byVersion.set(version, createModelEngine({ manifest, artifact, createSession, batch: { mode, maxWaitMs: config.maxWaitMs, maxQueue: config.maxQueue } }));
+      }
+      versions.set(name, byVersion);
+      engines.set(name, byVersion.get(m.manifest.version)!);
     }
     // One client, and so one circuit breaker, per fallback target.
     const byUrl = new Map<string, FallbackClient>();
@@ -132,6 +163,10 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     if (hedge !== undefined && !(hedge > 0 && hedge < 1)) throw new Error(`configuration HEDGE_QUANTILE=${hedge} must be in (0, 1)`);
     runtime = {
       engines,
+      versions,
+      routing: new Map(),
+      shadows: new Map(),
+      served: new Map(),
       config,
       cache: config.cacheBytes > 0 ? createCache({ maxBytes: config.cacheBytes, ttlMs: config.cacheTtlMs }) : undefined,
       fallbacks,
@@ -221,6 +256,77 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     return { budgetMs, deadline: performance.now() + budgetMs };
   }
 
+  /** The model's routing table: from its RoutingStore, cached per isolate for 5 s. */
+  async function tableOf(c: Context<{ Bindings: Env }>, e: ModelEngine): Promise<RoutingTable> {
+    const r = rt(c.env);
+    const name = e.manifest.name;
+    const cached = r.routing.get(name);
+    if (cached && cached.until > Date.now()) return cached.table;
+    let table: RoutingTable = { stable: e.manifest.version };
+    if (c.env.ROUTING) {
+      try {
+        const stored = await c.env.ROUTING.get(c.env.ROUTING.idFromName(name)).getTable();
+        if (stored.table) table = stored.table;
+      } catch (err) {
+        // The store being unreachable must not take serving down: keep the last table.
+        console.error('routing table unavailable', err);
+        if (cached) table = cached.table;
+      }
+    }
+    r.routing.set(name, { table, until: Date.now() + 5000 });
+    return table;
+  }
+
+  /** The engine (version) that serves this caller: sticky by x-user-key, else by the request. */
+  async function pick(c: Context<{ Bindings: Env }>, e: ModelEngine, requestKey: string): Promise<{ engine: ModelEngine; key: string; table: RoutingTable }> {
+    const table = await tableOf(c, e);
+    const key = c.req.header('x-user-key') ?? requestKey;
+    const version = assignVersion(table, key);
+    const engine = rt(c.env).versions.get(e.manifest.name)?.get(version) ?? e;
+    return { engine, key, table };
+  }
+
+  function countServed(c: Context<{ Bindings: Env }>, model: string, version: string): void {
+    const m = rt(c.env).served;
+    if (!m.has(model)) m.set(model, new Map());
+    const v = m.get(model)!;
+    v.set(version, (v.get(version) ?? 0) + 1);
+  }
+
+  /**
+   * Runs the shadow versions on the same request after the response is sent (waitUntil): they
+   * never delay or change it and never use the caller's budget. Their agreement with the served
+   * output is recorded per version; a shadow that fails is counted and harms nothing.
+   */
+  function shadow(c: Context<{ Bindings: Env }>, e: ModelEngine, table: RoutingTable, key: string, served: string, req: EngineRequest, outputs: Record<string, Tensor>): void {
+    const names = shadowVersions(table, key, served);
+    if (names.length === 0) return;
+    const r = rt(c.env);
+    const model = e.manifest.name;
+    const work = (async () => {
+      for (const v of names) {
+        const engine = r.versions.get(model)?.get(v);
+        if (!engine) continue;
+        if (!r.shadows.has(model)) r.shadows.set(model, new Map());
+        const byV = r.shadows.get(model)!;
+        if (!byV.has(v)) byV.set(v, { runs: 0, errors: 0, sameClass: 0, scoreDiff: new TDigest({ compression: 50 }), overlap: new TDigest({ compression: 50 }) });
+        const st = byV.get(v)!;
+        st.runs++;
+        try {
+          const out = await engine.infer(req);
+          compare(e.manifest, outputs, out, st);
+        } catch {
+          st.errors++;
+        }
+      }
+    })();
+    try {
+      c.executionCtx.waitUntil(work);
+    } catch {
+      // No execution context (app.request in tests, Node): the work runs anyway.
+    }
+  }
+
   /**
    * Runs a request on the edge engine, and on the hosted fallback when the edge cannot serve
    * it (load failure, refused for its deadline, overloaded, or an engine error), with the
@@ -252,6 +358,13 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
         // No execution context (tests calling app.request, or Node): the promise runs anyway.
       }
       return answer;
+    }
+    if (!fallback && state !== 'ready' && state !== 'failed') {
+      // Nothing else can answer: the cold load is not the request's fault, so its time is not
+      // taken from the request's budget.
+      const t = performance.now();
+      await e.load().catch(() => undefined);
+      dl += performance.now() - t;
     }
     const edge = e.infer(req, { deadline: dl }).then((outputs) => {
       digest.add(Math.max(0, performance.now() - t0));
@@ -302,20 +415,26 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     const { deadline: dl } = deadline(c, m);
     const { cache } = rt(c.env);
     const key = `v2|${m.name}@${m.version}|${canonicalKey({ i: Object.fromEntries(Object.entries(req.feeds).map(([k, t]) => [k, [t.dims, t.data]])), o: req.outputs ?? null })}`;
+    const route = await pick(c, e, key);
+    const version = route.engine.manifest.version;
+    const versionKey = `${key}|${version}`;
     let servedBy = 'cache';
-    let outputs = cache?.get(key) as Record<string, Tensor> | undefined;
+    let outputs = cache?.get(versionKey) as Record<string, Tensor> | undefined;
     if (!outputs) {
-      const served = await serve(c, e, { rows: req.rows, feeds: req.feeds, params: paramsOf(m, req.feeds) }, dl);
+      const engineReq = { rows: req.rows, feeds: req.feeds, params: paramsOf(m, req.feeds) };
+      const served = await serve(c, route.engine, engineReq, dl);
       outputs = served.outputs;
       servedBy = served.servedBy;
-      cache?.set(key, outputs, Object.values(outputs).reduce((a, t) => a + t.data.byteLength, 0));
+      cache?.set(versionKey, outputs, Object.values(outputs).reduce((a, t) => a + t.data.byteLength, 0));
+      shadow(c, e, route.table, route.key, version, engineReq, outputs);
     }
+    countServed(c, m.name, version);
     const wanted = req.outputs ?? m.outputs.map((o) => o.name);
     c.header('x-served-by', servedBy);
-    c.header('x-model-version', m.version);
+    c.header('x-model-version', version);
     return c.json({
       model_name: m.name,
-      model_version: m.version,
+      model_version: version,
       ...(req.id !== undefined ? { id: req.id } : {}),
       parameters: { served_by: servedBy },
       outputs: wanted.map((name) => {
@@ -335,23 +454,28 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     const { deadline: dl } = deadline(c, m);
     const { cache } = rt(c.env);
     const instances = (raw as { instances: unknown[] }).instances;
-    const keys = instances.map((inst) => `v1|${m.name}@${m.version}|${canonicalKey({ inst, p: enc.params })}`);
+    const route = await pick(c, e, canonicalKey(instances));
+    const version = route.engine.manifest.version;
+    const keys = instances.map((inst) => `v1|${m.name}@${version}|${canonicalKey({ inst, p: enc.params })}`);
     const predictions: unknown[] = keys.map((k) => cache?.get(k));
     const missing = predictions.flatMap((p, i) => (p === undefined ? [i] : []));
     let servedBy = 'cache';
     if (missing.length) {
       const sub = missing.length === enc.rows ? enc : subset(m, enc, missing);
-      const served = await serve(c, e, { rows: sub.rows, feeds: sub.feeds, params: enc.params }, dl);
+      const engineReq = { rows: sub.rows, feeds: sub.feeds, params: enc.params };
+      const served = await serve(c, route.engine, engineReq, dl);
       servedBy = served.servedBy;
+      shadow(c, e, route.table, route.key, version, engineReq, served.outputs);
       const preds = toPredictions(m, served.outputs, sub.rows);
       missing.forEach((i, j) => {
         predictions[i] = preds[j];
         cache?.set(keys[i], preds[j], JSON.stringify(preds[j]).length);
       });
     }
+    countServed(c, m.name, version);
     c.header('x-served-by', servedBy);
-    c.header('x-model-version', m.version);
-    return c.json({ predictions, model_version: m.version, served_by: servedBy });
+    c.header('x-model-version', version);
+    return c.json({ predictions, model_version: version, served_by: servedBy });
   });
 
   // Benchmarks only (BENCH_ROUTES=1): time direct session runs of the posted instances inside
@@ -384,6 +508,31 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     return c.json({ rows: enc.rows, runs, ms: times });
   });
 
+  // --- Operators: routing tables (canary and shadow) ----------------------------------------
+  const operator = (c: Context<{ Bindings: Env }>) => {
+    const token = c.env.OPERATOR_TOKEN;
+    const given = c.req.header('authorization');
+    if (!token) throw new ValidationError('operator routes are disabled: set the OPERATOR_TOKEN secret', 'authorization', 404, 'operator_disabled');
+    if (given !== `Bearer ${token}`) throw new OperatorAuthError();
+  };
+  app.get('/v1/models/:name/routing', async (c) => {
+    operator(c);
+    const e = engineOf(c);
+    const versions = [...rt(c.env).versions.get(e.manifest.name)!.keys()];
+    const stored = c.env.ROUTING ? await c.env.ROUTING.get(c.env.ROUTING.idFromName(e.manifest.name)).getTable() : { table: null, updatedAt: null };
+    return c.json({ model: e.manifest.name, versions, table: stored.table ?? { stable: e.manifest.version }, updated_at: stored.updatedAt, default: stored.table === null });
+  });
+  app.put('/v1/models/:name/routing', limit, async (c) => {
+    operator(c);
+    const e = engineOf(c);
+    const versions = [...rt(c.env).versions.get(e.manifest.name)!.keys()];
+    const table = validateRoutingTable(await body(c), versions);
+    if (!c.env.ROUTING) throw new ValidationError('no routing store is bound (ROUTING)', 'ROUTING', 404, 'routing_unavailable');
+    const { updatedAt } = await c.env.ROUTING.get(c.env.ROUTING.idFromName(e.manifest.name)).putTable(table);
+    rt(c.env).routing.set(e.manifest.name, { table, until: Date.now() + 5000 });
+    return c.json({ model: e.manifest.name, table, updated_at: updatedAt });
+  });
+
   // Operators: what this isolate's engine and cache are doing.
   app.get('/v1/models/:name/stats', (c) => {
     const e = engineOf(c);
@@ -395,6 +544,13 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       batcher: e.batcher()?.stats() ?? null,
       cache: rt(c.env).cache?.stats() ?? null,
       fallback: fb ? { url: fb.url, breaker: fb.breaker.stats(), ...fb.stats() } : null,
+      served_by_version: Object.fromEntries(rt(c.env).served.get(e.manifest.name) ?? []),
+      shadows: Object.fromEntries(
+        [...(rt(c.env).shadows.get(e.manifest.name) ?? [])].map(([v, st]) => [
+          v,
+          { runs: st.runs, errors: st.errors, same_class: st.sameClass, score_diff_p50: st.scoreDiff.count ? st.scoreDiff.quantile(0.5) : null, score_diff_p99: st.scoreDiff.count ? st.scoreDiff.quantile(0.99) : null, overlap_mean_p50: st.overlap.count ? st.overlap.quantile(0.5) : null },
+        ]),
+      ),
       config: rt(c.env).config,
     });
   });
@@ -456,6 +612,35 @@ function toPredictions(m: ModelManifest, out: Record<string, Tensor>, rows: numb
   });
 }
 
+/** Agreement of a shadow's outputs with the served ones (see ShadowStats). */
+function compare(m: ModelManifest, served: Record<string, Tensor>, shadow: Record<string, Tensor>, st: ShadowStats): void {
+  if (m.task === 'binary-classification') {
+    const name = m.outputs[0].name;
+    const a = served[name].data as Float32Array;
+    const b = shadow[name].data as Float32Array;
+    for (let i = 0; i < a.length; i++) {
+      if (a[i] >= 0.5 === b[i] >= 0.5) st.sameClass++;
+      st.scoreDiff.add(Math.abs(a[i] - b[i]));
+    }
+    return;
+  }
+  const ids = m.outputs.find((o) => o.dtype === 'int64')!.name;
+  const scores = m.outputs.find((o) => o.dtype === 'float32')!.name;
+  const a = served[ids];
+  const b = shadow[ids];
+  const k = a.dims[1];
+  for (let r = 0; r < a.dims[0]; r++) {
+    const mine = new Set(Array.from((a.data as BigInt64Array).subarray(r * k, (r + 1) * k), String));
+    const theirs = Array.from((b.data as BigInt64Array).subarray(r * b.dims[1], (r + 1) * b.dims[1]), String);
+    st.overlap.add(theirs.filter((x) => mine.has(x)).length / k);
+    st.scoreDiff.add(Math.abs((served[scores].data as Float32Array)[r * k] - (shadow[scores].data as Float32Array)[r * b.dims[1]]));
+  }
+}
+
+class OperatorAuthError extends Error {
+  override readonly name = 'OperatorAuthError';
+}
+
 /** How long the edge says to wait after its own failure. */
 function retryMs(err: unknown): number {
   if (err instanceof DeadlineError || err instanceof OverloadedError) return err.retryAfterMs;
@@ -464,6 +649,10 @@ function retryMs(err: unknown): number {
 }
 
 function errorResponse(c: Context, err: unknown): Response {
+  if (err instanceof OperatorAuthError) {
+    c.header('WWW-Authenticate', 'Bearer');
+    return c.json({ error: { code: 'unauthorized', message: 'a valid operator bearer token is required', field: 'authorization' } }, 401);
+  }
   if (err instanceof ValidationError) {
     return c.json({ error: { code: err.code, message: err.message, field: err.field } }, err.status);
   }

@@ -1,0 +1,93 @@
+// Canary and shadow routing through the routes, in workerd, with the routing table stored in the
+// real RoutingStore Durable Object (the Workers vitest pool provides the binding).
+import { env } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import flightGolden from '../models/flight-delay/golden.json';
+import { createApp, type Env } from './app.ts';
+import { createWasmSession } from './engine/ort-workerd.ts';
+import { BUNDLED_MODELS } from './models.ts';
+
+type Json = Record<string, any>;
+const TOKEN = 'test-operator-token';
+
+function newApp(vars: Partial<Env> = {}) {
+  const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+  const bindings = { ...(env as Env), OPERATOR_TOKEN: TOKEN, CACHE_MAX_BYTES: '0', ...vars };
+  const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
+    const res = await app.request(path, { method, headers: { 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) }, bindings);
+    return { status: res.status, json: (await res.json()) as Json, headers: res.headers };
+  };
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  return { call, auth };
+}
+
+const rows = (flightGolden.rows as { features: Json }[]).map((r) => r.features);
+// A generous budget: these tests are about who serves, and run beside the whole suite on 2 cores.
+const predict = (call: ReturnType<typeof newApp>['call'], i: number, user?: string) =>
+  call('POST', '/v1/models/flight-delay/predict', { instances: [rows[i % rows.length]] }, { 'x-latency-budget-ms': '10000', ...(user ? { 'x-user-key': user } : {}) });
+
+describe('routing tables', () => {
+  it('operator routes need the bearer token; bad tables are refused with a clear error and store nothing', async () => {
+    const { call, auth } = newApp();
+    expect((await call('GET', '/v1/models/flight-delay/routing')).status).toBe(401);
+    expect((await call('PUT', '/v1/models/flight-delay/routing', { stable: '1' }, { authorization: 'Bearer nope' })).status).toBe(401);
+    const initial = await call('GET', '/v1/models/flight-delay/routing', undefined, auth);
+    expect(initial.json.versions).toEqual(['1', '1-float32']);
+    const bad = [
+      [{ stable: '7' }, 422, 'stable'],
+      [{ stable: '1', canary: { version: '1-float32', share: 1.5 } }, 400, 'canary.share'],
+      [{ stable: '1', canary: { version: '1', share: 0.1 } }, 400, 'canary.version'],
+      [{ stable: '1', extra: true }, 400, 'extra'],
+    ] as const;
+    for (const [table, status, field] of bad) {
+      const res = await call('PUT', '/v1/models/flight-delay/routing', table, auth);
+      expect(res.status).toBe(status);
+      expect(res.json.error.field).toBe(field);
+    }
+    expect((await call('GET', '/v1/models/flight-delay/routing', undefined, auth)).json.default).toBe(true);
+  });
+
+  it('a canary share holds within statistical bounds over many users, each user sticks to one version, and every answer names its version', async () => {
+    const { call, auth } = newApp();
+    const put = await call('PUT', '/v1/models/flight-delay/routing', { stable: '1', canary: { version: '1-float32', share: 0.3 } }, auth);
+    expect(put.status).toBe(200);
+    const n = 400;
+    const seen = new Map<string, string>();
+    let canary = 0;
+    for (let u = 0; u < n; u++) {
+      const res = await predict(call, u, `user-${u}`);
+      expect(res.status, JSON.stringify(res.json)).toBe(200);
+      expect(res.headers.get('x-model-version')).toBe(res.json.model_version);
+      seen.set(`user-${u}`, res.json.model_version);
+      if (res.json.model_version === '1-float32') canary++;
+    }
+    const se = Math.sqrt((0.3 * 0.7) / n);
+    expect(Math.abs(canary / n - 0.3)).toBeLessThan(4 * se);
+    for (let u = 0; u < 40; u++) expect((await predict(call, u + 7, `user-${u}`)).json.model_version).toBe(seen.get(`user-${u}`));
+  });
+
+  it('shadows never change the served answer; their agreement is recorded; a failing shadow harms nothing', async () => {
+    const plain = newApp();
+    await plain.call('PUT', '/v1/models/flight-delay/routing', { stable: '1' }, plain.auth);
+    const expected = [];
+    for (let i = 0; i < 20; i++) expected.push((await predict(plain.call, i, `u${i}`)).json);
+
+    const { call, auth } = newApp({ FAIL_MODEL_LOAD: '' });
+    await call('PUT', '/v1/models/flight-delay/routing', { stable: '1', shadows: [{ version: '1-float32', sampleRate: 1 }] }, auth);
+    for (let i = 0; i < 20; i++) expect((await predict(call, i, `u${i}`)).json).toEqual(expected[i]);
+    await new Promise((r) => setTimeout(r, 50)); // shadows run after the responses
+    const stats = (await call('GET', '/v1/models/flight-delay/stats')).json;
+    expect(stats.shadows['1-float32'].runs).toBe(20);
+    expect(stats.shadows['1-float32'].errors).toBe(0);
+    expect(stats.shadows['1-float32'].same_class).toBeGreaterThanOrEqual(19);
+    expect(stats.shadows['1-float32'].score_diff_p99).toBeLessThan(0.02);
+
+    const broken = newApp({ FAIL_MODEL_LOAD: 'flight-delay@1-float32' });
+    await broken.call('PUT', '/v1/models/flight-delay/routing', { stable: '1', shadows: [{ version: '1-float32', sampleRate: 1 }] }, broken.auth);
+    for (let i = 0; i < 10; i++) expect((await predict(broken.call, i, `u${i}`)).json).toEqual(expected[i]);
+    await new Promise((r) => setTimeout(r, 50));
+    const bstats = (await broken.call('GET', '/v1/models/flight-delay/stats')).json;
+    expect(bstats.shadows['1-float32'].errors).toBe(10);
+    await broken.call('PUT', '/v1/models/flight-delay/routing', { stable: '1' }, broken.auth);
+  });
+});
