@@ -8,12 +8,13 @@
 // process on the same model and batch sizes.
 //
 // Options: --seconds 3, --max-requests 30000, --concurrency 1,4,16,64, --port 8790
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { ModelManifest } from '../core/index.ts';
 import { encodeInstances } from '../core/index.ts';
+import { startWorker, stop as stopWorker, waitFor } from '../test/support/servers.ts';
 import { markdownTable, progress } from './lib/report.ts';
 
 const args = process.argv.slice(2);
@@ -31,48 +32,10 @@ const replay = readFileSync(join(ROOT, 'models/flight-delay', manifest.replay.fi
   .map((l) => (JSON.parse(l) as { features: Record<string, unknown> }).features);
 const bodies = replay.map((f) => JSON.stringify({ instances: [f] }));
 
-async function startWorker(vars: Record<string, string>): Promise<ChildProcess> {
-  const varArgs = Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}:${v}`]);
-  const child = spawn('npx', ['wrangler', 'dev', '--ip', '127.0.0.1', '--port', String(PORT), '--log-level', 'error', ...varArgs], {
-    cwd: ROOT,
-    env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-    detached: true,
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  const until = Date.now() + 60_000;
-  while (Date.now() < until) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${PORT}/v2/health/ready`);
-      if (res.status === 200) return child;
-    } catch {
-      // not up yet
-    }
-    if (child.exitCode !== null) throw new Error(`wrangler dev exited: ${stderr.slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  stopWorker(child);
-  throw new Error(`wrangler dev did not become ready in 60 s: ${stderr.slice(-2000)}`);
-}
-
-function stopWorker(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    try {
-      process.kill(-child.pid!, 'SIGTERM');
-    } catch {
-      resolve();
-    }
-    setTimeout(() => {
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }, 3000);
-  });
+async function startConfigured(vars: Record<string, string>): Promise<ChildProcess> {
+  const child = await startWorker(PORT, vars);
+  await waitFor(`http://127.0.0.1:${PORT}/v2/health/ready`, 60_000);
+  return child;
 }
 
 interface Cell {
@@ -135,7 +98,7 @@ const ENGINE_REQUESTS = 4000;
 let inWorkerd: Record<number, number> = {};
 for (const config of configs) {
   progress(`starting wrangler dev (${config.name})`);
-  const child = await startWorker(config.vars);
+  const child = await startConfigured(config.vars);
   try {
     await load(4, 1, 400); // warm-up: JIT, session, connection pool
     const cells = new Map<number, Cell>();

@@ -5,68 +5,24 @@
 // as separate processes on 127.0.0.1, with the origin killed mid-run, slow, and restarted, and the
 // edge engine made to fail its load. Every request must get exactly one answer, a 200 or a JSON 503
 // with Retry-After, never a hang, and the counts of who served what must add up.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, ROOT, startOrigin, startWorker, stop, waitFor } from '../support/servers.ts';
 
-const ROOT = join(import.meta.dirname, '../..');
 const procs: ChildProcess[] = [];
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function start(cmd: string, args: string[], env: Record<string, string> = {}): ChildProcess {
-  const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: 'false', ...env }, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
-  child.stderr!.on('data', () => undefined);
-  procs.push(child);
-  return child;
-}
-
-function kill(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      resolve();
-    }
-  });
-}
-
-async function waitFor(url: string, ms = 90_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    try {
-      const res = await fetch(url);
-      if (res.ok) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${url} did not come up in ${ms} ms`);
-}
-
-const origin = (port: number, delayMs = 0) => start('npx', ['tsx', 'origin/server.ts', '--port', String(port), '--delay-ms', String(delayMs)]);
-// Each wrangler dev needs its own inspector port and state folder to run beside another.
-const worker = async (port: number, vars: Record<string, string>) =>
-  start('npx', [
-    'wrangler', 'dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(await freePort()),
-    '--persist-to', join(tmpdir(), `dw-fallback-${port}`), '--log-level', 'error', '--show-interactive-dev-session=false',
-    ...Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
-  ]);
+const origin = (port: number, delayMs = 0) => {
+  const p = startOrigin(port, delayMs);
+  procs.push(p);
+  return p;
+};
+const worker = async (port: number, vars: Record<string, string>) => {
+  const p = await startWorker(port, vars);
+  procs.push(p);
+  return p;
+};
+const kill = stop;
 
 interface Golden {
   rows: { inputs: Record<string, number | number[]> }[];
