@@ -2,18 +2,10 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { assignVersion, callerPoint, hash32, shadowVersions, validateRoutingTable, type RoutingTable } from './routing.ts';
 import { ValidationError } from './validate.ts';
+import { rng } from '../test/support/data.ts';
 
-/** mulberry32: a small seeded PRNG, so every key set below is the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// mulberry32, so every key set below is the same on every run.
+const prng = rng;
 
 const N = 20_000;
 

@@ -431,20 +431,30 @@ export class TDigest {
   }
 
   #mergeSorted(means: Float64Array, weights: Float64Array, n: number, weight: number): void {
-    const total = this.#centroidWeight + weight;
-    let outMeans = new Float64Array(Math.min(this.#n + n, Math.max(this.#means.length, 2 * Math.ceil(this.compression) + 8)));
-    let outWeights = new Float64Array(outMeans.length);
+    this.#replaceCentroids(means, weights, n, this.#centroidWeight + weight);
+  }
+
+  /**
+   * Sweeps the centroids together with `n` sorted (value, weight) items into new centroids of
+   * total weight `total` (fast arithmetic first, the stable form if it overflowed; a larger
+   * output array if the first was too small).
+   */
+  #replaceCentroids(vals: Float64Array, wts: Float64Array | undefined, n: number, total: number): void {
+    const [oldMeans, oldWeights, on] = [this.#means, this.#weights, this.#n];
+    let means = new Float64Array(Math.min(on + n, Math.max(oldMeans.length, 2 * Math.ceil(this.compression) + 8)));
+    let weights = new Float64Array(means.length);
     let stable = false;
-    let out = this.#sweep(this.#means, this.#weights, this.#n, means, weights, n, total, outMeans, outWeights, stable);
-    if (out < 0) out = this.#sweep(this.#means, this.#weights, this.#n, means, weights, n, total, outMeans, outWeights, (stable = true));
-    if (out > outMeans.length) {
-      outMeans = new Float64Array(out);
-      outWeights = new Float64Array(out);
-      out = this.#sweep(this.#means, this.#weights, this.#n, means, weights, n, total, outMeans, outWeights, stable);
+    let out = this.#sweep(oldMeans, oldWeights, on, vals, wts, n, total, means, weights, stable);
+    if (out < 0) out = this.#sweep(oldMeans, oldWeights, on, vals, wts, n, total, means, weights, (stable = true));
+    if (out > means.length) {
+      means = new Float64Array(out);
+      weights = new Float64Array(out);
+      out = this.#sweep(oldMeans, oldWeights, on, vals, wts, n, total, means, weights, stable);
     }
-    for (let k = 1; k < out; k++) if (outMeans[k] < outMeans[k - 1]) outMeans[k] = outMeans[k - 1];
-    this.#means = outMeans;
-    this.#weights = outWeights;
+    // Incremental means can drift by an ulp out of order; keep the invariant exact.
+    for (let k = 1; k < out; k++) if (means[k] < means[k - 1]) means[k] = means[k - 1];
+    this.#means = means;
+    this.#weights = weights;
     this.#n = out;
     this.#centroidWeight = total;
   }
@@ -519,30 +529,7 @@ export class TDigest {
     if (vals[0] < this.#min) this.#min = vals[0];
     if (vals[bn - 1] > this.#max) this.#max = vals[bn - 1];
 
-    const oldMeans = this.#means;
-    const oldWeights = this.#weights;
-    const on = this.#n;
-    const total = this.#centroidWeight + this.#bufWeight;
-    const incoming = on + bn;
-    let means: Float64Array = new Float64Array(Math.min(incoming, Math.max(oldMeans.length, 2 * Math.ceil(this.compression) + 8)));
-    let weights: Float64Array = new Float64Array(means.length);
-
-    let stable = false;
-    let out = this.#sweep(oldMeans, oldWeights, on, vals, wts, bn, total, means, weights, stable);
-    if (out < 0) out = this.#sweep(oldMeans, oldWeights, on, vals, wts, bn, total, means, weights, (stable = true));
-    if (out > means.length) {
-      means = new Float64Array(out);
-      weights = new Float64Array(out);
-      out = this.#sweep(oldMeans, oldWeights, on, vals, wts, bn, total, means, weights, stable);
-    }
-
-    // Incremental means can drift by an ulp out of order; keep the invariant exact.
-    for (let k = 1; k < out; k++) if (means[k] < means[k - 1]) means[k] = means[k - 1];
-
-    this.#means = means;
-    this.#weights = weights;
-    this.#n = out;
-    this.#centroidWeight = total;
+    this.#replaceCentroids(vals, wts, bn, this.#centroidWeight + this.#bufWeight);
     this.#bufN = 0;
     this.#bufWeight = 0;
     this.#bufUnit = true;
@@ -587,22 +574,14 @@ export class TDigest {
     };
     let i = 0;
     let j = 0;
-    let base: number;
-    let curWeight: number;
-    if (j >= bn || (i < on && oldMeans[i] <= vals[j])) {
-      base = oldMeans[i];
-      curWeight = oldWeights[i++];
-    } else {
-      base = vals[j];
-      curWeight = wts ? wts[j] : 1;
-      j++;
-    }
-    let curMean = base;
+    let base = 0;
+    let curWeight = 0;
+    let curMean = 0;
     let curSum = 0;
     let out = 0;
     let weightSoFar = 0;
     let limit = limitFrom(0);
-    for (let seen = 1; seen < incoming; seen++) {
+    for (let seen = 0; seen < incoming; seen++) {
       let x: number;
       let w: number;
       if (j >= bn || (i < on && oldMeans[i] <= vals[j])) {
@@ -612,6 +591,11 @@ export class TDigest {
         x = vals[j];
         w = wts ? wts[j] : 1;
         j++;
+      }
+      if (seen === 0) {
+        base = curMean = x;
+        curWeight = w;
+        continue;
       }
       if (weightSoFar + curWeight + w <= limit && seen !== 1 && seen !== incoming - 1) {
         curWeight += w;

@@ -2,20 +2,12 @@
  * Seeded data for sketch tests and benchmarks: the same seed gives the same numbers on every
  * platform (mulberry32, then Box-Muller for normals).
  */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The models' seeded generators (mulberry32, Box-Muller), shared so that one implementation
+// serves builds, tests and benchmarks.
+import { gaussian, rng } from '../../models/lib/rng.ts';
 
-export function normal(r: () => number): number {
-  return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
-}
+export { rng };
+export const normal = gaussian;
 
 export type Shape =
   | 'uniform'
