@@ -43,3 +43,4 @@ export { createCache, canonicalKey, type Cache, type CacheOptions, type CacheSta
 export { encodeInstances, decodeV2Inputs, ValidationError, V2_DATATYPE, type Tensor, type TensorData, type EncodedRequest } from './validate.ts';
 export { createCircuitBreaker, type CircuitBreaker, type BreakerOptions, type BreakerState, type BreakerStats } from './breaker.ts';
 export { assignVersion, shadowVersions, validateRoutingTable, callerPoint, hash32, type RoutingTable } from './routing.ts';
+export { createWindowProfiler, type WindowProfiler, type ProfilerOptions, type ObservedRow, type Shipment, type Outcome } from './profiler.ts';

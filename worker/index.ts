@@ -8,6 +8,7 @@ import { BUNDLED_MODELS } from './models.ts';
 
 export type { Env };
 export { RoutingStore } from './routing-store.ts';
+export { DriftAggregator } from './aggregator.ts';
 
 const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
 

@@ -1,0 +1,67 @@
+// The aggregator Durable Object with its real SQLite storage (Workers vitest pool).
+import { env } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { CategoricalSketch, createProfile, decodeSummary, encodeSummary, TDigest } from '../core/index.ts';
+import type { DriftAggregator } from './aggregator.ts';
+
+const ns = (env as unknown as { AGGREGATOR: DurableObjectNamespace<DriftAggregator> }).AGGREGATOR;
+
+function summary(model: string, source: string, sequence: number, windowStart: number, values: number[]): Uint8Array {
+  const p = createProfile({ model, modelVersion: '1', source: { kind: 'edge', id: source }, sequence, windowStart, windowEnd: windowStart + 10_000 });
+  p.features.set('distance', new TDigest().addAll(values));
+  p.features.set('origin', new CategoricalSketch().add('ORD', values.length));
+  p.counters.rows = values.length;
+  return encodeSummary(p);
+}
+
+describe('DriftAggregator', () => {
+  it('stores, merges by minute, and deduplicates retried summaries by (source, sequence)', async () => {
+    const agg = ns.get(ns.idFromName('flight-delay-test-1'));
+    const t = Date.UTC(2001, 3, 1, 12, 0, 0);
+    expect((await agg.ingest('flight-delay', summary('flight-delay', 'a', 1, t, [1, 2, 3]))).status).toBe('stored');
+    expect((await agg.ingest('flight-delay', summary('flight-delay', 'a', 1, t, [1, 2, 3]))).status).toBe('duplicate');
+    expect((await agg.ingest('flight-delay', summary('flight-delay', 'b', 1, t + 20_000, [4, 5]))).status).toBe('stored');
+    expect((await agg.ingest('flight-delay', summary('flight-delay', 'a', 2, t + 60_000, [6]))).status).toBe('stored');
+    const minutes = await agg.minutes();
+    expect(minutes.map((m) => m.minute)).toEqual([t, t + 60_000]);
+    const w = decodeSummary((await agg.window(t, t + 120_000))!);
+    expect(w.counters.rows).toBe(6);
+    expect((w.features.get('distance') as TDigest).count).toBe(6);
+    const counters = await agg.counters();
+    expect(counters).toMatchObject({ stored: 3, duplicates: 1, rows: 6 });
+  });
+
+  it('refuses hostile bytes and summaries of another model with a reason, and stores nothing for them', async () => {
+    const agg = ns.get(ns.idFromName('flight-delay-test-2'));
+    const t = Date.UTC(2001, 3, 1, 12, 0, 0);
+    await agg.ingest('flight-delay', summary('flight-delay', 'a', 1, t, [1, 2]));
+    const before = await agg.window(0, 2 ** 52);
+    const good = summary('flight-delay', 'a', 2, t, [3]);
+    const flipped = good.slice();
+    flipped[20] ^= 0xff;
+    for (const bad of [new Uint8Array(0), new Uint8Array(5000).fill(7), good.slice(0, 40), flipped]) {
+      const r = await agg.ingest('flight-delay', bad);
+      expect(r.status).toBe('rejected');
+      expect(r.reason!.length).toBeGreaterThan(5);
+    }
+    const other = await agg.ingest('flight-delay', summary('movielens-topk', 'a', 3, t, [1]));
+    expect(other).toMatchObject({ status: 'rejected' });
+    expect(other.reason).toMatch(/movielens-topk/);
+    expect(await agg.window(0, 2 ** 52)).toEqual(before);
+    expect((await agg.counters()).rejected).toBe(5);
+  });
+
+  it('concurrent ingest from many sources loses nothing and counts nothing twice', async () => {
+    const agg = ns.get(ns.idFromName('flight-delay-test-3'));
+    const t = Date.UTC(2001, 4, 1, 0, 0, 0);
+    const sends = [];
+    for (let s = 0; s < 20; s++) for (let q = 1; q <= 5; q++) for (let retry = 0; retry < 2; retry++) sends.push(agg.ingest('flight-delay', summary('flight-delay', `src-${s}`, q, t + q * 1000, [s, q])));
+    const results = await Promise.all(sends);
+    expect(results.filter((r) => r.status === 'stored')).toHaveLength(100);
+    expect(results.filter((r) => r.status === 'duplicate')).toHaveLength(100);
+    const w = decodeSummary((await agg.window(t, t + MINUTE))!);
+    expect(w.counters.rows).toBe(200);
+  });
+});
+
+const MINUTE = 60_000;
