@@ -308,3 +308,31 @@ function indexLimit(manifest: ModelManifest, input: string): [number, number] | 
   const p = (manifest.parameters ?? []).find((x) => x.input === input);
   return p?.range;
 }
+
+/**
+ * Feature values per row, read back from tensors (the v2 path, where clients send indices): an
+ * index maps to its vocabulary entry ("<other>" for 0); padding in id lists is dropped.
+ */
+export function observedFromFeeds(manifest: ModelManifest, feeds: Record<string, Tensor>, rows: number): EncodedRequest['observed'] {
+  const out: EncodedRequest['observed'] = Array.from({ length: rows }, () => ({}));
+  for (const f of manifest.features) {
+    const t = feeds[f.input];
+    if (!t) continue;
+    const width = t.dims.slice(1).reduce((a, b) => a * b, 1);
+    for (let r = 0; r < rows; r++) {
+      if (f.kind === 'numeric') out[r][f.name] = Number(t.data[r]);
+      else if (f.kind === 'categorical') {
+        const i = Number(t.data[r]);
+        out[r][f.name] = i > 0 ? f.vocabulary[i - 1] : '<other>';
+      } else {
+        const ids: string[] = [];
+        for (let k = 0; k < width; k++) {
+          const i = Number(t.data[r * width + k]);
+          if (i > 0) ids.push(f.vocabulary[i - 1]);
+        }
+        out[r][f.name] = ids;
+      }
+    }
+  }
+  return out;
+}

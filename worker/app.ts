@@ -16,6 +16,10 @@ import {
   createCircuitBreaker,
   shadowVersions,
   validateRoutingTable,
+  createWindowProfiler,
+  observedFromFeeds,
+  type WindowProfiler,
+  type Outcome,
   type RoutingTable,
   TDigest,
   DeadlineError,
@@ -62,6 +66,12 @@ export interface Env {
   FAIL_MODEL_LOAD?: string;
   /** Bearer token for the operator routes (a secret; locally from .dev.vars). */
   OPERATOR_TOKEN?: string;
+  /** Drift summaries: the window each isolate sketches before flushing (ms), and rows per window. Defaults 5000 and 2000; TELEMETRY=off disables. */
+  TELEMETRY?: string;
+  TELEMETRY_WINDOW_MS?: string;
+  TELEMETRY_MAX_ROWS?: string;
+  /** Durable Object namespace of the per-model drift aggregators (DriftAggregator). */
+  AGGREGATOR?: DurableObjectNamespace<import('./aggregator.ts').DriftAggregator>;
   /** Durable Object namespace holding each model's routing table (RoutingStore). */
   ROUTING?: DurableObjectNamespace<import('./routing-store.ts').RoutingStore>;
 }
@@ -91,6 +101,8 @@ interface Runtime {
   routing: Map<string, { table: RoutingTable; until: number }>;
   shadows: Map<string, Map<string, ShadowStats>>;
   served: Map<string, Map<string, number>>;
+  profiler: WindowProfiler | undefined;
+  flushing: boolean;
   cache: Cache<unknown> | undefined;
   fallbacks: Map<string, FallbackClient>;
   /** Edge latency per model, for the hedging delay. */
@@ -167,6 +179,15 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       routing: new Map(),
       shadows: new Map(),
       served: new Map(),
+      flushing: false,
+      profiler:
+        env.TELEMETRY === 'off'
+          ? undefined
+          : createWindowProfiler({
+              source: { kind: 'edge', id: `${selfName}-${crypto.randomUUID().slice(0, 8)}` },
+              windowMs: num(env.TELEMETRY_WINDOW_MS, 5000, 'TELEMETRY_WINDOW_MS'),
+              maxRows: num(env.TELEMETRY_MAX_ROWS, 2000, 'TELEMETRY_MAX_ROWS'),
+            }),
       config,
       cache: config.cacheBytes > 0 ? createCache({ maxBytes: config.cacheBytes, ttlMs: config.cacheTtlMs }) : undefined,
       fallbacks,
@@ -294,6 +315,49 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
   }
 
   /**
+   * Sketches a served request into the isolate's window profile and, in waitUntil, ships the
+   * windows that are due to the model's DriftAggregator. A failed shipment stays in the outbox
+   * and goes again with the same sequence (the aggregator deduplicates); nothing here can delay
+   * or fail the request.
+   */
+  function telemetry(c: Context<{ Bindings: Env }>, m: ModelManifest, version: string, observed: ReturnType<typeof observedFromFeeds>, predictions: Record<string, unknown>[], latencyMs: number, outcome: string): void {
+    const r = rt(c.env);
+    if (!r.profiler) return;
+    try {
+      r.profiler.observe(m, version, observed.map((features, i) => ({ features, outputs: (predictions[i] ?? {}) as Record<string, number> })), latencyMs, outcome as Outcome);
+      r.profiler.tick();
+    } catch (err) {
+      console.error('telemetry: cannot sketch', err);
+      return;
+    }
+    if (r.flushing || !c.env.AGGREGATOR || r.profiler.stats().outbox === 0) return;
+    r.flushing = true;
+    const agg = c.env.AGGREGATOR;
+    const profiler = r.profiler;
+    const work = (async () => {
+      try {
+        for (const s of profiler.take()) {
+          try {
+            const res = await agg.get(agg.idFromName(s.model)).ingest(s.model, s.bytes);
+            if (res.status === 'rejected') console.error(`telemetry: aggregator refused a summary: ${res.reason}`);
+            profiler.ack([s]);
+          } catch (err) {
+            console.error('telemetry: flush failed, will retry', err);
+            break;
+          }
+        }
+      } finally {
+        r.flushing = false;
+      }
+    })();
+    try {
+      c.executionCtx.waitUntil(work);
+    } catch {
+      // No execution context (tests, Node): the work runs anyway.
+    }
+  }
+
+  /**
    * Runs the shadow versions on the same request after the response is sent (waitUntil): they
    * never delay or change it and never use the caller's budget. Their agreement with the served
    * output is recorded per version; a shadow that fails is counted and harms nothing.
@@ -409,6 +473,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
   }
 
   const infer = async (c: Context<{ Bindings: Env }>) => {
+    const started = performance.now();
     const e = engineOf(c);
     const m = e.manifest;
     const req = decodeV2Inputs(m, await body(c));
@@ -429,6 +494,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       shadow(c, e, route.table, route.key, version, engineReq, outputs);
     }
     countServed(c, m.name, version);
+    telemetry(c, m, version, observedFromFeeds(m, req.feeds, req.rows), toPredictions(m, outputs, req.rows), performance.now() - started, servedBy);
     const wanted = req.outputs ?? m.outputs.map((o) => o.name);
     c.header('x-served-by', servedBy);
     c.header('x-model-version', version);
@@ -447,6 +513,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
   app.post('/v2/models/:name/versions/:version/infer', limit, infer);
 
   app.post('/v1/models/:name/predict', limit, async (c) => {
+    const started = performance.now();
     const e = engineOf(c);
     const m = e.manifest;
     const raw = await body(c);
@@ -473,6 +540,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       });
     }
     countServed(c, m.name, version);
+    telemetry(c, m, version, enc.observed, predictions as Record<string, unknown>[], performance.now() - started, servedBy);
     c.header('x-served-by', servedBy);
     c.header('x-model-version', version);
     return c.json({ predictions, model_version: version, served_by: servedBy });
@@ -545,6 +613,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       cache: rt(c.env).cache?.stats() ?? null,
       fallback: fb ? { url: fb.url, breaker: fb.breaker.stats(), ...fb.stats() } : null,
       served_by_version: Object.fromEntries(rt(c.env).served.get(e.manifest.name) ?? []),
+      telemetry: rt(c.env).profiler?.stats() ?? null,
       shadows: Object.fromEntries(
         [...(rt(c.env).shadows.get(e.manifest.name) ?? [])].map(([v, st]) => [
           v,
