@@ -111,8 +111,15 @@ export function createWindowProfiler({ source, windowMs = 10_000, maxRows = 5000
       // bound, in flight or not.
       const risky = outbox.length > 2 * maxOutbox;
       const ok = (x: (typeof outbox)[number]) => risky || !x.inFlight;
-      const i = outbox.findIndex(ok);
-      const j = i < 0 ? -1 : outbox.findIndex((x, k) => k > i && ok(x) && x.profile.model === outbox[i].profile.model && x.profile.modelVersion === outbox[i].profile.modelVersion);
+      // The oldest pair of one model version: try each mergeable summary in turn as the first.
+      let i = -1;
+      let j = -1;
+      for (let a = 0; a < outbox.length && j < 0; a++) {
+        if (!ok(outbox[a])) continue;
+        const pa = outbox[a].profile;
+        j = outbox.findIndex((x, k) => k > a && ok(x) && x.profile.model === pa.model && x.profile.modelVersion === pa.modelVersion);
+        if (j >= 0) i = a;
+      }
       if (j < 0) break;
       const a = outbox[i].profile;
       const b = outbox[j].profile;

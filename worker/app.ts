@@ -336,13 +336,18 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     const profiler = r.profiler;
     const work = (async () => {
       try {
-        for (const s of profiler.take()) {
+        const batch = profiler.take();
+        for (let k = 0; k < batch.length; k++) {
+          const s = batch[k];
           try {
             const res = await agg.get(agg.idFromName(s.model)).ingest(s.model, s.bytes);
             if (res.status === 'rejected') console.error(`telemetry: aggregator refused a summary: ${res.reason}`);
             profiler.ack([s]);
           } catch (err) {
+            // This one may or may not have landed (it stays in flight and goes again with the
+            // same sequence); the ones after it were certainly not sent.
             console.error('telemetry: flush failed, will retry', err);
+            profiler.release(batch.slice(k + 1));
             break;
           }
         }
