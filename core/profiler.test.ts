@@ -416,19 +416,19 @@ describe('bounded outbox', () => {
   // even the documented last resort of 2 x maxOutbox (with a canary version and the receiver
   // unreachable, exactly the case the bound is for). Input: maxOutbox 2, one flight-delay@1
   // window, then 20 flight-delay@2 windows. Expected: at most 2 summaries ([@1, @2 merged]);
-  // actual: 21, mergedDown 0. Expected fix: look for the oldest pair of one model version,
+  // actual was 21, mergedDown 0. Fix: look for the oldest pair of one model version,
   // trying each mergeable summary as the first of the pair.
   it('merges within another model version when the oldest summary has no partner', () => {
     const maxOutbox = 2;
     const { p, clock } = profiler({ maxOutbox });
     closeWindow(p, clock, 1, '1');
     for (let i = 0; i < 20; i++) closeWindow(p, clock, 1, '2');
-    expect(p.stats().outbox).toBeLessThanOrEqual(maxOutbox); // actual 21
+    expect(p.stats().outbox).toBeLessThanOrEqual(maxOutbox); // used to be 21
   });
 
   // The same bug on the risky path: everything in flight, yet no merge past 2 x maxOutbox
   // because outbox[0] (the lone @1 summary) has no partner. Expected at most 4; actual 21.
-  it('bug: stays within 2 x maxOutbox when everything is in flight and the oldest summary has no partner', () => {
+  it('stays within 2 x maxOutbox when everything is in flight and the oldest summary has no partner', () => {
     const maxOutbox = 2;
     const { p, clock } = profiler({ maxOutbox });
     closeWindow(p, clock, 1, '1');
@@ -436,7 +436,7 @@ describe('bounded outbox', () => {
       p.take();
       closeWindow(p, clock, 1, '2');
     }
-    expect(p.stats().outbox).toBeLessThanOrEqual(2 * maxOutbox); // actual 21
+    expect(p.stats().outbox).toBeLessThanOrEqual(2 * maxOutbox); // used to be 21
   });
 });
 
