@@ -18,6 +18,11 @@ import {
   validateRoutingTable,
   createWindowProfiler,
   observedFromFeeds,
+  compareSketches,
+  decodeSummary,
+  CategoricalSketch,
+  type Profile,
+  type Sketch,
   type WindowProfiler,
   type Outcome,
   type RoutingTable,
@@ -604,6 +609,71 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     const { updatedAt } = await c.env.ROUTING.get(c.env.ROUTING.idFromName(e.manifest.name)).putTable(table);
     rt(c.env).routing.set(e.manifest.name, { table, until: Date.now() + 5000 });
     return c.json({ model: e.manifest.name, table, updated_at: updatedAt });
+  });
+
+  // --- Operators: drift against the training baseline ---------------------------------------
+  const baselines = new Map<string, Profile>();
+  const baselineOf = (name: string): Profile => {
+    let b = baselines.get(name);
+    if (!b) baselines.set(name, (b = decodeSummary(new Uint8Array(models[name].baseline))));
+    return b;
+  };
+  const describeSketch = (s: Sketch) =>
+    s instanceof TDigest
+      ? { kind: 'numeric', count: s.count, min: s.count ? s.min : null, max: s.count ? s.max : null, p05: s.count ? s.quantile(0.05) : null, p50: s.count ? s.quantile(0.5) : null, p95: s.count ? s.quantile(0.95) : null }
+      : s instanceof CategoricalSketch
+        ? { kind: 'categorical', count: s.count, top: s.top(10) }
+        : { kind: 'histogram', count: s.count };
+  app.get('/v1/models/:name/drift', async (c) => {
+    operator(c);
+    const e = engineOf(c);
+    const m = e.manifest;
+    if (!c.env.AGGREGATOR) throw new ValidationError('no aggregator is bound (AGGREGATOR)', 'AGGREGATOR', 404, 'aggregator_unavailable');
+    const q = (k: string, fallback: number) => {
+      const v = c.req.query(k);
+      if (v === undefined) return fallback;
+      const n = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
+      if (!Number.isFinite(n)) throw new ValidationError(`${k} must be ms since the epoch or an ISO date, got ${JSON.stringify(v)}`, k);
+      return n;
+    };
+    const to = q('to', Date.now() + 60_000);
+    const from = q('from', to - 24 * 3600_000);
+    const step = q('step', to - from);
+    if (!(from < to)) throw new ValidationError('from must be before to', 'from');
+    if (!(step >= 60_000) || (to - from) / step > 500) throw new ValidationError('step must be at least 60000 ms and give at most 500 windows', 'step');
+    const version = c.req.query('version');
+    const agg = c.env.AGGREGATOR.get(c.env.AGGREGATOR.idFromName(m.name));
+    const baseline = baselineOf(m.name);
+    const windows = [];
+    for (let t = from; t < to; t += step) {
+      const bytes = await agg.window(t, Math.min(to, t + step), version);
+      if (!bytes) {
+        windows.push({ from: new Date(t).toISOString(), to: new Date(Math.min(to, t + step)).toISOString(), rows: 0 });
+        continue;
+      }
+      const w = decodeSummary(bytes);
+      const section = (live: Map<string, Sketch>, base: Map<string, Sketch>) =>
+        Object.fromEntries(
+          [...live].map(([name, sketch]) => {
+            const b = base.get(name);
+            const drift = b && b.constructor === sketch.constructor ? compareSketches(b, sketch) : {};
+            return [name, { ...describeSketch(sketch), drifted: Object.values(drift).some((d) => d?.drifted), drift }];
+          }),
+        );
+      const features = section(w.features, baseline.features);
+      const outputs = section(w.outputs, baseline.outputs);
+      windows.push({
+        from: new Date(t).toISOString(),
+        to: new Date(Math.min(to, t + step)).toISOString(),
+        rows: w.counters.rows,
+        counters: w.counters,
+        latency_ms: { p50: w.latency.count ? w.latency.quantile(0.5) : null, p99: w.latency.count ? w.latency.quantile(0.99) : null },
+        drifted: [...Object.entries(features), ...Object.entries(outputs)].filter(([, v]) => v.drifted).map(([k]) => k),
+        features,
+        outputs,
+      });
+    }
+    return c.json({ model: m.name, version: version ?? 'all', baseline: { window: m.baseline.window, rows: baseline.counters.rows }, windows });
   });
 
   // Operators: what this isolate's engine and cache are doing.

@@ -14,7 +14,7 @@ const rows = (flightGolden.rows as { features: Record<string, unknown>; inputs: 
 describe('edge telemetry', () => {
   it('sketches every served row (v1 and v2) and ships closed windows to the aggregator once', async () => {
     const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
-    const bindings = { ...(env as Env), CACHE_MAX_BYTES: '0', TELEMETRY_MAX_ROWS: '10' };
+    const bindings = { ...(env as Env), CACHE_MAX_BYTES: '0', TELEMETRY_MAX_ROWS: '10', OPERATOR_TOKEN: 'op' };
     const post = (path: string, body: unknown) => app.request(path, { method: 'POST', headers: { 'content-type': 'application/json', 'x-latency-budget-ms': '10000' }, body: JSON.stringify(body) }, bindings);
     for (let i = 0; i < 25; i++) expect((await post('/v1/models/flight-delay/predict', { instances: [rows[i].features] })).status).toBe(200);
     const r = rows[0].inputs;
@@ -35,5 +35,18 @@ describe('edge telemetry', () => {
     // The v2 rows were mapped back from indices to airport codes.
     expect((w.features.get('origin') as CategoricalSketch).estimate(String(rows[0].features.origin)).count).toBeGreaterThanOrEqual(6);
     expect(w.latency.count).toBe(30);
+
+    // The operator's view: these April-June rows against the January-February baseline.
+    expect((await app.request('/v1/models/flight-delay/drift', {}, bindings)).status).toBe(401);
+    const res = await app.request('/v1/models/flight-delay/drift', { headers: { authorization: 'Bearer op' } }, bindings);
+    expect(res.status).toBe(200);
+    const drift = (await res.json()) as { windows: { rows: number; drifted: string[]; features: Record<string, { drift: Record<string, { statistic: number; drifted: boolean }> }> }[] };
+    const last = drift.windows.at(-1)!;
+    expect(last.rows).toBe(30);
+    expect(last.drifted).toContain('month'); // never April-June in training
+    expect(last.features.month.drift.psi.drifted).toBe(true);
+    expect(last.features.hour.drift.ks).toBeDefined();
+    const bad = await app.request('/v1/models/flight-delay/drift?step=5', { headers: { authorization: 'Bearer op' } }, bindings);
+    expect(bad.status).toBe(400);
   });
 });
