@@ -782,3 +782,19 @@ describe('robustness of the contract edges', () => {
     expect(() => createBatcher({ run: async (xs: number[]) => xs, maxWaitMs: Infinity })).toThrow(RangeError);
   });
 });
+
+describe('adaptive waiting needs concurrent callers', () => {
+  it('a lone closed-loop caller (next request right after each answer) is never made to wait', async () => {
+    const h = harness((n) => 10 + 0.5 * n);
+    const b = createBatcher({ run: h.run, maxWaitMs: 5, prior: { fixedMs: 10, perItemMs: 0.5 }, ...timing(h.clock) });
+    for (let i = 0; i < 20; i++) {
+      const p = b.submit(i);
+      await h.clock.drain();
+      expect(await p).toBe(f(i));
+    }
+    // Arrivals every ~10.5 ms... but never while a batch runs: pressure stays 0.
+    expect(b.stats().pressure).toBe(0);
+    expect(h.clock.batcherTimers).toEqual([]);
+    expect(h.calls.every((c) => c.length === 1)).toBe(true);
+  });
+});

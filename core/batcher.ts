@@ -11,7 +11,10 @@
  *   does), and the arrival interval is tracked as an EWMA. With n requests queued and an idle
  *   engine, waiting for one more costs about interval·n of added latency and saves about `a`
  *   (one fixed cost), so the batcher waits only while interval·n < a, never longer than
- *   `maxWaitMs` in all, and never past what the tightest deadline in the queue allows.
+ *   `maxWaitMs` in all, and never past what the tightest deadline in the queue allows. It waits
+ *   at all only when callers are concurrent: requests have been arriving while batches ran
+ *   (an EWMA of at least 0.5 per batch). A lone closed-loop caller, who always arrives just
+ *   after its previous answer, is never made to wait.
  *   Mode 'fixed' waits `maxWaitMs` from the first queued request unless the batch fills
  *   (Triton's fixed window); mode 'off' runs every request alone.
  * - Deadlines: a request whose deadline cannot be met (queue ahead of it plus the estimated
@@ -86,6 +89,8 @@ export interface BatcherStats {
   cost: { fixedMs: number; perItemMs: number };
   /** EWMA of the interval between arrivals, ms (undefined before the second arrival). */
   arrivalIntervalMs: number | undefined;
+  /** EWMA of requests arriving while a batch runs (evidence of concurrent callers). */
+  pressure: number;
   /** Histogram of batch sizes: index n counts batches of n. */
   batchSizes: number[];
 }
@@ -132,6 +137,11 @@ export function createBatcher<I, O>({
   let microtaskPending = false;
   let lastArrival: number | undefined;
   let interval: number | undefined;
+  // Requests that arrived while a batch ran, as an EWMA over batches: evidence of concurrent
+  // callers. A single closed-loop caller arrives just after each answer, at short intervals,
+  // but never during a run, and waiting for company would only delay it.
+  let arrivedDuringRun = 0;
+  let pressure = 0;
   // Decayed sums for the least-squares fit of t = a + b·n.
   let s0 = 0;
   let s1 = 0;
@@ -189,6 +199,7 @@ export function createBatcher<I, O>({
       interval = interval === undefined ? gap : 0.8 * interval + 0.2 * gap;
     }
     lastArrival = at;
+    if (running) arrivedDuringRun++;
     if (queue.length >= maxQueue) {
       stats.refusedOverload++;
       return Promise.reject(new OverloadedError(`queue full (${maxQueue} waiting)`, retryAfter(at)));
@@ -211,7 +222,7 @@ export function createBatcher<I, O>({
     if (queue.length < batchLimit) {
       if (mode === 'fixed') {
         wait = waitStarted + maxWaitMs - at;
-      } else if (mode === 'adaptive' && interval !== undefined && interval * queue.length < cost().fixedMs) {
+      } else if (mode === 'adaptive' && pressure >= 0.5 && interval !== undefined && interval * queue.length < cost().fixedMs) {
         wait = Math.min(interval, waitStarted + maxWaitMs - at);
       }
       // Never past what the tightest deadline allows.
@@ -298,6 +309,8 @@ export function createBatcher<I, O>({
       .finally(() => {
         // A failed batch says nothing about what a batch costs.
         if (!failed) record(batch.length, now() - at);
+        pressure = 0.8 * pressure + 0.2 * Math.min(arrivedDuringRun, 4);
+        arrivedDuringRun = 0;
         running = false;
         // What queued meanwhile has waited already: it goes at once.
         if (queue.length) {
@@ -323,6 +336,7 @@ export function createBatcher<I, O>({
       failedBatches: stats.failedBatches,
       cost: cost(),
       arrivalIntervalMs: interval,
+      pressure,
       batchSizes: Array.from(stats.batchSizes, (v) => v ?? 0),
     }),
   };
