@@ -288,39 +288,44 @@ export function createBatcher<I, O>({
     } catch (err) {
       promise = Promise.reject(err);
     }
-    let failed = false;
+    // Bookkeeping happens before the callers are answered, so that a caller who submits again
+    // as soon as it has its answer finds the engine idle (not "arriving during a run").
+    const finish = (ok: boolean) => {
+      if (ok) record(batch.length, now() - at); // a failed batch says nothing about cost
+      pressure = 0.8 * pressure + 0.2 * Math.min(arrivedDuringRun, 4);
+      arrivedDuringRun = 0;
+      running = false;
+    };
+    const next = () => {
+      // What queued meanwhile has waited already: it goes at once.
+      if (queue.length) {
+        if (timer !== undefined) {
+          clearTimer(timer);
+          timer = undefined;
+        }
+        dispatch();
+      }
+    };
     promise
+      .then((results) => {
+        if (!Array.isArray(results) || results.length !== batch.length) {
+          throw new Error(`batch run returned ${Array.isArray(results) ? results.length : typeof results} results for ${batch.length} items`);
+        }
+        return results;
+      })
       .then(
         (results) => {
-          if (!Array.isArray(results) || results.length !== batch.length) {
-            throw new Error(`batch run returned ${Array.isArray(results) ? results.length : typeof results} results for ${batch.length} items`);
-          }
+          finish(true);
           batch.forEach((e, i) => e.resolve(results[i]));
+          next();
         },
         (err: unknown) => {
-          throw err;
+          finish(false);
+          stats.failedBatches++;
+          for (const e of batch) e.reject(err);
+          next();
         },
-      )
-      .catch((err: unknown) => {
-        failed = true;
-        stats.failedBatches++;
-        for (const e of batch) e.reject(err);
-      })
-      .finally(() => {
-        // A failed batch says nothing about what a batch costs.
-        if (!failed) record(batch.length, now() - at);
-        pressure = 0.8 * pressure + 0.2 * Math.min(arrivedDuringRun, 4);
-        arrivedDuringRun = 0;
-        running = false;
-        // What queued meanwhile has waited already: it goes at once.
-        if (queue.length) {
-          if (timer !== undefined) {
-            clearTimer(timer);
-            timer = undefined;
-          }
-          dispatch();
-        }
-      });
+      );
   }
 
   return {
