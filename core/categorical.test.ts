@@ -1,29 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { rng } from '../test/support/data.ts';
+import { categories } from '../test/support/data.ts';
 import { CategoricalSketch } from './categorical.ts';
 import { SummaryDecodeError } from './errors.ts';
 
 function zipfStream(n: number, distinct: number, seed: number, s = 1.1): string[] {
-  const r = rng(seed);
-  const weights = Array.from({ length: distinct }, (_, i) => 1 / (i + 1) ** s);
-  const total = weights.reduce((a, b) => a + b, 0);
-  const cum: number[] = [];
-  let acc = 0;
-  for (const w of weights) cum.push((acc += w / total));
-  const out: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const u = r();
-    let lo = 0;
-    let hi = distinct - 1;
-    while (lo < hi) {
-      const m = (lo + hi) >> 1;
-      if (cum[m] < u) lo = m + 1;
-      else hi = m;
-    }
-    out.push(`v${lo}`);
-  }
-  return out;
+  const names = Array.from({ length: distinct }, (_, i) => `v${i}`);
+  return categories(n, seed, names, names.map((_, i) => 1 / (i + 1) ** s));
 }
 
 function exactCounts(xs: string[]): Map<string, number> {

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { generate, normal, rng, SMOOTH_SHAPES, type Shape } from '../test/support/data.ts';
+import { categories, generate, normal, rng, SMOOTH_SHAPES, type Shape } from '../test/support/data.ts';
 import {
   alignCounts,
   binShares,
@@ -38,22 +38,6 @@ function bimodal(n: number, seed: number, left: number): Float64Array {
   return out;
 }
 
-/** n draws from the categories `names` with relative `weights`. */
-function categories(n: number, seed: number, names: readonly string[], weights: readonly number[]): string[] {
-  const r = rng(seed);
-  const total = weights.reduce((a, b) => a + b, 0);
-  const cum: number[] = [];
-  let acc = 0;
-  for (const w of weights) cum.push((acc += w / total));
-  const out: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const u = r();
-    let k = 0;
-    while (k < cum.length - 1 && u >= cum[k]) k++;
-    out.push(names[k]);
-  }
-  return out;
-}
 
 const CATS = Array.from({ length: 12 }, (_, i) => `c${i}`);
 const ZIPF = CATS.map((_, i) => 1 / (i + 1));

@@ -107,3 +107,25 @@ export function midCdf(sorted: Float64Array, x: number): number {
   }
   return (below + (lo - below) / 2) / sorted.length;
 }
+
+/** n draws from the categories `names` with relative `weights` (binary search on the CDF). */
+export function categories(n: number, seed: number, names: readonly string[], weights: readonly number[]): string[] {
+  const r = rng(seed);
+  const total = weights.reduce((a, b) => a + b, 0);
+  const cum: number[] = [];
+  let acc = 0;
+  for (const w of weights) cum.push((acc += w / total));
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const u = r();
+    let lo = 0;
+    let hi = cum.length - 1;
+    while (lo < hi) {
+      const m = (lo + hi) >> 1;
+      if (cum[m] <= u) lo = m + 1;
+      else hi = m;
+    }
+    out.push(names[lo]);
+  }
+  return out;
+}
