@@ -566,3 +566,22 @@ describe('property: every statistic is well formed on any small input', () => {
     );
   });
 });
+
+describe('Jensen-Shannon is aware of sampling noise', () => {
+  const names = Array.from({ length: 200 }, (_, i) => `A${i}`);
+  const flat = names.map(() => 1);
+  const sketch = (xs: string[]) => {
+    const s = new CategoricalSketch({ capacity: 512 });
+    for (const x of xs) s.add(x);
+    return s;
+  };
+  it('a 500-row window of 200 categories is not flagged for noise (distance ~0.22, raised bar), while a real shift is', () => {
+    const base = sketch(categories(100_000, 1, names, flat));
+    const same = jensenShannon(base, sketch(categories(500, 2, names, flat)));
+    expect(same.statistic).toBeGreaterThan(0.15); // the noise the fixed 0.1 would have flagged
+    expect(same.drifted).toBe(false);
+    expect(same.threshold).toBeGreaterThan(0.25);
+    const shifted = jensenShannon(base, sketch([...categories(350, 3, names, flat), ...Array(150).fill('NEW')]));
+    expect(shifted.drifted).toBe(true);
+  });
+});

@@ -11,9 +11,24 @@
  *   storage transaction with the dedup record, so a crash can neither lose nor double it.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { decodeSummary, encodeSummary, mergeProfiles, SummaryDecodeError, type Profile } from '../core/index.ts';
+import { compareSketches, decodeSummary, encodeSummary, mergeProfiles, SummaryDecodeError, type Profile, type Sketch } from '../core/index.ts';
+import { BUNDLED_MODELS } from './models.ts';
 
 export const MINUTE_MS = 60_000;
+/** Consecutive drifted (or clean) evaluated minutes that open (or resolve) an alert. */
+export const ALERT_HYSTERESIS = 3;
+/** Minutes with fewer rows than this are not evaluated (too few to judge). */
+export const MIN_ROWS_TO_EVALUATE = 200;
+
+export interface Alert {
+  id: number;
+  version: string;
+  feature: string;
+  opened_at: string;
+  resolved_at: string | null;
+  /** The statistics of the window that opened it. */
+  evidence: Record<string, { statistic: number; threshold: number }>;
+}
 
 export interface IngestResult {
   status: 'stored' | 'duplicate' | 'rejected';
@@ -30,6 +45,9 @@ export class DriftAggregator extends DurableObject {
     sql.exec(`CREATE TABLE IF NOT EXISTS seen (source TEXT NOT NULL, sequence INTEGER NOT NULL, model_version TEXT NOT NULL, PRIMARY KEY (source, sequence, model_version))`);
     sql.exec(`CREATE TABLE IF NOT EXISTS buckets (model_version TEXT NOT NULL, minute INTEGER NOT NULL, summary BLOB NOT NULL, PRIMARY KEY (model_version, minute))`);
     sql.exec(`CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)`);
+    sql.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
+    sql.exec(`CREATE TABLE IF NOT EXISTS streaks (model_version TEXT NOT NULL, feature TEXT NOT NULL, drifted INTEGER NOT NULL, clean INTEGER NOT NULL, PRIMARY KEY (model_version, feature))`);
+    sql.exec(`CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, model_version TEXT NOT NULL, feature TEXT NOT NULL, opened_at INTEGER NOT NULL, resolved_at INTEGER, evidence TEXT NOT NULL)`);
     this.#ready = true;
   }
 
@@ -54,7 +72,7 @@ export class DriftAggregator extends DurableObject {
     const source = `${p.source.kind}:${p.source.id}`;
     const minute = Math.floor(p.windowStart / MINUTE_MS) * MINUTE_MS;
     const sql = this.ctx.storage.sql;
-    return this.ctx.storage.transactionSync(() => {
+    const result = this.ctx.storage.transactionSync(() => {
       const dup = sql.exec(`SELECT 1 FROM seen WHERE source = ? AND sequence = ? AND model_version = ?`, source, p.sequence, p.modelVersion).toArray();
       if (dup.length) {
         this.#count('duplicates');
@@ -67,8 +85,91 @@ export class DriftAggregator extends DurableObject {
       sql.exec(`INSERT INTO seen (source, sequence, model_version) VALUES (?, ?, ?)`, source, p.sequence, p.modelVersion);
       this.#count('stored');
       this.#count('rows', p.counters.rows);
+      sql.exec(`INSERT INTO meta (key, value) VALUES ('model', ?) ON CONFLICT(key) DO NOTHING`, model);
       return { status: 'stored' as const, minute };
     });
+    if (result.status === 'stored') await this.#arm();
+    return result;
+  }
+
+  /** Ingest arms an alarm a minute ahead, which evaluates the minutes completed since the last one. */
+  async #arm(): Promise<void> {
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + MINUTE_MS);
+  }
+
+  override async alarm(): Promise<void> {
+    await this.evaluate(Date.now());
+    // Keep going while minutes remain that have not been evaluated.
+    const through = Number(this.ctx.storage.sql.exec(`SELECT value FROM meta WHERE key = 'evaluated_through'`).toArray()[0]?.value ?? -1);
+    const pending = this.ctx.storage.sql.exec(`SELECT 1 FROM buckets WHERE minute > ? LIMIT 1`, through).toArray().length > 0;
+    if (pending) await this.ctx.storage.setAlarm(Date.now() + MINUTE_MS);
+  }
+
+  /**
+   * Evaluates every minute bucket that completed before `now` and was not evaluated yet, in
+   * time order, against the training baseline: a feature or output counts as drifted in a
+   * minute when any of core's statistics flags it; ALERT_HYSTERESIS drifted minutes in a row
+   * open an alert, as many clean ones resolve it. Minutes with too few rows are skipped.
+   * Returns the number of minutes evaluated.
+   */
+  async evaluate(now: number): Promise<number> {
+    this.#schema();
+    const sql = this.ctx.storage.sql;
+    const model = sql.exec(`SELECT value FROM meta WHERE key = 'model'`).toArray()[0]?.value as string | undefined;
+    const bundled = model ? BUNDLED_MODELS[model] : undefined;
+    if (!bundled) return 0;
+    const baseline = decodeSummary(new Uint8Array(bundled.baseline));
+    const last = Number(sql.exec(`SELECT value FROM meta WHERE key = 'evaluated_through'`).toArray()[0]?.value ?? -Infinity);
+    const due = sql.exec(`SELECT model_version, minute, summary FROM buckets WHERE minute > ? AND minute + ? <= ? ORDER BY minute`, Number.isFinite(last) ? last : -1, MINUTE_MS, now).toArray();
+    let evaluated = 0;
+    let through = last;
+    for (const row of due) {
+      const p = decodeSummary(new Uint8Array(row.summary as ArrayBuffer));
+      through = Math.max(through, row.minute as number);
+      if (p.counters.rows < MIN_ROWS_TO_EVALUATE) continue;
+      evaluated++;
+      const version = row.model_version as string;
+      for (const [kind, live, base] of [['feature', p.features, baseline.features], ['output', p.outputs, baseline.outputs]] as const) {
+        for (const [name, sketch] of live as Map<string, Sketch>) {
+          const b = (base as Map<string, Sketch>).get(name);
+          if (!b || b.constructor !== sketch.constructor) continue;
+          const results = compareSketches(b, sketch);
+          const drifted = Object.values(results).some((r) => r?.drifted);
+          const key = kind === 'output' ? `output:${name}` : name;
+          const st = sql.exec(`SELECT drifted, clean FROM streaks WHERE model_version = ? AND feature = ?`, version, key).toArray()[0] as { drifted: number; clean: number } | undefined;
+          const d = drifted ? (st?.drifted ?? 0) + 1 : 0;
+          const c = drifted ? 0 : (st?.clean ?? 0) + 1;
+          sql.exec(`INSERT INTO streaks (model_version, feature, drifted, clean) VALUES (?, ?, ?, ?) ON CONFLICT(model_version, feature) DO UPDATE SET drifted = excluded.drifted, clean = excluded.clean`, version, key, d, c);
+          const open = sql.exec(`SELECT id FROM alerts WHERE model_version = ? AND feature = ? AND resolved_at IS NULL`, version, key).toArray()[0];
+          if (!open && d >= ALERT_HYSTERESIS) {
+            const evidence = Object.fromEntries(Object.entries(results).filter(([, r]) => r?.drifted).map(([m, r]) => [m, { statistic: r!.statistic, threshold: r!.threshold }]));
+            sql.exec(`INSERT INTO alerts (model_version, feature, opened_at, evidence) VALUES (?, ?, ?, ?)`, version, key, row.minute as number, JSON.stringify(evidence));
+            this.#count('alerts_opened');
+          } else if (open && c >= ALERT_HYSTERESIS) {
+            sql.exec(`UPDATE alerts SET resolved_at = ? WHERE id = ?`, row.minute as number, open.id as number);
+            this.#count('alerts_resolved');
+          }
+        }
+      }
+    }
+    if (through !== last) sql.exec(`INSERT INTO meta (key, value) VALUES ('evaluated_through', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, String(through));
+    return evaluated;
+  }
+
+  /** Alerts, newest first. */
+  async alerts(): Promise<Alert[]> {
+    this.#schema();
+    return this.ctx.storage.sql
+      .exec(`SELECT id, model_version, feature, opened_at, resolved_at, evidence FROM alerts ORDER BY opened_at DESC, id DESC`)
+      .toArray()
+      .map((r) => ({
+        id: r.id as number,
+        version: r.model_version as string,
+        feature: r.feature as string,
+        opened_at: new Date(r.opened_at as number).toISOString(),
+        resolved_at: r.resolved_at === null ? null : new Date(r.resolved_at as number).toISOString(),
+        evidence: JSON.parse(r.evidence as string),
+      }));
   }
 
   /** The merged profile of [from, to) for a version (all versions when omitted), or null. */

@@ -676,6 +676,14 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     return c.json({ model: m.name, version: version ?? 'all', baseline: { window: m.baseline.window, rows: baseline.counters.rows }, windows });
   });
 
+  app.get('/v1/models/:name/alerts', async (c) => {
+    operator(c);
+    const e = engineOf(c);
+    if (!c.env.AGGREGATOR) throw new ValidationError('no aggregator is bound (AGGREGATOR)', 'AGGREGATOR', 404, 'aggregator_unavailable');
+    const alerts = await c.env.AGGREGATOR.get(c.env.AGGREGATOR.idFromName(e.manifest.name)).alerts();
+    return c.json({ model: e.manifest.name, open: alerts.filter((a) => a.resolved_at === null).length, alerts });
+  });
+
   // Operators: what this isolate's engine and cache are doing.
   app.get('/v1/models/:name/stats', (c) => {
     const e = engineOf(c);

@@ -1,0 +1,84 @@
+// Drift alerts with hysteresis in the aggregator, against the real flight-delay training
+// baseline, with the object's real SQLite storage and its alarm.
+import { env, runDurableObjectAlarm } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { CategoricalSketch, createProfile, decodeSummary, encodeSummary, TDigest } from '../core/index.ts';
+import { rng } from '../test/support/data.ts';
+import { ALERT_HYSTERESIS, type DriftAggregator } from './aggregator.ts';
+import { BUNDLED_MODELS } from './models.ts';
+
+const ns = (env as unknown as { AGGREGATOR: DurableObjectNamespace<DriftAggregator> }).AGGREGATOR;
+const baseline = decodeSummary(new Uint8Array(BUNDLED_MODELS['flight-delay'].baseline));
+
+/** One minute of 500 rows drawn from the baseline's own sketches; `shift` moves hour and month. */
+function minute(start: number, sequence: number, seed: number, shift: boolean): Uint8Array {
+  const r = rng(seed);
+  const p = createProfile({ model: 'flight-delay', modelVersion: '1', source: { kind: 'edge', id: 'replay' }, sequence, windowStart: start, windowEnd: start + 59_000 });
+  for (const [name, sketch] of baseline.features) {
+    if (sketch instanceof TDigest) {
+      const d = new TDigest();
+      for (let i = 0; i < 500; i++) {
+        let v = Math.round(sketch.quantile(r()));
+        if (shift && name === 'month') v = 5;
+        if (shift && name === 'hour') v = Math.min(23, v + 4);
+        d.add(name === 'distance' ? sketch.quantile(r()) : v);
+      }
+      p.features.set(name, d);
+    } else if (sketch instanceof CategoricalSketch) {
+      const top = sketch.top(512);
+      const total = top.reduce((a, c) => a + c.count, 0);
+      const c = new CategoricalSketch({ capacity: 512 });
+      for (let i = 0; i < 500; i++) {
+        let u = r() * total;
+        const pick = top.find((t) => (u -= t.count) <= 0) ?? top[0];
+        c.add(pick.value);
+      }
+      p.features.set(name, c);
+    }
+  }
+  p.counters.rows = 500;
+  return encodeSummary(p);
+}
+
+describe('drift alerts', () => {
+  it('baseline-like minutes raise nothing; shifted minutes open an alert after the hysteresis, on the features that moved; clean minutes resolve it', async () => {
+    const agg = ns.get(ns.idFromName('flight-delay'));
+    const t0 = Date.UTC(2026, 0, 1, 0, 0, 0);
+    let seq = 0;
+    const plan = [false, false, false, false, true, true, true, true, false, false, false, false];
+    for (const [i, shifted] of plan.entries()) {
+      expect((await agg.ingest('flight-delay', minute(t0 + i * 60_000, ++seq, i + 1, shifted))).status).toBe('stored');
+    }
+    // The alarm a minute after ingest evaluates every completed minute.
+    expect(await runDurableObjectAlarm(agg)).toBe(true);
+    const alerts = await agg.alerts();
+    const features = [...new Set(alerts.map((a) => a.feature))].sort();
+    expect(features).toContain('month');
+    expect(features).toContain('hour');
+    expect(features).not.toContain('distance');
+    expect(features).not.toContain('origin');
+    const month = alerts.find((a) => a.feature === 'month')!;
+    // Opened on the third shifted minute (index 6), resolved on the third clean one (index 10).
+    expect(month.opened_at).toBe(new Date(t0 + (4 + ALERT_HYSTERESIS - 1) * 60_000).toISOString());
+    expect(month.resolved_at).toBe(new Date(t0 + (8 + ALERT_HYSTERESIS - 1) * 60_000).toISOString());
+    expect(month.evidence.psi.statistic).toBeGreaterThan(month.evidence.psi.threshold);
+    // Evaluating again changes nothing (each minute is evaluated once).
+    expect(await agg.evaluate(Date.now())).toBe(0);
+    expect(await agg.alerts()).toEqual(alerts);
+  });
+});
+
+describe('the alerts route', () => {
+  it('lists the aggregator alerts for operators, and refuses others', async () => {
+    const { createApp } = await import('./app.ts');
+    const { createWasmSession } = await import('./engine/ort-workerd.ts');
+    const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+    const bindings = { ...(env as object), OPERATOR_TOKEN: 'op' };
+    expect((await app.request('/v1/models/flight-delay/alerts', {}, bindings)).status).toBe(401);
+    const res = await app.request('/v1/models/flight-delay/alerts', { headers: { authorization: 'Bearer op' } }, bindings);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { open: number; alerts: { feature: string }[] };
+    expect(body.alerts.map((a) => a.feature)).toEqual(expect.arrayContaining(['month', 'hour']));
+    expect(body.open).toBe(0);
+  });
+});
