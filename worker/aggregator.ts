@@ -187,6 +187,18 @@ export class DriftAggregator extends DurableObject {
     return acc ? encodeSummary(acc, { meanPrecision: 'f64' }) : null;
   }
 
+  /** The merged profile of [from, to) per version. */
+  async versions(from: number, to: number): Promise<Record<string, Uint8Array>> {
+    this.#schema();
+    const names = this.ctx.storage.sql.exec(`SELECT DISTINCT model_version FROM buckets WHERE minute >= ? AND minute < ?`, from, to).toArray().map((r) => r.model_version as string);
+    const out: Record<string, Uint8Array> = {};
+    for (const v of names) {
+      const bytes = await this.window(from, to, v);
+      if (bytes) out[v] = bytes;
+    }
+    return out;
+  }
+
   async counters(): Promise<Record<string, number>> {
     this.#schema();
     return Object.fromEntries(this.ctx.storage.sql.exec(`SELECT name, value FROM counters`).toArray().map((r) => [r.name as string, r.value as number]));

@@ -676,6 +676,58 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     return c.json({ model: m.name, version: version ?? 'all', baseline: { window: m.baseline.window, rows: baseline.counters.rows }, windows });
   });
 
+  /**
+   * Versions side by side over [from, to): rows, error, cache and fallback rates, latency and
+   * output distributions per version, and for each non-stable version a verdict against stable:
+   * "worse" when its error rate is 1 point higher, its fallback rate 5 points higher, its p99
+   * latency 1.5x, or its outputs drifted from stable's; "insufficient data" under 200 rows.
+   */
+  app.get('/v1/models/:name/versions', async (c) => {
+    operator(c);
+    const e = engineOf(c);
+    const m = e.manifest;
+    if (!c.env.AGGREGATOR) throw new ValidationError('no aggregator is bound (AGGREGATOR)', 'AGGREGATOR', 404, 'aggregator_unavailable');
+    const to = Number(c.req.query('to') ?? Date.now() + 60_000);
+    const from = Number(c.req.query('from') ?? to - 24 * 3600_000);
+    if (!(Number.isFinite(from) && Number.isFinite(to) && from < to)) throw new ValidationError('from and to must be ms since the epoch with from < to', 'from');
+    const table = await tableOf(c, e);
+    const raw = await c.env.AGGREGATOR.get(c.env.AGGREGATOR.idFromName(m.name)).versions(from, to);
+    const profiles = Object.fromEntries(Object.entries(raw).map(([v, b]) => [v, decodeSummary(new Uint8Array(b))]));
+    const rate = (p: Profile, k: string) => (p.counters.rows ? (p.counters[k] ?? 0) / p.counters.rows : 0);
+    const summary = (p: Profile) => ({
+      rows: p.counters.rows,
+      error_rate: rate(p, 'errors'),
+      cache_rate: rate(p, 'cacheHits'),
+      fallback_rate: rate(p, 'fallbacks'),
+      latency_ms: { p50: p.latency.count ? p.latency.quantile(0.5) : null, p99: p.latency.count ? p.latency.quantile(0.99) : null },
+      outputs: Object.fromEntries([...p.outputs].map(([k, s]) => [k, describeSketch(s)])),
+    });
+    const stable = profiles[table.stable];
+    const versions = Object.fromEntries(
+      Object.entries(profiles).map(([v, p]) => {
+        const role = v === table.stable ? 'stable' : v === table.canary?.version ? 'canary' : (table.shadows ?? []).some((x) => x.version === v) ? 'shadow' : 'other';
+        let verdict: string | undefined;
+        const reasons: string[] = [];
+        if (v !== table.stable) {
+          if (!stable || stable.counters.rows < 200 || p.counters.rows < 200) verdict = 'insufficient data';
+          else {
+            if (rate(p, 'errors') > rate(stable, 'errors') + 0.01) reasons.push('error rate');
+            if (rate(p, 'fallbacks') > rate(stable, 'fallbacks') + 0.05) reasons.push('fallback rate');
+            const p99 = (q: Profile) => (q.latency.count ? q.latency.quantile(0.99) : 0);
+            if (p99(p) > 1.5 * p99(stable) && p99(p) - p99(stable) > 1) reasons.push('p99 latency');
+            for (const [k, s] of p.outputs) {
+              const b = stable.outputs.get(k);
+              if (b && b.constructor === s.constructor && Object.values(compareSketches(b, s)).some((r) => r?.drifted)) reasons.push(`output ${k} distribution`);
+            }
+            verdict = reasons.length ? 'worse' : 'no worse';
+          }
+        }
+        return [v, { role, ...summary(p), ...(verdict ? { verdict, reasons } : {}) }];
+      }),
+    );
+    return c.json({ model: m.name, from: new Date(from).toISOString(), to: new Date(to).toISOString(), routing: table, versions });
+  });
+
   app.get('/v1/models/:name/alerts', async (c) => {
     operator(c);
     const e = engineOf(c);

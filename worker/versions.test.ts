@@ -1,0 +1,40 @@
+// Versions side by side: stable and canary traffic through the routes, telemetry into the real
+// aggregator, and the operator's comparison with a verdict.
+import { env } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import flightGolden from '../models/flight-delay/golden.json';
+import { createApp, type Env } from './app.ts';
+import { createWasmSession } from './engine/ort-workerd.ts';
+import { BUNDLED_MODELS } from './models.ts';
+
+const rows = (flightGolden.rows as { features: Record<string, unknown> }[]).map((r) => r.features);
+
+describe('versions side by side', () => {
+  it('shows stable and canary with their rates, latency and outputs, and judges the canary against stable', async () => {
+    const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+    const bindings = { ...(env as Env), OPERATOR_TOKEN: 'op', CACHE_MAX_BYTES: '0', TELEMETRY_MAX_ROWS: '50' };
+    const auth = { authorization: 'Bearer op', 'content-type': 'application/json' };
+    const put = await app.request('/v1/models/flight-delay/routing', { method: 'PUT', headers: auth, body: JSON.stringify({ stable: '1', canary: { version: '1-float32', share: 0.5 } }) }, bindings);
+    expect(put.status).toBe(200);
+    for (let i = 0; i < 600; i++) {
+      const res = await app.request('/v1/models/flight-delay/predict', { method: 'POST', headers: { 'content-type': 'application/json', 'x-user-key': `u${i}`, 'x-latency-budget-ms': '10000' }, body: JSON.stringify({ instances: [rows[i % rows.length]] }) }, bindings);
+      expect(res.status).toBe(200);
+    }
+    await new Promise((r) => setTimeout(r, 200)); // the last flushes run after the responses
+    const res = await app.request('/v1/models/flight-delay/versions', { headers: auth }, bindings);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { versions: Record<string, { role: string; rows: number; error_rate: number; verdict?: string; reasons?: string[]; outputs: Record<string, { p50: number }> }> };
+    const stable = body.versions['1'];
+    const canary = body.versions['1-float32'];
+    expect(stable.role).toBe('stable');
+    expect(canary.role).toBe('canary');
+    expect(stable.rows + canary.rows).toBeGreaterThanOrEqual(550); // all but the windows still open
+    expect(canary.rows).toBeGreaterThan(200);
+    expect(stable.error_rate).toBe(0);
+    // The float32 build answers like the int8 one: no worse.
+    expect(canary.verdict, JSON.stringify(canary.reasons)).toBe('no worse');
+    expect(Math.abs(canary.outputs.p_delay.p50 - stable.outputs.p_delay.p50)).toBeLessThan(0.02);
+    expect((await app.request('/v1/models/flight-delay/versions', {}, bindings)).status).toBe(401);
+    await app.request('/v1/models/flight-delay/routing', { method: 'PUT', headers: auth, body: JSON.stringify({ stable: '1' }) }, bindings);
+  });
+});
