@@ -118,7 +118,7 @@ export class DriftAggregator extends DurableObject {
     const model = sql.exec(`SELECT value FROM meta WHERE key = 'model'`).toArray()[0]?.value as string | undefined;
     const bundled = model ? BUNDLED_MODELS[model] : undefined;
     if (!bundled) return 0;
-    const baseline = decodeSummary(new Uint8Array(bundled.baseline));
+    const baseline = this.#baselineProfile(bundled.baseline);
     const last = Number(sql.exec(`SELECT value FROM meta WHERE key = 'evaluated_through'`).toArray()[0]?.value ?? -Infinity);
     const due = sql.exec(`SELECT model_version, minute, summary FROM buckets WHERE minute > ? AND minute + ? <= ? ORDER BY minute`, Number.isFinite(last) ? last : -1, MINUTE_MS, now).toArray();
     let evaluated = 0;
@@ -187,6 +187,36 @@ export class DriftAggregator extends DurableObject {
     return acc ? encodeSummary(acc, { meanPrecision: 'f64' }) : null;
   }
 
+  /** The baseline in force: an operator's re-baseline window, else the training baseline. */
+  #baselineProfile(training: ArrayBuffer): Profile {
+    const row = this.ctx.storage.sql.exec(`SELECT value FROM meta WHERE key = 'baseline'`).toArray()[0];
+    return decodeSummary(row ? base64ToBytes(row.value as string) : new Uint8Array(training));
+  }
+
+  /**
+   * Re-baselines to the merged window [from, to) (all versions): later evaluations and the
+   * drift route compare with it. Refuses a window with fewer than MIN_ROWS_TO_EVALUATE rows.
+   */
+  async setBaseline(from: number, to: number): Promise<{ rows: number } | { error: string }> {
+    const bytes = await this.window(from, to);
+    if (!bytes) return { error: 'no data in that window' };
+    const p = decodeSummary(bytes);
+    if (p.counters.rows < MIN_ROWS_TO_EVALUATE) return { error: `the window has ${p.counters.rows} rows, fewer than ${MIN_ROWS_TO_EVALUATE}` };
+    const rebased: Profile = { ...p, source: { kind: 'baseline', id: `rebaselined ${new Date(from).toISOString()}..${new Date(to).toISOString()}` }, sequence: 0 };
+    this.ctx.storage.sql.exec(`INSERT INTO meta (key, value) VALUES ('baseline', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, bytesToBase64(encodeSummary(rebased, { meanPrecision: 'f64' })));
+    // Streaks restart against the new reference.
+    this.ctx.storage.sql.exec(`DELETE FROM streaks`);
+    return { rows: p.counters.rows };
+  }
+
+  /** The baseline in force, encoded (for the drift route), and whether it is the training one. */
+  async baseline(model: string): Promise<{ bytes: Uint8Array; training: boolean }> {
+    this.#schema();
+    const row = this.ctx.storage.sql.exec(`SELECT value FROM meta WHERE key = 'baseline'`).toArray()[0];
+    if (row) return { bytes: base64ToBytes(row.value as string), training: false };
+    return { bytes: new Uint8Array(BUNDLED_MODELS[model].baseline), training: true };
+  }
+
   /** The merged profile of [from, to) per version. */
   async versions(from: number, to: number): Promise<Record<string, Uint8Array>> {
     this.#schema();
@@ -208,4 +238,17 @@ export class DriftAggregator extends DurableObject {
     this.#schema();
     return this.ctx.storage.sql.exec(`SELECT model_version, minute FROM buckets ORDER BY minute`).toArray().map((r) => ({ version: r.model_version as string, minute: r.minute as number }));
   }
+}
+
+function bytesToBase64(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i += 0x8000) s += String.fromCharCode(...b.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+function base64ToBytes(s: string): Uint8Array {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
 }

@@ -643,7 +643,8 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     if (!(step >= 60_000) || (to - from) / step > 500) throw new ValidationError('step must be at least 60000 ms and give at most 500 windows', 'step');
     const version = c.req.query('version');
     const agg = c.env.AGGREGATOR.get(c.env.AGGREGATOR.idFromName(m.name));
-    const baseline = baselineOf(m.name);
+    const inForce = await agg.baseline(m.name);
+    const baseline = inForce.training ? baselineOf(m.name) : decodeSummary(inForce.bytes);
     const windows = [];
     for (let t = from; t < to; t += step) {
       const bytes = await agg.window(t, Math.min(to, t + step), version);
@@ -673,7 +674,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
         outputs,
       });
     }
-    return c.json({ model: m.name, version: version ?? 'all', baseline: { window: m.baseline.window, rows: baseline.counters.rows }, windows });
+    return c.json({ model: m.name, version: version ?? 'all', baseline: { source: inForce.training ? 'training' : baseline.source.id, window: inForce.training ? m.baseline.window : [new Date(baseline.windowStart).toISOString(), new Date(baseline.windowEnd).toISOString()], rows: baseline.counters.rows }, windows });
   });
 
   /**
@@ -726,6 +727,24 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       }),
     );
     return c.json({ model: m.name, from: new Date(from).toISOString(), to: new Date(to).toISOString(), routing: table, versions });
+  });
+
+  app.post('/v1/models/:name/baseline', limit, async (c) => {
+    operator(c);
+    const e = engineOf(c);
+    if (!c.env.AGGREGATOR) throw new ValidationError('no aggregator is bound (AGGREGATOR)', 'AGGREGATOR', 404, 'aggregator_unavailable');
+    const b = (await body(c)) as { from?: unknown; to?: unknown };
+    const when = (v: unknown, f: string) => {
+      const n = typeof v === 'number' ? v : typeof v === 'string' ? Date.parse(v) : NaN;
+      if (!Number.isFinite(n)) throw new ValidationError(`${f} must be ms since the epoch or an ISO date`, f);
+      return n;
+    };
+    const from = when(b?.from, 'from');
+    const to = when(b?.to, 'to');
+    if (!(from < to)) throw new ValidationError('from must be before to', 'from');
+    const res = await c.env.AGGREGATOR.get(c.env.AGGREGATOR.idFromName(e.manifest.name)).setBaseline(from, to);
+    if ('error' in res) throw new ValidationError(`cannot re-baseline: ${res.error}`, 'from', 422, 'baseline_window_unusable');
+    return c.json({ model: e.manifest.name, baseline: { from: new Date(from).toISOString(), to: new Date(to).toISOString(), rows: res.rows } });
   });
 
   app.get('/v1/models/:name/alerts', async (c) => {
