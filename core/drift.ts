@@ -56,8 +56,8 @@ export interface PsiOptions {
  * use their own edges. Shares below `epsilon` are raised to it (a bin empty on one side
  * would otherwise make PSI infinite).
  */
-export function psi(baseline: NumericSketch, window: NumericSketch, { bins = 10, warn = 0.1, alert = 0.25, epsilon = PSI_EPSILON }: PsiOptions = {}): DriftResult {
-  const [b, w] = binShares(baseline, window, bins);
+export function psi(baseline: NumericSketch, current: NumericSketch, { bins = 10, warn = 0.1, alert = 0.25, epsilon = PSI_EPSILON }: PsiOptions = {}): DriftResult {
+  const [b, w] = binShares(baseline, current, bins);
   let statistic = 0;
   if (w) {
     for (let i = 0; i < b.length; i++) {
@@ -67,7 +67,7 @@ export function psi(baseline: NumericSketch, window: NumericSketch, { bins = 10,
     }
   }
   const level = !w ? 'ok' : statistic > alert ? 'alert' : statistic > warn ? 'warn' : 'ok';
-  return result('psi', w ? statistic : 0, alert, baseline, window, { level });
+  return result('psi', w ? statistic : 0, alert, baseline, current, { level });
 }
 
 export interface JensenShannonOptions {
@@ -83,20 +83,20 @@ export interface JensenShannonOptions {
  */
 export function jensenShannon(
   baseline: NumericSketch | CategoricalSketch,
-  window: NumericSketch | CategoricalSketch,
+  current: NumericSketch | CategoricalSketch,
   { bins = 10, threshold = 0.1 }: JensenShannonOptions = {},
 ): DriftResult {
   let b: Float64Array;
   let w: Float64Array | undefined;
-  if (baseline instanceof CategoricalSketch || window instanceof CategoricalSketch) {
-    if (!(baseline instanceof CategoricalSketch && window instanceof CategoricalSketch)) {
+  if (baseline instanceof CategoricalSketch || current instanceof CategoricalSketch) {
+    if (!(baseline instanceof CategoricalSketch && current instanceof CategoricalSketch)) {
       throw new TypeError('jensenShannon needs two categorical sketches or two numeric sketches');
     }
-    const [bc, wc] = alignCategories(baseline, window);
+    const [bc, wc] = alignCategories(baseline, current);
     b = normalise(bc);
-    w = window.count > 0 ? normalise(wc) : undefined;
+    w = current.count > 0 ? normalise(wc) : undefined;
   } else {
-    [b, w] = binShares(baseline, window, bins);
+    [b, w] = binShares(baseline, current, bins);
   }
   let jsd = 0;
   if (w) {
@@ -113,8 +113,8 @@ export function jensenShannon(
   // distance, comparable with other tools, and the bar rises to √(threshold² + 2·noise).
   let k = 0;
   if (w) for (let i = 0; i < b.length; i++) if (b[i] > 0 || w[i] > 0) k++;
-  const noise = w && k > 1 ? ((k - 1) / 8) * (1 / Math.max(1, window.count) + 1 / Math.max(1, baseline.count)) : 0;
-  return result('jensen_shannon', Math.sqrt(Math.max(0, jsd)), Math.sqrt(threshold * threshold + 2 * noise), baseline, window);
+  const noise = w && k > 1 ? ((k - 1) / 8) * (1 / Math.max(1, current.count) + 1 / Math.max(1, baseline.count)) : 0;
+  return result('jensen_shannon', Math.sqrt(Math.max(0, jsd)), Math.sqrt(threshold * threshold + 2 * noise), baseline, current);
 }
 
 export interface KsOptions {
@@ -130,22 +130,22 @@ export interface KsOptions {
  * linear CDFs lies). Drifted when D exceeds both the critical value
  * c(α)·√((n + m)/(n·m)), c(α) = √(−ln(α/2)/2), and `minEffect`.
  */
-export function ks(baseline: TDigest, window: TDigest, { alpha = 0.05, minEffect = 0.1 }: KsOptions = {}): DriftResult {
+export function ks(baseline: TDigest, current: TDigest, { alpha = 0.05, minEffect = 0.1 }: KsOptions = {}): DriftResult {
   const n = baseline.count;
-  const m = window.count;
-  if (n === 0 || m === 0) return result('ks', 0, Infinity, baseline, window, { pValue: 1 });
-  const points: number[] = [baseline.min, baseline.max, window.min, window.max];
-  for (const d of [baseline, window]) for (const x of d.centroids().means) points.push(x);
+  const m = current.count;
+  if (n === 0 || m === 0) return result('ks', 0, Infinity, baseline, current, { pValue: 1 });
+  const points: number[] = [baseline.min, baseline.max, current.min, current.max];
+  for (const d of [baseline, current]) for (const x of d.centroids().means) points.push(x);
   let statistic = 0;
   for (const x of points) {
-    const diff = Math.abs(baseline.cdf(x) - window.cdf(x));
+    const diff = Math.abs(baseline.cdf(x) - current.cdf(x));
     if (diff > statistic) statistic = diff;
   }
   const ne = (n * m) / (n + m);
   const critical = Math.sqrt(-Math.log(alpha / 2) / 2) / Math.sqrt(ne);
   const sqrtNe = Math.sqrt(ne);
   const pValue = kolmogorovSurvival((sqrtNe + 0.12 + 0.11 / sqrtNe) * statistic);
-  return result('ks', statistic, Math.max(critical, minEffect), baseline, window, { pValue });
+  return result('ks', statistic, Math.max(critical, minEffect), baseline, current, { pValue });
 }
 
 export interface WassersteinOptions {
@@ -160,20 +160,20 @@ export interface WassersteinOptions {
  * estimated from the centroids, see digestStd). A constant baseline gives 0 when the window
  * equals it and +Infinity otherwise.
  */
-export function wasserstein(baseline: TDigest, window: TDigest, { threshold = 0.1, gridSize = 1000 }: WassersteinOptions = {}): DriftResult {
-  if (baseline.count === 0 || window.count === 0) return result('wasserstein', 0, threshold, baseline, window);
+export function wasserstein(baseline: TDigest, current: TDigest, { threshold = 0.1, gridSize = 1000 }: WassersteinOptions = {}): DriftResult {
+  if (baseline.count === 0 || current.count === 0) return result('wasserstein', 0, threshold, baseline, current);
   // Work in units of the largest magnitude either side has seen, so that nothing overflows
   // for data near ±1.8e308 (the statistic is a ratio and does not depend on the unit).
-  const unit = Math.max(Math.abs(baseline.min), Math.abs(baseline.max), Math.abs(window.min), Math.abs(window.max)) || 1;
+  const unit = Math.max(Math.abs(baseline.min), Math.abs(baseline.max), Math.abs(current.min), Math.abs(current.max)) || 1;
   let w1 = 0;
   for (let i = 0; i < gridSize; i++) {
     const q = (i + 0.5) / gridSize;
-    w1 += Math.abs(baseline.quantile(q) / unit - window.quantile(q) / unit);
+    w1 += Math.abs(baseline.quantile(q) / unit - current.quantile(q) / unit);
   }
   w1 /= gridSize;
   const std = digestStd(baseline, unit);
   const statistic = std > 0 ? w1 / std : w1 === 0 ? 0 : Infinity;
-  return result('wasserstein', statistic, threshold, baseline, window);
+  return result('wasserstein', statistic, threshold, baseline, current);
 }
 
 /**
@@ -219,11 +219,11 @@ export interface ChiSquareOptions {
  * both the critical value at `alpha` (df = k − 1) and the effect floor minEffect²·N, i.e.
  * Cramér's V = √(χ²/N) ≥ minEffect, N the two totals together.
  */
-export function chiSquare(baseline: CategoricalSketch, window: CategoricalSketch, { alpha = 0.05, minEffect = 0.1 }: ChiSquareOptions = {}): DriftResult {
+export function chiSquare(baseline: CategoricalSketch, current: CategoricalSketch, { alpha = 0.05, minEffect = 0.1 }: ChiSquareOptions = {}): DriftResult {
   const nb = baseline.count;
-  const nw = window.count;
-  if (nb === 0 || nw === 0) return result('chi_square', 0, Infinity, baseline, window, { pValue: 1 });
-  const [bc, wc] = alignCategories(baseline, window);
+  const nw = current.count;
+  if (nb === 0 || nw === 0) return result('chi_square', 0, Infinity, baseline, current, { pValue: 1 });
+  const [bc, wc] = alignCategories(baseline, current);
   const total = nb + nw;
   let statistic = 0;
   let k = 0;
@@ -235,27 +235,27 @@ export function chiSquare(baseline: CategoricalSketch, window: CategoricalSketch
     const ew = (col * nw) / total;
     statistic += (bc[i] - eb) ** 2 / eb + (wc[i] - ew) ** 2 / ew;
   }
-  if (k < 2) return result('chi_square', 0, Infinity, baseline, window, { pValue: 1 });
+  if (k < 2) return result('chi_square', 0, Infinity, baseline, current, { pValue: 1 });
   const df = k - 1;
   const threshold = Math.max(chiSquareCritical(alpha, df), minEffect * minEffect * total);
-  return result('chi_square', statistic, threshold, baseline, window, { pValue: chiSquareSurvival(statistic, df) });
+  return result('chi_square', statistic, threshold, baseline, current, { pValue: chiSquareSurvival(statistic, df) });
 }
 
 /** The statistics that apply to a pair of sketches of one kind, by method. */
 export function compareSketches(
   baseline: TDigest | Histogram | CategoricalSketch,
-  window: TDigest | Histogram | CategoricalSketch,
+  current: TDigest | Histogram | CategoricalSketch,
 ): Partial<Record<DriftMethod, DriftResult>> {
-  if (baseline instanceof TDigest && window instanceof TDigest) {
-    return { psi: psi(baseline, window), ks: ks(baseline, window), wasserstein: wasserstein(baseline, window), jensen_shannon: jensenShannon(baseline, window) };
+  if (baseline instanceof TDigest && current instanceof TDigest) {
+    return { psi: psi(baseline, current), ks: ks(baseline, current), wasserstein: wasserstein(baseline, current), jensen_shannon: jensenShannon(baseline, current) };
   }
-  if (baseline instanceof Histogram && window instanceof Histogram) {
-    return { psi: psi(baseline, window), jensen_shannon: jensenShannon(baseline, window) };
+  if (baseline instanceof Histogram && current instanceof Histogram) {
+    return { psi: psi(baseline, current), jensen_shannon: jensenShannon(baseline, current) };
   }
-  if (baseline instanceof CategoricalSketch && window instanceof CategoricalSketch) {
-    return { jensen_shannon: jensenShannon(baseline, window), chi_square: chiSquare(baseline, window) };
+  if (baseline instanceof CategoricalSketch && current instanceof CategoricalSketch) {
+    return { jensen_shannon: jensenShannon(baseline, current), chi_square: chiSquare(baseline, current) };
   }
-  throw new TypeError(`cannot compare a ${kindOf(baseline)} baseline with a ${kindOf(window)} window`);
+  throw new TypeError(`cannot compare a ${kindOf(baseline)} baseline with a ${kindOf(current)} window`);
 }
 
 
@@ -268,30 +268,30 @@ function result(
   statistic: number,
   threshold: number,
   baseline: { count: number },
-  window: { count: number },
+  current: { count: number },
   extra: Pick<DriftResult, 'level' | 'pValue'> = {},
 ): DriftResult {
-  return { method, statistic, threshold, drifted: statistic > threshold, n: window.count, nBaseline: baseline.count, ...extra };
+  return { method, statistic, threshold, drifted: statistic > threshold, n: current.count, nBaseline: baseline.count, ...extra };
 }
 
 /**
  * Baseline and window shares on common bins; the window's are undefined when it is empty.
  * Digest bins are (−∞, e1], (e1, e2], …, (e_{k−1}, ∞) at the baseline's quantiles i/bins.
  */
-function binShares(baseline: NumericSketch, window: NumericSketch, bins: number): [Float64Array, Float64Array | undefined] {
-  if (baseline instanceof Histogram && window instanceof Histogram) {
-    if (baseline.edges.length !== window.edges.length || baseline.edges.some((e, i) => e !== window.edges[i])) {
+function binShares(baseline: NumericSketch, current: NumericSketch, bins: number): [Float64Array, Float64Array | undefined] {
+  if (baseline instanceof Histogram && current instanceof Histogram) {
+    if (baseline.edges.length !== current.edges.length || baseline.edges.some((e, i) => e !== current.edges[i])) {
       throw new RangeError('histograms compared for drift must have the same edges');
     }
     // An empty baseline is no reference: nothing can be said to have drifted from it.
-    if (baseline.count === 0) return [new Float64Array(1).fill(1), window.count > 0 ? new Float64Array(1).fill(1) : undefined];
-    return [normalise(baseline.counts()), window.count > 0 ? normalise(window.counts()) : undefined];
+    if (baseline.count === 0) return [new Float64Array(1).fill(1), current.count > 0 ? new Float64Array(1).fill(1) : undefined];
+    return [normalise(baseline.counts()), current.count > 0 ? normalise(current.counts()) : undefined];
   }
-  if (!(baseline instanceof TDigest && window instanceof TDigest)) {
+  if (!(baseline instanceof TDigest && current instanceof TDigest)) {
     throw new TypeError('binned statistics need two t-digests or two histograms');
   }
   if (!(Number.isInteger(bins) && bins >= 2)) throw new RangeError(`bins must be an integer >= 2, got ${bins}`);
-  if (baseline.count === 0) return [new Float64Array(1).fill(1), window.count > 0 ? new Float64Array(1).fill(1) : undefined];
+  if (baseline.count === 0) return [new Float64Array(1).fill(1), current.count > 0 ? new Float64Array(1).fill(1) : undefined];
   const edges: number[] = [];
   for (let i = 1; i < bins; i++) {
     const e = baseline.quantile(i / bins);
@@ -308,7 +308,7 @@ function binShares(baseline: NumericSketch, window: NumericSketch, bins: number)
     s[edges.length] = Math.max(0, 1 - prev);
     return s;
   };
-  return [shares(baseline), window.count > 0 ? shares(window) : undefined];
+  return [shares(baseline), current.count > 0 ? shares(current) : undefined];
 }
 
 function normalise(counts: Float64Array): Float64Array {
@@ -329,13 +329,13 @@ function normalise(counts: Float64Array): Float64Array {
  * ([count − error, count] when monitored, [0, absentBound] when not), and everything else is
  * "other" = total − the estimates.
  */
-function alignCategories(baseline: CategoricalSketch, window: CategoricalSketch): [Float64Array, Float64Array] {
+function alignCategories(baseline: CategoricalSketch, current: CategoricalSketch): [Float64Array, Float64Array] {
   const reliable = (s: CategoricalSketch) =>
     s
       .top()
       .filter((c) => c.error === 0 ? s.absentBound === 0 || c.count >= 2 * s.absentBound : c.count - c.error >= 2 * s.absentBound)
       .map((c) => c.value);
-  const keys = [...new Set([...reliable(baseline), ...reliable(window)])].sort();
+  const keys = [...new Set([...reliable(baseline), ...reliable(current)])].sort();
   const estimates = (s: CategoricalSketch): Float64Array => {
     const out = new Float64Array(keys.length + 1);
     let attributed = 0;
@@ -347,5 +347,5 @@ function alignCategories(baseline: CategoricalSketch, window: CategoricalSketch)
     out[keys.length] = Math.max(0, s.count - attributed);
     return out;
   };
-  return [estimates(baseline), estimates(window)];
+  return [estimates(baseline), estimates(current)];
 }
