@@ -41,6 +41,9 @@ import {
 import { createModelEngine, ModelLoadError, type EngineRequest, type ModelEngine, type SessionFactory } from './engine/model-engine.ts';
 import { createFallbackClient, FallbackError, type FallbackClient } from './fallback.ts';
 import type { BundledModel } from './models.ts';
+import { mountBenchRoutes } from './bench-routes.ts';
+import { mountBrowserRoutes } from './browser-routes.ts';
+import { mountDashboard } from './dashboard.ts';
 
 export interface Env {
   /** 'adaptive' (default), 'fixed' or 'off'. */
@@ -585,6 +588,11 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     const times = await e.timeRuns({ rows: enc.rows, feeds: enc.feeds, params: enc.params }, runs);
     return c.json({ rows: enc.rows, runs, ms: times });
   });
+
+  // --- Routes kept in their own modules -------------------------------------------------------
+  mountDashboard(app);
+  mountBrowserRoutes(app, { models });
+  mountBenchRoutes(app, { models });
 
   // --- Operators: routing tables (canary and shadow) ----------------------------------------
   const operator = (c: Context<{ Bindings: Env }>) => {
