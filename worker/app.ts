@@ -682,7 +682,18 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
         outputs,
       });
     }
-    return c.json({ model: m.name, version: version ?? 'all', baseline: { source: inForce.training ? 'training' : baseline.source.id, window: inForce.training ? m.baseline.window : [new Date(baseline.windowStart).toISOString(), new Date(baseline.windowEnd).toISOString()], rows: baseline.counters.rows }, windows });
+    return c.json({
+      model: m.name,
+      version: version ?? 'all',
+      baseline: {
+        source: inForce.training ? 'training' : baseline.source.id,
+        window: inForce.training ? m.baseline.window : [new Date(baseline.windowStart).toISOString(), new Date(baseline.windowEnd).toISOString()],
+        rows: baseline.counters.rows,
+        features: Object.fromEntries([...baseline.features].map(([k, s]) => [k, describeSketch(s)])),
+        outputs: Object.fromEntries([...baseline.outputs].map(([k, s]) => [k, describeSketch(s)])),
+      },
+      windows,
+    });
   });
 
   /**
