@@ -1,0 +1,198 @@
+// The browser runtime's worker routes inside workerd: artifact descriptor and bytes, telemetry
+// tokens, and browser summaries verified, limited, merged in the isolate and forwarded to the
+// model's DriftAggregator (real Durable Object storage) as one write.
+import { env } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { createWindowProfiler, decodeSummary, encodeSummary, type CategoricalSketch, type ModelManifest, type TDigest } from '../core/index.ts';
+import movieGolden from '../models/movielens-topk/golden.json';
+import type { DriftAggregator } from './aggregator.ts';
+import { createApp, type Env } from './app.ts';
+import { signToken } from './browser-routes.ts';
+import { createWasmSession } from './engine/ort-workerd.ts';
+import { BUNDLED_MODELS } from './models.ts';
+
+type Bindings = Env & Record<string, unknown>;
+const aggregator = () => {
+  const ns = (env as unknown as { AGGREGATOR: DurableObjectNamespace<DriftAggregator> }).AGGREGATOR;
+  return ns.get(ns.idFromName('movielens-topk'));
+};
+
+function setup(vars: Record<string, string> = {}) {
+  const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+  const bindings: Bindings = { ...(env as Env), TELEMETRY_BROWSER_FLUSH_MS: '20', ...vars };
+  const get = (path: string) => app.request(path, {}, bindings);
+  const post = (path: string, body: BodyInit, headers: Record<string, string> = {}) => app.request(path, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream', ...headers } }, bindings);
+  return { app, bindings, get, post };
+}
+
+/** Waits until this app has forwarded what it accepted (so tests do not see each other's writes). */
+async function forwarded(get: (path: string) => Promise<Response>): Promise<void> {
+  const until = Date.now() + 5000;
+  while (Date.now() < until) {
+    const s = (await (await get('/v1/telemetry')).json()) as { pending: number; forwarded: number };
+    if (s.pending === 0 && s.forwarded > 0) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error('browser summaries were not forwarded within 5 s');
+}
+
+interface Descriptor {
+  manifest: ModelManifest;
+  artifact: { url: string; sha256: string; bytes: number };
+  golden: { tolerance: Record<string, number>; rows: { features: Record<string, unknown>; expected: Record<string, number[]> }[] };
+  telemetry: { endpoint: string; token: string; source: string; expires_at: number };
+}
+
+/** A browser's summary: golden rows sketched the way browser/telemetry.ts does. */
+function browserSummary(manifest: ModelManifest, source: string, rows = 8, sequence = 1): Uint8Array {
+  const withBackend: ModelManifest = { ...manifest, features: [...manifest.features, { name: 'backend', kind: 'categorical', input: '', vocabulary: [], oov: 'unknown', sketchCapacity: 8 }] };
+  const profiler = createWindowProfiler({ source: { kind: 'browser', id: source } });
+  const golden = movieGolden.rows as { features: { history: number[] }; expected: { int8: { movie_ids: number[]; scores: number[] } } }[];
+  for (let i = 0; i < rows; i++) {
+    const g = golden[i % golden.length];
+    profiler.observe(withBackend, manifest.version, [{ features: { history: g.features.history, backend: 'wasm' }, outputs: g.expected.int8 }], 2 + i, 'edge');
+  }
+  profiler.closeAll();
+  const [s] = profiler.take();
+  if (sequence === s.sequence) return s.bytes;
+  const p = decodeSummary(s.bytes);
+  p.sequence = sequence;
+  return encodeSummary(p);
+}
+
+describe('GET /v1/models/{name}/artifact', () => {
+  it('describes the served artifact, whose bytes match the manifest sha256, with golden rows and a token', async () => {
+    const { get } = setup();
+    const res = await get('/v1/models/movielens-topk/artifact');
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    const d = (await res.json()) as Descriptor;
+    expect(d.manifest.name).toBe('movielens-topk');
+    expect(d.artifact.sha256).toBe(d.manifest.artifacts.int8.sha256);
+    expect(d.golden.rows.length).toBeGreaterThanOrEqual(8);
+    expect(d.golden.rows[0].expected.movie_ids).toHaveLength(10);
+    expect(d.telemetry.token.split('.')).toHaveLength(3);
+    expect(d.telemetry.source).toMatch(/^[0-9a-f]{16}$/);
+    expect(d.telemetry.expires_at).toBeGreaterThan(Date.now());
+
+    const bytes = await get(d.artifact.url);
+    expect(bytes.status).toBe(200);
+    expect(bytes.headers.get('cache-control')).toContain('immutable');
+    const body = new Uint8Array(await bytes.arrayBuffer());
+    expect(body.byteLength).toBe(d.artifact.bytes);
+    const digest = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', body)), (b) => b.toString(16).padStart(2, '0')).join('');
+    expect(digest).toBe(d.artifact.sha256);
+  });
+
+  it('keeps a browser source id on refresh, refuses unknown models and stale hashes', async () => {
+    const { get } = setup();
+    const d = (await (await get('/v1/models/movielens-topk/artifact?source=0123456789abcdef')).json()) as Descriptor;
+    expect(d.telemetry.source).toBe('0123456789abcdef');
+    const bad = (await (await get('/v1/models/movielens-topk/artifact?source=../../x')).json()) as Descriptor;
+    expect(bad.telemetry.source).not.toBe('../../x');
+    const missing = await get('/v1/models/nope/artifact');
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as { error: { code: string } }).error.code).toBe('model_not_found');
+    const stale = await get(`/v1/models/movielens-topk/artifact/${'0'.repeat(64)}`);
+    expect(stale.status).toBe(404);
+    expect(((await stale.json()) as { error: { code: string } }).error.code).toBe('artifact_not_found');
+  });
+});
+
+describe('POST /v1/telemetry', () => {
+  it('refuses a missing, tampered, expired or foreign token, and malformed or mis-scoped summaries, with 4xx JSON', async () => {
+    const { get, post } = setup();
+    const d = (await (await get('/v1/models/movielens-topk/artifact')).json()) as Descriptor;
+    const good = browserSummary(d.manifest, d.telemetry.source);
+    const code = async (res: Response) => [res.status, ((await res.json()) as { error: { code: string } }).error.code];
+
+    expect(await code(await post('/v1/telemetry', good))).toEqual([401, 'missing_token']);
+    const [h, claims, sig] = d.telemetry.token.split('.');
+    const forged = `${h}.${btoa(JSON.stringify({ m: 'movielens-topk', v: '1', s: d.telemetry.source, e: Date.now() + 1e9 })).replace(/=+$/, '')}.${sig}`;
+    expect(await code(await post(`/v1/telemetry?token=${forged}`, good))).toEqual([401, 'invalid_token']);
+    expect(await code(await post(`/v1/telemetry?token=${h}.${claims}.${sig.slice(0, -2)}AA`, good))).toEqual([401, 'invalid_token']);
+    expect(await code(await post('/v1/telemetry?token=garbage', good))).toEqual([401, 'invalid_token']);
+    const expired = await signToken({ m: 'movielens-topk', v: '1', s: d.telemetry.source, e: Date.now() - 1 }, undefined);
+    expect(await code(await post(`/v1/telemetry?token=${expired}`, good))).toEqual([401, 'token_expired']);
+    // Signed with another key (a secret the test isolate does not use).
+    const otherKey = await signToken({ m: 'movielens-topk', v: '1', s: d.telemetry.source, e: Date.now() + 60_000 }, 'another-secret');
+    expect(await code(await post(`/v1/telemetry?token=${otherKey}`, good))).toEqual([401, 'invalid_token']);
+
+    const t = `/v1/telemetry?token=${d.telemetry.token}`;
+    expect(await code(await post(t, new Uint8Array([1, 2, 3])))).toEqual([400, 'invalid_summary']);
+    const flipped = good.slice();
+    flipped[40] ^= 0xff; // CRC catches it
+    expect(await code(await post(t, flipped))).toEqual([400, 'invalid_summary']);
+    expect(await code(await post(t, browserSummary(d.manifest, 'ffffffffffffffff')))).toEqual([403, 'token_scope']);
+    const edge = decodeSummary(good);
+    edge.source = { kind: 'edge', id: d.telemetry.source };
+    expect(await code(await post(t, encodeSummary(edge)))).toEqual([403, 'token_scope']);
+    const version = decodeSummary(good);
+    version.modelVersion = '2';
+    expect(await code(await post(t, encodeSummary(version)))).toEqual([422, 'unknown_version']);
+    const extra = decodeSummary(good);
+    extra.features.set('email', extra.features.get('backend')!);
+    expect(await code(await post(t, encodeSummary(extra)))).toEqual([422, 'unexpected_sketch']);
+    const old = decodeSummary(good);
+    old.windowStart = old.windowEnd = Date.now() - 2 * 86_400_000;
+    expect(await code(await post(t, encodeSummary(old)))).toEqual([422, 'window_out_of_range']);
+    expect(await code(await post(t, new Uint8Array(64 * 1024 + 1)))).toEqual([413, 'body_too_large']);
+
+    const stats = (await (await get('/v1/telemetry')).json()) as { accepted: number; refused: Record<string, number> };
+    expect(stats.accepted).toBe(0);
+    expect(stats.refused.invalid_token).toBe(4);
+  });
+
+  it('limits the rate per token with 429 and Retry-After', async () => {
+    const { get, post } = setup({ TELEMETRY_RATE_PER_MIN: '3' });
+    const d = (await (await get('/v1/models/movielens-topk/artifact')).json()) as Descriptor;
+    const statuses = [];
+    for (let i = 1; i <= 5; i++) {
+      const res = await post(`/v1/telemetry?token=${d.telemetry.token}`, browserSummary(d.manifest, d.telemetry.source, 2, i));
+      statuses.push(res.status);
+      if (res.status === 429) expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    }
+    expect(statuses).toEqual([202, 202, 202, 429, 429]);
+    // Another browser's token has its own budget.
+    const other = (await (await get('/v1/models/movielens-topk/artifact')).json()) as Descriptor;
+    expect((await post(`/v1/telemetry?token=${other.telemetry.token}`, browserSummary(other.manifest, other.telemetry.source))).status).toBe(202);
+    await forwarded(get);
+  });
+
+  it('merges many browsers into one aggregator write per minute, counting a retried summary once', async () => {
+    const { get, post } = setup();
+    const before = await aggregator().counters();
+    const browsers = 6;
+    let rows = 0;
+    for (let b = 0; b < browsers; b++) {
+      const d = (await (await get('/v1/models/movielens-topk/artifact')).json()) as Descriptor;
+      const s = browserSummary(d.manifest, d.telemetry.source, 5 + b);
+      rows += 5 + b;
+      const res = await post('/v1/telemetry', s, { authorization: `Bearer ${d.telemetry.token}` });
+      expect(res.status).toBe(202);
+      expect(await res.json()).toEqual({ status: 'accepted', rows: 5 + b });
+      if (b === 0) {
+        const again = await post('/v1/telemetry', s, { authorization: `Bearer ${d.telemetry.token}` });
+        expect(await again.json()).toEqual({ status: 'duplicate', rows: 5 });
+      }
+    }
+    // The flush runs TELEMETRY_BROWSER_FLUSH_MS after the first summary.
+    const until = Date.now() + 5000;
+    let after = await aggregator().counters();
+    while ((after.rows ?? 0) - (before.rows ?? 0) < rows && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 20));
+      after = await aggregator().counters();
+    }
+    expect((after.rows ?? 0) - (before.rows ?? 0)).toBe(rows);
+    // One write (or two if the summaries straddled a minute boundary), not one per browser.
+    const writes = (after.stored ?? 0) - (before.stored ?? 0);
+    expect(writes).toBeGreaterThanOrEqual(1);
+    expect(writes).toBeLessThanOrEqual(2);
+    const stats = (await (await get('/v1/telemetry')).json()) as { accepted: number; duplicates: number; forwarded: number };
+    expect(stats).toMatchObject({ accepted: browsers, duplicates: 1, forwarded: writes });
+
+    const w = decodeSummary((await aggregator().window(Date.now() - 120_000, Date.now() + 60_000))!);
+    expect((w.features.get('backend') as CategoricalSketch).estimate('wasm').count).toBeGreaterThanOrEqual(rows);
+    expect((w.outputs.get('scores') as TDigest).count).toBeGreaterThanOrEqual(rows * 10);
+  });
+});
