@@ -26,7 +26,7 @@ function setup(vars: Record<string, string> = {}) {
 }
 
 /** Waits until this app has forwarded what it accepted (so tests do not see each other's writes). */
-async function forwarded(get: (path: string) => Promise<Response>): Promise<void> {
+async function forwarded(get: (path: string) => Response | Promise<Response>): Promise<void> {
   const until = Date.now() + 5000;
   while (Date.now() < until) {
     const s = (await (await get('/v1/telemetry')).json()) as { pending: number; forwarded: number };
