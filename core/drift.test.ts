@@ -15,7 +15,7 @@ import {
   exactQuantile,
 } from '../test/support/exact.ts';
 import { CategoricalSketch } from './categorical.ts';
-import { chiSquare, compareSketches, jensenShannon, ks, psi, PSI_EPSILON, wasserstein, type DriftResult } from './drift.ts';
+import { chiSquare, compareSketches, jensenShannon, ks, outOfRange, psi, PSI_EPSILON, wasserstein, type DriftResult } from './drift.ts';
 import { Histogram } from './histogram.ts';
 import { chiSquareCritical, chiSquareSurvival, gammaQ, kolmogorovSurvival, lnGamma } from './stats.ts';
 import { TDigest } from './tdigest.ts';
@@ -274,7 +274,8 @@ describe('real shifts are flagged, identical distributions are not', () => {
     const db = digest(b);
     const h = Histogram.fromBaseline(db);
     const out: Record<string, DriftResult> = {};
-    for (const [k, r] of Object.entries(compareSketches(db, digest(w)))) out[`digest ${k}`] = r!;
+    // out_of_range answers another question (values never seen in training); it has its own tests.
+    for (const [k, r] of Object.entries(compareSketches(db, digest(w)))) if (k !== 'out_of_range') out[`digest ${k}`] = r!;
     for (const [k, r] of Object.entries(compareSketches(h.clone().addAll(b), h.clone().addAll(w)))) out[`histogram ${k}`] = r!;
     return out;
   }
@@ -416,13 +417,14 @@ describe('PSI levels, empty windows, degenerate and mismatched inputs', () => {
       const r = psi(...twoBin(p));
       expect(r.statistic, `p ${p}`).toBeCloseTo(value, 12);
       expect(r.level, `p ${p}`).toBe(level);
-      expect(r.threshold).toBe(0.25);
+      // The bar is the alert level plus the 99th percentile of PSI's sampling noise, χ²(1)·(1/1000 + 1/1000).
+      expect(r.threshold).toBeCloseTo(0.25 + chiSquareCritical(0.01, 1) * (2 / 1000), 12);
       expect(r.drifted, `p ${p}`).toBe(level === 'alert');
     }
     // Custom thresholds move the levels.
-    const r = psi(...twoBin(0.6), { warn: 0.01, alert: 0.03 });
+    const r = psi(...twoBin(0.6), { warn: 0.01, alert: 0.02 });
     expect(r.level).toBe('alert');
-    expect(r.threshold).toBe(0.03);
+    expect(r.threshold).toBeCloseTo(0.02 + chiSquareCritical(0.01, 1) * (2 / 1000), 12);
     expect(r.drifted).toBe(true);
     expect(psi(...twoBin(0.6), { warn: 0.01, alert: 0.1 }).level).toBe('warn');
   });
@@ -438,7 +440,7 @@ describe('PSI levels, empty windows, degenerate and mismatched inputs', () => {
       ...Object.values(compareSketches(catSketch(['a', 'b', 'a']), new CategoricalSketch())),
       ...Object.values(compareSketches(new CategoricalSketch(), new CategoricalSketch())),
     ] as DriftResult[];
-    expect(results).toHaveLength(14);
+    expect(results).toHaveLength(16);
     for (const r of results) {
       expect(r.statistic, r.method).toBe(0);
       expect(r.drifted, r.method).toBe(false);
@@ -583,5 +585,58 @@ describe('Jensen-Shannon is aware of sampling noise', () => {
     expect(same.threshold).toBeGreaterThan(0.25);
     const shifted = jensenShannon(base, sketch([...categories(350, 3, names, flat), ...Array(150).fill('NEW')]));
     expect(shifted.drifted).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+
+describe('sampling noise and the range of training', () => {
+  it('small windows of the baseline distribution are not flagged by PSI or Wasserstein (noise-aware bars), across 200 seeds', () => {
+    const base = digest(normals(50_000, 501));
+    let psiFlags = 0;
+    let wFlags = 0;
+    for (let seed = 0; seed < 200; seed++) {
+      const w = digest(normals(60, 1000 + seed));
+      if (psi(base, w).drifted) psiFlags++;
+      if (wasserstein(base, w).drifted) wFlags++;
+    }
+    // Bars at about the 99th percentile of the noise: a few flags at most, not most windows.
+    expect(psiFlags).toBeLessThanOrEqual(6);
+    expect(wFlags).toBeLessThanOrEqual(6);
+  });
+
+  it('the noise-aware bars still catch a 1 sd shift in 60 rows, and fall to the plain thresholds for large windows', () => {
+    const base = digest(normals(50_000, 502));
+    const shifted = digest(normals(60, 503, 1));
+    expect(psi(base, shifted).drifted).toBe(true);
+    expect(wasserstein(base, shifted).drifted).toBe(true);
+    const big = digest(normals(200_000, 504));
+    expect(wasserstein(base, big).threshold).toBeLessThan(0.105);
+    expect(psi(base, big).threshold).toBeLessThan(0.26);
+  });
+
+  it('out_of_range: values beyond the training range, by share, with a floor on the count', () => {
+    const base = new TDigest().addAll(Float64Array.from({ length: 1000 }, (_, i) => 1 + (i % 2))); // months 1 and 2
+    const inside = new TDigest().addAll(Float64Array.from({ length: 100 }, () => 1));
+    expect(outOfRange(base, inside)).toMatchObject({ statistic: 0, drifted: false });
+    const march = new TDigest().addAll(Float64Array.from({ length: 100 }, () => 3));
+    expect(outOfRange(base, march)).toMatchObject({ statistic: 1, drifted: true });
+    const someMarch = new TDigest().addAll(Float64Array.from({ length: 100 }, (_, i) => (i < 10 ? 0 : 1.5)));
+    expect(outOfRange(base, someMarch).statistic).toBeCloseTo(0.1, 2);
+    expect(outOfRange(base, someMarch).drifted).toBe(true);
+    // Two values outside in 50 (4%) stay under the floor of three values.
+    const two = new TDigest().addAll(Float64Array.from({ length: 50 }, (_, i) => (i < 2 ? 9 : 1.5)));
+    expect(outOfRange(base, two).drifted).toBe(false);
+    const inf = new TDigest().addAll(Float64Array.from({ length: 10 }, (_, i) => (i < 5 ? Infinity : 1)));
+    expect(outOfRange(base, inf).statistic).toBeCloseTo(0.5, 12);
+  });
+
+  it('seasonal features are judged by out_of_range alone', () => {
+    const base = new TDigest().addAll(Float64Array.from({ length: 7000 }, (_, i) => i % 7));
+    const monday = new TDigest().addAll(Float64Array.from({ length: 500 }, () => 1));
+    expect(Object.values(compareSketches(base, monday)).some((r) => r?.drifted)).toBe(true);
+    const seasonal = compareSketches(base, monday, { seasonal: true });
+    expect(Object.keys(seasonal)).toEqual(['out_of_range']);
+    expect(seasonal.out_of_range!.drifted).toBe(false);
   });
 });

@@ -26,6 +26,12 @@ export interface NumericFeature extends FeatureBase {
   /** Valid values are within [min, max] (inclusive); others are refused. */
   range: [number, number];
   integer?: boolean;
+  /**
+   * A calendar feature (month, weekday, hour): a window shorter than its cycle legitimately
+   * differs from the training period's distribution, so drift on it means values outside the
+   * training range only (core/drift.ts compareSketches, `seasonal`).
+   */
+  seasonal?: boolean;
 }
 
 export interface CategoricalFeature extends FeatureBase {

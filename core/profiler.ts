@@ -21,7 +21,11 @@ import type { ModelManifest } from './manifest.ts';
 import { createProfile, encodeSummary, mergeProfiles, type Profile, type SourceKind } from './profile.ts';
 import { TDigest } from './tdigest.ts';
 
-export type Outcome = 'edge' | 'cache' | 'fallback' | 'error';
+/**
+ * Who answered a request: the edge engine, the cache, the fallback, nobody (error); or
+ * 'shadow' for a shadow version's run on a served request (counted in `shadowRows`, not served).
+ */
+export type Outcome = 'edge' | 'cache' | 'fallback' | 'error' | 'shadow';
 
 export interface ProfilerOptions {
   source: { kind: SourceKind; id: string };
@@ -48,8 +52,8 @@ export interface Shipment {
 }
 
 export interface WindowProfiler {
-  /** Adds one request: its rows, its latency and who served it. */
-  observe(manifest: ModelManifest, version: string, rows: ObservedRow[], latencyMs: number, outcome: Outcome): void;
+  /** Adds one request: its rows, its latency, who served it, and optional counters to add (e.g. shadow agreement). */
+  observe(manifest: ModelManifest, version: string, rows: ObservedRow[], latencyMs: number, outcome: Outcome, counters?: Record<string, number>): void;
   /** Closes windows that are due (by time or rows); returns how many were closed. */
   tick(): number;
   /** Closes every open window now. */
@@ -139,7 +143,7 @@ export function createWindowProfiler({ source, windowMs = 10_000, maxRows = 5000
   }
 
   return {
-    observe(manifest, version, rows, latencyMs, outcome) {
+    observe(manifest, version, rows, latencyMs, outcome, counters) {
       const o = current(manifest, version);
       const p = o.profile;
       for (const row of rows) {
@@ -174,6 +178,8 @@ export function createWindowProfiler({ source, windowMs = 10_000, maxRows = 5000
       if (outcome === 'error') p.counters.errors++;
       else if (outcome === 'cache') p.counters.cacheHits++;
       else if (outcome === 'fallback') p.counters.fallbacks++;
+      else if (outcome === 'shadow') p.counters.shadowRows = (p.counters.shadowRows ?? 0) + rows.length;
+      if (counters) for (const [k, v] of Object.entries(counters)) p.counters[k] = (p.counters[k] ?? 0) + v;
       o.rows += rows.length;
       totalRows += rows.length;
       if (o.rows >= maxRows) close(`${manifest.name}\u0000${version}`, o);

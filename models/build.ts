@@ -211,8 +211,8 @@ async function buildFlightDelay(): Promise<void> {
     inputs: FLIGHT_INPUTS.map((x) => ({ ...x, shape: [...x.shape] })),
     outputs: [{ name: 'p_delay', dtype: 'float32', shape: ['N'], description: 'P(arrival delay > 15 min)' }],
     features: [
-      { name: 'month', kind: 'numeric', input: 'month', range: [1, 12], integer: true, description: 'month of the flight, 1-12' },
-      { name: 'day_of_week', kind: 'numeric', input: 'day_of_week', range: [0, 6], integer: true, description: '0 = Sunday ... 6 = Saturday' },
+      { name: 'month', kind: 'numeric', input: 'month', range: [1, 12], integer: true, seasonal: true, description: 'month of the flight, 1-12' },
+      { name: 'day_of_week', kind: 'numeric', input: 'day_of_week', range: [0, 6], integer: true, seasonal: true, description: '0 = Sunday ... 6 = Saturday' },
       { name: 'hour', kind: 'numeric', input: 'hour', range: [0, 23], integer: true, description: 'scheduled local departure hour' },
       { name: 'distance', kind: 'numeric', input: 'distance', range: [1, 10000], description: 'great-circle distance in miles' },
       { name: 'origin', kind: 'categorical', input: 'origin', vocabulary: model.vocab, oov: 'unknown', sketchCapacity: 512, description: 'IATA code of the departure airport' },

@@ -4,27 +4,55 @@
  * A thin shell: decoding, merging and statistics are core's.
  *
  * ingest(bytes):
- * - decodes the summary; anything malformed (or for another model) is refused with the reason
- *   and counted, never stored;
+ * - decodes the summary; anything malformed, for another model, from the future or older than
+ *   the deduplication horizon is refused with the reason and counted, never stored;
  * - deduplicates by (source kind, source id, sequence), so a retried flush never counts twice;
  * - merges the profile into the bucket of its window's minute (per model version), in one
  *   storage transaction with the dedup record, so a crash can neither lose nor double it.
+ *
+ * The alarm (armed by ingest, every ALERT_EVAL_INTERVAL_MS while there is work):
+ * - evaluates drift per evaluation window (ALERT_WINDOW_MS, a minute by default) once the
+ *   window is complete by event time: its end is behind the newest data received by
+ *   ALERT_GRACE_MS, or, for live traffic that went quiet, five minutes behind the clock. So a
+ *   replayed stream (event times in the past) is judged in its own time, window by window;
+ * - opens and resolves alerts with hysteresis, and posts each to ALERT_WEBHOOK_URL (signed with
+ *   ALERT_WEBHOOK_SECRET when set), retrying on later alarms;
+ * - rolls evaluated minutes up into hours after ROLLUP_HOURLY_AFTER_HOURS and hours into days
+ *   after ROLLUP_DAILY_AFTER_DAYS, deletes buckets past RETENTION_DAYS, and forgets dedup
+ *   records older than the hourly roll-up (summaries that old are refused from then on).
+ * Ages are measured on the data clock, min(now, newest window end), so a replay of last year's
+ * traffic is rolled up by its own timeline, not all at once.
  */
 import { DurableObject } from 'cloudflare:workers';
 import { compareSketches, decodeSummary, encodeSummary, mergeProfiles, SummaryDecodeError, type Profile, type Sketch } from '../core/index.ts';
+import type { Env } from './app.ts';
 import { BUNDLED_MODELS } from './models.ts';
 
 export const MINUTE_MS = 60_000;
-/** Consecutive drifted (or clean) evaluated minutes that open (or resolve) an alert. */
+export const HOUR_MS = 3_600_000;
+export const DAY_MS = 86_400_000;
+/** Consecutive drifted (or clean) evaluated windows that open (or resolve) an alert, by default. */
 export const ALERT_HYSTERESIS = 3;
-/** Minutes with fewer rows than this are not evaluated (too few to judge). */
+/** Windows with fewer rows than this are not evaluated (too few to judge), by default. */
 export const MIN_ROWS_TO_EVALUATE = 200;
+/** Summaries whose window starts this far past the clock are refused (a skewed client clock). */
+export const MAX_FUTURE_MS = HOUR_MS;
+/** Live traffic that went quiet: windows this far behind the clock are complete anyway. */
+const IDLE_CLOSE_MS = 5 * MINUTE_MS;
+/** Evaluation windows per evaluate() call, and roll-up groups per alarm (bounded work). */
+const MAX_WINDOWS_PER_CALL = 500;
+const MAX_ROLLUPS_PER_ALARM = 200;
+const WEBHOOK_MAX_ATTEMPTS = 10;
 
 export interface Alert {
   id: number;
   version: string;
   feature: string;
+  /** Start of the first drifted window of the streak that opened it: drifted since when. */
+  since: string;
+  /** End of the window that confirmed it (the hysteresis-th drifted window in a row). */
   opened_at: string;
+  /** End of the window that confirmed it resolved, or null while open. */
   resolved_at: string | null;
   /** The statistics of the window that opened it. */
   evidence: Record<string, { statistic: number; threshold: number }>;
@@ -36,23 +64,111 @@ export interface IngestResult {
   minute?: number;
 }
 
-export class DriftAggregator extends DurableObject {
+export interface AggregatorConfig {
+  windowMs: number;
+  minRows: number;
+  hysteresis: number;
+  graceMs: number;
+  intervalMs: number;
+  hourlyAfterMs: number;
+  dailyAfterMs: number;
+  retentionMs: number;
+  webhookUrl: string | undefined;
+  webhookSecret: string | undefined;
+}
+
+type AggregatorEnv = Pick<
+  Env,
+  | 'ALERT_WINDOW_MS'
+  | 'ALERT_MIN_ROWS'
+  | 'ALERT_HYSTERESIS'
+  | 'ALERT_GRACE_MS'
+  | 'ALERT_EVAL_INTERVAL_MS'
+  | 'ALERT_WEBHOOK_URL'
+  | 'ALERT_WEBHOOK_SECRET'
+  | 'ROLLUP_HOURLY_AFTER_HOURS'
+  | 'ROLLUP_DAILY_AFTER_DAYS'
+  | 'RETENTION_DAYS'
+>;
+
+/** The aggregator's settings from the environment; a bad value is an Error naming it. */
+export function aggregatorConfig(env: AggregatorEnv): AggregatorConfig {
+  const num = (name: keyof AggregatorEnv, fallback: number, min: number): number => {
+    const v = env[name];
+    if (v === undefined || v === '') return fallback;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) throw new Error(`configuration ${name}=${v} must be a number >= ${min}`);
+    return n;
+  };
+  const windowMs = num('ALERT_WINDOW_MS', MINUTE_MS, MINUTE_MS);
+  if (windowMs % MINUTE_MS !== 0) throw new Error(`configuration ALERT_WINDOW_MS=${windowMs} must be a whole number of minutes`);
+  const webhookUrl = env.ALERT_WEBHOOK_URL || undefined;
+  if (webhookUrl && !/^https?:\/\//.test(webhookUrl)) throw new Error(`configuration ALERT_WEBHOOK_URL=${webhookUrl} must be an http(s) URL`);
+  const hourlyAfterMs = num('ROLLUP_HOURLY_AFTER_HOURS', 48, 1) * HOUR_MS;
+  const dailyAfterMs = num('ROLLUP_DAILY_AFTER_DAYS', 30, 1) * DAY_MS;
+  const retentionMs = num('RETENTION_DAYS', 400, 1) * DAY_MS;
+  if (!(hourlyAfterMs < dailyAfterMs && dailyAfterMs < retentionMs)) throw new Error('configuration: ROLLUP_HOURLY_AFTER_HOURS < ROLLUP_DAILY_AFTER_DAYS < RETENTION_DAYS must hold');
+  return {
+    windowMs,
+    minRows: num('ALERT_MIN_ROWS', MIN_ROWS_TO_EVALUATE, 1),
+    hysteresis: Math.round(num('ALERT_HYSTERESIS', ALERT_HYSTERESIS, 1)),
+    graceMs: num('ALERT_GRACE_MS', 30_000, 0),
+    intervalMs: num('ALERT_EVAL_INTERVAL_MS', MINUTE_MS, 100),
+    hourlyAfterMs,
+    dailyAfterMs,
+    retentionMs,
+    webhookUrl,
+    webhookSecret: env.ALERT_WEBHOOK_SECRET || undefined,
+  };
+}
+
+export class DriftAggregator extends DurableObject<Env> {
   #ready = false;
+  #config: AggregatorConfig | undefined;
+
+  get config(): AggregatorConfig {
+    return (this.#config ??= aggregatorConfig(this.env ?? {}));
+  }
 
   #schema(): void {
     if (this.#ready) return;
     const sql = this.ctx.storage.sql;
-    sql.exec(`CREATE TABLE IF NOT EXISTS seen (source TEXT NOT NULL, sequence INTEGER NOT NULL, model_version TEXT NOT NULL, PRIMARY KEY (source, sequence, model_version))`);
-    sql.exec(`CREATE TABLE IF NOT EXISTS buckets (model_version TEXT NOT NULL, minute INTEGER NOT NULL, summary BLOB NOT NULL, PRIMARY KEY (model_version, minute))`);
+    sql.exec(`CREATE TABLE IF NOT EXISTS seen (source TEXT NOT NULL, sequence INTEGER NOT NULL, model_version TEXT NOT NULL, window_start INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (source, sequence, model_version))`);
+    sql.exec(`CREATE TABLE IF NOT EXISTS buckets (model_version TEXT NOT NULL, minute INTEGER NOT NULL, summary BLOB NOT NULL, span INTEGER NOT NULL DEFAULT ${MINUTE_MS}, PRIMARY KEY (model_version, minute))`);
     sql.exec(`CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)`);
     sql.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
-    sql.exec(`CREATE TABLE IF NOT EXISTS streaks (model_version TEXT NOT NULL, feature TEXT NOT NULL, drifted INTEGER NOT NULL, clean INTEGER NOT NULL, PRIMARY KEY (model_version, feature))`);
-    sql.exec(`CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, model_version TEXT NOT NULL, feature TEXT NOT NULL, opened_at INTEGER NOT NULL, resolved_at INTEGER, evidence TEXT NOT NULL)`);
+    sql.exec(`CREATE TABLE IF NOT EXISTS streaks (model_version TEXT NOT NULL, feature TEXT NOT NULL, drifted INTEGER NOT NULL, clean INTEGER NOT NULL, since INTEGER, PRIMARY KEY (model_version, feature))`);
+    sql.exec(
+      `CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, model_version TEXT NOT NULL, feature TEXT NOT NULL, opened_at INTEGER NOT NULL, resolved_at INTEGER, evidence TEXT NOT NULL, since INTEGER, notified_open INTEGER NOT NULL DEFAULT 0, notified_resolved INTEGER NOT NULL DEFAULT 0, notify_attempts INTEGER NOT NULL DEFAULT 0)`,
+    );
+    // Objects created by earlier versions lack the newer columns.
+    const add = (table: string, column: string, decl: string) => {
+      try {
+        sql.exec(`SELECT ${column} FROM ${table} LIMIT 0`);
+      } catch {
+        sql.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${decl}`);
+      }
+    };
+    add('seen', 'window_start', 'INTEGER NOT NULL DEFAULT 0');
+    add('buckets', 'span', `INTEGER NOT NULL DEFAULT ${MINUTE_MS}`);
+    add('streaks', 'since', 'INTEGER');
+    add('alerts', 'since', 'INTEGER');
+    add('alerts', 'notified_open', 'INTEGER NOT NULL DEFAULT 0');
+    add('alerts', 'notified_resolved', 'INTEGER NOT NULL DEFAULT 0');
+    add('alerts', 'notify_attempts', 'INTEGER NOT NULL DEFAULT 0');
     this.#ready = true;
   }
 
   #count(name: string, by = 1): void {
     this.ctx.storage.sql.exec(`INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value`, name, by);
+  }
+
+  #meta(key: string): string | undefined {
+    return this.ctx.storage.sql.exec(`SELECT value FROM meta WHERE key = ?`, key).toArray()[0]?.value as string | undefined;
+  }
+
+  #setMeta(key: string, value: string | number): void {
+    this.ctx.storage.sql.exec(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, String(value));
   }
 
   /** Stores one summary for `model` (the name this object was addressed by). */
@@ -65,10 +181,14 @@ export class DriftAggregator extends DurableObject {
       this.#count('rejected');
       return { status: 'rejected', reason: e instanceof SummaryDecodeError ? e.message : 'malformed summary' };
     }
-    if (p.model !== model) {
+    const refuse = (reason: string): IngestResult => {
       this.#count('rejected');
-      return { status: 'rejected', reason: `summary is for model "${p.model}", not "${model}"` };
-    }
+      return { status: 'rejected', reason };
+    };
+    if (p.model !== model) return refuse(`summary is for model "${p.model}", not "${model}"`);
+    if (p.windowStart > Date.now() + MAX_FUTURE_MS) return refuse(`summary window starts at ${new Date(p.windowStart).toISOString()}, more than an hour in the future (check the sender's clock)`);
+    const horizon = Number(this.#meta('pruned_before') ?? -Infinity);
+    if (p.windowStart < horizon) return refuse(`summary window starts at ${new Date(p.windowStart).toISOString()}, before the deduplication horizon ${new Date(horizon).toISOString()}: too old to be counted exactly once`);
     const source = `${p.source.kind}:${p.source.id}`;
     const minute = Math.floor(p.windowStart / MINUTE_MS) * MINUTE_MS;
     const sql = this.ctx.storage.sql;
@@ -81,98 +201,251 @@ export class DriftAggregator extends DurableObject {
       const row = sql.exec(`SELECT summary FROM buckets WHERE model_version = ? AND minute = ?`, p.modelVersion, minute).toArray()[0];
       const base = row ? mergeProfiles(decodeSummary(new Uint8Array(row.summary as ArrayBuffer)), p) : p;
       const merged: Profile = { ...base, source: { kind: 'merged', id: '' }, sequence: 0 };
+      // A late summary for a rolled-up hour or day whose bucket starts at this minute merges
+      // into it (keeping its span); any other late minute is merged up by the next roll-up.
       sql.exec(`INSERT INTO buckets (model_version, minute, summary) VALUES (?, ?, ?) ON CONFLICT(model_version, minute) DO UPDATE SET summary = excluded.summary`, p.modelVersion, minute, encodeSummary(merged, { meanPrecision: 'f64' }));
-      sql.exec(`INSERT INTO seen (source, sequence, model_version) VALUES (?, ?, ?)`, source, p.sequence, p.modelVersion);
+      sql.exec(`INSERT INTO seen (source, sequence, model_version, window_start) VALUES (?, ?, ?, ?)`, source, p.sequence, p.modelVersion, p.windowStart);
       this.#count('stored');
       this.#count('rows', p.counters.rows);
       sql.exec(`INSERT INTO meta (key, value) VALUES ('model', ?) ON CONFLICT(key) DO NOTHING`, model);
+      const maxEnd = Number(this.#meta('max_end') ?? -Infinity);
+      if (p.windowEnd > maxEnd) this.#setMeta('max_end', p.windowEnd);
       return { status: 'stored' as const, minute };
     });
     if (result.status === 'stored') await this.#arm();
     return result;
   }
 
-  /** Ingest arms an alarm a minute ahead, which evaluates the minutes completed since the last one. */
+  /** Ingest arms the alarm, which evaluates, rolls up and notifies. */
   async #arm(): Promise<void> {
-    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + MINUTE_MS);
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + this.config.intervalMs);
   }
 
   override async alarm(): Promise<void> {
-    await this.evaluate(Date.now());
-    // Keep going while minutes remain that have not been evaluated.
-    const through = Number(this.ctx.storage.sql.exec(`SELECT value FROM meta WHERE key = 'evaluated_through'`).toArray()[0]?.value ?? -1);
-    const pending = this.ctx.storage.sql.exec(`SELECT 1 FROM buckets WHERE minute > ? LIMIT 1`, through).toArray().length > 0;
-    if (pending) await this.ctx.storage.setAlarm(Date.now() + MINUTE_MS);
+    const now = Date.now();
+    const evaluated = await this.evaluate(now);
+    const rollupsLeft = await this.rollup(now);
+    const notificationsLeft = await this.notify();
+    // Keep going while windows wait for evaluation (live data completes by the clock; a
+    // replayed stream only by more data, which arms the alarm again), roll-ups remain or
+    // webhooks are owed.
+    const sql = this.ctx.storage.sql;
+    const through = Number(this.#meta('evaluated_through') ?? -Infinity);
+    const live = Number(this.#meta('max_end') ?? -Infinity) >= now - DAY_MS;
+    const pending = sql.exec(`SELECT 1 FROM buckets WHERE minute >= ? LIMIT 1`, Number.isFinite(through) ? through + this.config.windowMs : 0).toArray().length > 0;
+    if ((pending && (live || evaluated > 0)) || rollupsLeft || notificationsLeft) await this.ctx.storage.setAlarm(Date.now() + this.config.intervalMs);
+  }
+
+  /** min(now, newest window end): the clock that ages data (a replay ages by its own timeline). */
+  #dataClock(now: number): number {
+    return Math.min(now, Number(this.#meta('max_end') ?? -Infinity));
   }
 
   /**
-   * Evaluates every minute bucket that completed before `now` and was not evaluated yet, in
-   * time order, against the training baseline: a feature or output counts as drifted in a
-   * minute when any of core's statistics flags it; ALERT_HYSTERESIS drifted minutes in a row
-   * open an alert, as many clean ones resolve it. Minutes with too few rows are skipped.
-   * Returns the number of minutes evaluated.
+   * Evaluates every complete evaluation window not evaluated yet, in time order, per version,
+   * against the baseline in force: a feature or output counts as drifted in a window when any of
+   * core's statistics flags it (calendar features marked `seasonal` in the manifest: only values
+   * outside the training range); `hysteresis` drifted windows in a row open an alert, as many
+   * clean ones resolve it. Windows with fewer than `minRows` rows are skipped. A window is
+   * complete when its end is ALERT_GRACE_MS behind the newest data, or (live traffic that
+   * stopped) five minutes behind `now`. Returns the number of (window, version) pairs evaluated.
    */
   async evaluate(now: number): Promise<number> {
     this.#schema();
+    const { windowMs: W, minRows, hysteresis, graceMs } = this.config;
     const sql = this.ctx.storage.sql;
-    const model = sql.exec(`SELECT value FROM meta WHERE key = 'model'`).toArray()[0]?.value as string | undefined;
+    const model = this.#meta('model');
     const bundled = model ? BUNDLED_MODELS[model] : undefined;
     if (!bundled) return 0;
+    const maxEnd = Number(this.#meta('max_end') ?? -Infinity);
+    if (!Number.isFinite(maxEnd)) return 0;
+    const live = maxEnd >= now - DAY_MS;
+    const watermark = Math.min(now, live ? Math.max(maxEnd - graceMs, now - IDLE_CLOSE_MS) : maxEnd - graceMs);
+    const last = Number(this.#meta('evaluated_through') ?? -Infinity);
+    let lower: number;
+    if (Number.isFinite(last)) lower = last + W;
+    else {
+      const first = sql.exec(`SELECT MIN(minute) AS m FROM buckets`).toArray()[0]?.m as number | null;
+      if (first === null || first === undefined) return 0;
+      lower = Math.floor(first / W) * W;
+    }
+    const upper = Math.min(Math.floor(watermark / W) * W, lower + MAX_WINDOWS_PER_CALL * W);
+    if (!(upper > lower)) return 0;
     const baseline = this.#baselineProfile(bundled.baseline);
-    const last = Number(sql.exec(`SELECT value FROM meta WHERE key = 'evaluated_through'`).toArray()[0]?.value ?? -Infinity);
-    const due = sql.exec(`SELECT model_version, minute, summary FROM buckets WHERE minute > ? AND minute + ? <= ? ORDER BY minute`, Number.isFinite(last) ? last : -1, MINUTE_MS, now).toArray();
-    let evaluated = 0;
-    let through = last;
-    for (const row of due) {
+    const seasonal = new Set(bundled.manifest.features.filter((f) => f.kind === 'numeric' && f.seasonal).map((f) => f.name));
+    // Merge the buckets of each (window, version), in time order.
+    const windows = new Map<number, Map<string, Profile>>();
+    for (const row of sql.exec(`SELECT model_version, minute, summary FROM buckets WHERE minute >= ? AND minute < ? ORDER BY minute`, lower, upper)) {
+      const w = Math.floor((row.minute as number) / W) * W;
+      let byVersion = windows.get(w);
+      if (!byVersion) windows.set(w, (byVersion = new Map()));
       const p = decodeSummary(new Uint8Array(row.summary as ArrayBuffer));
-      through = Math.max(through, row.minute as number);
-      if (p.counters.rows < MIN_ROWS_TO_EVALUATE) continue;
-      evaluated++;
-      const version = row.model_version as string;
-      for (const [kind, live, base] of [['feature', p.features, baseline.features], ['output', p.outputs, baseline.outputs]] as const) {
-        for (const [name, sketch] of live as Map<string, Sketch>) {
-          const b = (base as Map<string, Sketch>).get(name);
-          if (!b || b.constructor !== sketch.constructor) continue;
-          const results = compareSketches(b, sketch);
-          const drifted = Object.values(results).some((r) => r?.drifted);
-          const key = kind === 'output' ? `output:${name}` : name;
-          const st = sql.exec(`SELECT drifted, clean FROM streaks WHERE model_version = ? AND feature = ?`, version, key).toArray()[0] as { drifted: number; clean: number } | undefined;
-          const d = drifted ? (st?.drifted ?? 0) + 1 : 0;
-          const c = drifted ? 0 : (st?.clean ?? 0) + 1;
-          sql.exec(`INSERT INTO streaks (model_version, feature, drifted, clean) VALUES (?, ?, ?, ?) ON CONFLICT(model_version, feature) DO UPDATE SET drifted = excluded.drifted, clean = excluded.clean`, version, key, d, c);
-          const open = sql.exec(`SELECT id FROM alerts WHERE model_version = ? AND feature = ? AND resolved_at IS NULL`, version, key).toArray()[0];
-          if (!open && d >= ALERT_HYSTERESIS) {
-            const evidence = Object.fromEntries(Object.entries(results).filter(([, r]) => r?.drifted).map(([m, r]) => [m, { statistic: r!.statistic, threshold: r!.threshold }]));
-            sql.exec(`INSERT INTO alerts (model_version, feature, opened_at, evidence) VALUES (?, ?, ?, ?)`, version, key, row.minute as number, JSON.stringify(evidence));
-            this.#count('alerts_opened');
-          } else if (open && c >= ALERT_HYSTERESIS) {
-            sql.exec(`UPDATE alerts SET resolved_at = ? WHERE id = ?`, row.minute as number, open.id as number);
-            this.#count('alerts_resolved');
+      const acc = byVersion.get(row.model_version as string);
+      byVersion.set(row.model_version as string, acc ? mergeProfiles(acc, p) : p);
+    }
+    let evaluated = 0;
+    for (const w of [...windows.keys()].sort((a, b) => a - b)) {
+      for (const [version, p] of windows.get(w)!) {
+        if (p.counters.rows < minRows) continue;
+        evaluated++;
+        // A version seen only as a shadow saw the same inputs as the served one: only its outputs are its own.
+        const shadowOnly = (p.counters.shadowRows ?? 0) >= p.counters.rows;
+        for (const [kind, live, base] of [['feature', shadowOnly ? new Map() : p.features, baseline.features], ['output', p.outputs, baseline.outputs]] as const) {
+          for (const [name, sketch] of live as Map<string, Sketch>) {
+            const b = (base as Map<string, Sketch>).get(name);
+            if (!b || b.constructor !== sketch.constructor) continue;
+            const results = compareSketches(b, sketch, { seasonal: kind === 'feature' && seasonal.has(name) });
+            const drifted = Object.values(results).some((r) => r?.drifted);
+            const key = kind === 'output' ? `output:${name}` : name;
+            const st = sql.exec(`SELECT drifted, clean, since FROM streaks WHERE model_version = ? AND feature = ?`, version, key).toArray()[0] as { drifted: number; clean: number; since: number | null } | undefined;
+            const d = drifted ? (st?.drifted ?? 0) + 1 : 0;
+            const c = drifted ? 0 : (st?.clean ?? 0) + 1;
+            const since = drifted ? (d === 1 ? w : (st?.since ?? w)) : null;
+            sql.exec(
+              `INSERT INTO streaks (model_version, feature, drifted, clean, since) VALUES (?, ?, ?, ?, ?) ON CONFLICT(model_version, feature) DO UPDATE SET drifted = excluded.drifted, clean = excluded.clean, since = excluded.since`,
+              version,
+              key,
+              d,
+              c,
+              since,
+            );
+            const open = sql.exec(`SELECT id FROM alerts WHERE model_version = ? AND feature = ? AND resolved_at IS NULL`, version, key).toArray()[0];
+            if (!open && d >= hysteresis) {
+              const evidence = Object.fromEntries(Object.entries(results).filter(([, r]) => r?.drifted).map(([m, r]) => [m, { statistic: r!.statistic, threshold: r!.threshold }]));
+              sql.exec(`INSERT INTO alerts (model_version, feature, opened_at, since, evidence) VALUES (?, ?, ?, ?, ?)`, version, key, w + W, since, JSON.stringify(evidence));
+              this.#count('alerts_opened');
+            } else if (open && c >= hysteresis) {
+              sql.exec(`UPDATE alerts SET resolved_at = ? WHERE id = ?`, w + W, open.id as number);
+              this.#count('alerts_resolved');
+            }
           }
         }
       }
     }
-    if (through !== last) sql.exec(`INSERT INTO meta (key, value) VALUES ('evaluated_through', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, String(through));
+    // Every window before `upper` is now judged (empty ones included).
+    this.#setMeta('evaluated_through', upper - W);
     return evaluated;
+  }
+
+  /**
+   * Rolls evaluated minute buckets older than the hourly horizon into hour buckets, hours older
+   * than the daily horizon into days, deletes buckets past retention and forgets dedup records
+   * older than the hourly horizon. Bounded work per call; returns true when work remains.
+   */
+  async rollup(now: number): Promise<boolean> {
+    this.#schema();
+    const sql = this.ctx.storage.sql;
+    const { hourlyAfterMs, dailyAfterMs, retentionMs, windowMs } = this.config;
+    const clock = this.#dataClock(now);
+    if (!Number.isFinite(clock)) return false;
+    const through = Number(this.#meta('evaluated_through') ?? -Infinity);
+    const evaluatedEnd = Number.isFinite(through) ? through + windowMs : -Infinity;
+    let budget = MAX_ROLLUPS_PER_ALARM;
+    let more = false;
+    for (const [span, after] of [
+      [HOUR_MS, hourlyAfterMs],
+      [DAY_MS, dailyAfterMs],
+    ] as const) {
+      const horizon = Math.floor(Math.min(clock - after, evaluatedEnd) / span) * span;
+      if (!Number.isFinite(horizon)) continue;
+      const groups = sql
+        .exec(`SELECT DISTINCT model_version, CAST(minute / ? AS INTEGER) * ? AS g FROM buckets WHERE span < ? AND minute < ? ORDER BY g LIMIT ?`, span, span, span, horizon, budget + 1)
+        .toArray();
+      for (const { model_version: version, g } of groups.slice(0, budget)) {
+        this.ctx.storage.transactionSync(() => {
+          const rows = sql.exec(`SELECT summary FROM buckets WHERE model_version = ? AND minute >= ? AND minute < ?`, version, g, (g as number) + span).toArray();
+          let acc: Profile | undefined;
+          for (const r of rows) {
+            const p = decodeSummary(new Uint8Array(r.summary as ArrayBuffer));
+            acc = acc ? mergeProfiles(acc, p) : p;
+          }
+          sql.exec(`DELETE FROM buckets WHERE model_version = ? AND minute >= ? AND minute < ?`, version, g, (g as number) + span);
+          if (acc) {
+            const merged: Profile = { ...acc, source: { kind: 'merged', id: '' }, sequence: 0 };
+            sql.exec(`INSERT INTO buckets (model_version, minute, span, summary) VALUES (?, ?, ?, ?)`, version, g, span, encodeSummary(merged, { meanPrecision: 'f64' }));
+          }
+          this.#count(span === HOUR_MS ? 'rollups_hourly' : 'rollups_daily');
+        });
+      }
+      if (groups.length > budget) more = true;
+      budget -= Math.min(budget, groups.length);
+    }
+    const expired = sql.exec(`DELETE FROM buckets WHERE minute + span <= ?`, clock - retentionMs).rowsWritten;
+    if (expired) this.#count('buckets_expired', expired);
+    const horizon = clock - hourlyAfterMs;
+    if (horizon > Number(this.#meta('pruned_before') ?? -Infinity)) {
+      sql.exec(`DELETE FROM seen WHERE window_start < ?`, horizon);
+      this.#setMeta('pruned_before', horizon);
+    }
+    return more;
+  }
+
+  /**
+   * Posts each alert's opening and resolution to ALERT_WEBHOOK_URL as JSON, once each:
+   * { event: 'alert.opened' | 'alert.resolved', model, alert }, with
+   * `x-driftwatch-signature: sha256=<hex HMAC of the body>` when ALERT_WEBHOOK_SECRET is set.
+   * A failed post is retried on later alarms, up to ten attempts. Returns true when posts remain.
+   */
+  async notify(): Promise<boolean> {
+    this.#schema();
+    const { webhookUrl, webhookSecret } = this.config;
+    if (!webhookUrl) return false;
+    const sql = this.ctx.storage.sql;
+    const model = this.#meta('model') ?? '';
+    const pending = sql
+      .exec(`SELECT id, notified_open, notified_resolved, resolved_at FROM alerts WHERE (notified_open = 0 OR (resolved_at IS NOT NULL AND notified_resolved = 0)) AND notify_attempts < ? ORDER BY id LIMIT 20`, WEBHOOK_MAX_ATTEMPTS)
+      .toArray();
+    const all = new Map((await this.alerts()).map((a) => [a.id, a]));
+    for (const row of pending) {
+      const alert = all.get(row.id as number)!;
+      const events: ['alert.opened' | 'alert.resolved', string][] = [];
+      if (!row.notified_open) events.push(['alert.opened', 'notified_open']);
+      if (row.resolved_at !== null && !row.notified_resolved) events.push(['alert.resolved', 'notified_resolved']);
+      for (const [event, column] of events) {
+        const body = JSON.stringify({ event, model, alert: event === 'alert.opened' ? { ...alert, resolved_at: null } : alert });
+        const headers: Record<string, string> = { 'content-type': 'application/json', 'x-driftwatch-event': event };
+        if (webhookSecret) headers['x-driftwatch-signature'] = `sha256=${await hmacHex(webhookSecret, body)}`;
+        let ok = false;
+        try {
+          const res = await fetch(webhookUrl, { method: 'POST', headers, body, signal: AbortSignal.timeout(5000) });
+          await res.body?.cancel();
+          ok = res.ok;
+        } catch {
+          ok = false;
+        }
+        if (!ok) {
+          sql.exec(`UPDATE alerts SET notify_attempts = notify_attempts + 1 WHERE id = ?`, row.id as number);
+          this.#count('webhook_failures');
+          return true;
+        }
+        sql.exec(`UPDATE alerts SET ${column} = 1 WHERE id = ?`, row.id as number);
+        this.#count('webhook_sent');
+      }
+    }
+    return pending.length === 20;
   }
 
   /** Alerts, newest first. */
   async alerts(): Promise<Alert[]> {
     this.#schema();
     return this.ctx.storage.sql
-      .exec(`SELECT id, model_version, feature, opened_at, resolved_at, evidence FROM alerts ORDER BY opened_at DESC, id DESC`)
+      .exec(`SELECT id, model_version, feature, since, opened_at, resolved_at, evidence FROM alerts ORDER BY opened_at DESC, id DESC`)
       .toArray()
       .map((r) => ({
         id: r.id as number,
         version: r.model_version as string,
         feature: r.feature as string,
+        since: new Date((r.since ?? r.opened_at) as number).toISOString(),
         opened_at: new Date(r.opened_at as number).toISOString(),
         resolved_at: r.resolved_at === null ? null : new Date(r.resolved_at as number).toISOString(),
         evidence: JSON.parse(r.evidence as string),
       }));
   }
 
-  /** The merged profile of [from, to) for a version (all versions when omitted), or null. */
+  /**
+   * The merged profile of the buckets starting in [from, to) for a version (all versions when
+   * omitted), or null. Older data is held by the hour or the day, so its resolution is coarser.
+   */
   async window(from: number, to: number, version?: string): Promise<Uint8Array | null> {
     this.#schema();
     const rows = this.ctx.storage.sql
@@ -189,21 +462,22 @@ export class DriftAggregator extends DurableObject {
 
   /** The baseline in force: an operator's re-baseline window, else the training baseline. */
   #baselineProfile(training: ArrayBuffer): Profile {
-    const row = this.ctx.storage.sql.exec(`SELECT value FROM meta WHERE key = 'baseline'`).toArray()[0];
-    return decodeSummary(row ? base64ToBytes(row.value as string) : new Uint8Array(training));
+    const stored = this.#meta('baseline');
+    return decodeSummary(stored ? base64ToBytes(stored) : new Uint8Array(training));
   }
 
   /**
    * Re-baselines to the merged window [from, to) (all versions): later evaluations and the
-   * drift route compare with it. Refuses a window with fewer than MIN_ROWS_TO_EVALUATE rows.
+   * drift route compare with it. Refuses a window with fewer rows than the evaluation minimum.
    */
   async setBaseline(from: number, to: number): Promise<{ rows: number } | { error: string }> {
     const bytes = await this.window(from, to);
     if (!bytes) return { error: 'no data in that window' };
     const p = decodeSummary(bytes);
-    if (p.counters.rows < MIN_ROWS_TO_EVALUATE) return { error: `the window has ${p.counters.rows} rows, fewer than ${MIN_ROWS_TO_EVALUATE}` };
+    const { minRows } = this.config;
+    if (p.counters.rows < minRows) return { error: `the window has ${p.counters.rows} rows, fewer than ${minRows}` };
     const rebased: Profile = { ...p, source: { kind: 'baseline', id: `rebaselined ${new Date(from).toISOString()}..${new Date(to).toISOString()}` }, sequence: 0 };
-    this.ctx.storage.sql.exec(`INSERT INTO meta (key, value) VALUES ('baseline', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, bytesToBase64(encodeSummary(rebased, { meanPrecision: 'f64' })));
+    this.#setMeta('baseline', bytesToBase64(encodeSummary(rebased, { meanPrecision: 'f64' })));
     // Streaks restart against the new reference.
     this.ctx.storage.sql.exec(`DELETE FROM streaks`);
     return { rows: p.counters.rows };
@@ -212,8 +486,8 @@ export class DriftAggregator extends DurableObject {
   /** The baseline in force, encoded (for the drift route), and whether it is the training one. */
   async baseline(model: string): Promise<{ bytes: Uint8Array; training: boolean }> {
     this.#schema();
-    const row = this.ctx.storage.sql.exec(`SELECT value FROM meta WHERE key = 'baseline'`).toArray()[0];
-    if (row) return { bytes: base64ToBytes(row.value as string), training: false };
+    const stored = this.#meta('baseline');
+    if (stored) return { bytes: base64ToBytes(stored), training: false };
     return { bytes: new Uint8Array(BUNDLED_MODELS[model].baseline), training: true };
   }
 
@@ -234,10 +508,20 @@ export class DriftAggregator extends DurableObject {
     return Object.fromEntries(this.ctx.storage.sql.exec(`SELECT name, value FROM counters`).toArray().map((r) => [r.name as string, r.value as number]));
   }
 
-  async minutes(): Promise<{ version: string; minute: number }[]> {
+  /** Stored buckets: version, start and span (a minute, an hour or a day). */
+  async minutes(): Promise<{ version: string; minute: number; span: number }[]> {
     this.#schema();
-    return this.ctx.storage.sql.exec(`SELECT model_version, minute FROM buckets ORDER BY minute`).toArray().map((r) => ({ version: r.model_version as string, minute: r.minute as number }));
+    return this.ctx.storage.sql
+      .exec(`SELECT model_version, minute, span FROM buckets ORDER BY minute, model_version`)
+      .toArray()
+      .map((r) => ({ version: r.model_version as string, minute: r.minute as number, span: r.span as number }));
   }
+}
+
+async function hmacHex(secret: string, body: string): Promise<string> {
+  const key = await crypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  const mac = new Uint8Array(await crypto.subtle.sign('HMAC', key, new TextEncoder().encode(body)));
+  return Array.from(mac, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 function bytesToBase64(b: Uint8Array): string {

@@ -58,10 +58,14 @@ describe('drift alerts', () => {
     expect(features).not.toContain('distance');
     expect(features).not.toContain('origin');
     const month = alerts.find((a) => a.feature === 'month')!;
-    // Opened on the third shifted minute (index 6), resolved on the third clean one (index 10).
-    expect(month.opened_at).toBe(new Date(t0 + (4 + ALERT_HYSTERESIS - 1) * 60_000).toISOString());
-    expect(month.resolved_at).toBe(new Date(t0 + (8 + ALERT_HYSTERESIS - 1) * 60_000).toISOString());
-    expect(month.evidence.psi.statistic).toBeGreaterThan(month.evidence.psi.threshold);
+    // Drifted since the first shifted minute (index 4), opened at the end of the third (index 6),
+    // resolved at the end of the third clean one (index 10).
+    expect(month.since).toBe(new Date(t0 + 4 * 60_000).toISOString());
+    expect(month.opened_at).toBe(new Date(t0 + (4 + ALERT_HYSTERESIS) * 60_000).toISOString());
+    expect(month.resolved_at).toBe(new Date(t0 + (8 + ALERT_HYSTERESIS) * 60_000).toISOString());
+    // month is a calendar feature: May was never in training, so it is out of range.
+    expect(month.evidence.out_of_range.statistic).toBeGreaterThan(month.evidence.out_of_range.threshold);
+    expect(alerts.find((a) => a.feature === 'hour')!.evidence.psi.statistic).toBeGreaterThan(0.25);
     // Evaluating again changes nothing (each minute is evaluated once).
     expect(await agg.evaluate(Date.now())).toBe(0);
     expect(await agg.alerts()).toEqual(alerts);

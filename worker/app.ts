@@ -78,6 +78,25 @@ export interface Env {
   TELEMETRY?: string;
   TELEMETRY_WINDOW_MS?: string;
   TELEMETRY_MAX_ROWS?: string;
+  /**
+   * Replays: "event" makes the profiler's clock the request's `x-event-time` header (ISO date or
+   * ms since the epoch), so replayed traffic is sketched into windows of its own time.
+   */
+  TELEMETRY_CLOCK?: string;
+  /** Aggregator: the evaluation window (ms, whole minutes; default 60000), rows it needs (200), windows in a row that open or resolve an alert (3). */
+  ALERT_WINDOW_MS?: string;
+  ALERT_MIN_ROWS?: string;
+  ALERT_HYSTERESIS?: string;
+  /** Aggregator: how far behind the newest data a window must end to be judged (ms, default 30000), and the alarm period (ms, default 60000). */
+  ALERT_GRACE_MS?: string;
+  ALERT_EVAL_INTERVAL_MS?: string;
+  /** Aggregator: each alert's opening and resolution is POSTed here as JSON; the secret signs it (x-driftwatch-signature: sha256=HMAC). */
+  ALERT_WEBHOOK_URL?: string;
+  ALERT_WEBHOOK_SECRET?: string;
+  /** Aggregator storage: minutes roll up into hours after 48 h, hours into days after 30 days; buckets are deleted after 400 days. */
+  ROLLUP_HOURLY_AFTER_HOURS?: string;
+  ROLLUP_DAILY_AFTER_DAYS?: string;
+  RETENTION_DAYS?: string;
   /** Durable Object namespace of the per-model drift aggregators (DriftAggregator). */
   AGGREGATOR?: DurableObjectNamespace<import('./aggregator.ts').DriftAggregator>;
   /** Durable Object namespace holding each model's routing table (RoutingStore). */
@@ -131,6 +150,8 @@ function num(v: string | undefined, fallback: number, name: string): number {
 
 export function createApp({ models, createSession, servedBy: selfName = 'edge' }: AppOptions) {
   let runtime: Runtime | undefined;
+  /** TELEMETRY_CLOCK=event: the newest x-event-time seen, the profiler's clock for replays. */
+  let eventClock = Date.now();
 
   /** Per-isolate state, built from the environment on the first request. */
   function rt(env: Env): Runtime {
@@ -179,6 +200,8 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       }
       fallbacks.set(name, client);
     }
+    const clock = env.TELEMETRY_CLOCK ?? 'wall';
+    if (clock !== 'wall' && clock !== 'event') throw new Error(`configuration TELEMETRY_CLOCK=${clock} must be wall or event`);
     const hedge = env.HEDGE_QUANTILE ? num(env.HEDGE_QUANTILE, 0.95, 'HEDGE_QUANTILE') : undefined;
     if (hedge !== undefined && !(hedge > 0 && hedge < 1)) throw new Error(`configuration HEDGE_QUANTILE=${hedge} must be in (0, 1)`);
     runtime = {
@@ -195,6 +218,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
               source: { kind: 'edge', id: `${selfName}-${crypto.randomUUID().slice(0, 8)}` },
               windowMs: num(env.TELEMETRY_WINDOW_MS, 5000, 'TELEMETRY_WINDOW_MS'),
               maxRows: num(env.TELEMETRY_MAX_ROWS, 2000, 'TELEMETRY_MAX_ROWS'),
+              ...(clock === 'event' ? { now: () => eventClock } : {}),
             }),
       config,
       cache: config.cacheBytes > 0 ? createCache({ maxBytes: config.cacheBytes, ttlMs: config.cacheTtlMs }) : undefined,
@@ -389,11 +413,17 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
         if (!byV.has(v)) byV.set(v, { runs: 0, errors: 0, sameClass: 0, scoreDiff: new TDigest({ compression: 50 }), overlap: new TDigest({ compression: 50 }) });
         const st = byV.get(v)!;
         st.runs++;
+        const t0 = performance.now();
+        const observed = r.profiler ? observedFromFeeds(e.manifest, req.feeds, req.rows) : [];
         try {
           const out = await engine.infer(req);
-          compare(e.manifest, outputs, out, st);
+          const agreement = compare(e.manifest, outputs, out, st);
+          // The shadow's own profile: its outputs on the served inputs, and how often it agrees.
+          const predictions = toPredictions(e.manifest, out, req.rows);
+          r.profiler?.observe(engine.manifest, v, observed.map((features, i) => ({ features, outputs: (predictions[i] ?? {}) as Record<string, number> })), performance.now() - t0, 'shadow', agreement);
         } catch {
           st.errors++;
+          r.profiler?.observe(engine.manifest, v, observed.map((features) => ({ features, outputs: {} })), performance.now() - t0, 'shadow', { errors: 1 });
         }
       }
     })();
@@ -522,10 +552,24 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       }),
     });
   };
-  app.post('/v2/models/:name/infer', limit, infer);
-  app.post('/v2/models/:name/versions/:version/infer', limit, infer);
+  /**
+   * TELEMETRY_CLOCK=event (replays): the request's x-event-time (ISO date or ms since the epoch)
+   * becomes the profiler's clock, so its rows land in windows of their own time. A malformed one
+   * is a 400; elsewhere the header is ignored.
+   */
+  const eventTime = async (c: Context<{ Bindings: Env }>, next: () => Promise<void>) => {
+    const raw = c.req.header('x-event-time');
+    if (raw !== undefined && c.env.TELEMETRY_CLOCK === 'event') {
+      const t = /^\d+$/.test(raw) ? Number(raw) : Date.parse(raw);
+      if (!Number.isFinite(t) || t < 0 || t > Date.now() + 3600_000) throw new ValidationError(`x-event-time must be an ISO date or ms since the epoch, not in the future; got ${JSON.stringify(raw.slice(0, 64))}`, 'x-event-time');
+      eventClock = t;
+    }
+    await next();
+  };
+  app.post('/v2/models/:name/infer', limit, eventTime, infer);
+  app.post('/v2/models/:name/versions/:version/infer', limit, eventTime, infer);
 
-  app.post('/v1/models/:name/predict', limit, async (c) => {
+  app.post('/v1/models/:name/predict', limit, eventTime, async (c) => {
     const started = performance.now();
     const e = engineOf(c);
     const m = e.manifest;
@@ -650,31 +694,50 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     if (!(from < to)) throw new ValidationError('from must be before to', 'from');
     if (!(step >= 60_000) || (to - from) / step > 500) throw new ValidationError('step must be at least 60000 ms and give at most 500 windows', 'step');
     const version = c.req.query('version');
+    // The reference: the baseline in force (training, or an operator's re-baseline), or a moving
+    // one: the same window a day or a week earlier, or the window just before.
+    const reference = c.req.query('reference') ?? 'baseline';
+    const shifts: Record<string, ((t: number) => number) | undefined> = { baseline: undefined, previous_day: (t) => t - 86_400_000, previous_week: (t) => t - 7 * 86_400_000, previous_window: (t) => t - step };
+    if (!(reference in shifts)) throw new ValidationError(`reference must be one of ${Object.keys(shifts).join(', ')}; got ${JSON.stringify(reference)}`, 'reference');
+    const shift = shifts[reference];
     const agg = c.env.AGGREGATOR.get(c.env.AGGREGATOR.idFromName(m.name));
     const inForce = await agg.baseline(m.name);
     const baseline = inForce.training ? baselineOf(m.name) : decodeSummary(inForce.bytes);
+    const seasonal = new Set(m.features.filter((f) => f.kind === 'numeric' && f.seasonal).map((f) => f.name));
     const windows = [];
     for (let t = from; t < to; t += step) {
-      const bytes = await agg.window(t, Math.min(to, t + step), version);
+      const end = Math.min(to, t + step);
+      const bytes = await agg.window(t, end, version);
       if (!bytes) {
-        windows.push({ from: new Date(t).toISOString(), to: new Date(Math.min(to, t + step)).toISOString(), rows: 0 });
+        windows.push({ from: new Date(t).toISOString(), to: new Date(end).toISOString(), rows: 0 });
         continue;
       }
       const w = decodeSummary(bytes);
-      const section = (live: Map<string, Sketch>, base: Map<string, Sketch>) =>
+      let ref = baseline;
+      let refRows: number | undefined;
+      if (shift) {
+        const refBytes = await agg.window(shift(t), shift(end), version);
+        const p = refBytes ? decodeSummary(refBytes) : undefined;
+        refRows = p?.counters.rows ?? 0;
+        // Too few rows to stand for anything: no statistics rather than noise.
+        ref = p && refRows >= 30 ? p : { ...baseline, features: new Map(), outputs: new Map() };
+      }
+      const section = (live: Map<string, Sketch>, base: Map<string, Sketch>, isFeature: boolean) =>
         Object.fromEntries(
           [...live].map(([name, sketch]) => {
             const b = base.get(name);
-            const drift = b && b.constructor === sketch.constructor ? compareSketches(b, sketch) : {};
+            // Against a moving reference of the same season, calendar features compare in full.
+            const drift = b && b.constructor === sketch.constructor ? compareSketches(b, sketch, { seasonal: isFeature && !shift && seasonal.has(name) }) : {};
             return [name, { ...describeSketch(sketch), drifted: Object.values(drift).some((d) => d?.drifted), drift }];
           }),
         );
-      const features = section(w.features, baseline.features);
-      const outputs = section(w.outputs, baseline.outputs);
+      const features = section(w.features, ref.features, true);
+      const outputs = section(w.outputs, ref.outputs, false);
       windows.push({
         from: new Date(t).toISOString(),
-        to: new Date(Math.min(to, t + step)).toISOString(),
+        to: new Date(end).toISOString(),
         rows: w.counters.rows,
+        ...(shift ? { reference_rows: refRows } : {}),
         counters: w.counters,
         latency_ms: { p50: w.latency.count ? w.latency.quantile(0.5) : null, p99: w.latency.count ? w.latency.quantile(0.99) : null },
         drifted: [...Object.entries(features), ...Object.entries(outputs)].filter(([, v]) => v.drifted).map(([k]) => k),
@@ -685,6 +748,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     return c.json({
       model: m.name,
       version: version ?? 'all',
+      reference,
       baseline: {
         source: inForce.training ? 'training' : baseline.source.id,
         window: inForce.training ? m.baseline.window : [new Date(baseline.windowStart).toISOString(), new Date(baseline.windowEnd).toISOString()],
@@ -721,6 +785,8 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       fallback_rate: rate(p, 'fallbacks'),
       latency_ms: { p50: p.latency.count ? p.latency.quantile(0.5) : null, p99: p.latency.count ? p.latency.quantile(0.99) : null },
       outputs: Object.fromEntries([...p.outputs].map(([k, s]) => [k, describeSketch(s)])),
+      // Shadow runs (counted apart from served rows) and their agreement with the served answer.
+      ...(p.counters.shadowRows ? { shadow_rows: p.counters.shadowRows, shadow_agreement: p.counters.shadowCompared ? (p.counters.shadowAgree ?? 0) / p.counters.shadowCompared : null } : {}),
     });
     const stable = profiles[table.stable];
     const versions = Object.fromEntries(
@@ -732,12 +798,14 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
           if (!stable || stable.counters.rows < 200 || p.counters.rows < 200) verdict = 'insufficient data';
           else {
             if (rate(p, 'errors') > rate(stable, 'errors') + 0.01) reasons.push('error rate');
+            if (p.counters.shadowCompared && (p.counters.shadowAgree ?? 0) / p.counters.shadowCompared < 0.9) reasons.push('shadow agreement below 90%');
             if (rate(p, 'fallbacks') > rate(stable, 'fallbacks') + 0.05) reasons.push('fallback rate');
             const p99 = (q: Profile) => (q.latency.count ? q.latency.quantile(0.99) : 0);
             if (p99(p) > 1.5 * p99(stable) && p99(p) - p99(stable) > 1) reasons.push('p99 latency');
             for (const [k, s] of p.outputs) {
               const b = stable.outputs.get(k);
-              if (b && b.constructor === s.constructor && Object.values(compareSketches(b, s)).some((r) => r?.drifted)) reasons.push(`output ${k} distribution`);
+              const flagged = b && b.constructor === s.constructor ? Object.entries(compareSketches(b, s, { range: false })).filter(([, r]) => r?.drifted).map(([m]) => m) : [];
+              if (flagged.length) reasons.push(`output ${k} distribution (${flagged.join(', ')})`);
             }
             verdict = reasons.length ? 'worse' : 'no worse';
           }
@@ -854,29 +922,39 @@ function toPredictions(m: ModelManifest, out: Record<string, Tensor>, rows: numb
   });
 }
 
-/** Agreement of a shadow's outputs with the served ones (see ShadowStats). */
-function compare(m: ModelManifest, served: Record<string, Tensor>, shadow: Record<string, Tensor>, st: ShadowStats): void {
+/**
+ * Agreement of a shadow's outputs with the served ones (see ShadowStats), also returned as
+ * counters for its window profile: `shadowCompared` (rows, or top-k slots for ranking models)
+ * and `shadowAgree` (rows on the same side of 0.5, or slots whose id is in the served top-k).
+ */
+function compare(m: ModelManifest, served: Record<string, Tensor>, shadow: Record<string, Tensor>, st: ShadowStats): { shadowCompared: number; shadowAgree: number } {
   if (m.task === 'binary-classification') {
     const name = m.outputs[0].name;
     const a = served[name].data as Float32Array;
     const b = shadow[name].data as Float32Array;
+    let agree = 0;
     for (let i = 0; i < a.length; i++) {
-      if (a[i] >= 0.5 === b[i] >= 0.5) st.sameClass++;
+      if (a[i] >= 0.5 === b[i] >= 0.5) agree++;
       st.scoreDiff.add(Math.abs(a[i] - b[i]));
     }
-    return;
+    st.sameClass += agree;
+    return { shadowCompared: a.length, shadowAgree: agree };
   }
   const ids = m.outputs.find((o) => o.dtype === 'int64')!.name;
   const scores = m.outputs.find((o) => o.dtype === 'float32')!.name;
   const a = served[ids];
   const b = shadow[ids];
   const k = a.dims[1];
+  let agree = 0;
   for (let r = 0; r < a.dims[0]; r++) {
     const mine = new Set(Array.from((a.data as BigInt64Array).subarray(r * k, (r + 1) * k), String));
     const theirs = Array.from((b.data as BigInt64Array).subarray(r * b.dims[1], (r + 1) * b.dims[1]), String);
-    st.overlap.add(theirs.filter((x) => mine.has(x)).length / k);
+    const same = theirs.filter((x) => mine.has(x)).length;
+    agree += same;
+    st.overlap.add(same / k);
     st.scoreDiff.add(Math.abs((served[scores].data as Float32Array)[r * k] - (shadow[scores].data as Float32Array)[r * b.dims[1]]));
   }
+  return { shadowCompared: a.dims[0] * k, shadowAgree: agree };
 }
 
 class OperatorAuthError extends Error {
