@@ -1,0 +1,448 @@
+// npm run bench:telemetry — what drift telemetry costs, measured side by side in one run:
+//
+// 1. The added per-request cost of sketching. (a) End to end: two `wrangler dev` processes on
+//    127.0.0.1, TELEMETRY=off and on (cache off, so every request reaches the engine), the same
+//    replayed one-row requests sent to both, alternating which goes first, so machine noise hits
+//    both alike: p50/p99 and the relative difference of p50 with a bootstrap 95% interval.
+//    (b) In the isolate: the profiler's observe() + tick() as telemetry() runs it (bench route)
+//    against the engine's inference of one row (the existing /v1/models/{name}/bench route),
+//    timed from outside as (wall time of N runs − 0 or 1 run) / N, best of 5.
+// 2. Summary bytes per flush: encodeSummary of a window of real rows and outputs (100, 1,000,
+//    2,000 rows) against the same rows as JSON lines (raw and gzipped).
+// 3. One DriftAggregator object's ingest rate over RPC with its real SQLite storage under
+//    wrangler dev: realistic summaries (500-row windows of real rows, 50 sources, 5 s windows),
+//    stored and then again as retries (duplicates); stored bytes; and where an ingest's time
+//    goes (decode, merge, encode, SQL statements) replayed in this Node process.
+//
+// Options: --pairs 1500 (per model), --seconds 35 (cap per model), --rounds 2, --summaries 1500, --quick
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { createWindowProfiler, decodeSummary, encodeInstances, encodeSummary, mergeProfiles, type ModelManifest, type ObservedRow, type Profile } from '../core/index.ts';
+import { freePort, ROOT, startWorker, stop, waitFor } from '../test/support/servers.ts';
+import { streamProfile, type StreamOptions } from '../worker/bench-routes.ts';
+import { markdownTable, progress } from './lib/report.ts';
+
+const args = process.argv.slice(2);
+const opt = (name: string, fallback: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : fallback);
+const QUICK = args.includes('--quick');
+const PAIRS = Number(opt('pairs', QUICK ? '300' : '1500'));
+const SECONDS = Number(opt('seconds', QUICK ? '10' : '35'));
+const SUMMARIES = Number(opt('summaries', QUICK ? '300' : '1500'));
+/** Pairs of processes the end-to-end comparison is split over. */
+const ROUNDS = Number(opt('rounds', '2'));
+/** A generous budget, so that no request is refused for its deadline on this loaded machine (refusals are faster and would flatter either side). */
+const BUDGET_MS = 1000;
+const MODELS = ['flight-delay', 'movielens-topk'] as const;
+type Model = (typeof MODELS)[number];
+const started = Date.now();
+
+const manifests = Object.fromEntries(MODELS.map((m) => [m, JSON.parse(readFileSync(join(ROOT, 'models', m, 'manifest.json'), 'utf8')) as ModelManifest])) as Record<Model, ModelManifest>;
+const replay = Object.fromEntries(
+  MODELS.map((m) => [
+    m,
+    readFileSync(join(ROOT, 'models', m, manifests[m].replay.file), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { features: Record<string, unknown> }).features),
+  ]),
+) as Record<Model, Record<string, unknown>[]>;
+
+// --- helpers ------------------------------------------------------------------------------------
+async function post(port: number, path: string, body: unknown): Promise<{ status: number; json: any; ms: number }> {
+  const t = performance.now();
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-latency-budget-ms': '10000' }, body: typeof body === 'string' ? body : JSON.stringify(body), signal: AbortSignal.timeout(120_000) });
+  const json = await res.json();
+  return { status: res.status, json, ms: performance.now() - t };
+}
+
+async function must(port: number, path: string, body: unknown): Promise<{ json: any; ms: number }> {
+  const r = await post(port, path, body);
+  if (r.status !== 200) throw new Error(`POST ${path}: ${r.status} ${JSON.stringify(r.json).slice(0, 300)}`);
+  return r;
+}
+
+/** Best (smallest) wall time of `reps` calls, ms. */
+async function best(reps: number, fn: () => Promise<{ ms: number }>): Promise<number> {
+  let b = Infinity;
+  for (let i = 0; i < reps; i++) b = Math.min(b, (await fn()).ms);
+  return b;
+}
+
+const q = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+const sortNum = (xs: number[]) => [...xs].sort((a, b) => a - b);
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Relative difference of the p-quantile (on / off − 1) with a percentile-bootstrap 95% interval. */
+function relDiff(off: number[], on: number[], p: number, resamples = 400): { d: number; lo: number; hi: number } {
+  const r = rng(7);
+  const pick = (xs: number[]) => q(sortNum(Array.from(xs, () => xs[Math.floor(r() * xs.length)])), p);
+  const ds: number[] = [];
+  for (let i = 0; i < resamples; i++) ds.push(pick(on) / pick(off) - 1);
+  ds.sort((a, b) => a - b);
+  return { d: q(sortNum(on), p) / q(sortNum(off), p) - 1, lo: q(ds, 0.025), hi: q(ds, 0.975) };
+}
+
+const pct = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`;
+
+// --- the two workers ------------------------------------------------------------------------------
+const base = { CACHE_MAX_BYTES: '0', BENCH_ROUTES: '1' };
+const children: ChildProcess[] = [];
+const stopAll = async () => {
+  await Promise.all(children.map(stop));
+  children.length = 0;
+};
+process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
+process.once('SIGTERM', () => void stopAll().then(() => process.exit(143)));
+
+interface E2E {
+  off: number[];
+  on: number[];
+  errors: number;
+  /** Δ p50 per pair of processes (a process's own speed is part of the noise). */
+  rounds: number[];
+}
+const e2e: Partial<Record<Model, E2E>> = {};
+const rowsOf: Partial<Record<Model, { instances: Record<string, unknown>[]; predictions: Record<string, unknown>[] }>> = {};
+const hot: Partial<Record<Model, { sketchUs: number; inferUs: number; sessionUs: number; flushed: number; flushedBytes: number; runs: number }>> = {};
+interface IngestRun {
+  mode: string;
+  concurrency: number;
+  done: number;
+  statuses: Record<string, number>;
+  ms: number;
+  rate: number;
+}
+const ingest: Partial<Record<Model, { meanBytes: number; runs: IngestRun[]; stored: { buckets: number; bytes: number; counters: Record<string, number> } | null; bases: string[]; stream: StreamOptions }>> = {};
+let emptyIngestMs = 0;
+let OFF = 0;
+let ON = 0;
+
+async function startPair(round: number): Promise<void> {
+  OFF = await freePort();
+  ON = await freePort();
+  progress(`round ${round + 1}/${ROUNDS}: starting two wrangler dev processes, telemetry off (:${OFF}) and on (:${ON})`);
+  children.push(await startWorker(OFF, { ...base, TELEMETRY: 'off' }));
+  children.push(await startWorker(ON, { ...base }));
+  await Promise.all([waitFor(`http://127.0.0.1:${OFF}/v2/health/ready`, 120_000), waitFor(`http://127.0.0.1:${ON}/v2/health/ready`, 120_000)]);
+}
+
+try {
+  for (let round = 0; round < ROUNDS; round++) {
+    await startPair(round);
+    if (round === 0) {
+      // Real outputs for every replayed row, in batches; asked of both workers alike, so that
+      // both have done the same work before they are compared.
+      for (const m of MODELS) {
+        progress(`${m}: predictions for ${replay[m].length} replayed rows (from both workers)`);
+        const predictions: Record<string, unknown>[] = [];
+        const step = manifests[m].serving.maxBatch;
+        for (let i = 0; i < replay[m].length; i += step) {
+          const { json } = await must(OFF, `/v1/models/${m}/predict`, { instances: replay[m].slice(i, i + step) });
+          await must(ON, `/v1/models/${m}/predict`, { instances: replay[m].slice(i, i + step) });
+          predictions.push(...(json.predictions as Record<string, unknown>[]));
+        }
+        rowsOf[m] = { instances: replay[m], predictions };
+      }
+    }
+
+    // 1a. End to end, alternating.
+    for (const m of MODELS) {
+      const bodies = replay[m].map((f) => JSON.stringify({ instances: [f] }));
+      const send = async (port: number, body: string) => {
+        const t = performance.now();
+        const res = await fetch(`http://127.0.0.1:${port}/v1/models/${m}/predict`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-latency-budget-ms': String(BUDGET_MS) }, body, signal: AbortSignal.timeout(10_000) });
+        await res.text();
+        return { ms: performance.now() - t, ok: res.status === 200 };
+      };
+      progress(`${m}: warm-up, 200 requests to each worker`);
+      for (let i = 0; i < 200; i++) for (const port of [OFF, ON]) await send(port, bodies[(i * 13) % bodies.length]);
+      const pairs = Math.ceil(PAIRS / ROUNDS);
+      progress(`${m}: end to end, up to ${pairs} alternated pairs or ${(SECONDS / ROUNDS).toFixed(0)} s`);
+      const r = (e2e[m] ??= { off: [], on: [], errors: 0, rounds: [] });
+      const off: number[] = [];
+      const on: number[] = [];
+      const end = performance.now() + (SECONDS / ROUNDS) * 1000;
+      let lastReport = performance.now();
+      for (let i = 0; i < pairs && performance.now() < end; i++) {
+        const body = bodies[(round * pairs + i) % bodies.length];
+        for (const port of i % 2 ? [OFF, ON] : [ON, OFF]) {
+          const x = await send(port, body);
+          (port === OFF ? off : on).push(x.ms);
+          if (!x.ok) r.errors++;
+        }
+        if (performance.now() - lastReport > 5000) {
+          lastReport = performance.now();
+          progress(`${m}: ${i + 1} pairs`);
+        }
+      }
+      r.off.push(...off);
+      r.on.push(...on);
+      r.rounds.push(q(sortNum(on), 0.5) / q(sortNum(off), 0.5) - 1);
+    }
+    if (round < ROUNDS - 1) {
+      progress('stopping the pair');
+      await stopAll();
+    }
+  }
+
+  // 1b. The hot path inside the isolate (off worker; the routes do not depend on TELEMETRY).
+  for (const m of MODELS) {
+    const n = 256;
+    const { instances, predictions } = rowsOf[m]!;
+    const latencies = sortNum(e2e[m]!.on).filter((_, i) => i % 7 === 0);
+    const sketchRuns = QUICK ? 4000 : m === 'flight-delay' ? 20_000 : 10_000;
+    const sketch = (runs: number) => JSON.stringify({ model: m, instances: instances.slice(0, n), predictions: predictions.slice(0, n), latencies, runs });
+    progress(`${m}: in-isolate hot path, observe + tick × ${sketchRuns}`);
+    const full = sketch(sketchRuns);
+    const empty = sketch(0);
+    const warm = await must(OFF, '/v1/bench/telemetry/sketch', full);
+    const tN = await best(5, () => must(OFF, '/v1/bench/telemetry/sketch', full));
+    const t0 = await best(5, () => must(OFF, '/v1/bench/telemetry/sketch', empty));
+    const inferRuns = QUICK ? 500 : 2000;
+    progress(`${m}: in-isolate inference, one row × ${inferRuns} (batcher + session.run, and session.run alone)`);
+    const viaEngine = (runs: number) => JSON.stringify({ instances: instances.slice(0, n), runs, concurrency: 1 });
+    await must(OFF, `/v1/models/${m}/bench`, viaEngine(inferRuns));
+    const eN = await best(5, () => must(OFF, `/v1/models/${m}/bench`, viaEngine(inferRuns + 1)));
+    const e1 = await best(5, () => must(OFF, `/v1/models/${m}/bench`, viaEngine(1)));
+    const session = (runs: number) => JSON.stringify({ instances: instances.slice(0, 1), runs });
+    const sN = await best(5, () => must(OFF, `/v1/models/${m}/bench`, session(inferRuns + 1)));
+    const s1 = await best(5, () => must(OFF, `/v1/models/${m}/bench`, session(1)));
+    hot[m] = { sketchUs: ((tN - t0) / sketchRuns) * 1000, inferUs: ((eN - e1) / inferRuns) * 1000, sessionUs: ((sN - s1) / inferRuns) * 1000, flushed: warm.json.flushed, flushedBytes: warm.json.bytes, runs: sketchRuns };
+  }
+
+  // 3. Ingest into one DriftAggregator object (off worker: its own telemetry does not flush).
+  const run = `${Date.now().toString(36)}`;
+  emptyIngestMs = Infinity;
+  for (const m of MODELS) {
+    const { instances, predictions } = rowsOf[m]!;
+    progress(`${m}: building ${SUMMARIES} summaries (64 distinct 500-row windows, 50 sources, 5 s windows)`);
+    const prep = await must(OFF, '/v1/bench/telemetry/summaries', { model: m, instances, predictions, latencies: e2e[m]!.on, count: SUMMARIES, distinct: 64, rowsPerWindow: 500, sources: 50, windowMs: 5000 });
+    const token = prep.json.token as string;
+    if (emptyIngestMs === Infinity) emptyIngestMs = await best(5, () => must(OFF, '/v1/bench/telemetry/ingest', { token, model: m, object: `bench-${run}-empty`, count: 0 }));
+    const runs: IngestRun[] = [];
+    const timed = async (mode: string, object: string, concurrency: number, count: number) => {
+      progress(`${m}: ingest ${count} (${mode}) into ${object} at concurrency ${concurrency}`);
+      const r = await must(OFF, '/v1/bench/telemetry/ingest', { token, model: m, object, concurrency, count, maxMs: 20_000 });
+      const ms = Math.max(0.001, r.ms - emptyIngestMs);
+      runs.push({ mode, concurrency, done: r.json.done, statuses: r.json.statuses, ms, rate: r.json.done / (ms / 1000) });
+      if (r.json.reason) progress(`${m}: rejected: ${r.json.reason}`);
+    };
+    const obj16 = `bench-${run}-${m}-c16`;
+    if (m === 'flight-delay') await timed('new summaries', `bench-${run}-${m}-c1`, 1, Math.min(SUMMARIES, 500));
+    await timed('new summaries', obj16, 16, SUMMARIES);
+    await timed('retries (duplicates)', obj16, 16, SUMMARIES);
+    const st = await fetch(`http://127.0.0.1:${OFF}/v1/bench/telemetry/stored?object=${encodeURIComponent(obj16)}`).then((r) => r.json() as Promise<any>);
+    const stored = st?.buckets ? { buckets: st.buckets.length, bytes: (st.buckets as { bytes: number }[]).reduce((a, b) => a + b.bytes, 0), counters: st.counters } : null;
+    ingest[m] = { meanBytes: prep.json.bytes.total / SUMMARIES, runs, stored, bases: prep.json.bases, stream: prep.json.stream };
+  }
+} finally {
+  progress('stopping the workers');
+  await stopAll();
+}
+
+// --- 2. Summary bytes per flush (Node, the same core code, real rows and outputs) ----------------------
+interface Bytes {
+  model: Model;
+  rows: number;
+  summary: number;
+  summaryGz: number;
+  json: number;
+  jsonGz: number;
+}
+const bytes: Bytes[] = [];
+for (const m of MODELS) {
+  const { instances, predictions } = rowsOf[m]!;
+  const enc = encodeInstances(manifests[m], { instances }, { maxBatch: 100_000 });
+  const lat = e2e[m]!.on;
+  for (const n of [100, 1000, 2000]) {
+    const profiler = createWindowProfiler({ source: { kind: 'edge', id: 'edge-1a2b3c4d' }, windowMs: Number.MAX_SAFE_INTEGER, maxRows: n + 1 });
+    const lines: string[] = [];
+    for (let i = 0; i < n; i++) {
+      profiler.observe(manifests[m], manifests[m].version, [{ features: enc.observed[i], outputs: predictions[i] as ObservedRow['outputs'] }], lat[i % lat.length], 'edge');
+      lines.push(JSON.stringify({ time: Date.now(), features: instances[i], outputs: predictions[i], latency_ms: Number(lat[i % lat.length].toFixed(3)), served_by: 'edge' }));
+    }
+    profiler.closeAll();
+    const s = profiler.take()[0].bytes;
+    const raw = Buffer.from(lines.join('\n') + '\n');
+    bytes.push({ model: m, rows: n, summary: s.length, summaryGz: gzipSync(s).length, json: raw.length, jsonGz: gzipSync(raw).length });
+  }
+}
+
+// --- 3b. Where an ingest's time goes: the same stream replayed through the same steps in Node --------
+interface Breakdown {
+  decode: number;
+  decodeBucket: number;
+  merge: number;
+  encode: number;
+  sql: number | null;
+  n: number;
+}
+const breakdown: Partial<Record<Model, Breakdown>> = {};
+let sqliteNote = '';
+for (const m of MODELS) {
+  const ig = ingest[m];
+  if (!ig) continue;
+  progress(`${m}: replaying ${SUMMARIES} ingests in Node for the breakdown`);
+  const bases = ig.bases.map((b) => decodeSummary(new Uint8Array(Buffer.from(b, 'base64'))));
+  const stream = Array.from({ length: SUMMARIES }, (_, k) => encodeSummary(streamProfile(bases, k, ig.stream)));
+  let db: any;
+  try {
+    const { DatabaseSync } = await import('node:sqlite');
+    db = new DatabaseSync(':memory:');
+    db.exec(`CREATE TABLE seen (source TEXT NOT NULL, sequence INTEGER NOT NULL, model_version TEXT NOT NULL, PRIMARY KEY (source, sequence, model_version));
+             CREATE TABLE buckets (model_version TEXT NOT NULL, minute INTEGER NOT NULL, summary BLOB NOT NULL, PRIMARY KEY (model_version, minute));
+             CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);`);
+  } catch (e) {
+    sqliteNote = `node:sqlite unavailable (${(e as Error).message}); SQL not replayed`;
+  }
+  // The statements DriftAggregator.ingest runs (worker/aggregator.ts at the time of writing).
+  const stmt = db && {
+    dup: db.prepare(`SELECT 1 FROM seen WHERE source = ? AND sequence = ? AND model_version = ?`),
+    get: db.prepare(`SELECT summary FROM buckets WHERE model_version = ? AND minute = ?`),
+    put: db.prepare(`INSERT INTO buckets (model_version, minute, summary) VALUES (?, ?, ?) ON CONFLICT(model_version, minute) DO UPDATE SET summary = excluded.summary`),
+    seen: db.prepare(`INSERT INTO seen (source, sequence, model_version) VALUES (?, ?, ?)`),
+    count: db.prepare(`INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value`),
+    meta: db.prepare(`INSERT INTO meta (key, value) VALUES ('model', ?) ON CONFLICT(key) DO NOTHING`),
+  };
+  const b: Breakdown = { decode: 0, decodeBucket: 0, merge: 0, encode: 0, sql: db ? 0 : null, n: SUMMARIES };
+  const buckets = new Map<string, Uint8Array>();
+  for (const x of stream) {
+    let t = performance.now();
+    const p = decodeSummary(x);
+    b.decode += performance.now() - t;
+    const minute = Math.floor(p.windowStart / 60_000) * 60_000;
+    const source = `${p.source.kind}:${p.source.id}`;
+    let row: Uint8Array | undefined;
+    if (db) {
+      t = performance.now();
+      db.exec('BEGIN');
+      stmt.dup.all(source, p.sequence, p.modelVersion);
+      const r = stmt.get.get(p.modelVersion, minute) as { summary: Uint8Array } | undefined;
+      row = r?.summary;
+      b.sql! += performance.now() - t;
+    } else row = buckets.get(`${p.modelVersion}|${minute}`);
+    t = performance.now();
+    const prev = row ? decodeSummary(new Uint8Array(row)) : undefined;
+    b.decodeBucket += performance.now() - t;
+    t = performance.now();
+    const merged: Profile = { ...(prev ? mergeProfiles(prev, p) : p), source: { kind: 'merged', id: '' }, sequence: 0 };
+    b.merge += performance.now() - t;
+    t = performance.now();
+    const out = encodeSummary(merged, { meanPrecision: 'f64' });
+    b.encode += performance.now() - t;
+    if (db) {
+      t = performance.now();
+      stmt.put.run(p.modelVersion, minute, out);
+      stmt.seen.run(source, p.sequence, p.modelVersion);
+      stmt.count.run('stored', 1);
+      stmt.count.run('rows', p.counters.rows);
+      stmt.meta.run(m);
+      db.exec('COMMIT');
+      b.sql! += performance.now() - t;
+    } else buckets.set(`${p.modelVersion}|${minute}`, out);
+  }
+  db?.close();
+  breakdown[m] = b;
+}
+
+// --- report -------------------------------------------------------------------------------------------
+const date = new Date().toISOString().slice(0, 10);
+const note = 'shared 2-core machine, other agents loading the CPU during the run';
+console.log(`\n## Telemetry cost, summary bytes and aggregator ingest (Node ${process.versions.node}, ${date}; ${note})\n`);
+
+console.log(`### 1a. Edge latency, telemetry off vs on: one-row POST /v1/models/{name}/predict, two wrangler dev processes (${ROUNDS} pairs in turn), cache off, budget ${BUDGET_MS} ms, requests alternated (ms)\n`);
+const e2eRows = MODELS.map((m) => {
+  const r = e2e[m]!;
+  const off = sortNum(r.off);
+  const on = sortNum(r.on);
+  const d50 = relDiff(r.off, r.on, 0.5);
+  const d99 = relDiff(r.off, r.on, 0.99);
+  return [m, r.off.length, q(off, 0.5).toFixed(2), q(on, 0.5).toFixed(2), `${pct(d50.d)} [${pct(d50.lo)}, ${pct(d50.hi)}]`, r.rounds.map(pct).join(', '), q(off, 0.99).toFixed(2), q(on, 0.99).toFixed(2), `${pct(d99.d)} [${pct(d99.lo)}, ${pct(d99.hi)}]`, r.errors];
+});
+console.log(markdownTable(['model', 'requests each', 'p50 off', 'p50 on', 'Δ p50 [95% CI]', 'Δ p50 per process pair', 'p99 off', 'p99 on', 'Δ p99 [95% CI]', 'errors'], e2eRows));
+
+console.log(`\n### 1b. Inside the isolate, per one-row request (µs; (wall time of N runs − empty run) / N, best of 5)\n`);
+console.log(
+  markdownTable(
+    ['model', 'telemetry: observe + tick', 'engine.infer (batcher + session.run)', 'session.run alone', 'telemetry / infer', 'telemetry / edge p50 off', 'windows closed (bytes)'],
+    MODELS.map((m) => {
+      const h = hot[m]!;
+      const p50off = q(sortNum(e2e[m]!.off), 0.5);
+      return [m, h.sketchUs.toFixed(2), h.inferUs.toFixed(1), h.sessionUs.toFixed(1), `${((100 * h.sketchUs) / h.inferUs).toFixed(1)}%`, `${((100 * h.sketchUs) / (p50off * 1000)).toFixed(2)}%`, `${h.flushed} in ${h.runs} (${h.flushedBytes} B)`];
+    }),
+  ),
+);
+
+console.log(`\n### 2. Bytes per flush: one window's summary against the same rows as JSON lines (features, outputs, latency, served_by)\n`);
+console.log(
+  markdownTable(
+    ['model', 'rows', 'summary B', 'B/row', 'summary gzip B', 'rows as JSON B', 'JSON gzip B', 'JSON / summary', 'JSON gzip / summary'],
+    bytes.map((b) => [b.model, b.rows, b.summary, (b.summary / b.rows).toFixed(1), b.summaryGz, b.json, b.jsonGz, `${(b.json / b.summary).toFixed(1)}x`, `${(b.jsonGz / b.summary).toFixed(1)}x`]),
+  ),
+);
+
+console.log(`\n### 3. One DriftAggregator object: ingest over RPC into SQLite under wrangler dev (summaries of 500-row windows from 50 sources; wall time − an empty request of ${emptyIngestMs.toFixed(1)} ms)\n`);
+const ingestRows: (string | number)[][] = [];
+for (const m of MODELS) {
+  const ig = ingest[m];
+  if (!ig) continue;
+  for (const r of ig.runs) ingestRows.push([m, ig.meanBytes.toFixed(0), r.mode, r.concurrency, `${r.done} (${Object.entries(r.statuses).map(([k, v]) => `${v} ${k}`).join(', ')})`, r.ms.toFixed(0), r.rate.toFixed(0)]);
+}
+console.log(markdownTable(['model', 'summary B (mean)', 'what', 'concurrency', 'summaries', 'ms', 'summaries/s'], ingestRows));
+console.log('\n' + markdownTable(
+  ['model', 'minute buckets', 'bucket bytes (f64 means)', 'per stored summary', 'counters'],
+  MODELS.filter((m) => ingest[m]?.stored).map((m) => {
+    const s = ingest[m]!.stored!;
+    const storedN = s.counters.stored ?? SUMMARIES;
+    return [m, s.buckets, s.bytes, `${(s.bytes / storedN).toFixed(0)} B + one seen row`, Object.entries(s.counters).map(([k, v]) => `${k} ${v}`).join(', ')];
+  }),
+));
+
+console.log(`\n### 3b. Where a stored ingest's time goes: the same ${SUMMARIES} summaries through the same steps in Node (µs per summary)\n`);
+console.log(
+  markdownTable(
+    ['model', 'decode summary', 'decode bucket', 'merge', 'encode bucket', 'SQL (node:sqlite, in memory)', 'sum', 'measured in the object (c=16)', 'rest: RPC, clone, commit, alarm'],
+    MODELS.filter((m) => breakdown[m]).map((m) => {
+      const b = breakdown[m]!;
+      const per = (x: number) => (x / b.n) * 1000;
+      const sum = per(b.decode + b.decodeBucket + b.merge + b.encode + (b.sql ?? 0));
+      const measured = ingest[m]!.runs.find((r) => r.concurrency === 16 && r.mode === 'new summaries');
+      const mu = measured ? 1e6 / measured.rate : NaN;
+      return [m, per(b.decode).toFixed(1), per(b.decodeBucket).toFixed(1), per(b.merge).toFixed(1), per(b.encode).toFixed(1), b.sql === null ? '-' : per(b.sql).toFixed(1), sum.toFixed(1), mu.toFixed(1), (mu - sum).toFixed(1)];
+    }),
+  ),
+);
+if (sqliteNote) console.log(`\n${sqliteNote}`);
+
+// Targets.
+const targets: string[][] = [];
+for (const m of MODELS) {
+  const d = relDiff(e2e[m]!.off, e2e[m]!.on, 0.5);
+  targets.push([`telemetry adds < 5% to edge p50, end to end (${m})`, `${pct(d.d)} [${pct(d.lo)}, ${pct(d.hi)}]`, d.d < 0.05 ? 'met' : 'MISSED']);
+}
+for (const m of MODELS) {
+  const share = hot[m]!.sketchUs / (q(sortNum(e2e[m]!.off), 0.5) * 1000);
+  targets.push([`the same, from the in-isolate cost (${m})`, `${hot[m]!.sketchUs.toFixed(2)} µs = ${(100 * share).toFixed(2)}% of p50`, share < 0.05 ? 'met' : 'MISSED']);
+}
+for (const m of MODELS) {
+  const r = ingest[m]?.runs.find((x) => x.concurrency === 16 && x.mode === 'new summaries');
+  if (r) targets.push([`one aggregator object merges ≥ 1,000 summaries/s (${m}, c=16)`, `${r.rate.toFixed(0)}/s`, r.rate >= 1000 ? 'met' : 'MISSED']);
+}
+console.log('\n' + markdownTable(['target', 'measured', 'verdict'], targets));
+console.log(`\n(whole run ${((Date.now() - started) / 1000).toFixed(0)} s)`);
+
+mkdirSync(join(ROOT, 'bench/out'), { recursive: true });
+writeFileSync(join(ROOT, 'bench/out/telemetry.json'), JSON.stringify({ date, node: process.versions.node, e2e, hot, bytes, ingest: Object.fromEntries(Object.entries(ingest).map(([k, v]) => [k, { ...v, bases: undefined }])), breakdown, emptyIngestMs }, null, 1));
