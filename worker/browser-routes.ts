@@ -180,7 +180,8 @@ function createBrowserTelemetry() {
   const rate = new Map<string, Bucket>();
   /** (source, version, sequence) seen in this isolate: a browser's retried summary is counted once. */
   const seen = new Set<string>();
-  const sourceId = `browsers-${crypto.randomUUID().slice(0, 8)}`;
+  // Random values are not allowed at global scope in workerd (createApp runs there): made on first use.
+  let sourceId: string | undefined;
   let sequence = 0;
   let scheduled = false;
   const stats = { accepted: 0, duplicates: 0, rows: 0, forwarded: 0, forwardedRows: 0, forwardFailures: 0, dropped: 0, refused: {} as Record<string, number> };
@@ -215,7 +216,7 @@ function createBrowserTelemetry() {
       const key = `${p.model}\u0000${p.modelVersion}\u0000${Math.floor(p.windowStart / 60_000)}`;
       const cur = pending.get(key);
       const merged = cur ? mergeProfiles(cur.profile, p) : p;
-      merged.source = { kind: 'merged', id: sourceId };
+      merged.source = { kind: 'merged', id: (sourceId ??= `browsers-${crypto.randomUUID().slice(0, 8)}`) };
       pending.set(key, { model: p.model, profile: merged });
       if (seen.size >= SEEN_KEYS) seen.delete(seen.values().next().value!);
       seen.add(id);
@@ -275,17 +276,20 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
     return models[name];
   };
 
+  /** A telemetry grant; a browser keeps its source id across renewals (?source=), else gets a new one. */
+  const grant = async (c: Context<{ Bindings: Env }>, manifest: ModelManifest) => {
+    const asked = c.req.query('source');
+    const source = asked && /^[0-9a-f]{16}$/.test(asked) ? asked : Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('');
+    const expires = Date.now() + num(vars(c).TELEMETRY_TOKEN_TTL_MS, 15 * 60_000);
+    const token = await signToken({ m: manifest.name, v: manifest.version, s: source, e: expires }, vars(c).TELEMETRY_SIGNING_KEY);
+    return { endpoint: '/v1/telemetry', token, source, expires_at: expires };
+  };
+
   app.get('/v1/models/:name/artifact', async (c) => {
     const m = modelOf(c);
     if (!m) return json(c, 404, 'model_not_found', `unknown model "${c.req.param('name')}" (serving ${Object.keys(models).join(', ')})`, 'name');
     const manifest = m.manifest;
     const spec = manifest.artifacts[manifest.serve];
-    // A browser keeps its source id across token refreshes (?source=); otherwise a new one.
-    const asked = c.req.query('source');
-    const source = asked && /^[0-9a-f]{16}$/.test(asked) ? asked : Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('');
-    const ttl = num(vars(c).TELEMETRY_TOKEN_TTL_MS, 15 * 60_000);
-    const expires = Date.now() + ttl;
-    const token = await signToken({ m: manifest.name, v: manifest.version, s: source, e: expires }, vars(c).TELEMETRY_SIGNING_KEY);
     const golden = GOLDEN[manifest.name];
     c.header('cache-control', 'no-store');
     return c.json({
@@ -294,8 +298,16 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
       manifest,
       artifact: { url: `/v1/models/${manifest.name}/artifact/${spec.sha256}`, sha256: spec.sha256, bytes: spec.bytes, quantization: manifest.serve },
       golden: golden ? { tolerance: golden.tolerance, rows: golden.rows.slice(0, GOLDEN_ROWS).map((r) => ({ features: r.features, expected: r.expected[manifest.serve as 'int8'] })) } : null,
-      telemetry: { endpoint: '/v1/telemetry', token, source, expires_at: expires },
+      telemetry: await grant(c, manifest),
     });
+  });
+
+  // A fresh token for a browser that already has the model (keeps its source id).
+  app.get('/v1/models/:name/telemetry-token', async (c) => {
+    const m = modelOf(c);
+    if (!m) return json(c, 404, 'model_not_found', `unknown model "${c.req.param('name')}"`, 'name');
+    c.header('cache-control', 'no-store');
+    return c.json(await grant(c, m.manifest));
   });
 
   app.get('/v1/models/:name/artifact/:sha256', (c) => {
