@@ -622,3 +622,35 @@ describe('model-based: nothing lost, nothing counted twice', () => {
     expect(seen.runs - seen.risky).toBeGreaterThan(50);
   });
 });
+
+describe('aligned windows', () => {
+  it('end at the next multiple of windowMs, and a row past the end starts the next window before any tick', () => {
+    let t = 10 * WINDOW_MS + 300;
+    const p = createWindowProfiler({ source: SOURCE, windowMs: WINDOW_MS, align: true, now: () => t });
+    p.observe(FLIGHT, '1', flightRows(2), 5, 'edge');
+    t = 11 * WINDOW_MS - 1;
+    p.observe(FLIGHT, '1', flightRows(1), 5, 'edge');
+    expect(p.stats()).toMatchObject({ open: 1, outbox: 0 });
+    t = 13 * WINDOW_MS + 5; // the clock jumps (a replay): this row belongs to a later window
+    p.observe(FLIGHT, '1', flightRows(4), 5, 'edge');
+    expect(p.stats()).toMatchObject({ open: 1, outbox: 1 });
+    t = 14 * WINDOW_MS;
+    expect(p.tick()).toBe(1);
+    const [a, b] = p.take().map((s) => decodeSummary(s.bytes));
+    expect([a.windowStart, a.windowEnd, a.counters.rows]).toEqual([10 * WINDOW_MS + 300, 11 * WINDOW_MS, 3]);
+    expect([b.windowStart, b.windowEnd, b.counters.rows]).toEqual([13 * WINDOW_MS + 5, 14 * WINDOW_MS, 4]);
+  });
+});
+
+describe('shadow runs', () => {
+  it('count in shadowRows (not as served outcomes) and carry the counters given, e.g. agreement', () => {
+    let t = 0;
+    const p = createWindowProfiler({ source: SOURCE, windowMs: WINDOW_MS, now: () => t });
+    p.observe(FLIGHT, '1-float32', flightRows(3), 5, 'shadow', { shadowCompared: 3, shadowAgree: 2 });
+    p.observe(FLIGHT, '1-float32', flightRows(2), 5, 'shadow', { shadowCompared: 2, shadowAgree: 2 });
+    t = WINDOW_MS;
+    p.tick();
+    const [s] = p.take().map((x) => decodeSummary(x.bytes));
+    expect(s.counters).toMatchObject({ rows: 5, shadowRows: 5, shadowCompared: 5, shadowAgree: 4, errors: 0, fallbacks: 0, cacheHits: 0 });
+  });
+});

@@ -35,6 +35,14 @@ export interface ProfilerOptions {
   maxOutbox?: number;
   compression?: number;
   now?: () => number;
+  /**
+   * Align windows to multiples of windowMs (a window started at 10:00:03 with windowMs 5 s ends
+   * at 10:00:05), and start the next window when a row arrives past the open one's end, even
+   * before tick(). Summaries of many sources then cover the same intervals, and a clock that
+   * jumps (a replay's event time) never puts a row into an earlier window. Default false: a
+   * window lasts windowMs from its first row.
+   */
+  align?: boolean;
 }
 
 export interface ObservedRow {
@@ -75,9 +83,11 @@ interface Open {
   profile: Profile;
   rows: number;
   manifest: ModelManifest;
+  /** The window's end: the next multiple of windowMs after its start. */
+  end: number;
 }
 
-export function createWindowProfiler({ source, windowMs = 10_000, maxRows = 5000, maxOutbox = 32, compression = 100, now = () => Date.now() }: ProfilerOptions): WindowProfiler {
+export function createWindowProfiler({ source, windowMs = 10_000, maxRows = 5000, maxOutbox = 32, compression = 100, now = () => Date.now(), align = false }: ProfilerOptions): WindowProfiler {
   const open = new Map<string, Open>();
   const outbox: { profile: Profile; shipment: Shipment; inFlight: boolean }[] = [];
   let sequence = 0;
@@ -88,8 +98,14 @@ export function createWindowProfiler({ source, windowMs = 10_000, maxRows = 5000
   function current(manifest: ModelManifest, version: string): Open {
     const key = `${manifest.name}\u0000${version}`;
     let o = open.get(key);
+    const t = now();
+    // A row past the open window's end starts the next window (the clock may jump, e.g. replays).
+    if (o && align && t >= o.end) {
+      close(key, o);
+      o = undefined;
+    }
     if (!o) {
-      const p = createProfile({ model: manifest.name, modelVersion: version, source, windowStart: now(), compression });
+      const p = createProfile({ model: manifest.name, modelVersion: version, source, windowStart: t, compression });
       for (const f of manifest.features) {
         if (f.kind === 'numeric') p.features.set(f.name, new TDigest({ compression }));
         else if (f.kind === 'categorical') p.features.set(f.name, new CategoricalSketch({ capacity: f.sketchCapacity }));
@@ -99,7 +115,7 @@ export function createWindowProfiler({ source, windowMs = 10_000, maxRows = 5000
         }
       }
       for (const s of manifest.sketchedOutputs) p.outputs.set(s.name, s.kind === 'numeric' ? new TDigest({ compression }) : new CategoricalSketch({ capacity: s.sketchCapacity ?? 256 }));
-      o = { profile: p, rows: 0, manifest };
+      o = { profile: p, rows: 0, manifest, end: align ? Math.floor(t / windowMs) * windowMs + windowMs : t + windowMs };
       open.set(key, o);
     }
     return o;
@@ -107,7 +123,7 @@ export function createWindowProfiler({ source, windowMs = 10_000, maxRows = 5000
 
   function close(key: string, o: Open): void {
     open.delete(key);
-    o.profile.windowEnd = Math.max(o.profile.windowStart, now());
+    o.profile.windowEnd = Math.max(o.profile.windowStart, align ? Math.min(now(), o.end) : now());
     o.profile.sequence = ++sequence;
     outbox.push({ profile: o.profile, shipment: ship(o.profile), inFlight: false });
     while (outbox.length > maxOutbox) {
@@ -188,7 +204,7 @@ export function createWindowProfiler({ source, windowMs = 10_000, maxRows = 5000
       let n = 0;
       const t = now();
       for (const [key, o] of [...open]) {
-        if (t - o.profile.windowStart >= windowMs || o.rows >= maxRows) {
+        if (t >= o.end || o.rows >= maxRows) {
           close(key, o);
           n++;
         }

@@ -39,8 +39,8 @@ export const MIN_ROWS_TO_EVALUATE = 200;
 export const MAX_FUTURE_MS = HOUR_MS;
 /** Live traffic that went quiet: windows this far behind the clock are complete anyway. */
 const IDLE_CLOSE_MS = 5 * MINUTE_MS;
-/** Evaluation windows per evaluate() call, and roll-up groups per alarm (bounded work). */
-const MAX_WINDOWS_PER_CALL = 500;
+/** Buckets read per evaluate() call, and roll-up groups per alarm (bounded work). */
+const MAX_BUCKETS_PER_CALL = 20_000;
 const MAX_ROLLUPS_PER_ALARM = 200;
 const WEBHOOK_MAX_ATTEMPTS = 10;
 
@@ -269,13 +269,17 @@ export class DriftAggregator extends DurableObject<Env> {
       if (first === null || first === undefined) return 0;
       lower = Math.floor(first / W) * W;
     }
-    const upper = Math.min(Math.floor(watermark / W) * W, lower + MAX_WINDOWS_PER_CALL * W);
+    let upper = Math.floor(watermark / W) * W;
     if (!(upper > lower)) return 0;
+    const rows = sql.exec(`SELECT model_version, minute, summary FROM buckets WHERE minute >= ? AND minute < ? ORDER BY minute LIMIT ?`, lower, upper, MAX_BUCKETS_PER_CALL + 1).toArray();
+    // Bounded work: stop before the window of the first bucket past the limit (the next call goes on from there).
+    if (rows.length > MAX_BUCKETS_PER_CALL) upper = Math.max(lower + W, Math.floor((rows[MAX_BUCKETS_PER_CALL].minute as number) / W) * W);
     const baseline = this.#baselineProfile(bundled.baseline);
     const seasonal = new Set(bundled.manifest.features.filter((f) => f.kind === 'numeric' && f.seasonal).map((f) => f.name));
     // Merge the buckets of each (window, version), in time order.
     const windows = new Map<number, Map<string, Profile>>();
-    for (const row of sql.exec(`SELECT model_version, minute, summary FROM buckets WHERE minute >= ? AND minute < ? ORDER BY minute`, lower, upper)) {
+    for (const row of rows) {
+      if ((row.minute as number) >= upper) break;
       const w = Math.floor((row.minute as number) / W) * W;
       let byVersion = windows.get(w);
       if (!byVersion) windows.set(w, (byVersion = new Map()));

@@ -218,6 +218,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
               source: { kind: 'edge', id: `${selfName}-${crypto.randomUUID().slice(0, 8)}` },
               windowMs: num(env.TELEMETRY_WINDOW_MS, 5000, 'TELEMETRY_WINDOW_MS'),
               maxRows: num(env.TELEMETRY_MAX_ROWS, 2000, 'TELEMETRY_MAX_ROWS'),
+              align: true,
               ...(clock === 'event' ? { now: () => eventClock } : {}),
             }),
       config,
