@@ -1,0 +1,217 @@
+/**
+ * The browser runtime: on-device inference for the project's models with WebGPU, WASM and the
+ * edge as a ladder, in a dedicated Web Worker so the page never freezes.
+ *
+ *   const rt = createRuntime({ model: 'movielens-topk', endpoint: location.origin });
+ *   await rt.ready;                          // the ladder was probed; rt.backend says who won
+ *   const picks = await rt.recommend([1, 260, 1196], 10);   // [{ id, score }] best first
+ *   rt.addEventListener('backendchange', (e) => console.warn(e.detail));  // { from, to, reason }
+ *   rt.dispose();
+ *
+ * - Nothing is probed at import: createRuntime() starts the worker, whose init() fetches the
+ *   descriptor and the artifact (sha256-checked, kept in Cache Storage) and walks `prefer`,
+ *   taking the first backend whose golden outputs agree with the reference (see
+ *   inference-worker.ts). `ready` rejects with every backend's reason when none can serve.
+ * - predict() validates instances against the manifest (core/validate.ts: the same checks and
+ *   errors as the edge), answers repeats from core's cache, and gathers concurrent calls with
+ *   core's batcher into one worker run (tensors transferred, not copied).
+ * - A backend that fails at run time is replaced by the next one; `backend` changes and a
+ *   `backendchange` event says why. The batch that failed is retried there.
+ * - Telemetry (unless `telemetry: false`): sketches only, see telemetry.ts.
+ */
+import * as Comlink from 'comlink';
+import { canonicalKey, createBatcher, createCache, encodeInstances, type Batcher, type Cache, type ModelManifest, type Tensor } from '../core/index.ts';
+import { dom } from './dom.ts';
+import { BACKENDS, type Attempt, type BackendChange, type BackendName, type InferenceApi, type InitReport } from './protocol.ts';
+import { createReporter, type Reporter, type TelemetryOptions, type TelemetryStats } from './telemetry.ts';
+import { buffersOf, concatRequests, toPredictions, type Prediction } from './tensors.ts';
+
+export type { BackendName, BackendChange, Attempt, InitReport, Prediction, TelemetryOptions, TelemetryStats };
+
+export interface RuntimeOptions {
+  model: string;
+  /** The worker's origin. Default: this page's origin. */
+  endpoint?: string;
+  /** The ladder, fastest first. Default ['webgpu', 'wasm', 'edge']. */
+  prefer?: BackendName[];
+  /** Drift telemetry: false turns it off. Default on, flushed every 10 s and on pagehide. */
+  telemetry?: boolean | TelemetryOptions;
+  /** Where the runtime's files are (inference-worker.js, ort/). Default: next to this module. */
+  baseUrl?: string;
+  /** Cache Storage name for the descriptor and artifact. Default 'driftwatch-models-v1'. */
+  cacheName?: string;
+  /** core's cache for repeated inputs: byte budget (0 turns it off) and time to live. Defaults 1 MiB, 10 min. */
+  cache?: { maxBytes?: number; ttlMs?: number };
+  /** core's batcher: largest batch (default the manifest's serving.maxBatch) and longest wait (default 2 ms). */
+  batch?: { maxBatch?: number; maxWaitMs?: number };
+}
+
+export interface RuntimeStats {
+  backend: BackendName | undefined;
+  attempts: Attempt[];
+  /** Rows answered, by who answered them. */
+  served: Record<BackendName | 'cache', number>;
+  last: { backend: BackendName | 'cache'; ms: number } | undefined;
+  load: InitReport['load'] | undefined;
+  batcher: ReturnType<Batcher<unknown, unknown>['stats']> | undefined;
+  cache: ReturnType<Cache<unknown>['stats']> | undefined;
+  telemetry: TelemetryStats | undefined;
+}
+
+export interface Runtime extends EventTarget {
+  /** Resolves once a backend is chosen; rejects with every backend's reason if none can serve. */
+  readonly ready: Promise<InitReport>;
+  /** The backend answering now (undefined before ready). */
+  readonly backend: BackendName | undefined;
+  readonly manifest: ModelManifest | undefined;
+  /** Named-feature instances, as POST /v1/models/{name}/predict takes them; one prediction per instance. */
+  predict(instances: Record<string, unknown>[]): Promise<Prediction[]>;
+  /** Top-k for a history of liked ids (most recent last), best first. movielens-topk. */
+  recommend(history: (number | string)[], k?: number): Promise<{ id: number; score: number }[]>;
+  stats(): RuntimeStats;
+  /** Sends the telemetry gathered so far now (it is also sent on an interval and on pagehide). */
+  flushTelemetry(): Promise<void>;
+  /** Testing and drills: the next run on `backend` fails, as a lost GPU device would. */
+  failNextRun(backend: BackendName, reason?: string): Promise<void>;
+  dispose(): void;
+}
+
+interface Item {
+  rows: number;
+  feeds: Record<string, Tensor>;
+  params: Record<string, number>;
+}
+
+export function createRuntime({ model, endpoint = dom.location.origin, prefer = [...BACKENDS], telemetry = true, baseUrl, cacheName = 'driftwatch-models-v1', cache: cacheOptions = {}, batch = {} }: RuntimeOptions): Runtime {
+  for (const b of prefer) if (!BACKENDS.includes(b)) throw new TypeError(`prefer: unknown backend "${b}" (expected ${BACKENDS.join(', ')})`);
+  if (prefer.length === 0) throw new TypeError('prefer must name at least one backend');
+  const base = new URL(baseUrl ?? './', baseUrl ? dom.location.href : import.meta.url).href;
+  const events = new EventTarget();
+  const worker = new dom.Worker(new URL('inference-worker.js', base), { type: 'module', name: `driftwatch-${model}` });
+  const remote = Comlink.wrap<InferenceApi>(worker);
+  let backend: BackendName | undefined;
+  let manifest: ModelManifest | undefined;
+  let report: InitReport | undefined;
+  let batcher: Batcher<Item, Prediction[]> | undefined;
+  let reporter: Reporter | undefined;
+  let disposed = false;
+  const served: RuntimeStats['served'] = { webgpu: 0, wasm: 0, edge: 0, cache: 0 };
+  let last: RuntimeStats['last'];
+  const cache = (cacheOptions.maxBytes ?? 1 << 20) > 0 ? createCache<Prediction>({ maxBytes: cacheOptions.maxBytes ?? 1 << 20, ttlMs: cacheOptions.ttlMs ?? 600_000 }) : undefined;
+
+  const onChange = (c: BackendChange) => {
+    backend = c.to;
+    events.dispatchEvent(new CustomEvent('backendchange', { detail: c }));
+  };
+
+  const ready = remote
+    .init({ model, endpoint, prefer, ortBase: new URL('ort/', base).href, cacheName }, Comlink.proxy(onChange))
+    .then((r) => {
+      report = r;
+      backend = r.backend;
+      manifest = r.descriptor.manifest;
+      const m = manifest;
+      batcher = createBatcher<Item, Prediction[]>({
+        maxBatch: batch.maxBatch ?? m.serving.maxBatch,
+        maxWaitMs: batch.maxWaitMs ?? 2,
+        run: async (items) => {
+          const merged = concatRequests(m, items);
+          const res = await remote.run(Comlink.transfer(merged, buffersOf(merged.feeds)));
+          backend = res.backend;
+          const keep = items.flatMap((it) => Array.from({ length: it.rows }, () => it.params.k ?? Infinity));
+          const preds = toPredictions(m, res.outputs, merged.rows, m.parameters?.length ? keep : undefined);
+          let o = 0;
+          return items.map((it) => {
+            const p = preds.slice(o, o + it.rows);
+            o += it.rows;
+            for (const x of p) (x as Prediction & { [BY]?: BackendName })[BY] = res.backend;
+            return p;
+          });
+        },
+      });
+      if (telemetry !== false) reporter = createReporter({ endpoint, manifest: m, grant: r.descriptor.telemetry, options: telemetry === true ? {} : telemetry });
+      return r;
+    });
+  ready.catch(() => undefined);
+
+  async function predict(instances: Record<string, unknown>[]): Promise<Prediction[]> {
+    if (disposed) throw new Error('the runtime was disposed');
+    await ready;
+    const m = manifest!;
+    const t0 = performance.now();
+    // Validates the whole call first (ValidationError names the field), as the edge does.
+    const enc = encodeInstances(m, { instances }, { maxBatch: Math.max(m.serving.maxBatch, instances.length) });
+    const keys = instances.map((inst) => `${m.name}@${m.version}|${canonicalKey({ inst, p: enc.params })}`);
+    const out: (Prediction | undefined)[] = keys.map((k) => cache?.get(k));
+    const missing = out.flatMap((p, i) => (p === undefined ? [i] : []));
+    let by: BackendName | 'cache' = 'cache';
+    if (missing.length) {
+      const results = await Promise.all(
+        missing.map((i) => {
+          const one = encodeInstances(m, { instances: [instances[i]] });
+          return batcher!.submit({ rows: 1, feeds: one.feeds, params: one.params }).then((p) => p[0]);
+        }),
+      );
+      missing.forEach((i, j) => {
+        const p = results[j];
+        by = (p as Prediction & { [BY]?: BackendName })[BY] ?? by;
+        delete (p as Prediction & { [BY]?: BackendName })[BY];
+        out[i] = p;
+        cache?.set(keys[i], p, JSON.stringify(p).length * 2 + keys[i].length * 2);
+      });
+    }
+    const ms = performance.now() - t0;
+    served[by] += instances.length;
+    last = { backend: by, ms };
+    try {
+      reporter?.observe(
+        enc.observed.map((features, i) => ({ features, outputs: out[i]! })),
+        by,
+        ms,
+        by === 'cache' ? 'cache' : by === 'edge' ? 'fallback' : 'edge',
+      );
+    } catch (err) {
+      console.warn('driftwatch: cannot sketch', err);
+    }
+    return out as Prediction[];
+  }
+
+  const rt = events as Runtime;
+  Object.defineProperties(rt, {
+    ready: { value: ready },
+    backend: { get: () => backend },
+    manifest: { get: () => manifest },
+  });
+  Object.assign(rt, {
+    predict,
+    async recommend(history: (number | string)[], k = 10) {
+      const [p] = await predict([{ history, k }]);
+      const ids = p.movie_ids as number[];
+      const scores = p.scores as number[];
+      return ids.map((id, i) => ({ id, score: scores[i] }));
+    },
+    stats: (): RuntimeStats => ({ backend, attempts: report?.attempts ?? [], served: { ...served }, last, load: report?.load, batcher: batcher?.stats(), cache: cache?.stats(), telemetry: reporter?.stats() }),
+    flushTelemetry: async () => {
+      await ready;
+      await reporter?.flushAll();
+    },
+    failNextRun: (b: BackendName, reason = 'injected failure') => remote.failNextRun(b, reason),
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      reporter?.beacon();
+      reporter?.dispose();
+      void remote
+        .dispose()
+        .catch(() => undefined)
+        .finally(() => {
+          remote[Comlink.releaseProxy]();
+          worker.terminate();
+        });
+    },
+  });
+  return rt;
+}
+
+/** Who answered a prediction, carried from the batch to its caller (removed before returning). */
+const BY = Symbol('backend');

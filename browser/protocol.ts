@@ -1,0 +1,90 @@
+/**
+ * The wire between the page (browser/index.ts) and the inference Web Worker
+ * (browser/inference-worker.ts), driven through comlink: the worker's API, what crosses it, and
+ * the artifact descriptor the worker fetches (GET /v1/models/{name}/artifact, see
+ * worker/browser-routes.ts). Tensors cross as typed arrays whose buffers are transferred.
+ */
+import type { ModelManifest, Tensor } from '../core/index.ts';
+
+/** The ladder's steps, fastest first. */
+export type BackendName = 'webgpu' | 'wasm' | 'edge';
+export const BACKENDS: readonly BackendName[] = ['webgpu', 'wasm', 'edge'];
+
+export interface GoldenRow {
+  features: Record<string, unknown>;
+  /** Outputs onnxruntime-node computed for the served (int8) artifact. */
+  expected: Record<string, number | number[]>;
+}
+
+export interface ArtifactDescriptor {
+  model: string;
+  version: string;
+  manifest: ModelManifest;
+  artifact: { url: string; sha256: string; bytes: number; quantization: string };
+  golden: { tolerance: Record<string, number>; rows: GoldenRow[] } | null;
+  telemetry: TelemetryGrant;
+}
+
+export interface TelemetryGrant {
+  endpoint: string;
+  token: string;
+  source: string;
+  expires_at: number;
+}
+
+export interface InitOptions {
+  model: string;
+  /** The worker's origin (absolute URL), e.g. location.origin. */
+  endpoint: string;
+  prefer: BackendName[];
+  /** Absolute URL prefix of onnxruntime-web's .wasm files. */
+  ortBase: string;
+  /** Cache Storage name for descriptors and artifacts. */
+  cacheName: string;
+}
+
+/** One step of the ladder as init() (or a demotion) found it. */
+export interface Attempt {
+  backend: BackendName;
+  ok: boolean;
+  /** Why the step was not taken (no adapter, load failure, golden mismatch, ...). */
+  reason?: string;
+  ms: number;
+  /** The golden check: rows compared and the largest score difference seen. */
+  golden?: { rows: number; maxAbsDiff: number; minOverlap?: number; against: string };
+}
+
+export interface InitReport {
+  backend: BackendName;
+  descriptor: ArtifactDescriptor;
+  attempts: Attempt[];
+  /** Descriptor + artifact, ms; whether the bytes came from Cache Storage; whether the descriptor did (offline). */
+  load: { ms: number; artifactFromCache: boolean; descriptorFromCache: boolean; sessionMs: number };
+}
+
+export interface RunRequest {
+  rows: number;
+  feeds: Record<string, Tensor>;
+}
+
+export interface RunResult {
+  outputs: Record<string, Tensor>;
+  backend: BackendName;
+  /** Time inside the worker, ms. */
+  ms: number;
+}
+
+/** A demotion: the runtime moved from one backend to the next, and why. */
+export interface BackendChange {
+  from: BackendName;
+  to: BackendName;
+  reason: string;
+}
+
+export interface InferenceApi {
+  init(options: InitOptions, onChange: (change: BackendChange) => void): Promise<InitReport>;
+  run(request: RunRequest): Promise<RunResult>;
+  /** Testing and drills: the next run on `backend` fails (as a lost GPU device would). */
+  failNextRun(backend: BackendName, reason: string): Promise<void>;
+  dispose(): Promise<void>;
+}
