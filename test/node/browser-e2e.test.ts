@@ -1,0 +1,239 @@
+// The browser runtime end to end: Debian's Chromium (playwright-core) against a real
+// `wrangler dev`, the runtime built by browser/build.ts and served as static assets. Each path of
+// the ladder is forced the way a real device would force it (no WebGPU adapter; the WASM file
+// failing to load; SwiftShader's WebGPU adapter) and must reproduce the golden top-k within the
+// model's tolerance, with the page's main thread ticking throughout. Telemetry from the page
+// must reach the model's aggregator and show in the operator API; bad tokens are refused.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildBrowser } from '../../browser/build.ts';
+import { compareGolden } from '../../browser/golden.ts';
+import type { ModelManifest } from '../../core/index.ts';
+import { launchChromium } from '../support/chromium.ts';
+import { freePort, ROOT, startWorker, stop, waitFor } from '../support/servers.ts';
+
+const OPERATOR_TOKEN = 'op-browser-e2e';
+const manifest = JSON.parse(readFileSync(join(ROOT, 'models/movielens-topk/manifest.json'), 'utf8')) as ModelManifest;
+const golden = JSON.parse(readFileSync(join(ROOT, 'models/movielens-topk/golden.json'), 'utf8')) as {
+  tolerance: Record<string, number>;
+  rows: { features: { history: number[]; k: number }; expected: { int8: { movie_ids: number[]; scores: number[] } } }[];
+};
+const ROWS = golden.rows.slice(0, 16);
+
+let base = '';
+let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
+
+beforeAll(async () => {
+  await buildBrowser({ quiet: true });
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  worker = await startWorker(port, { OPERATOR_TOKEN, TELEMETRY_BROWSER_FLUSH_MS: '200' });
+  await waitFor(`${base}/healthz`);
+}, 150_000);
+
+afterAll(async () => {
+  if (worker) await stop(worker);
+});
+
+interface Scenario {
+  backend: string;
+  attempts: { backend: string; ok: boolean; reason?: string; golden?: { against: string; maxAbsDiff: number } }[];
+  load: { artifactFromCache: boolean; descriptorFromCache: boolean };
+  single: { id: number; score: number }[];
+  batch: { movie_ids: number[]; scores: number[] }[];
+  heartbeat: { ticks: number; maxGapMs: number; ms: number };
+  stats: { served: Record<string, number>; batcher: { batches: number; items: number } };
+}
+
+/**
+ * In the page: a 10 ms heartbeat on the main thread, a runtime (init, one recommend, then the
+ * golden rows as concurrent recommend calls gathered by the batcher), and what happened.
+ */
+async function scenario(page: Page, options: { prefer?: string[]; keep?: boolean } = {}): Promise<Scenario> {
+  return page.evaluate(
+    async ({ options, rows }) => {
+      const { createRuntime } = globalThis as unknown as { createRuntime: (o: object) => any };
+      let last = performance.now();
+      let maxGapMs = 0;
+      let ticks = 0;
+      const t0 = performance.now();
+      const hb = setInterval(() => {
+        const t = performance.now();
+        maxGapMs = Math.max(maxGapMs, t - last);
+        last = t;
+        ticks++;
+      }, 10);
+      const rt = createRuntime({ model: 'movielens-topk', ...(options.prefer ? { prefer: options.prefer } : {}), telemetry: { intervalMs: 600_000 } });
+      try {
+        const report = await rt.ready;
+        const single = await rt.recommend(rows[0].history, 10);
+        const batch = await Promise.all(rows.map((r: { history: number[] }) => rt.predict([{ history: r.history, k: 10 }]).then((p: unknown[]) => p[0])));
+        clearInterval(hb);
+        (globalThis as unknown as { rt: unknown }).rt = rt;
+        const s = rt.stats();
+        if (!options.keep) {
+          await rt.flushTelemetry();
+          rt.dispose();
+        }
+        return { backend: report.backend, attempts: report.attempts, load: report.load, single, batch, heartbeat: { ticks, maxGapMs, ms: performance.now() - t0 }, stats: s };
+      } finally {
+        clearInterval(hb);
+      }
+    },
+    { options, rows: ROWS.map((r) => ({ history: r.features.history })) },
+  ) as Promise<Scenario>;
+}
+
+/** A page on the worker's origin with the runtime's module loaded (as an app would import it). */
+async function openPage(context: import('playwright-core').BrowserContext): Promise<Page> {
+  const page = await context.newPage();
+  await page.goto(`${base}/v2/health/live`);
+  await page.addScriptTag({ type: 'module', content: "import { createRuntime } from '/browser/runtime.js'; globalThis.createRuntime = createRuntime;" });
+  await page.waitForFunction(() => 'createRuntime' in globalThis);
+  return page;
+}
+
+function expectGolden(s: Scenario): void {
+  const want = ROWS.map((r) => r.expected.int8);
+  const verdict = compareGolden(manifest, s.batch, want, golden.tolerance);
+  expect(verdict.reason).toBeUndefined();
+  expect(verdict.ok).toBe(true);
+  expect(s.single.map((x) => x.id)).toEqual(s.batch[0].movie_ids);
+}
+
+/** The main thread kept ticking: no stall anywhere near a session creation on the page (2-3 s). */
+function expectResponsive(s: Scenario): void {
+  expect(s.heartbeat.maxGapMs).toBeLessThan(500);
+  expect(s.heartbeat.ticks).toBeGreaterThan(s.heartbeat.ms / 10 / 4);
+}
+
+describe('browser runtime in Chromium against wrangler dev', () => {
+  it('WASM path (no WebGPU adapter): golden top-k, responsive page, Cache Storage on the second load, run-time demotion to the edge', async () => {
+    const { context, close } = await launchChromium();
+    try {
+      const page = await openPage(context);
+      const s = await scenario(page);
+      expect(s.attempts[0]).toMatchObject({ backend: 'webgpu', ok: false });
+      expect(s.attempts[0].reason).toMatch(/no WebGPU adapter|navigator.gpu/);
+      expect(s.backend).toBe('wasm');
+      expect(s.attempts[1].golden?.against).toBe('golden.json');
+      expect(s.load.artifactFromCache).toBe(false);
+      expectGolden(s);
+      expectResponsive(s);
+      expect(s.stats.served.wasm).toBeGreaterThanOrEqual(ROWS.length);
+      // Concurrent calls were gathered into fewer worker runs than calls.
+      expect(s.stats.batcher.batches).toBeLessThan(s.stats.batcher.items);
+
+      // Second visit: the artifact comes from Cache Storage, and a failing backend demotes.
+      const again = await scenario(page, { keep: true });
+      expect(again.load.artifactFromCache).toBe(true);
+      expectGolden(again);
+      const demoted = await page.evaluate(async (history) => {
+        const rt = (globalThis as unknown as { rt: { failNextRun(b: string, r: string): Promise<void>; recommend(h: number[], k: number): Promise<{ id: number }[]>; addEventListener(t: string, f: (e: Event) => void): void; backend: string; stats(): { last: { backend: string } }; dispose(): void } }).rt;
+        const events: unknown[] = [];
+        rt.addEventListener('backendchange', (e) => events.push((e as CustomEvent).detail));
+        await rt.failNextRun('wasm', 'drill: wasm lost');
+        const recs = await rt.recommend([...history, 1], 10);
+        const out = { backend: rt.backend, last: rt.stats().last.backend, events, ids: recs.map((r) => r.id) };
+        rt.dispose();
+        return out;
+      }, ROWS[1].features.history);
+      expect(demoted.backend).toBe('edge');
+      expect(demoted.last).toBe('edge');
+      expect(demoted.events).toEqual([{ from: 'wasm', to: 'edge', reason: 'wasm run failed: drill: wasm lost' }]);
+      expect(demoted.ids).toHaveLength(10);
+    } finally {
+      await close();
+    }
+  });
+
+  it('edge path (the WASM file fails to load): golden top-k from the worker, every skipped step named', async () => {
+    const { context, close } = await launchChromium();
+    try {
+      // A real load failure: the .wasm requests from the inference worker are aborted.
+      await context.route('**/browser/ort/*.wasm', (route) => route.abort('failed'));
+      const page = await openPage(context);
+      const s = await scenario(page);
+      expect(s.backend).toBe('edge');
+      expect(s.attempts.map((a) => [a.backend, a.ok])).toEqual([
+        ['webgpu', false],
+        ['wasm', false],
+        ['edge', true],
+      ]);
+      expect(s.attempts[1].reason).toBeTruthy();
+      expectGolden(s);
+      expectResponsive(s);
+      expect(s.stats.served.edge).toBeGreaterThanOrEqual(ROWS.length);
+    } finally {
+      await close();
+    }
+  });
+
+  it('WebGPU path (SwiftShader adapter): checked against WASM on the golden set, then golden top-k', async () => {
+    const { context, close } = await launchChromium({ args: ['--enable-unsafe-webgpu'] });
+    try {
+      const page = await openPage(context);
+      const s = await scenario(page);
+      expect(s.attempts[0].reason).toBeUndefined();
+      expect(s.backend).toBe('webgpu');
+      expect(s.attempts[0].golden?.against).toMatch(/^wasm \(adapter: .*\)/);
+      expect(s.attempts[0].golden!.maxAbsDiff).toBeLessThanOrEqual(golden.tolerance.score_abs);
+      expectGolden(s);
+      expectResponsive(s);
+      expect(s.stats.served.webgpu).toBeGreaterThanOrEqual(ROWS.length);
+    } finally {
+      await close();
+    }
+  });
+
+  it('telemetry from the page reaches the aggregator and the operator API; sendBeacon on pagehide; bad tokens refused', async () => {
+    // The operator's view. Browser rows are told apart by the `backend` feature, which only
+    // browser summaries carry. (Reads the aggregator, not this isolate's counters: wrangler dev
+    // may restart the isolate when files change.)
+    const drift = async () => {
+      const res = await fetch(`${base}/v1/models/movielens-topk/drift`, { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } });
+      expect(res.status).toBe(200);
+      const d = (await res.json()) as { windows: { rows: number; features?: Record<string, { count: number; top?: { value: string; count: number }[] }> }[] };
+      return { rows: d.windows.reduce((a, w) => a + (w.features?.backend?.count ?? 0), 0), backends: d.windows.flatMap((w) => w.features?.backend?.top ?? []).map((t) => t.value) };
+    };
+    const until = async (ok: (d: Awaited<ReturnType<typeof drift>>) => boolean) => {
+      const deadline = Date.now() + 20_000;
+      let d = await drift();
+      while (!ok(d) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 250));
+        d = await drift();
+      }
+      return d;
+    };
+    // The paths above flushed theirs (WASM, edge, WebGPU: 17 rows each at least).
+    const flushed = await until((d) => d.rows >= 3 * (ROWS.length + 1));
+    expect(flushed.rows).toBeGreaterThanOrEqual(3 * (ROWS.length + 1));
+    expect(flushed.backends).toEqual(expect.arrayContaining(['wasm', 'edge', 'webgpu']));
+
+    const { context, close } = await launchChromium();
+    try {
+      const page = await openPage(context);
+      // This page does not flush: what it saw leaves on pagehide, by sendBeacon.
+      const before = (await drift()).rows;
+      await scenario(page, { keep: true });
+      const refused = await page.evaluate(async () => {
+        const summary = new Uint8Array([1, 2, 3]);
+        const post = (q: string) => fetch(`/v1/telemetry${q}`, { method: 'POST', body: summary }).then(async (r) => [r.status, ((await r.json()) as { error: { code: string } }).error.code]);
+        return [await post(''), await post('?token=v1.e30.AAAA'), await post('?token=garbage')];
+      });
+      expect(refused).toEqual([
+        [401, 'missing_token'],
+        [401, 'invalid_token'],
+        [401, 'invalid_token'],
+      ]);
+      await page.goto('about:blank');
+      const after = await until((d) => d.rows >= before + ROWS.length + 1);
+      expect(after.rows).toBeGreaterThanOrEqual(before + ROWS.length + 1);
+    } finally {
+      await close();
+    }
+    expect((await fetch(`${base}/v1/models/movielens-topk/drift`)).status).toBe(401);
+  });
+});
