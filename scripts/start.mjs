@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // `npm start`: everything a user needs locally, on 127.0.0.1 only, with no login and no metrics:
 //   - the reference hosted fallback (origin/, onnxruntime-node, float32) on ORIGIN_PORT (8791),
-//   - the worker under `wrangler dev` on PORT (8787), pointed at it by FALLBACK_URL.
+//   - the worker under `wrangler dev` on PORT (8787), pointed at it by FALLBACK_URL, with the
+//     browser runtime and /demo (browser/build.ts builds them into browser/assets/ first).
 // Creates .dev.vars from .dev.vars.example when missing (local secrets such as OPERATOR_TOKEN).
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync } from 'node:fs';
 
 const port = process.env.PORT ?? '8787';
@@ -11,6 +12,12 @@ const originPort = process.env.ORIGIN_PORT ?? '8791';
 if (!existsSync('.dev.vars') && existsSync('.dev.vars.example')) {
   copyFileSync('.dev.vars.example', '.dev.vars');
   console.log('created .dev.vars from .dev.vars.example (local development secrets)');
+}
+
+const built = spawnSync('tsx', ['browser/build.ts'], { stdio: 'inherit' });
+if (built.status !== 0) {
+  console.error('could not build the browser runtime (browser/build.ts)');
+  process.exit(built.status ?? 1);
 }
 
 const children = [];
