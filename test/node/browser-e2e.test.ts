@@ -236,4 +236,43 @@ describe('browser runtime in Chromium against wrangler dev', () => {
     }
     expect((await fetch(`${base}/v1/models/movielens-topk/drift`)).status).toBe(401);
   });
+
+  it('/demo recommends from a few picks on the device, says who answered and how fast, and keeps working offline', async () => {
+    const { context, close } = await launchChromium();
+    try {
+      const page = await context.newPage();
+      await page.goto(`${base}/demo`);
+      await page.waitForSelector('body[data-ready]', { timeout: 60_000 });
+      expect(await page.getAttribute('body', 'data-ready')).toBe('wasm');
+      const pick = async (query: string) => {
+        await page.fill('#search', query);
+        await page.locator('#matches button').first().click();
+      };
+      const shown = async () => Promise.all((await page.locator('#results li').all()).map(async (li) => Number(await li.getAttribute('data-id'))));
+      await pick('Star Wars');
+      await page.waitForSelector('#results li');
+      const first = await shown();
+      expect(first).toHaveLength(10);
+      expect(await page.textContent('#answered-by')).toBe('wasm');
+      expect(await page.textContent('#answered-ms')).toMatch(/^\d+\.\d ms$/);
+
+      // Network cut: the model is on the device, so another pick still gets answers.
+      await context.setOffline(true);
+      await pick('Matrix');
+      const deadline = Date.now() + 10_000;
+      let next = await shown();
+      while ((next.join() === first.join() || next.length === 0) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+        next = await shown();
+      }
+      expect(next).toHaveLength(10);
+      expect(next).not.toEqual(first);
+      expect(await page.textContent('#answered-by')).toBe('wasm');
+      expect(await page.textContent('#status')).toContain('offline');
+      expect(await page.locator('.chip').count()).toBe(2);
+      await context.setOffline(false);
+    } finally {
+      await close();
+    }
+  });
 });
