@@ -750,6 +750,8 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       model: m.name,
       version: version ?? 'all',
       reference,
+      // The aggregator's own account: summaries stored, duplicates, refusals, roll-ups, webhooks.
+      aggregator: await agg.counters(),
       baseline: {
         source: inForce.training ? 'training' : baseline.source.id,
         window: inForce.training ? m.baseline.window : [new Date(baseline.windowStart).toISOString(), new Date(baseline.windowEnd).toISOString()],
