@@ -25,14 +25,12 @@ export function concatRequests(manifest: ModelManifest, requests: { rows: number
       continue;
     }
     const inner = parts[0].dims.slice(1);
-    const rowSize = inner.reduce((a, b) => a * b, 1);
-    const data = allocate(parts[0].data, rows * rowSize);
+    const data = allocate(parts[0].data, rows * inner.reduce((a, b) => a * b, 1));
     let o = 0;
     for (const t of parts) {
       (data as Float32Array).set(t.data as Float32Array, o);
       o += t.data.length;
     }
-    void rowSize;
     feeds[spec.name] = { dtype: parts[0].dtype, dims: [rows, ...inner], data };
   }
   return { rows, feeds };
