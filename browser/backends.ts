@@ -92,16 +92,27 @@ export function createEdgeBackend(endpoint: string, manifest: ModelManifest, { t
     name: 'edge',
     async run(feeds) {
       const body = { inputs: Object.entries(feeds).map(([name, t]) => ({ name, datatype: V2_DATATYPE[t.dtype], shape: t.dims, data: Array.from(t.data as ArrayLike<number | bigint>, Number) })) };
-      const res = await fetch(`${endpoint}/v2/models/${encodeURIComponent(manifest.name)}/infer`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-latency-budget-ms': String(timeoutMs) },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(timeoutMs),
-      });
+      const json = JSON.stringify(body);
+      const post = () =>
+        fetch(`${endpoint}/v2/models/${encodeURIComponent(manifest.name)}/infer`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-latency-budget-ms': String(timeoutMs) },
+          body: json,
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+      // One retry for what is transient (a network error, 503 with Retry-After up to 1 s): the
+      // edge is the last step of the ladder, with nothing after it to demote to.
+      let res = await post().catch(() => undefined);
+      if (!res || res.status === 503) {
+        const after = Math.min(1, Number(res?.headers.get('retry-after') ?? 0.1) || 0.1);
+        await res?.body?.cancel();
+        await new Promise((r) => setTimeout(r, after * 1000));
+        res = await post();
+      }
       if (!res.ok) throw new EdgeError(`edge answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
-      const json = (await res.json()) as { outputs: { name: string; shape: number[]; data: number[] }[] };
+      const answer = (await res.json()) as { outputs: { name: string; shape: number[]; data: number[] }[] };
       const out: Record<string, Tensor> = {};
-      for (const o of json.outputs) {
+      for (const o of answer.outputs) {
         const spec = manifest.outputs.find((s) => s.name === o.name);
         if (!spec) continue;
         const data = spec.dtype === 'int64' ? BigInt64Array.from(o.data, (x) => BigInt(x)) : new FROM_DTYPE[spec.dtype](o.data as never);
