@@ -90,6 +90,16 @@ describe('GET /v1/models/{name}/artifact', () => {
     expect(d.telemetry.source).toBe('0123456789abcdef');
     const bad = (await (await get('/v1/models/movielens-topk/artifact?source=../../x')).json()) as Descriptor;
     expect(bad.telemetry.source).not.toBe('../../x');
+    // Renewal: a fresh token for the same source, without the manifest.
+    const renewed = await get('/v1/models/movielens-topk/telemetry-token?source=0123456789abcdef');
+    expect(renewed.headers.get('cache-control')).toBe('no-store');
+    const grant = (await renewed.json()) as Descriptor['telemetry'];
+    expect(grant).toMatchObject({ endpoint: '/v1/telemetry', source: '0123456789abcdef' });
+    expect(grant.token).not.toBe(d.telemetry.token);
+    const other = setup();
+    const res = await other.post(`/v1/telemetry?token=${grant.token}`, browserSummary(d.manifest, '0123456789abcdef'));
+    expect(res.status).toBe(202);
+    await forwarded(other.get);
     const missing = await get('/v1/models/nope/artifact');
     expect(missing.status).toBe(404);
     expect(((await missing.json()) as { error: { code: string } }).error.code).toBe('model_not_found');
