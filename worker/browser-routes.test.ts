@@ -100,6 +100,11 @@ describe('GET /v1/models/{name}/artifact', () => {
     const res = await other.post(`/v1/telemetry?token=${grant.token}`, browserSummary(d.manifest, '0123456789abcdef'));
     expect(res.status).toBe(202);
     await forwarded(other.get);
+    // Cross-origin apps: CORS on these routes, preflight included.
+    expect(renewed.headers.get('access-control-allow-origin')).toBe('*');
+    const preflight = await other.app.request('/v1/telemetry', { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } }, other.bindings);
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get('access-control-allow-methods')).toContain('POST');
     const missing = await get('/v1/models/nope/artifact');
     expect(missing.status).toBe(404);
     expect(((await missing.json()) as { error: { code: string } }).error.code).toBe('model_not_found');

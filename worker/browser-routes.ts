@@ -22,6 +22,7 @@
  * right for `wrangler dev` (one isolate) and fails closed in production (refused, counted).
  */
 import type { Context, Hono } from 'hono';
+import { cors } from 'hono/cors';
 import { CategoricalSketch, decodeSummary, encodeSummary, mergeProfiles, SketchMergeError, SummaryDecodeError, TDigest, type ModelManifest, type Profile } from '../core/index.ts';
 import { demoPage } from '../browser/demo/page.ts';
 import flightGolden from '../models/flight-delay/golden.json';
@@ -284,6 +285,11 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
     const token = await signToken({ m: manifest.name, v: manifest.version, s: source, e: expires }, vars(c).TELEMETRY_SIGNING_KEY);
     return { endpoint: '/v1/telemetry', token, source, expires_at: expires };
   };
+
+  // Apps on other origins may host the runtime (its module worker must be same-origin with the
+  // page) and call these routes; nothing here uses cookies, tokens travel explicitly.
+  const crossOrigin = cors({ origin: '*', allowMethods: ['GET', 'POST', 'OPTIONS'], allowHeaders: ['authorization', 'content-type'], maxAge: 600 });
+  for (const path of ['/v1/models/:name/artifact', '/v1/models/:name/artifact/:sha256', '/v1/models/:name/telemetry-token', '/v1/telemetry']) app.use(path, crossOrigin);
 
   app.get('/v1/models/:name/artifact', async (c) => {
     const m = modelOf(c);
