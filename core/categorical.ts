@@ -219,8 +219,10 @@ export class CategoricalSketch {
     this.#slot = new Map();
     this.#total = total;
     this.#absent = absent;
-    // Pushing in descending order and sifting up builds a valid heap.
-    for (const it of items) this.#push(it.value, it.count, it.error);
+    // Items come in top() order (count descending, ties by value); pushed in reverse, each is
+    // at least its parent in heap order, so nothing sifts and the rebuild is linear (in top()
+    // order every push sifted to the root). Any other order still gives a valid heap.
+    for (let k = items.length - 1; k >= 0; k--) this.#push(items[k].value, items[k].count, items[k].error);
   }
 
   #push(value: string, count: number, error: number): void {

@@ -153,7 +153,8 @@ export class Histogram {
   }
 }
 
-function sameEdges(a: Float64Array, b: Float64Array): boolean {
+/** @internal Whether two edge lists are the same (merge compatibility). */
+export function sameEdges(a: Float64Array, b: Float64Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;

@@ -18,6 +18,7 @@ export {
 export {
   createProfile,
   mergeProfiles,
+  mergeInto,
   encodeSummary,
   decodeSummary,
   profileToJSON,

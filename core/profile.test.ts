@@ -10,6 +10,7 @@ import {
   createProfile,
   decodeSummary,
   encodeSummary,
+  mergeInto,
   mergeProfiles,
   profileFromJSON,
   profileToJSON,
@@ -363,6 +364,45 @@ describe('mergeProfiles', () => {
     const c = other('m', '3');
     c.features.set('h', new Histogram({ edges: [0.5, 1, 2, 5] }));
     expect(() => mergeProfiles(a, c)).toThrow(SketchMergeError);
+  });
+
+  it('mergeInto gives what mergeProfiles gives, changes only its target, and leaves it intact when it throws', () => {
+    for (const [x, y] of [pair(), pair().reverse() as [Profile, Profile]]) {
+      const copy = () => decodeSummary(encodeSummary(x, { meanPrecision: 'f64' }));
+      const expected = encodeSummary(mergeProfiles(copy(), y));
+      const yBefore = encodeSummary(y);
+      const target = copy();
+      expect(mergeInto(target, y)).toBe(target);
+      // The same content: mergeProfiles clones its first side (a digest re-merged into itself
+      // may compress its centroids differently), so digests agree within their rank error.
+      const e = decodeSummary(expected);
+      expect([target.counters, target.windowStart, target.windowEnd, target.source, target.sequence]).toEqual([e.counters, e.windowStart, e.windowEnd, e.source, e.sequence]);
+      for (const section of ['features', 'outputs'] as const) {
+        expect([...target[section].keys()].sort()).toEqual([...e[section].keys()].sort());
+        for (const [k, got] of target[section]) {
+          const want = e[section].get(k)!;
+          if (got instanceof TDigest) {
+            const w = want as TDigest;
+            expect([got.count, got.min, got.max, got.nanCount]).toEqual([w.count, w.min, w.max, w.nanCount]);
+            for (const q of [0.01, 0.25, 0.5, 0.75, 0.99]) expect(Math.abs(got.quantile(q) - w.quantile(q)), `${k} q=${q}`).toBeLessThanOrEqual(0.01 * (w.max - w.min));
+          } else if (got instanceof Histogram) expect(Array.from(got.counts())).toEqual(Array.from((want as Histogram).counts()));
+          else expect((got as CategoricalSketch).top()).toEqual((want as CategoricalSketch).top());
+        }
+      }
+      expect(target.latency.count).toBe(e.latency.count);
+      expect(sameBytes(encodeSummary(y), yBefore)).toBe(true);
+      // Sketches taken from y are copies.
+      if (target.features.has('onlyB') && y.features.has('onlyB')) expect(target.features.get('onlyB')).not.toBe(y.features.get('onlyB'));
+    }
+    const [a] = pair();
+    const before = encodeSummary(a);
+    const bad = createProfile({ model: 'm', modelVersion: '3', windowStart: 0 });
+    bad.features.set('x', new TDigest().add(1)); // compatible, listed first
+    bad.features.set('h', new Histogram({ edges: [0.5, 1, 2, 5] })); // not
+    bad.counters.rows = 7;
+    expect(() => mergeInto(a, bad)).toThrow(SketchMergeError);
+    expect(sameBytes(encodeSummary(a), before)).toBe(true);
+    expect(() => mergeInto(a, createProfile({ model: 'm', modelVersion: '4', windowStart: 0 }))).toThrow(/m@3 and m@4/);
   });
 
   // At n = 1e4 a compression-100 digest's rank error away from the tails is ~1e-3 whether built

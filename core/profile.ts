@@ -26,7 +26,7 @@ import { ByteReader, ByteWriter, isWellFormed } from './bytes.ts';
 import { CategoricalSketch } from './categorical.ts';
 import { crc32 } from './crc32.ts';
 import { SketchMergeError, SummaryDecodeError } from './errors.ts';
-import { Histogram } from './histogram.ts';
+import { Histogram, sameEdges } from './histogram.ts';
 import { TDigest, type TDigestBytesOptions } from './tdigest.ts';
 
 export type Sketch = TDigest | Histogram | CategoricalSketch;
@@ -149,6 +149,50 @@ export function mergeProfiles(a: Profile, b: Profile): Profile {
     latency: a.latency.clone().merge(b.latency),
     counters,
   };
+}
+
+/**
+ * Merges `from` into `into` in place (the cheap way to fold many profiles into one): `into`
+ * then holds everything both saw, as mergeProfiles(into, from) would, and `from` is not
+ * changed. Everything is checked before anything changes, so on a SketchMergeError (another
+ * model or version, a sketch of another kind, histograms with other edges) `into` is intact.
+ */
+export function mergeInto(into: Profile, from: Profile): Profile {
+  if (into.model !== from.model || into.modelVersion !== from.modelVersion) {
+    throw new SketchMergeError(`cannot merge profiles of ${into.model}@${into.modelVersion} and ${from.model}@${from.modelVersion}`);
+  }
+  for (const [mine, theirs] of [
+    [into.features, from.features],
+    [into.outputs, from.outputs],
+  ] as const) {
+    for (const [k, v] of theirs) {
+      const m = mine.get(k);
+      if (!m) continue;
+      if (m.constructor !== v.constructor) throw new SketchMergeError(`sketch "${k}" has different kinds in the two profiles`);
+      if (m instanceof Histogram && !sameEdges(m.edges, (v as Histogram).edges)) throw new SketchMergeError(`cannot merge histograms "${k}" with different edges`);
+    }
+  }
+  const sameSource = into.source.kind === from.source.kind && into.source.id === from.source.id;
+  for (const [k, v] of Object.entries(from.counters)) into.counters[k] = (into.counters[k] ?? 0) + v;
+  if (sameSource) into.sequence = Math.max(into.sequence, from.sequence);
+  else {
+    into.source = { kind: into.source.kind === from.source.kind ? into.source.kind : 'merged', id: '' };
+    into.sequence = 0;
+  }
+  into.windowStart = Math.min(into.windowStart, from.windowStart);
+  into.windowEnd = Math.max(into.windowEnd, from.windowEnd);
+  for (const [mine, theirs] of [
+    [into.features, from.features],
+    [into.outputs, from.outputs],
+  ] as const) {
+    for (const [k, v] of theirs) {
+      const m = mine.get(k);
+      if (m) mergeSketch(k, m, v);
+      else mine.set(k, cloneSketch(v));
+    }
+  }
+  into.latency.merge(from.latency);
+  return into;
 }
 
 function writeSketch(w: ByteWriter, s: Sketch, opts: TDigestBytesOptions): void {
