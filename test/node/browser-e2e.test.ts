@@ -275,4 +275,63 @@ describe('browser runtime in Chromium against wrangler dev', () => {
       await close();
     }
   });
+
+  it('offline, telemetry stays within its outbox bound (oldest windows merged) and arrives whole once back online', async () => {
+    const rowsSeen = async () => {
+      const res = await fetch(`${base}/v1/models/movielens-topk/drift`, { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } });
+      const d = (await res.json()) as { windows: { features?: Record<string, { count: number }> }[] };
+      return d.windows.reduce((a, w) => a + (w.features?.backend?.count ?? 0), 0);
+    };
+    const { context, close } = await launchChromium();
+    try {
+      const page = await openPage(context);
+      await page.evaluate(async () => {
+        const { createRuntime } = globalThis as unknown as { createRuntime: (o: object) => { ready: Promise<unknown> } };
+        const rt = createRuntime({ model: 'movielens-topk', prefer: ['wasm'], telemetry: { intervalMs: 100, maxOutbox: 3 } });
+        (globalThis as unknown as { rt: unknown }).rt = rt;
+        await rt.ready;
+      });
+      // Earlier pages' beacons and the isolate's merge window settle first.
+      let before = await rowsSeen();
+      for (let i = 0; i < 15; i++) {
+        await new Promise((r) => setTimeout(r, 700));
+        const now = await rowsSeen();
+        if (now === before) break;
+        before = now;
+      }
+      await context.setOffline(true);
+      const offline = await page.evaluate(async (histories) => {
+        const rt = (globalThis as unknown as { rt: { recommend(h: number[], k: number): Promise<unknown>; stats(): { telemetry: { outbox: number; failures: number; sent: number } } } }).rt;
+        let maxOutbox = 0;
+        for (const h of histories) {
+          await rt.recommend(h, 10);
+          await new Promise((r) => setTimeout(r, 60)); // windows close every 100 ms, flushes fail
+          maxOutbox = Math.max(maxOutbox, rt.stats().telemetry.outbox);
+        }
+        return { ...rt.stats().telemetry, maxOutbox };
+      }, ROWS.map((r) => r.features.history));
+      expect(offline.failures).toBeGreaterThan(0);
+      expect(offline.sent).toBe(0);
+      expect(offline.maxOutbox).toBeLessThanOrEqual(3);
+      await context.setOffline(false);
+      const online = await page.evaluate(async () => {
+        const rt = (globalThis as unknown as { rt: { flushTelemetry(): Promise<void>; stats(): { telemetry: { outbox: number; sent: number } } } }).rt;
+        await rt.flushTelemetry();
+        return rt.stats().telemetry;
+      });
+      expect(online.outbox).toBe(0);
+      expect(online.sent).toBeGreaterThanOrEqual(1);
+      expect(online.sent).toBeLessThanOrEqual(4);
+      const deadline = Date.now() + 20_000;
+      let after = await rowsSeen();
+      while (after < before + ROWS.length && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 250));
+        after = await rowsSeen();
+      }
+      // Every row seen offline, no more: merged windows lost time resolution, not rows.
+      expect(after - before).toBe(ROWS.length);
+    } finally {
+      await close();
+    }
+  });
 });
