@@ -208,7 +208,7 @@ describe('browser runtime in Chromium against wrangler dev', () => {
       return d;
     };
     // The paths above flushed theirs (WASM, edge, WebGPU: 17 rows each at least).
-    const flushed = await until((d) => d.rows >= 3 * (ROWS.length + 1));
+    const flushed = await until((d) => d.rows >= 3 * (ROWS.length + 1) && ['wasm', 'edge', 'webgpu'].every((b) => d.backends.includes(b)));
     expect(flushed.rows).toBeGreaterThanOrEqual(3 * (ROWS.length + 1));
     expect(flushed.backends).toEqual(expect.arrayContaining(['wasm', 'edge', 'webgpu']));
 
