@@ -102,6 +102,21 @@ describe('DriftAggregator storage', () => {
     expect(await agg.minutes()).toEqual([]);
   });
 
+  it('a valid summary that cannot merge with its minute (a sketch of another kind) is dropped and counted at the fold; the rest stays exact', async () => {
+    const agg = ns.get(ns.idFromName('flight-delay-incompatible'));
+    const t = Date.UTC(2001, 6, 1);
+    expect((await agg.ingest('flight-delay', summary('a', 1, t, [1, 2]))).status).toBe('stored');
+    const odd = createProfile({ model: 'flight-delay', modelVersion: '1', source: { kind: 'edge', id: 'b' }, sequence: 1, windowStart: t + 1000, windowEnd: t + 2000 });
+    odd.features.set('distance', new CategoricalSketch().add('far', 5));
+    odd.counters.rows = 5;
+    expect((await agg.ingest('flight-delay', encodeSummary(odd))).status).toBe('stored');
+    expect((await agg.ingest('flight-delay', summary('c', 1, t + 3000, [3]))).status).toBe('stored');
+    const w = decodeSummary((await agg.window(t, t + MINUTE_MS))!);
+    expect(w.counters.rows).toBe(3);
+    expect((w.features.get('distance') as TDigest).count).toBe(3);
+    expect(await agg.counters()).toMatchObject({ stored: 3, incompatible: 1, rows: 3 });
+  });
+
   it('configuration errors name the variable', () => {
     expect(() => aggregatorConfig({ ALERT_WINDOW_MS: '90000' })).toThrow(/ALERT_WINDOW_MS/);
     expect(() => aggregatorConfig({ ALERT_WINDOW_MS: 'soon' })).toThrow(/ALERT_WINDOW_MS/);

@@ -46,6 +46,7 @@ const IDLE_CLOSE_MS = 5 * MINUTE_MS;
 const MAX_BUCKETS_PER_CALL = 20_000;
 const MAX_ROLLUPS_PER_ALARM = 200;
 const WEBHOOK_MAX_ATTEMPTS = 10;
+const MAX_MEMO = 512;
 
 export interface Alert {
   id: number;
@@ -130,6 +131,13 @@ export class DriftAggregator extends DurableObject<Env> {
   #config: AggregatorConfig | undefined;
   #modelKnown = false;
   #maxEnd: number | undefined;
+  /**
+   * The pending summaries of each (version, minute) already merged in memory as they came in,
+   * with how many and the last pending id they cover: a fold uses it instead of decoding those
+   * rows again when it covers exactly the rows pending. Lost on restart, which only means the
+   * fold decodes the rows. Bounded: past MAX_MEMO groups the oldest is forgotten.
+   */
+  #memo = new Map<string, { acc: Profile; rows: number; last: number }>();
 
   /**
    * Folds pending summaries into their minute buckets: per (version, minute), one decode of the
@@ -141,21 +149,35 @@ export class DriftAggregator extends DurableObject<Env> {
    */
   #fold(): void {
     const sql = this.ctx.storage.sql;
-    const groups = sql.exec(`SELECT model_version, minute, MAX(id) AS last FROM pending GROUP BY model_version, minute`).toArray();
+    const groups = sql.exec(`SELECT model_version, minute, MAX(id) AS last, COUNT(*) AS n FROM pending GROUP BY model_version, minute`).toArray();
     for (const g of groups) {
+      const key = `${g.model_version}\u0000${g.minute}`;
+      const memo = this.#memo.get(key);
+      this.#memo.delete(key);
       this.ctx.storage.transactionSync(() => {
         const row = sql.exec(`SELECT summary FROM buckets WHERE model_version = ? AND minute = ?`, g.model_version, g.minute).toArray()[0];
         let acc: Profile | undefined = row ? decodeSummary(new Uint8Array(row.summary as ArrayBuffer)) : undefined;
-        for (const r of sql.exec(`SELECT summary FROM pending WHERE model_version = ? AND minute = ? AND id <= ? ORDER BY id`, g.model_version, g.minute, g.last)) {
-          const p = decodeSummary(new Uint8Array(r.summary as ArrayBuffer));
-          if (!acc) acc = p;
-          else {
-            try {
-              mergeInto(acc, p);
-            } catch (e) {
-              if (!(e instanceof SketchMergeError)) throw e;
-              this.#count('incompatible');
-              this.#count('rows', -p.counters.rows);
+        let folded = false;
+        if (memo && memo.rows === g.n && memo.last === g.last) {
+          try {
+            acc = acc ? mergeInto(acc, memo.acc) : memo.acc;
+            folded = true;
+          } catch (e) {
+            if (!(e instanceof SketchMergeError)) throw e; // then one by one below, to drop only the culprit
+          }
+        }
+        if (!folded) {
+          for (const r of sql.exec(`SELECT summary FROM pending WHERE model_version = ? AND minute = ? AND id <= ? ORDER BY id`, g.model_version, g.minute, g.last)) {
+            const p = decodeSummary(new Uint8Array(r.summary as ArrayBuffer));
+            if (!acc) acc = p;
+            else {
+              try {
+                mergeInto(acc, p);
+              } catch (e) {
+                if (!(e instanceof SketchMergeError)) throw e;
+                this.#count('incompatible');
+                this.#count('rows', -p.counters.rows);
+              }
             }
           }
         }
@@ -242,7 +264,7 @@ export class DriftAggregator extends DurableObject<Env> {
         this.#count('duplicates');
         return { status: 'duplicate' as const, minute };
       }
-      sql.exec(`INSERT INTO pending (model_version, minute, summary) VALUES (?, ?, ?)`, p.modelVersion, minute, raw);
+      const id = sql.exec(`INSERT INTO pending (model_version, minute, summary) VALUES (?, ?, ?) RETURNING id`, p.modelVersion, minute, raw).one().id as number;
       sql.exec(`INSERT INTO seen (source, sequence, model_version, window_start) VALUES (?, ?, ?, ?)`, source, p.sequence, p.modelVersion, p.windowStart);
       this.#count('stored');
       this.#count('rows', p.counters.rows);
@@ -252,12 +274,31 @@ export class DriftAggregator extends DurableObject<Env> {
       }
       this.#maxEnd ??= Number(this.#meta('max_end') ?? -Infinity);
       if (p.windowEnd > this.#maxEnd) this.#setMeta('max_end', p.windowEnd);
-      return { status: 'stored' as const, minute };
+      return { status: 'stored' as const, minute, id };
     });
-    // The cached newest window end follows storage only once the transaction committed.
-    if (result.status === 'stored' && p.windowEnd > (this.#maxEnd ?? -Infinity)) this.#maxEnd = p.windowEnd;
+    if (result.status === 'stored') {
+      // In-memory state follows storage only once the transaction committed.
+      if (p.windowEnd > (this.#maxEnd ?? -Infinity)) this.#maxEnd = p.windowEnd;
+      const key = `${p.modelVersion}\u0000${minute}`;
+      const memo = this.#memo.get(key);
+      if (!memo) {
+        // A memo must cover every pending row of its group: only start one for a group with no other rows.
+        if (sql.exec(`SELECT COUNT(*) AS n FROM pending WHERE model_version = ? AND minute = ?`, p.modelVersion, minute).one().n === 1) {
+          this.#memo.set(key, { acc: p, rows: 1, last: result.id });
+          if (this.#memo.size > MAX_MEMO) this.#memo.delete(this.#memo.keys().next().value!);
+        }
+      } else {
+        try {
+          mergeInto(memo.acc, p);
+          memo.rows++;
+          memo.last = result.id;
+        } catch {
+          this.#memo.delete(key); // the fold decodes the rows and drops only the incompatible one
+        }
+      }
+    }
     if (result.status === 'stored') await this.#arm();
-    return result;
+    return { status: result.status, minute: result.minute };
   }
 
   /** Ingest arms the alarm, which evaluates, rolls up and notifies. */
