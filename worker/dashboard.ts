@@ -32,7 +32,6 @@ header label { color: var(--muted); display: inline-flex; align-items: center; g
 select, input, button { font: inherit; color: inherit; }
 select, input[type=text], input[type=password] { border: 1px solid #cfd6de; border-radius: 6px; padding: 4px 8px; background: #fff; }
 input[type=password] { width: 120px; }
-input#reference { width: 96px; }
 button { border: 1px solid #cfd6de; background: #fff; border-radius: 6px; padding: 4px 12px; cursor: pointer; }
 button.primary { background: var(--live); border-color: var(--live); color: #fff; }
 button:hover { filter: brightness(.97); }
@@ -104,6 +103,8 @@ const PRESETS = [['15m', 'last 15 min', 15 * 60e3], ['1h', 'last hour', 3600e3],
 const STEPS = [['', 'auto'], ['60000', '1 min'], ['300000', '5 min'], ['900000', '15 min'], ['3600000', '1 hour'], ['21600000', '6 hours'], ['86400000', '1 day']];
 // statistic/threshold -> colour: pale blue well below the threshold, warming to amber at it, red far past it.
 const HEAT = [[0, [234, 241, 247]], [0.35, [207, 225, 239]], [0.45, [246, 231, 180]], [0.5, [242, 193, 78]], [0.75, [226, 122, 52]], [1, [160, 36, 30]]];
+// The drift route's references: the baseline in force, or the same window a day/week earlier, or the one before.
+const REFERENCES = [['', 'baseline'], ['previous_day', 'previous day'], ['previous_week', 'previous week'], ['previous_window', 'previous window']];
 const MON = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
 const $ = (sel) => document.querySelector(sel);
@@ -251,7 +252,10 @@ function controls(p) {
   try { sv = p.step ? String(parseStep(p.step)) : ''; } catch { sv = ''; }
   if (sv && !STEPS.some((x) => x[0] === sv)) step.append(h('option', { value: sv, text: stepName(Number(sv)) }));
   step.value = sv;
-  $('#reference').value = p.reference;
+  const ref = $('#reference');
+  ref.replaceChildren(...REFERENCES.map((x) => h('option', { value: x[0], text: x[1] })));
+  if (p.reference && !REFERENCES.some((x) => x[0] === p.reference)) ref.append(h('option', { value: p.reference, text: p.reference }));
+  ref.value = p.reference;
   $('#refresh').checked = !!p.refresh;
   $('#token').value = token();
 }
@@ -417,7 +421,8 @@ function render() {
   $('#range-line').replaceChildren(
     h('strong', { text: d.model }), d.info && d.info.version ? ' v' + d.info.version : '', ' · ',
     short(r.from) + ' – ' + short(r.to) + ' UTC · ' + v.windows.length + ' windows of ' + stepName(r.step),
-    d.reference ? ' · reference: ' + d.reference : '', ' · updated ' + hm(d.at) + ' UTC');
+    ' · against ' + refName(d), d.drift.aggregator && Number.isFinite(d.drift.aggregator.stored) ? ' · ' + int(d.drift.aggregator.stored) + ' summaries stored' : '',
+    ' · updated ' + hm(d.at) + ' UTC');
   cards(root, v);
   heatmapPanel(root, v);
   bandsPanel(root, v);
@@ -429,6 +434,13 @@ function render() {
   root.append(row2);
   alertsPanel(row2, d.alerts);
   versionsPanel(row2, d.versions);
+}
+
+function refName(d) {
+  const r = d.drift.reference || d.reference || 'baseline';
+  const known = REFERENCES.find((x) => x[0] === r);
+  if (r === 'baseline' || r === '') return (d.drift.baseline && d.drift.baseline.source === 'training') || !d.drift.baseline ? 'training baseline' : 'baseline ' + d.drift.baseline.source;
+  return known ? known[1] : r;
 }
 
 function cards(root, v) {
@@ -450,7 +462,7 @@ function cards(root, v) {
     stat('Open alerts', alerts ? String(alerts.open) : '–', alerts ? alerts.alerts.length + ' in history' : 'alerts unavailable', { alarm: alerts && alerts.open > 0, attrs: { id: 'open-alerts' } }),
     stat('Latency, latest window', latest && latest.latency_ms ? ms(latest.latency_ms.p50) + ' / ' + ms(latest.latency_ms.p99) : '–', 'p50 / p99 per request'),
     stat('Served at the edge', total ? pct(edge / total) : '–', total ? 'errors ' + pct(errors / total) + ' · fallback ' + pct(sum('fallbacks') / total) : ''),
-    stat('Baseline', b.source || '–', (Array.isArray(b.window) ? b.window.map((x) => String(x).slice(0, 10)).join(' → ') + ' · ' : '') + int(b.rows) + ' rows'),
+    stat('Compared with', refName(v.d), 'baseline: ' + (b.source || '–') + ' · ' + (Array.isArray(b.window) ? b.window.map((x) => String(x).slice(0, 10)).join(' → ') + ' · ' : '') + int(b.rows) + ' rows'),
   ));
 }
 
@@ -462,7 +474,7 @@ function heatmapPanel(root, v) {
   if (state.method !== 'worst' && !methods.has(state.method)) state.method = 'worst';
   pick.value = state.method;
   const body = panel(root, 'drift', 'Drift by feature over time',
-    h('span', {}, 'Each cell is one window compared with the baseline, coloured by statistic ÷ threshold; a dot marks a window flagged as drifted. Colour by ', pick));
+    h('span', {}, 'Each cell is one window compared with the ' + refName(v.d) + ', coloured by statistic ÷ threshold; a dot marks a window flagged as drifted. Colour by ', pick));
   if (v.rows.length === 0) return body.append(chartEmpty('The drift route described no features.'));
   const width = widthOf(body);
   const labelW = 150, rightW = 118, top = 30, rowH = 26, gap = 14, volH = 22;
@@ -765,7 +777,7 @@ $('#forget').addEventListener('click', () => { setToken(''); load(); });
 $('#model').addEventListener('change', (e) => change({ model: e.target.value }));
 $('#range').addEventListener('change', (e) => { if (e.target.value !== 'custom') change({ range: e.target.value, from: '', to: '' }); });
 $('#step').addEventListener('change', (e) => change({ step: e.target.value }));
-$('#reference').addEventListener('change', (e) => change({ reference: e.target.value.trim() }));
+$('#reference').addEventListener('change', (e) => change({ reference: e.target.value }));
 $('#refresh').addEventListener('change', (e) => change({ refresh: e.target.checked ? '60' : '' }));
 $('#reload').addEventListener('click', () => load());
 let resizeTimer = 0;
@@ -779,8 +791,7 @@ const BODY = `<header>
   <label>model <select id="model" aria-label="model"></select></label>
   <label>range <select id="range" aria-label="range"></select></label>
   <label>step <select id="step" aria-label="step"></select></label>
-  <label>reference <input id="reference" type="text" placeholder="training" list="references" aria-label="reference"></label>
-  <datalist id="references"><option value="previous_day"></option></datalist>
+  <label>against <select id="reference" aria-label="reference"></select></label>
   <label title="reload every minute"><input id="refresh" type="checkbox"> auto</label>
   <button id="reload" type="button">Reload</button>
   <span class="spacer"></span>
