@@ -1,5 +1,6 @@
 // The aggregator Durable Object with its real SQLite storage (Workers vitest pool).
 import { env } from 'cloudflare:test';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CategoricalSketch, createProfile, decodeSummary, encodeSummary, TDigest } from '../core/index.ts';
 import type { DriftAggregator } from './aggregator.ts';
@@ -65,3 +66,43 @@ describe('DriftAggregator', () => {
 });
 
 const MINUTE = 60_000;
+
+describe('DriftAggregator under hostile input', () => {
+  it('fuzzed bytes, mutated summaries and huge bodies are refused with a reason or stored whole, never throw, and never change what was stored before', async () => {
+    const agg = ns.get(ns.idFromName('flight-delay-fuzz'));
+    const t = Date.UTC(2001, 3, 2, 12, 0, 0);
+    expect((await agg.ingest('flight-delay', summary('flight-delay', 'base', 1, t, [1, 2, 3]))).status).toBe('stored');
+    const good = summary('flight-delay', 'fuzz', 1, t + 60_000, [4, 5]);
+    let seq = 2;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 2000 }),
+          // One to four bytes of a valid summary changed (the CRC then fails, or, where it is the CRC that changed, the body no longer matches).
+          fc.array(fc.tuple(fc.nat({ max: good.length - 1 }), fc.integer({ min: 1, max: 255 })), { minLength: 1, maxLength: 4 }).map((edits) => {
+            const b = good.slice();
+            for (const [i, x] of edits) b[i] ^= x;
+            return b;
+          }),
+          fc.nat({ max: good.length - 1 }).map((n) => good.slice(0, n)),
+        ),
+        async (bytes) => {
+          const before = await agg.window(t, t + 60_000);
+          const r = await agg.ingest('flight-delay', bytes);
+          expect(r.status).toBe('rejected');
+          expect(r.reason!.length).toBeGreaterThan(5);
+          expect(await agg.window(t, t + 60_000)).toEqual(before);
+        },
+      ),
+      { numRuns: 60 },
+    );
+    const huge = new Uint8Array(8 << 20);
+    huge.set(good);
+    const r = await agg.ingest('flight-delay', huge);
+    expect(r).toMatchObject({ status: 'rejected' });
+    expect(r.reason).toMatch(/bytes, more than/);
+    // A valid one still goes in afterwards.
+    expect((await agg.ingest('flight-delay', summary('flight-delay', 'fuzz', ++seq, t + 60_000, [4, 5]))).status).toBe('stored');
+    expect(decodeSummary((await agg.window(0, 2 ** 52))!).counters.rows).toBe(5);
+  });
+});

@@ -38,6 +38,8 @@ export const DAY_MS = 86_400_000;
 export const ALERT_HYSTERESIS = 3;
 /** Windows with fewer rows than this are not evaluated (too few to judge), by default. */
 export const MIN_ROWS_TO_EVALUATE = 200;
+/** Larger summaries are refused unread (an isolate's window is a few KB; the format allows far more). */
+export const MAX_SUMMARY_BYTES = 1 << 20;
 /** Summaries whose window starts this far past the clock are refused (a skewed client clock). */
 export const MAX_FUTURE_MS = HOUR_MS;
 /** Live traffic that went quiet: windows this far behind the clock are complete anyway. */
@@ -239,6 +241,11 @@ export class DriftAggregator extends DurableObject<Env> {
   /** Stores one summary for `model` (the name this object was addressed by). */
   async ingest(model: string, bytes: Uint8Array | ArrayBuffer): Promise<IngestResult> {
     this.#schema();
+    const size = bytes.byteLength;
+    if (size > MAX_SUMMARY_BYTES) {
+      this.#count('rejected');
+      return { status: 'rejected', reason: `summary is ${size} bytes, more than ${MAX_SUMMARY_BYTES}` };
+    }
     let p: Profile;
     try {
       p = decodeSummary(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes));
