@@ -10,16 +10,26 @@
 // 2. Summary bytes per flush: encodeSummary of a window of real rows and outputs (100, 1,000,
 //    2,000 rows) against the same rows as JSON lines (raw and gzipped).
 // 3. One DriftAggregator object's ingest rate over RPC with its real SQLite storage under
-//    wrangler dev: realistic summaries (500-row windows of real rows, 50 sources, 5 s windows),
-//    stored and then again as retries (duplicates); stored bytes; and where an ingest's time
-//    goes (decode, merge, encode, SQL statements) replayed in this Node process.
+//    wrangler dev: realistic summaries (500-row windows of real rows, 50 sources, 5 s windows).
+//    Ingest defers work (it stores each summary as a pending row and merges it in memory; the
+//    pending rows are folded into their minute buckets before any read and on alarms), so it is
+//    reported twice: (a) ingest alone, as the sender sees it, and (b) sustained: the same N
+//    summaries ingested and then folded (a minutes() read on the object forces the fold),
+//    N / (ingest + fold). Then the same again as retries (duplicates); an RPC floor (the same
+//    bytes with a bad magic byte, refused at decode's first check); stored bytes; and where the
+//    time goes (decode, in-memory merge, SQL at ingest; encode and SQL at the fold) replayed in
+//    this Node process.
 //
-// Options: --pairs 1500 (per model), --seconds 36 (cap per model), --rounds 3, --summaries 1500, --quick
+// Options: --pairs 1500 (per model), --seconds 36 (cap per model), --rounds 3, --summaries 1500,
+// --repeats 1 (fresh objects for the c=16 ingest + fold; the table shows the median), --quick,
+// --only aggregator (part 3 alone: one wrangler dev process, TELEMETRY=off; the summaries' latency
+// digests come from 200 warm-up requests instead of part 1's end-to-end run)
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { createWindowProfiler, decodeSummary, encodeInstances, encodeSummary, mergeProfiles, type ModelManifest, type ObservedRow, type Profile } from '../core/index.ts';
+import { createWindowProfiler, decodeSummary, encodeInstances, encodeSummary, mergeInto, type ModelManifest, type ObservedRow, type Profile } from '../core/index.ts';
 import { freePort, ROOT, startWorker, stop, waitFor } from '../test/support/servers.ts';
 import { streamProfile, type StreamOptions } from '../worker/bench-routes.ts';
 import { markdownTable, progress } from './lib/report.ts';
@@ -30,6 +40,13 @@ const QUICK = args.includes('--quick');
 const PAIRS = Number(opt('pairs', QUICK ? '300' : '1500'));
 const SECONDS = Number(opt('seconds', QUICK ? '10' : '36'));
 const SUMMARIES = Number(opt('summaries', QUICK ? '300' : '1500'));
+const REPEATS = Math.max(1, Number(opt('repeats', '1')));
+const ONLY = args.includes('--only') ? opt('only', '') : '';
+if (ONLY && ONLY !== 'aggregator') {
+  console.error(`--only ${ONLY}: only "aggregator" (part 3) can run alone`);
+  process.exit(2);
+}
+const AGG_ONLY = ONLY === 'aggregator';
 /** Pairs of processes the end-to-end comparison is split over. */
 const ROUNDS = Number(opt('rounds', '3'));
 /** A generous budget, so that no request is refused for its deadline on this loaded machine (refusals are faster and would flatter either side). */
@@ -117,15 +134,28 @@ const e2e: Partial<Record<Model, E2E>> = {};
 const rowsOf: Partial<Record<Model, { instances: Record<string, unknown>[]; predictions: Record<string, unknown>[] }>> = {};
 const hot: Partial<Record<Model, { sketchUs: number; inferUs: number; sessionUs: number; flushed: number; flushedBytes: number; runs: number }>> = {};
 interface IngestRun {
-  mode: string;
+  mode: 'ingest' | 'fold' | 'sustained' | 'retries' | 'reject floor' | 'read floor';
+  what: string;
   concurrency: number;
   done: number;
   statuses: Record<string, number>;
   ms: number;
   rate: number;
 }
-const ingest: Partial<Record<Model, { meanBytes: number; runs: IngestRun[]; stored: { buckets: number; bytes: number; counters: Record<string, number> } | null; bases: string[]; stream: StreamOptions }>> = {};
+interface Sustained {
+  concurrency: number;
+  ingest: IngestRun;
+  fold: IngestRun;
+  sustained: IngestRun;
+}
+const ingest: Partial<Record<Model, { meanBytes: number; runs: IngestRun[]; repeats: Sustained[]; stored: { buckets: number; bytes: number; counters: Record<string, number> } | null; bases: string[]; stream: StreamOptions }>> = {};
+/** Client latencies of the warm-up requests (--only aggregator), for the summaries' latency digests. */
+const warmLat: Partial<Record<Model, number[]>> = {};
+const latOf = (m: Model): number[] => e2e[m]?.on ?? warmLat[m]!;
 let emptyIngestMs = 0;
+let emptyFoldMs = 0;
+const loads: { at: string; load: number[] }[] = [];
+const markLoad = (at: string) => loads.push({ at, load: loadavg().map((x) => Number(x.toFixed(2))) });
 let OFF = 0;
 let ON = 0;
 
@@ -138,24 +168,39 @@ async function startPair(round: number): Promise<void> {
   await Promise.all([waitFor(`http://127.0.0.1:${OFF}/v2/health/ready`, 120_000), waitFor(`http://127.0.0.1:${ON}/v2/health/ready`, 120_000)]);
 }
 
-try {
-  for (let round = 0; round < ROUNDS; round++) {
-    await startPair(round);
-    if (round === 0) {
-      // Real outputs for every replayed row, in batches; asked of both workers alike, so that
-      // both have done the same work before they are compared.
-      for (const m of MODELS) {
-        progress(`${m}: predictions for ${replay[m].length} replayed rows (from both workers)`);
-        const predictions: Record<string, unknown>[] = [];
-        const step = manifests[m].serving.maxBatch;
-        for (let i = 0; i < replay[m].length; i += step) {
-          const { json } = await must(OFF, `/v1/models/${m}/predict`, { instances: replay[m].slice(i, i + step) });
-          await must(ON, `/v1/models/${m}/predict`, { instances: replay[m].slice(i, i + step) });
-          predictions.push(...(json.predictions as Record<string, unknown>[]));
-        }
-        rowsOf[m] = { instances: replay[m], predictions };
-      }
+/** Real outputs for every replayed row, in batches; asked of every worker alike, so that all have done the same work before they are compared. */
+async function predictAll(ports: number[]): Promise<void> {
+  for (const m of MODELS) {
+    progress(`${m}: predictions for ${replay[m].length} replayed rows (from ${ports.length === 1 ? 'the worker' : 'both workers'})`);
+    const predictions: Record<string, unknown>[] = [];
+    const step = manifests[m].serving.maxBatch;
+    for (let i = 0; i < replay[m].length; i += step) {
+      const { json } = await must(ports[0], `/v1/models/${m}/predict`, { instances: replay[m].slice(i, i + step) });
+      for (const port of ports.slice(1)) await must(port, `/v1/models/${m}/predict`, { instances: replay[m].slice(i, i + step) });
+      predictions.push(...(json.predictions as Record<string, unknown>[]));
     }
+    rowsOf[m] = { instances: replay[m], predictions };
+  }
+}
+
+markLoad('start');
+try {
+  if (AGG_ONLY) {
+    OFF = await freePort();
+    progress(`part 3 only: starting one wrangler dev process, telemetry off (:${OFF})`);
+    children.push(await startWorker(OFF, { ...base, TELEMETRY: 'off' }));
+    await waitFor(`http://127.0.0.1:${OFF}/v2/health/ready`, 120_000);
+    await predictAll([OFF]);
+    for (const m of MODELS) {
+      progress(`${m}: warm-up, 200 one-row requests (their latencies go into the summaries)`);
+      const lat: number[] = [];
+      for (let i = 0; i < 200; i++) lat.push((await must(OFF, `/v1/models/${m}/predict`, { instances: [replay[m][(i * 13) % replay[m].length]] })).ms);
+      warmLat[m] = lat;
+    }
+  }
+  for (let round = 0; round < (AGG_ONLY ? 0 : ROUNDS); round++) {
+    await startPair(round);
+    if (round === 0) await predictAll([OFF, ON]);
 
     // 1a. End to end, alternating.
     for (const m of MODELS) {
@@ -198,7 +243,7 @@ try {
   }
 
   // 1b. The hot path inside the isolate (off worker; the routes do not depend on TELEMETRY).
-  for (const m of MODELS) {
+  for (const m of AGG_ONLY ? [] : MODELS) {
     const n = 256;
     const { instances, predictions } = rowsOf[m]!;
     const latencies = sortNum(e2e[m]!.on).filter((_, i) => i % 7 === 0);
@@ -223,30 +268,55 @@ try {
   }
 
   // 3. Ingest into one DriftAggregator object (off worker: its own telemetry does not flush).
+  markLoad('part 3 start');
   const run = `${Date.now().toString(36)}`;
   emptyIngestMs = Infinity;
   for (const m of MODELS) {
     const { instances, predictions } = rowsOf[m]!;
     progress(`${m}: building ${SUMMARIES} summaries (64 distinct 500-row windows, 50 sources, 5 s windows)`);
-    const prep = await must(OFF, '/v1/bench/telemetry/summaries', { model: m, instances, predictions, latencies: e2e[m]!.on, count: SUMMARIES, distinct: 64, rowsPerWindow: 500, sources: 50, windowMs: 5000 });
+    const prep = await must(OFF, '/v1/bench/telemetry/summaries', { model: m, instances, predictions, latencies: latOf(m), count: SUMMARIES, distinct: 64, rowsPerWindow: 500, sources: 50, windowMs: 5000 });
     const token = prep.json.token as string;
-    if (emptyIngestMs === Infinity) emptyIngestMs = await best(5, () => must(OFF, '/v1/bench/telemetry/ingest', { token, model: m, object: `bench-${run}-empty`, count: 0 }));
+    if (emptyIngestMs === Infinity) {
+      // Baselines: the same request doing no ingest (no RPC), and a fold of an object with nothing pending (one RPC, no fold work).
+      emptyIngestMs = await best(5, () => must(OFF, '/v1/bench/telemetry/ingest', { token, model: m, object: `bench-${run}-empty`, count: 0 }));
+      emptyFoldMs = await best(5, () => must(OFF, '/v1/bench/telemetry/fold', { object: `bench-${run}-empty` }));
+    }
     const runs: IngestRun[] = [];
-    const timed = async (mode: string, object: string, concurrency: number, count: number) => {
-      progress(`${m}: ingest ${count} (${mode}) into ${object} at concurrency ${concurrency}`);
-      const r = await must(OFF, '/v1/bench/telemetry/ingest', { token, model: m, object, concurrency, count, maxMs: 20_000 });
+    const ingestRun = async (mode: IngestRun['mode'], what: string, object: string, concurrency: number, count: number, probe?: 'reject' | 'read'): Promise<IngestRun> => {
+      progress(`${m}: ${what}: ${count} into ${object} at concurrency ${concurrency}`);
+      const r = await must(OFF, '/v1/bench/telemetry/ingest', { token, model: m, object, concurrency, count, maxMs: 60_000, probe });
       const ms = Math.max(0.001, r.ms - emptyIngestMs);
-      runs.push({ mode, concurrency, done: r.json.done, statuses: r.json.statuses, ms, rate: r.json.done / (ms / 1000) });
-      if (r.json.reason) progress(`${m}: rejected: ${r.json.reason}`);
+      if (r.json.reason && !probe) progress(`${m}: rejected: ${r.json.reason}`);
+      return { mode, what, concurrency, done: r.json.done, statuses: r.json.statuses, ms, rate: r.json.done / (ms / 1000) };
     };
-    const obj16 = `bench-${run}-${m}-c16`;
-    if (m === 'flight-delay') await timed('new summaries', `bench-${run}-${m}-c1`, 1, Math.min(SUMMARIES, 500));
-    await timed('new summaries', obj16, 16, SUMMARIES);
-    await timed('retries (duplicates)', obj16, 16, SUMMARIES);
+    /** N new summaries into a fresh object, then the fold that a read forces: ingest alone, fold, and sustained (N / both). */
+    const sustainedRun = async (object: string, concurrency: number, count: number): Promise<Sustained> => {
+      const ing = await ingestRun('ingest', 'ingest alone (as the sender sees it)', object, concurrency, count);
+      progress(`${m}: fold of ${object} (minutes())`);
+      const f = await must(OFF, '/v1/bench/telemetry/fold', { object });
+      const foldMs = Math.max(0.001, f.ms - emptyFoldMs);
+      const stored = ing.statuses.stored ?? 0;
+      const fold: IngestRun = { mode: 'fold', what: 'fold of those (a minutes() read)', concurrency: 1, done: stored, statuses: { [`into ${f.json.buckets} buckets`]: stored }, ms: foldMs, rate: stored / (foldMs / 1000) };
+      const total = ing.ms + foldMs;
+      const sus: IngestRun = { mode: 'sustained', what: 'sustained: ingest + fold', concurrency, done: stored, statuses: { stored }, ms: total, rate: stored / (total / 1000) };
+      return { concurrency, ingest: ing, fold, sustained: sus };
+    };
+    const pushSustained = (x: Sustained, label = '') => runs.push({ ...x.ingest, what: x.ingest.what + label }, { ...x.fold, what: x.fold.what + label }, { ...x.sustained, what: x.sustained.what + label });
+    if (m === 'flight-delay') pushSustained(await sustainedRun(`bench-${run}-${m}-c1`, 1, Math.min(SUMMARIES, 500)));
+    const repeats: Sustained[] = [];
+    for (let i = 0; i < REPEATS; i++) repeats.push(await sustainedRun(`bench-${run}-${m}-c16-${i}`, 16, SUMMARIES));
+    const order = repeats.map((x, i) => [x.sustained.rate, i]).sort((a, b) => a[0] - b[0]);
+    const median = order[Math.floor((order.length - 1) / 2)][1];
+    const obj16 = `bench-${run}-${m}-c16-${median}`;
+    pushSustained(repeats[median], REPEATS > 1 ? ` (median of ${REPEATS} fresh objects by sustained rate; sustained ${order.map(([r]) => r.toFixed(0)).join(', ')}/s)` : '');
+    runs.push(await ingestRun('retries', 'retries (duplicates)', obj16, 16, SUMMARIES));
+    runs.push(await ingestRun('reject floor', 'floor: the same bytes with a bad magic byte (refused at once: RPC, clone, one counter write)', `bench-${run}-${m}-probe`, 16, SUMMARIES, 'reject'));
+    runs.push(await ingestRun('read floor', 'floor: as many counters() reads (RPC only, nothing written)', obj16, 16, SUMMARIES, 'read'));
     const st = await fetch(`http://127.0.0.1:${OFF}/v1/bench/telemetry/stored?object=${encodeURIComponent(obj16)}`).then((r) => r.json() as Promise<any>);
     const stored = st?.buckets ? { buckets: st.buckets.length, bytes: (st.buckets as { bytes: number }[]).reduce((a, b) => a + b.bytes, 0), counters: st.counters } : null;
-    ingest[m] = { meanBytes: prep.json.bytes.total / SUMMARIES, runs, stored, bases: prep.json.bases, stream: prep.json.stream };
+    ingest[m] = { meanBytes: prep.json.bytes.total / SUMMARIES, runs, repeats, stored, bases: prep.json.bases, stream: prep.json.stream };
   }
+  markLoad('part 3 end');
 } finally {
   progress('stopping the workers');
   await stopAll();
@@ -262,7 +332,7 @@ interface Bytes {
   jsonGz: number;
 }
 const bytes: Bytes[] = [];
-for (const m of MODELS) {
+for (const m of AGG_ONLY ? [] : MODELS) {
   const { instances, predictions } = rowsOf[m]!;
   const enc = encodeInstances(manifests[m], { instances }, { maxBatch: 100_000 });
   const lat = e2e[m]!.on;
@@ -280,13 +350,18 @@ for (const m of MODELS) {
   }
 }
 
-// --- 3b. Where an ingest's time goes: the same stream replayed through the same steps in Node --------
+// --- 3b. Where the time goes: the same stream replayed through the same steps in Node --------------
 interface Breakdown {
+  /** Per summary, at ingest: decode (validation), the in-memory merge into the minute's accumulator, the SQL statements (ms, totals). */
   decode: number;
-  decodeBucket: number;
   merge: number;
-  encode: number;
   sql: number | null;
+  /** At the fold, once per (version, minute): encode the bucket, and its SQL (select the groups and the bucket, upsert it, delete the pending rows). */
+  foldEncode: number;
+  foldSql: number | null;
+  /** A later fold into a bucket that exists: decode it and merge the accumulator into it, per bucket (ms, mean). */
+  bucketDecodeMerge: number;
+  minutes: number;
   n: number;
 }
 const breakdown: Partial<Record<Model, Breakdown>> = {};
@@ -294,139 +369,206 @@ let sqliteNote = '';
 for (const m of MODELS) {
   const ig = ingest[m];
   if (!ig) continue;
-  progress(`${m}: replaying ${SUMMARIES} ingests in Node for the breakdown`);
+  progress(`${m}: replaying ${SUMMARIES} ingests and the fold in Node for the breakdown`);
   const bases = ig.bases.map((b) => decodeSummary(new Uint8Array(Buffer.from(b, 'base64'))));
   const stream = Array.from({ length: SUMMARIES }, (_, k) => encodeSummary(streamProfile(bases, k, ig.stream)));
   let db: any;
   try {
     const { DatabaseSync } = await import('node:sqlite');
     db = new DatabaseSync(':memory:');
-    db.exec(`CREATE TABLE seen (source TEXT NOT NULL, sequence INTEGER NOT NULL, model_version TEXT NOT NULL, window_start INTEGER, PRIMARY KEY (source, sequence, model_version));
-             CREATE TABLE buckets (model_version TEXT NOT NULL, minute INTEGER NOT NULL, summary BLOB NOT NULL, PRIMARY KEY (model_version, minute));
+    db.exec(`CREATE TABLE seen (source TEXT NOT NULL, sequence INTEGER NOT NULL, model_version TEXT NOT NULL, window_start INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (source, sequence, model_version));
+             CREATE TABLE buckets (model_version TEXT NOT NULL, minute INTEGER NOT NULL, summary BLOB NOT NULL, span INTEGER NOT NULL DEFAULT 60000, PRIMARY KEY (model_version, minute));
+             CREATE TABLE pending (id INTEGER PRIMARY KEY AUTOINCREMENT, model_version TEXT NOT NULL, minute INTEGER NOT NULL, summary BLOB NOT NULL);
              CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
              CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);`);
   } catch (e) {
     sqliteNote = `node:sqlite unavailable (${(e as Error).message}); SQL not replayed`;
   }
-  // The statements DriftAggregator.ingest runs (worker/aggregator.ts as of this bench's commit).
+  // The statements DriftAggregator.ingest and #fold run (worker/aggregator.ts as of this bench's commit).
   const stmt = db && {
     dup: db.prepare(`SELECT 1 FROM seen WHERE source = ? AND sequence = ? AND model_version = ?`),
-    get: db.prepare(`SELECT summary FROM buckets WHERE model_version = ? AND minute = ?`),
-    put: db.prepare(`INSERT INTO buckets (model_version, minute, summary) VALUES (?, ?, ?) ON CONFLICT(model_version, minute) DO UPDATE SET summary = excluded.summary`),
+    pend: db.prepare(`INSERT INTO pending (model_version, minute, summary) VALUES (?, ?, ?) RETURNING id`),
     seen: db.prepare(`INSERT INTO seen (source, sequence, model_version, window_start) VALUES (?, ?, ?, ?)`),
     getMeta: db.prepare(`SELECT value FROM meta WHERE key = ?`),
     setMeta: db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`),
     count: db.prepare(`INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value`),
     meta: db.prepare(`INSERT INTO meta (key, value) VALUES ('model', ?) ON CONFLICT(key) DO NOTHING`),
+    groupCount: db.prepare(`SELECT COUNT(*) AS n FROM pending WHERE model_version = ? AND minute = ?`),
+    groups: db.prepare(`SELECT model_version, minute, MAX(id) AS last, COUNT(*) AS n FROM pending GROUP BY model_version, minute`),
+    get: db.prepare(`SELECT summary FROM buckets WHERE model_version = ? AND minute = ?`),
+    put: db.prepare(`INSERT INTO buckets (model_version, minute, summary) VALUES (?, ?, ?) ON CONFLICT(model_version, minute) DO UPDATE SET summary = excluded.summary`),
+    del: db.prepare(`DELETE FROM pending WHERE model_version = ? AND minute = ? AND id <= ?`),
   };
-  const b: Breakdown = { decode: 0, decodeBucket: 0, merge: 0, encode: 0, sql: db ? 0 : null, n: SUMMARIES };
-  const buckets = new Map<string, Uint8Array>();
+  const b: Breakdown = { decode: 0, merge: 0, sql: db ? 0 : null, foldEncode: 0, foldSql: db ? 0 : null, bucketDecodeMerge: 0, minutes: 0, n: SUMMARIES };
+  const memo = new Map<string, { version: string; minute: number; acc: Profile }>();
+  let modelKnown = false;
+  let maxEnd: number | undefined;
+  let id = 0;
   for (const x of stream) {
     let t = performance.now();
     const p = decodeSummary(x);
     b.decode += performance.now() - t;
     const minute = Math.floor(p.windowStart / 60_000) * 60_000;
     const source = `${p.source.kind}:${p.source.id}`;
-    let row: Uint8Array | undefined;
+    const key = `${p.modelVersion}\u0000${minute}`;
+    let first = !memo.has(key);
     if (db) {
       t = performance.now();
       stmt.getMeta.get('pruned_before');
       db.exec('BEGIN');
       stmt.dup.all(source, p.sequence, p.modelVersion);
-      const r = stmt.get.get(p.modelVersion, minute) as { summary: Uint8Array } | undefined;
-      row = r?.summary;
-      b.sql! += performance.now() - t;
-    } else row = buckets.get(`${p.modelVersion}|${minute}`);
-    t = performance.now();
-    const prev = row ? decodeSummary(new Uint8Array(row)) : undefined;
-    b.decodeBucket += performance.now() - t;
-    t = performance.now();
-    const merged: Profile = { ...(prev ? mergeProfiles(prev, p) : p), source: { kind: 'merged', id: '' }, sequence: 0 };
-    b.merge += performance.now() - t;
-    t = performance.now();
-    const out = encodeSummary(merged, { meanPrecision: 'f64' });
-    b.encode += performance.now() - t;
-    if (db) {
-      t = performance.now();
-      stmt.put.run(p.modelVersion, minute, out);
+      id = (stmt.pend.get(p.modelVersion, minute, x) as { id: number }).id;
       stmt.seen.run(source, p.sequence, p.modelVersion, p.windowStart);
       stmt.count.run('stored', 1);
       stmt.count.run('rows', p.counters.rows);
-      stmt.meta.run(m);
-      const maxEnd = Number((stmt.getMeta.get('max_end') as { value?: string } | undefined)?.value ?? -Infinity);
-      if (p.windowEnd > maxEnd) stmt.setMeta.run('max_end', String(p.windowEnd));
+      if (!modelKnown) {
+        stmt.meta.run(m);
+        modelKnown = true;
+      }
+      maxEnd ??= Number((stmt.getMeta.get('max_end') as { value?: string } | undefined)?.value ?? -Infinity);
+      if (p.windowEnd > maxEnd) {
+        stmt.setMeta.run('max_end', String(p.windowEnd));
+        maxEnd = p.windowEnd;
+      }
       db.exec('COMMIT');
+      if (first) first = (stmt.groupCount.get(p.modelVersion, minute) as { n: number }).n === 1;
       b.sql! += performance.now() - t;
-    } else buckets.set(`${p.modelVersion}|${minute}`, out);
+    } else id++;
+    t = performance.now();
+    const acc = memo.get(key);
+    if (acc) mergeInto(acc.acc, p);
+    else if (first) memo.set(key, { version: p.modelVersion, minute, acc: p });
+    b.merge += performance.now() - t;
   }
+  // The fold of a fresh object (no bucket yet): one encode and the SQL per minute.
+  let t = performance.now();
+  const groups = db ? (stmt.groups.all() as { model_version: string; minute: number; last: number }[]) : [];
+  if (db) b.foldSql! += performance.now() - t;
+  const folded: Uint8Array[] = [];
+  for (const { version, minute, acc } of memo.values()) {
+    const g = groups.find((x) => x.model_version === version && x.minute === minute);
+    if (db) {
+      t = performance.now();
+      db.exec('BEGIN');
+      stmt.get.get(version, minute);
+      b.foldSql! += performance.now() - t;
+    }
+    t = performance.now();
+    const out = encodeSummary({ ...acc, source: { kind: 'merged', id: '' }, sequence: 0 }, { meanPrecision: 'f64' });
+    b.foldEncode += performance.now() - t;
+    folded.push(out);
+    if (db) {
+      t = performance.now();
+      stmt.put.run(version, minute, out);
+      stmt.del.run(version, minute, g?.last ?? id);
+      db.exec('COMMIT');
+      b.foldSql! += performance.now() - t;
+    }
+  }
+  b.minutes = memo.size;
+  // A later fold into an existing bucket adds, per bucket, its decode and one in-place merge (of another minute's accumulator, as a stand-in).
+  const accs = [...memo.values()].map((x) => x.acc);
+  t = performance.now();
+  for (let i = 0; i < folded.length; i++) {
+    const bucket = decodeSummary(folded[i]);
+    const other = accs[(i + 1) % accs.length];
+    mergeInto(bucket, { ...other, modelVersion: bucket.modelVersion });
+  }
+  b.bucketDecodeMerge = folded.length ? (performance.now() - t) / folded.length : 0;
   db?.close();
   breakdown[m] = b;
 }
 
 // --- report -------------------------------------------------------------------------------------------
 const date = new Date().toISOString().slice(0, 10);
-const note = 'shared 2-core machine, other agents loading the CPU during the run';
-console.log(`\n## Telemetry cost, summary bytes and aggregator ingest (Node ${process.versions.node}, ${date}; ${note})\n`);
+const loadText = loads.map((l) => `${l.at} ${l.load.join(' / ')}`).join('; ');
+const note = `shared ${cpus().length}-core machine, other agents loading the CPU during the run; load average (1 / 5 / 15 min): ${loadText}`;
+console.log(`\n## ${AGG_ONLY ? 'Aggregator ingest (part 3 alone, --only aggregator)' : 'Telemetry cost, summary bytes and aggregator ingest'} (Node ${process.versions.node}, ${date}; ${note})\n`);
 
-console.log(`### 1a. Edge latency, telemetry off vs on: one-row POST /v1/models/{name}/predict, two wrangler dev processes (${ROUNDS} pairs in turn), cache off, budget ${BUDGET_MS} ms, requests alternated (ms)\n`);
-const e2eRows = MODELS.map((m) => {
-  const r = e2e[m]!;
-  const off = sortNum(r.off);
-  const on = sortNum(r.on);
-  const d50 = relDiff(r.off, r.on, 0.5);
-  const d99 = relDiff(r.off, r.on, 0.99);
-  return [m, r.off.length, q(off, 0.5).toFixed(2), q(on, 0.5).toFixed(2), `${pct(d50.d)} [${pct(d50.lo)}, ${pct(d50.hi)}]`, r.rounds.map(pct).join(', '), q(off, 0.99).toFixed(2), q(on, 0.99).toFixed(2), `${pct(d99.d)} [${pct(d99.lo)}, ${pct(d99.hi)}]`, r.errors];
-});
-console.log(markdownTable(['model', 'requests each', 'p50 off', 'p50 on', 'Δ p50 [95% CI]', 'Δ p50 per process pair', 'p99 off', 'p99 on', 'Δ p99 [95% CI]', 'errors'], e2eRows));
+if (!AGG_ONLY) {
+  console.log(`### 1a. Edge latency, telemetry off vs on: one-row POST /v1/models/{name}/predict, two wrangler dev processes (${ROUNDS} pairs in turn), cache off, budget ${BUDGET_MS} ms, requests alternated (ms)\n`);
+  const e2eRows = MODELS.map((m) => {
+    const r = e2e[m]!;
+    const off = sortNum(r.off);
+    const on = sortNum(r.on);
+    const d50 = relDiff(r.off, r.on, 0.5);
+    const d99 = relDiff(r.off, r.on, 0.99);
+    return [m, r.off.length, q(off, 0.5).toFixed(2), q(on, 0.5).toFixed(2), `${pct(d50.d)} [${pct(d50.lo)}, ${pct(d50.hi)}]`, r.rounds.map(pct).join(', '), q(off, 0.99).toFixed(2), q(on, 0.99).toFixed(2), `${pct(d99.d)} [${pct(d99.lo)}, ${pct(d99.hi)}]`, r.errors];
+  });
+  console.log(markdownTable(['model', 'requests each', 'p50 off', 'p50 on', 'Δ p50 [95% CI]', 'Δ p50 per process pair', 'p99 off', 'p99 on', 'Δ p99 [95% CI]', 'errors'], e2eRows));
 
-console.log(`\n### 1b. Inside the isolate, per one-row request (µs; (wall time of N runs − empty run) / N, best of 5)\n`);
+  console.log(`\n### 1b. Inside the isolate, per one-row request (µs; (wall time of N runs − empty run) / N, best of 5)\n`);
+  console.log(
+    markdownTable(
+      ['model', 'telemetry: observe + tick', 'engine.infer (batcher + session.run)', 'session.run alone', 'telemetry / infer', 'telemetry / edge p50 off', 'windows closed (bytes)'],
+      MODELS.map((m) => {
+        const h = hot[m]!;
+        const p50off = q(sortNum(e2e[m]!.off), 0.5);
+        return [m, h.sketchUs.toFixed(2), h.inferUs.toFixed(1), h.sessionUs.toFixed(1), `${((100 * h.sketchUs) / h.inferUs).toFixed(1)}%`, `${((100 * h.sketchUs) / (p50off * 1000)).toFixed(2)}%`, `${h.flushed} in ${h.runs} (${h.flushedBytes} B)`];
+      }),
+    ),
+  );
+
+  console.log(`\n### 2. Bytes per flush: one window's summary against the same rows as JSON lines (features, outputs, latency, served_by)\n`);
+  console.log(
+    markdownTable(
+      ['model', 'rows', 'summary B', 'B/row', 'summary gzip B', 'rows as JSON B', 'JSON gzip B', 'JSON / summary', 'JSON gzip / summary'],
+      bytes.map((b) => [b.model, b.rows, b.summary, (b.summary / b.rows).toFixed(1), b.summaryGz, b.json, b.jsonGz, `${(b.json / b.summary).toFixed(1)}x`, `${(b.jsonGz / b.summary).toFixed(1)}x`]),
+    ),
+  );
+}
+
 console.log(
-  markdownTable(
-    ['model', 'telemetry: observe + tick', 'engine.infer (batcher + session.run)', 'session.run alone', 'telemetry / infer', 'telemetry / edge p50 off', 'windows closed (bytes)'],
-    MODELS.map((m) => {
-      const h = hot[m]!;
-      const p50off = q(sortNum(e2e[m]!.off), 0.5);
-      return [m, h.sketchUs.toFixed(2), h.inferUs.toFixed(1), h.sessionUs.toFixed(1), `${((100 * h.sketchUs) / h.inferUs).toFixed(1)}%`, `${((100 * h.sketchUs) / (p50off * 1000)).toFixed(2)}%`, `${h.flushed} in ${h.runs} (${h.flushedBytes} B)`];
-    }),
-  ),
+  `\n### 3. One DriftAggregator object: ingest over RPC into SQLite under wrangler dev (summaries of 500-row windows from 50 sources; ingest: wall time − the same request with no ingest, ${emptyIngestMs.toFixed(1)} ms; fold: wall time − a minutes() read with nothing pending, ${emptyFoldMs.toFixed(1)} ms)\n`,
 );
-
-console.log(`\n### 2. Bytes per flush: one window's summary against the same rows as JSON lines (features, outputs, latency, served_by)\n`);
-console.log(
-  markdownTable(
-    ['model', 'rows', 'summary B', 'B/row', 'summary gzip B', 'rows as JSON B', 'JSON gzip B', 'JSON / summary', 'JSON gzip / summary'],
-    bytes.map((b) => [b.model, b.rows, b.summary, (b.summary / b.rows).toFixed(1), b.summaryGz, b.json, b.jsonGz, `${(b.json / b.summary).toFixed(1)}x`, `${(b.jsonGz / b.summary).toFixed(1)}x`]),
-  ),
-);
-
-console.log(`\n### 3. One DriftAggregator object: ingest over RPC into SQLite under wrangler dev (summaries of 500-row windows from 50 sources; wall time − an empty request of ${emptyIngestMs.toFixed(1)} ms)\n`);
 const ingestRows: (string | number)[][] = [];
 for (const m of MODELS) {
   const ig = ingest[m];
   if (!ig) continue;
-  for (const r of ig.runs) ingestRows.push([m, ig.meanBytes.toFixed(0), r.mode, r.concurrency, `${r.done} (${Object.entries(r.statuses).map(([k, v]) => `${v} ${k}`).join(', ')})`, r.ms.toFixed(0), r.rate.toFixed(0)]);
+  for (const r of ig.runs) ingestRows.push([m, ig.meanBytes.toFixed(0), r.what, r.concurrency, `${r.done} (${Object.entries(r.statuses).map(([k, v]) => (k.startsWith('into') ? k : `${v} ${k}`)).join(', ')})`, r.ms.toFixed(0), r.rate.toFixed(0)]);
 }
 console.log(markdownTable(['model', 'summary B (mean)', 'what', 'concurrency', 'summaries', 'ms', 'summaries/s'], ingestRows));
-console.log('\n' + markdownTable(
-  ['model', 'minute buckets', 'bucket bytes (f64 means)', 'per stored summary', 'counters'],
-  MODELS.filter((m) => ingest[m]?.stored).map((m) => {
-    const s = ingest[m]!.stored!;
-    const storedN = s.counters.stored ?? SUMMARIES;
-    return [m, s.buckets, s.bytes, `${(s.bytes / storedN).toFixed(0)} B + one seen row`, Object.entries(s.counters).map(([k, v]) => `${k} ${v}`).join(', ')];
-  }),
-));
+console.log(
+  '\n' +
+    markdownTable(
+      ['model', 'minute buckets', 'bucket bytes (f64 means)', 'per stored summary', 'counters'],
+      MODELS.filter((m) => ingest[m]?.stored).map((m) => {
+        const s = ingest[m]!.stored!;
+        const storedN = s.counters.stored ?? SUMMARIES;
+        return [m, s.buckets, s.bytes, `${(s.bytes / storedN).toFixed(0)} B + one seen row`, Object.entries(s.counters).map(([k, v]) => `${k} ${v}`).join(', ')];
+      }),
+    ),
+);
 
-console.log(`\n### 3b. Where a stored ingest's time goes: the same ${SUMMARIES} summaries through the same steps in Node (µs per summary)\n`);
+console.log(`\n### 3b. Where the time goes: the same ${SUMMARIES} summaries through the same steps in Node (µs per summary; the fold's per-minute work spread over the summaries it folds)\n`);
+const cRow = (m: Model, mode: IngestRun['mode']) => ingest[m]!.runs.find((r) => r.concurrency === 16 && r.mode === mode) ?? ingest[m]!.runs.find((r) => r.mode === mode);
 console.log(
   markdownTable(
-    ['model', 'decode summary', 'decode bucket', 'merge', 'encode bucket', 'SQL (node:sqlite, in memory)', 'sum', 'measured in the object (c=16)', 'rest: RPC, clone, commit, alarm, load'],
+    ['model', 'decode summary', 'merge in memory', 'SQL at ingest (node:sqlite, in memory)', 'ingest sum (Node)', 'ingest measured in the object (c=16)', 'floor measured: refused at once (RPC + a write)', 'of which a read RPC', 'rest: measured − sum − floor', 'fold: encode + SQL, per summary (Node)', 'fold measured, per summary', 'a later fold into an existing bucket: + decode + merge, per bucket'],
     MODELS.filter((m) => breakdown[m]).map((m) => {
       const b = breakdown[m]!;
       const per = (x: number) => (x / b.n) * 1000;
-      const sum = per(b.decode + b.decodeBucket + b.merge + b.encode + (b.sql ?? 0));
-      const measured = ingest[m]!.runs.find((r) => r.concurrency === 16 && r.mode === 'new summaries');
-      const mu = measured ? 1e6 / measured.rate : NaN;
-      return [m, per(b.decode).toFixed(1), per(b.decodeBucket).toFixed(1), per(b.merge).toFixed(1), per(b.encode).toFixed(1), b.sql === null ? '-' : per(b.sql).toFixed(1), sum.toFixed(1), mu.toFixed(1), (mu - sum).toFixed(1)];
+      const sum = per(b.decode + b.merge + (b.sql ?? 0));
+      const ing = cRow(m, 'ingest');
+      const fold = cRow(m, 'fold');
+      const floor = cRow(m, 'reject floor');
+      const read = cRow(m, 'read floor');
+      const mu = ing ? 1e6 / ing.rate : NaN;
+      const floorUs = floor ? 1e6 / floor.rate : NaN;
+      return [
+        m,
+        per(b.decode).toFixed(1),
+        per(b.merge).toFixed(1),
+        b.sql === null ? '-' : per(b.sql).toFixed(1),
+        sum.toFixed(1),
+        mu.toFixed(1),
+        floorUs.toFixed(1),
+        read ? (1e6 / read.rate).toFixed(1) : '-',
+        (mu - sum - floorUs).toFixed(1),
+        `${per(b.foldEncode + (b.foldSql ?? 0)).toFixed(1)} (${b.minutes} minutes)`,
+        fold ? (1e6 / fold.rate).toFixed(1) : '-',
+        `${(b.bucketDecodeMerge * 1000).toFixed(0)} µs`,
+      ];
     }),
   ),
 );
@@ -434,20 +576,30 @@ if (sqliteNote) console.log(`\n${sqliteNote}`);
 
 // Targets.
 const targets: string[][] = [];
-for (const m of MODELS) {
-  const d = relDiff(e2e[m]!.off, e2e[m]!.on, 0.5);
-  targets.push([`telemetry adds < 5% to edge p50, end to end (${m})`, `${pct(d.d)} [${pct(d.lo)}, ${pct(d.hi)}]`, d.d < 0.05 ? 'met' : 'MISSED']);
+if (!AGG_ONLY) {
+  for (const m of MODELS) {
+    const d = relDiff(e2e[m]!.off, e2e[m]!.on, 0.5);
+    targets.push([`telemetry adds < 5% to edge p50, end to end (${m})`, `${pct(d.d)} [${pct(d.lo)}, ${pct(d.hi)}]`, d.d < 0.05 ? 'met' : 'MISSED']);
+  }
+  for (const m of MODELS) {
+    const share = hot[m]!.sketchUs / (q(sortNum(e2e[m]!.off), 0.5) * 1000);
+    targets.push([`the same, from the in-isolate cost (${m})`, `${hot[m]!.sketchUs.toFixed(2)} µs = ${(100 * share).toFixed(2)}% of p50`, share < 0.05 ? 'met' : 'MISSED']);
+  }
 }
 for (const m of MODELS) {
-  const share = hot[m]!.sketchUs / (q(sortNum(e2e[m]!.off), 0.5) * 1000);
-  targets.push([`the same, from the in-isolate cost (${m})`, `${hot[m]!.sketchUs.toFixed(2)} µs = ${(100 * share).toFixed(2)}% of p50`, share < 0.05 ? 'met' : 'MISSED']);
-}
-for (const m of MODELS) {
-  const r = ingest[m]?.runs.find((x) => x.concurrency === 16 && x.mode === 'new summaries');
-  if (r) targets.push([`one aggregator object merges ≥ 1,000 summaries/s (${m}, c=16)`, `${r.rate.toFixed(0)}/s`, r.rate >= 1000 ? 'met' : 'MISSED']);
+  const ig = ingest[m];
+  if (!ig) continue;
+  const rates = ig.repeats.map((x) => x.sustained.rate);
+  const med = sortNum(rates)[Math.floor((rates.length - 1) / 2)];
+  const ing = cRow(m, 'ingest');
+  if (ing) targets.push([`one aggregator object: ingest alone, as the sender sees it (${m}, c=16; not the target: the fold is deferred)`, `${ing.rate.toFixed(0)}/s`, ing.rate >= 1000 ? '(≥ 1,000)' : '(< 1,000)']);
+  targets.push([`one aggregator object merges ≥ 1,000 summaries/s, sustained: ingest + fold (${m}, c=16)`, `${med.toFixed(0)}/s${rates.length > 1 ? ` (median of ${rates.length}: ${rates.map((r) => r.toFixed(0)).join(', ')})` : ''}`, med >= 1000 ? 'met' : 'MISSED']);
 }
 console.log('\n' + markdownTable(['target', 'measured', 'verdict'], targets));
 console.log(`\n(whole run ${((Date.now() - started) / 1000).toFixed(0)} s)`);
 
 mkdirSync(join(ROOT, 'bench/out'), { recursive: true });
-writeFileSync(join(ROOT, 'bench/out/telemetry.json'), JSON.stringify({ date, node: process.versions.node, e2e, hot, bytes, ingest: Object.fromEntries(Object.entries(ingest).map(([k, v]) => [k, { ...v, bases: undefined }])), breakdown, emptyIngestMs }, null, 1));
+writeFileSync(
+  join(ROOT, AGG_ONLY ? 'bench/out/telemetry-aggregator.json' : 'bench/out/telemetry.json'),
+  JSON.stringify({ date, node: process.versions.node, loads, e2e, hot, bytes, ingest: Object.fromEntries(Object.entries(ingest).map(([k, v]) => [k, { ...v, bases: undefined }])), breakdown, emptyIngestMs, emptyFoldMs }, null, 1),
+);

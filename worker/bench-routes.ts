@@ -15,9 +15,18 @@
  *   distinct?, rowsPerWindow?, sources?, windowMs? }`: sketches `distinct` windows of real rows
  *   and from them `count` summaries as `sources` edge isolates would send them (see
  *   syntheticStream), encoded and kept in this isolate under a token.
- * - POST /v1/bench/telemetry/ingest `{ token, object, model, concurrency?, count?, maxMs? }`:
+ * - POST /v1/bench/telemetry/ingest `{ token, object, model, concurrency?, count?, maxMs?, probe? }`:
  *   ingests the first `count` kept summaries into the DriftAggregator named `object` over RPC,
- *   `concurrency` calls in flight.
+ *   `concurrency` calls in flight. Floors, to see what an ingest costs around the aggregator's
+ *   own work: `probe: "reject"` sends the same bytes with a bad magic byte (kept beside them),
+ *   each refused at decode's first check (the RPC, the clone of the bytes, one counter upsert
+ *   and its commit); `probe: "read"` makes as many `counters()` calls instead (an RPC and a
+ *   read, no bytes, nothing written).
+ * - POST /v1/bench/telemetry/fold `{ object }`: makes the DriftAggregator named `object` fold its
+ *   pending summaries into their minute buckets, through `minutes()` (the cheapest read: it folds
+ *   first, as every read does, then lists the buckets without decoding them); answers the bucket
+ *   count. Timed from the client against the same call on an object with nothing pending, it is
+ *   the deferred part of ingest (ingest stores and merges in memory; the fold encodes).
  * - GET /v1/bench/telemetry/stored?object=: the object's counters and stored bucket sizes.
  */
 import type { Context, Hono } from 'hono';
@@ -70,7 +79,7 @@ export function sketchWindows(m: ModelManifest, rows: ObservedRow[], latencies: 
 
 /** Summaries kept for the ingest route, by token (this isolate only; a few MB at most). */
 const kept = new Map<string, Uint8Array[]>();
-const MAX_KEPT = 4;
+const MAX_KEPT = 8;
 
 export function mountBenchRoutes(app: Hono<{ Bindings: Env }>, deps: { models: Record<string, BundledModel> }): void {
   const { models } = deps;
@@ -156,6 +165,13 @@ export function mountBenchRoutes(app: Hono<{ Bindings: Env }>, deps: { models: R
     const list = Array.from({ length: count }, (_, k) => encodeSummary(streamProfile(decoded, k, opts)));
     const token = `${m.name}-${tag}`;
     kept.set(token, list);
+    // The same bytes with the first magic byte flipped: refused at the first check of decode, so
+    // ingesting them costs the RPC (the same bytes cloned), one counter upsert and no more.
+    kept.set(`${token}/probe`, list.map((x) => {
+      const y = x.slice();
+      y[0] ^= 0xff;
+      return y;
+    }));
     while (kept.size > MAX_KEPT) kept.delete(kept.keys().next().value!);
     const sizes = list.map((x) => x.length);
     return c.json({
@@ -168,7 +184,9 @@ export function mountBenchRoutes(app: Hono<{ Bindings: Env }>, deps: { models: R
 
   app.post('/v1/bench/telemetry/ingest', async (c) => {
     const b = await json(c);
-    const list = kept.get(String(b.token));
+    const probe = b.probe === undefined ? undefined : String(b.probe);
+    if (probe !== undefined && probe !== 'reject' && probe !== 'read') throw new ValidationError('probe must be "reject" or "read"', 'probe');
+    const list = kept.get(probe === 'reject' ? `${String(b.token)}/probe` : String(b.token));
     if (!list) throw new ValidationError(`no summaries kept under token ${JSON.stringify(b.token)} (in this isolate)`, 'token', 404, 'token_not_found');
     if (!c.env.AGGREGATOR) throw new ValidationError('no aggregator is bound (AGGREGATOR)', 'AGGREGATOR', 404, 'aggregator_unavailable');
     const model = manifestOf(b.model).name;
@@ -185,6 +203,12 @@ export function mountBenchRoutes(app: Hono<{ Bindings: Env }>, deps: { models: R
     await Promise.all(
       Array.from({ length: Math.min(concurrency, Math.max(count, 1)) }, async () => {
         while (next < count && Date.now() < until) {
+          if (probe === 'read') {
+            next++;
+            await stub.counters();
+            statuses.read = (statuses.read ?? 0) + 1;
+            continue;
+          }
           const res = await stub.ingest(model, list[next++]);
           statuses[res.status] = (statuses[res.status] ?? 0) + 1;
           if (res.status === 'rejected') reason ??= res.reason;
@@ -192,6 +216,15 @@ export function mountBenchRoutes(app: Hono<{ Bindings: Env }>, deps: { models: R
       }),
     );
     return c.json({ done: Object.values(statuses).reduce((a, x) => a + x, 0), statuses, ...(reason ? { reason } : {}) });
+  });
+
+  app.post('/v1/bench/telemetry/fold', async (c) => {
+    const b = await json(c);
+    if (!c.env.AGGREGATOR) throw new ValidationError('no aggregator is bound (AGGREGATOR)', 'AGGREGATOR', 404, 'aggregator_unavailable');
+    if (typeof b.object !== 'string' || !b.object) throw new ValidationError('object must name a DriftAggregator', 'object');
+    const stub = c.env.AGGREGATOR.get(c.env.AGGREGATOR.idFromName(b.object));
+    const buckets = await stub.minutes();
+    return c.json({ buckets: buckets.length });
   });
 
   app.get('/v1/bench/telemetry/stored', async (c) => {
