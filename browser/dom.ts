@@ -24,6 +24,7 @@ export interface BrowserGlobals {
     sendBeacon(url: string, data: ArrayBuffer): boolean;
     hardwareConcurrency?: number;
     onLine: boolean;
+    serviceWorker?: { register(url: string, options: { scope: string }): Promise<unknown>; controller: unknown; ready: Promise<unknown> };
   };
   Worker: new (url: string | URL, options: { type: 'module'; name?: string }) => Endpoint & { terminate(): void };
   document: { getElementById(id: string): DomElement | null; addEventListener(type: string, listener: (event: { target: unknown }) => void): void; body: DomElement };

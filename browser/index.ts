@@ -104,8 +104,16 @@ export function createRuntime({ model, endpoint = dom.location.origin, prefer = 
     events.dispatchEvent(new CustomEvent('backendchange', { detail: c }));
   };
 
-  const ready = remote
-    .init({ model, endpoint, prefer, ortBase: new URL('ort/', base).href, cacheName }, Comlink.proxy(onChange))
+  // A worker whose script cannot load (offline, blocked) never answers: fail `ready` instead of hanging.
+  const failed = new Promise<never>((_, reject) =>
+    worker.addEventListener('error', (e) => {
+      const ev = e as unknown as { message?: string; preventDefault?: () => void };
+      ev.preventDefault?.();
+      reject(new Error(`the inference worker did not start${ev.message ? `: ${ev.message}` : ''} (${new URL('inference-worker.js', base).href})`));
+    }),
+  );
+  failed.catch(() => undefined);
+  const ready = Promise.race([remote.init({ model, endpoint, prefer, ortBase: new URL('ort/', base).href, cacheName }, Comlink.proxy(onChange)), failed])
     .then((r) => {
       report = r;
       backend = r.backend;

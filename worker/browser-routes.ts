@@ -15,7 +15,8 @@
  *   TELEMETRY_BROWSER_FLUSH_MS, so the aggregator sees a few writes per isolate per interval,
  *   not one per browser. Refusals are 4xx JSON naming the reason.
  * - `GET /v1/telemetry`: this isolate's figures (accepted, refused by reason, forwarded).
- * - `GET /demo`: the on-device movie recommendation demo (its script is a static asset).
+ * - `GET /demo`: the on-device movie recommendation demo (its script is a static asset), and
+ *   `GET /demo-sw.js`, its service worker (reloads offline once loaded).
  *
  * Secrets: TELEMETRY_SIGNING_KEY signs tokens. When it is unset, each isolate signs with a
  * random key of its own: tokens then verify only in the isolate that issued them, which is
@@ -25,6 +26,7 @@ import type { Context, Hono } from 'hono';
 import { cors } from 'hono/cors';
 import { CategoricalSketch, decodeSummary, encodeSummary, mergeProfiles, SketchMergeError, SummaryDecodeError, TDigest, type ModelManifest, type Profile } from '../core/index.ts';
 import { demoPage } from '../browser/demo/page.ts';
+import { demoServiceWorker } from '../browser/demo/sw.ts';
 import flightGolden from '../models/flight-delay/golden.json';
 import movieGolden from '../models/movielens-topk/golden.json';
 import type { Env } from './app.ts';
@@ -402,6 +404,7 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
   });
 
   app.get('/demo', (c) => c.html(demoPage()));
+  app.get('/demo-sw.js', (c) => c.body(demoServiceWorker(), 200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-cache' }));
 }
 
 /** The body, or undefined when it is longer than `max` bytes (read no further than that). */

@@ -81,3 +81,5 @@ if (report instanceof Error) {
   dom.document.body.dataset.ready = report.backend;
 }
 (globalThis as unknown as { driftwatch: unknown }).driftwatch = { runtime: rt, picks, recommend };
+// Reload offline once loaded (see sw.ts); a failure here costs nothing but that.
+dom.navigator.serviceWorker?.register('/demo-sw.js', { scope: '/' }).catch((err: Error) => console.warn('demo: no service worker', err.message));

@@ -334,4 +334,34 @@ describe('browser runtime in Chromium against wrangler dev', () => {
       await close();
     }
   });
+
+  // Last: it stops the worker.
+  it('/demo reloads and recommends with the worker gone, once loaded (service worker + Cache Storage)', async () => {
+    const { context, close } = await launchChromium();
+    try {
+      const page = await context.newPage();
+      await page.goto(`${base}/demo`);
+      await page.waitForSelector('body[data-ready]', { timeout: 60_000 });
+      await page.waitForFunction(() => !!(globalThis as unknown as { navigator: { serviceWorker: { controller: unknown } } }).navigator.serviceWorker.controller, undefined, { timeout: 30_000 });
+      // Once more online, now through the service worker, which keeps what it serves.
+      await page.reload();
+      await page.waitForSelector('body[data-ready]', { timeout: 60_000 });
+
+      await stop(worker!);
+      worker = undefined;
+      expect(await fetch(`${base}/healthz`).then(() => 'up', () => 'down')).toBe('down');
+
+      await page.reload();
+      await page.waitForSelector('body[data-ready]', { timeout: 60_000 });
+      expect(await page.getAttribute('body', 'data-ready')).toBe('wasm');
+      expect(await page.textContent('#status')).toContain('from Cache Storage');
+      await page.fill('#search', 'Toy Story');
+      await page.locator('#matches button').first().click();
+      await page.waitForSelector('#results li');
+      expect(await page.locator('#results li').count()).toBe(10);
+      expect(await page.textContent('#answered-by')).toBe('wasm');
+    } finally {
+      await close();
+    }
+  });
 });
