@@ -174,6 +174,19 @@ describe('POST /v1/telemetry', () => {
     await forwarded(get);
   });
 
+  it('limits the rate per client address too, however many tokens it mints', async () => {
+    const { get, post } = setup({ TELEMETRY_RATE_PER_IP_PER_MIN: '4' });
+    const statuses = [];
+    for (let i = 0; i < 6; i++) {
+      const d = (await (await get('/v1/models/movielens-topk/artifact')).json()) as Descriptor;
+      statuses.push((await post(`/v1/telemetry?token=${d.telemetry.token}`, browserSummary(d.manifest, d.telemetry.source), { 'cf-connecting-ip': '203.0.113.7' })).status);
+    }
+    expect(statuses).toEqual([202, 202, 202, 202, 429, 429]);
+    const d = (await (await get('/v1/models/movielens-topk/artifact')).json()) as Descriptor;
+    expect((await post(`/v1/telemetry?token=${d.telemetry.token}`, browserSummary(d.manifest, d.telemetry.source), { 'cf-connecting-ip': '203.0.113.8' })).status).toBe(202);
+    await forwarded(get);
+  });
+
   it('merges many browsers into one aggregator write per minute, counting a retried summary once', async () => {
     const { get, post } = setup();
     const before = await aggregator().counters();

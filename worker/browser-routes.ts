@@ -42,6 +42,8 @@ export interface BrowserVars {
   TELEMETRY_BROWSER_FLUSH_MS?: string;
   /** Summaries accepted per token per minute (burst the same). Default 60. */
   TELEMETRY_RATE_PER_MIN?: string;
+  /** Summaries accepted per client address (CF-Connecting-IP) per minute, whatever its tokens. Default 600. */
+  TELEMETRY_RATE_PER_IP_PER_MIN?: string;
 }
 
 /** Largest summary body accepted, bytes. A movielens window with full sketches is ~20 KB. */
@@ -194,7 +196,7 @@ function createBrowserTelemetry() {
     refused(code: string) {
       stats.refused[code] = (stats.refused[code] ?? 0) + 1;
     },
-    /** Token bucket per browser source: `perMin` a minute, burst `perMin`. */
+    /** Token bucket per key (a browser source, or a client address): `perMin` a minute, burst `perMin`. */
     allow(source: string, perMin: number, now: number): number {
       let b = rate.get(source);
       if (!b) {
@@ -354,10 +356,13 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
       return json(c, 404, 'model_not_found', `model "${claims.m}" is not served here`, 'token');
     }
     const now = Date.now();
-    const wait = telemetry.allow(claims.s, num(v.TELEMETRY_RATE_PER_MIN, 60) || 60, now);
+    // Per token, and per address: tokens are free to mint, so the per-token limit alone bounds
+    // a well-behaved page, not a client minting a token per summary.
+    const ip = c.req.header('cf-connecting-ip');
+    const wait = Math.max(telemetry.allow(`s:${claims.s}`, num(v.TELEMETRY_RATE_PER_MIN, 60) || 60, now), ip ? telemetry.allow(`ip:${ip}`, num(v.TELEMETRY_RATE_PER_IP_PER_MIN, 600) || 600, now) : 0);
     if (wait > 0) {
       telemetry.refused('rate_limited');
-      return json(c, 429, 'rate_limited', 'too many summaries for this token', 'token', { 'retry-after': String(Math.max(1, Math.ceil(wait / 1000))) });
+      return json(c, 429, 'rate_limited', 'too many summaries for this token or address', 'token', { 'retry-after': String(Math.max(1, Math.ceil(wait / 1000))) });
     }
     const declared = Number(c.req.header('content-length') ?? NaN);
     if (declared > TELEMETRY_MAX_BYTES) {
