@@ -188,6 +188,39 @@ describe('browser runtime in Chromium against wrangler dev', () => {
     }
   });
 
+  it('flight-delay through predict() on WASM: golden p_delay within tolerance, validation errors name the field', async () => {
+    const flight = JSON.parse(readFileSync(join(ROOT, 'models/flight-delay/manifest.json'), 'utf8')) as ModelManifest;
+    const fg = JSON.parse(readFileSync(join(ROOT, 'models/flight-delay/golden.json'), 'utf8')) as { tolerance: Record<string, number>; rows: { features: Record<string, unknown>; expected: { int8: { p_delay: number } } }[] };
+    const rows = fg.rows.slice(0, 40);
+    const { context, close } = await launchChromium();
+    try {
+      const page = await openPage(context);
+      const out = await page.evaluate(async (instances) => {
+        const { createRuntime } = globalThis as unknown as { createRuntime: (o: object) => any };
+        const rt = createRuntime({ model: 'flight-delay', prefer: ['wasm'], telemetry: false });
+        const report = await rt.ready;
+        // One call of 40 instances, then 40 concurrent one-instance calls (gathered by the batcher).
+        const whole = await rt.predict(instances);
+        const apart = await Promise.all(instances.map((i: unknown) => rt.predict([i]).then((p: unknown[]) => p[0])));
+        let error: unknown;
+        try {
+          await rt.predict([{ ...instances[0], hour: 31 }]);
+        } catch (e) {
+          error = { name: (e as Error).name, field: (e as { field?: string }).field, message: (e as Error).message };
+        }
+        rt.dispose();
+        return { backend: report.backend, whole, apart, error };
+      }, rows.map((r) => r.features));
+      expect(out.backend).toBe('wasm');
+      const want = rows.map((r) => r.expected.int8);
+      expect(compareGolden(flight, out.whole, want, fg.tolerance)).toMatchObject({ ok: true });
+      expect(compareGolden(flight, out.apart, want, fg.tolerance)).toMatchObject({ ok: true });
+      expect(out.error).toMatchObject({ name: 'ValidationError', field: 'instances[0].hour' });
+    } finally {
+      await close();
+    }
+  });
+
   it('telemetry from the page reaches the aggregator and the operator API; sendBeacon on pagehide; bad tokens refused', async () => {
     // The operator's view. Browser rows are told apart by the `backend` feature, which only
     // browser summaries carry. (Reads the aggregator, not this isolate's counters: wrangler dev
