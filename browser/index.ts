@@ -76,8 +76,9 @@ export interface Runtime extends EventTarget {
   dispose(): void;
 }
 
+/** One instance, encoded (the batcher gathers them along N). */
 interface Item {
-  rows: number;
+  rows: 1;
   feeds: Record<string, Tensor>;
   params: Record<string, number>;
 }
@@ -92,7 +93,7 @@ export function createRuntime({ model, endpoint = dom.location.origin, prefer = 
   let backend: BackendName | undefined;
   let manifest: ModelManifest | undefined;
   let report: InitReport | undefined;
-  let batcher: Batcher<Item, Prediction[]> | undefined;
+  let batcher: Batcher<Item, { prediction: Prediction; backend: BackendName }> | undefined;
   let reporter: Reporter | undefined;
   let disposed = false;
   const served: RuntimeStats['served'] = { webgpu: 0, wasm: 0, edge: 0, cache: 0 };
@@ -119,22 +120,16 @@ export function createRuntime({ model, endpoint = dom.location.origin, prefer = 
       backend = r.backend;
       manifest = r.descriptor.manifest;
       const m = manifest;
-      batcher = createBatcher<Item, Prediction[]>({
+      batcher = createBatcher<Item, { prediction: Prediction; backend: BackendName }>({
         maxBatch: batch.maxBatch ?? m.serving.maxBatch,
         maxWaitMs: batch.maxWaitMs ?? 2,
         run: async (items) => {
           const merged = concatRequests(m, items);
           const res = await remote.run(Comlink.transfer(merged, buffersOf(merged.feeds)));
           backend = res.backend;
-          const keep = items.flatMap((it) => Array.from({ length: it.rows }, () => it.params.k ?? Infinity));
-          const preds = toPredictions(m, res.outputs, merged.rows, m.parameters?.length ? keep : undefined);
-          let o = 0;
-          return items.map((it) => {
-            const p = preds.slice(o, o + it.rows);
-            o += it.rows;
-            for (const x of p) (x as Prediction & { [BY]?: BackendName })[BY] = res.backend;
-            return p;
-          });
+          // Each row cut back to its own k (the batch ran with the largest).
+          const keep = m.parameters?.length ? items.map((it) => it.params[m.parameters![0].name] ?? Infinity) : undefined;
+          return toPredictions(m, res.outputs, merged.rows, keep).map((prediction) => ({ prediction, backend: res.backend }));
         },
       });
       if (telemetry !== false) reporter = createReporter({ endpoint, manifest: m, grant: r.descriptor.telemetry, options: telemetry === true ? {} : telemetry });
@@ -152,32 +147,31 @@ export function createRuntime({ model, endpoint = dom.location.origin, prefer = 
     const keys = instances.map((inst) => `${m.name}@${m.version}|${canonicalKey({ inst, p: enc.params })}`);
     const out: (Prediction | undefined)[] = keys.map((k) => cache?.get(k));
     const missing = out.flatMap((p, i) => (p === undefined ? [i] : []));
-    let by: BackendName | 'cache' = 'cache';
+    let by: BackendName | undefined;
     if (missing.length) {
       const results = await Promise.all(
         missing.map((i) => {
           const one = encodeInstances(m, { instances: [instances[i]] });
-          return batcher!.submit({ rows: 1, feeds: one.feeds, params: one.params }).then((p) => p[0]);
+          return batcher!.submit({ rows: 1, feeds: one.feeds, params: one.params });
         }),
       );
       missing.forEach((i, j) => {
-        const p = results[j];
-        by = (p as Prediction & { [BY]?: BackendName })[BY] ?? by;
-        delete (p as Prediction & { [BY]?: BackendName })[BY];
-        out[i] = p;
-        cache?.set(keys[i], p, JSON.stringify(p).length * 2 + keys[i].length * 2);
+        const { prediction, backend: b } = results[j];
+        by = b;
+        out[i] = prediction;
+        cache?.set(keys[i], prediction, JSON.stringify(prediction).length * 2 + keys[i].length * 2);
       });
     }
     const ms = performance.now() - t0;
-    served[by] += instances.length;
-    last = { backend: by, ms };
+    const hits = instances.length - missing.length;
+    served.cache += hits;
+    if (by) served[by] += missing.length;
+    last = { backend: by ?? 'cache', ms };
     try {
-      reporter?.observe(
-        enc.observed.map((features, i) => ({ features, outputs: out[i]! })),
-        by,
-        ms,
-        by === 'cache' ? 'cache' : by === 'edge' ? 'fallback' : 'edge',
-      );
+      // Cached rows and computed rows are sketched apart, each with who answered it.
+      const rows = (idx: number[]) => idx.map((i) => ({ features: enc.observed[i], outputs: out[i]! }));
+      if (hits) reporter?.observe(rows(out.flatMap((_, i) => (missing.includes(i) ? [] : [i]))), 'cache', ms, 'cache');
+      if (by) reporter?.observe(rows(missing), by, ms, by === 'edge' ? 'fallback' : 'edge');
     } catch (err) {
       console.warn('driftwatch: cannot sketch', err);
     }
@@ -220,6 +214,3 @@ export function createRuntime({ model, endpoint = dom.location.origin, prefer = 
   });
   return rt;
 }
-
-/** Who answered a prediction, carried from the batch to its caller (removed before returning). */
-const BY = Symbol('backend');
