@@ -7,7 +7,7 @@ import { createWindowProfiler, decodeSummary, encodeSummary, type CategoricalSke
 import movieGolden from '../models/movielens-topk/golden.json';
 import type { DriftAggregator } from './aggregator.ts';
 import { createApp, type Env } from './app.ts';
-import { signToken } from './browser-routes.ts';
+import { PENDING_SLOTS, signToken } from './browser-routes.ts';
 import { createWasmSession } from './engine/ort-workerd.ts';
 import { BUNDLED_MODELS } from './models.ts';
 
@@ -26,14 +26,14 @@ function setup(vars: Record<string, string> = {}) {
 }
 
 /** Waits until this app has forwarded what it accepted (so tests do not see each other's writes). */
-async function forwarded(get: (path: string) => Response | Promise<Response>): Promise<void> {
-  const until = Date.now() + 5000;
+async function forwarded(get: (path: string) => Response | Promise<Response>, ms = 5000): Promise<void> {
+  const until = Date.now() + ms;
   while (Date.now() < until) {
     const s = (await (await get('/v1/telemetry')).json()) as { pending: number; forwarded: number };
     if (s.pending === 0 && s.forwarded > 0) return;
     await new Promise((r) => setTimeout(r, 10));
   }
-  throw new Error('browser summaries were not forwarded within 5 s');
+  throw new Error(`browser summaries were not forwarded within ${ms} ms`);
 }
 
 interface Descriptor {
@@ -185,6 +185,27 @@ describe('POST /v1/telemetry', () => {
     const d = (await (await get('/v1/models/movielens-topk/artifact')).json()) as Descriptor;
     expect((await post(`/v1/telemetry?token=${d.telemetry.token}`, browserSummary(d.manifest, d.telemetry.source), { 'cf-connecting-ip': '203.0.113.8' })).status).toBe(202);
     await forwarded(get);
+  });
+
+  it('merges at most PENDING_SLOTS windows at once; a summary for one more waits with 503 busy', async () => {
+    const { get, post } = setup({ TELEMETRY_RATE_PER_MIN: '100000', TELEMETRY_BROWSER_FLUSH_MS: '4000' });
+    const d = (await (await get('/v1/models/movielens-topk/artifact')).json()) as Descriptor;
+    const base = decodeSummary(browserSummary(d.manifest, d.telemetry.source, 1));
+    const at = (minute: number, sequence: number) => {
+      const p = decodeSummary(encodeSummary(base));
+      p.windowStart = p.windowEnd = Math.floor(Date.now() / 60_000 - minute) * 60_000;
+      p.sequence = sequence;
+      return encodeSummary(p);
+    };
+    for (let i = 0; i < PENDING_SLOTS; i++) expect((await post(`/v1/telemetry?token=${d.telemetry.token}`, at(i, i + 1))).status).toBe(202);
+    const busy = await post(`/v1/telemetry?token=${d.telemetry.token}`, at(PENDING_SLOTS, PENDING_SLOTS + 1));
+    expect(busy.status).toBe(503);
+    expect(busy.headers.get('retry-after')).toBe('5');
+    // A window whose slot is already open still merges.
+    expect((await post(`/v1/telemetry?token=${d.telemetry.token}`, at(3, PENDING_SLOTS + 2))).status).toBe(202);
+    await forwarded(get, 15_000);
+    const stats = (await (await get('/v1/telemetry')).json()) as { forwarded: number; forwardedRows: number; refused: Record<string, number> };
+    expect(stats).toMatchObject({ forwarded: PENDING_SLOTS, forwardedRows: PENDING_SLOTS + 1, refused: { busy: 1 } });
   });
 
   it('merges many browsers into one aggregator write per minute, counting a retried summary once', async () => {

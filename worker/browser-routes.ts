@@ -177,11 +177,13 @@ interface Bucket {
 
 const RATE_KEYS = 10_000;
 const SEEN_KEYS = 50_000;
+/** (model, version, minute) slots merged at once; a summary for a new slot past this waits (503). */
+export const PENDING_SLOTS = 256;
 
 function createBrowserTelemetry() {
   const pending = new Map<string, Pending>();
   /** Forwarded-but-failed merged summaries, retried with the same sequence (bounded). */
-  const retry: { model: string; bytes: Uint8Array }[] = [];
+  const retry: { model: string; bytes: Uint8Array; rows: number }[] = [];
   const rate = new Map<string, Bucket>();
   /** (source, version, sequence) seen in this isolate: a browser's retried summary is counted once. */
   const seen = new Set<string>();
@@ -211,15 +213,16 @@ function createBrowserTelemetry() {
       b.tokens -= 1;
       return 0;
     },
-    /** Merges an accepted summary into its (model, version, minute) slot; false for a duplicate. */
-    add(p: Profile): boolean {
+    /** Merges an accepted summary into its (model, version, minute) slot: 'duplicate' if seen, 'full' if no slot is free. */
+    add(p: Profile): 'accepted' | 'duplicate' | 'full' {
       const id = `${p.source.id}\u0000${p.modelVersion}\u0000${p.sequence}`;
       if (seen.has(id)) {
         stats.duplicates++;
-        return false;
+        return 'duplicate';
       }
       const key = `${p.model}\u0000${p.modelVersion}\u0000${Math.floor(p.windowStart / 60_000)}`;
       const cur = pending.get(key);
+      if (!cur && pending.size >= PENDING_SLOTS) return 'full';
       const merged = cur ? mergeProfiles(cur.profile, p) : p;
       merged.source = { kind: 'merged', id: (sourceId ??= `browsers-${crypto.randomUUID().slice(0, 8)}`) };
       pending.set(key, { model: p.model, profile: merged });
@@ -227,7 +230,7 @@ function createBrowserTelemetry() {
       seen.add(id);
       stats.accepted++;
       stats.rows += p.counters.rows;
-      return true;
+      return 'accepted';
     },
     /** Whether a flush should be scheduled now (one at a time). */
     claimSchedule(): boolean {
@@ -241,7 +244,7 @@ function createBrowserTelemetry() {
       const out = retry.splice(0);
       for (const { model, profile } of pending.values()) {
         profile.sequence = ++sequence;
-        out.push({ model, bytes: encodeSummary(profile) });
+        out.push({ model, bytes: encodeSummary(profile), rows: profile.counters.rows });
       }
       pending.clear();
       for (const s of out) {
@@ -249,6 +252,7 @@ function createBrowserTelemetry() {
           const res = await agg.get(agg.idFromName(s.model)).ingest(s.model, s.bytes);
           if (res.status === 'rejected') console.error(`browser telemetry: aggregator refused a merged summary: ${res.reason}`);
           stats.forwarded++;
+          stats.forwardedRows += s.rows;
         } catch (err) {
           console.error('browser telemetry: forward failed, will retry', err);
           stats.forwardFailures++;
@@ -386,7 +390,7 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
       telemetry.refused(why.code);
       return json(c, why.status, why.code, why.message, 'body');
     }
-    let added: boolean;
+    let added: 'accepted' | 'duplicate' | 'full';
     try {
       added = telemetry.add(p);
     } catch (err) {
@@ -395,7 +399,11 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
       telemetry.refused('unexpected_sketch');
       return json(c, 422, 'unexpected_sketch', err.message, 'body');
     }
-    if (added && c.env.AGGREGATOR && telemetry.claimSchedule()) {
+    if (added === 'full') {
+      telemetry.refused('busy');
+      return json(c, 503, 'busy', `${PENDING_SLOTS} windows are being merged here; send this one again later`, undefined, { 'retry-after': '5' });
+    }
+    if (added === 'accepted' && c.env.AGGREGATOR && telemetry.claimSchedule()) {
       const agg = c.env.AGGREGATOR;
       const flushMs = num(v.TELEMETRY_BROWSER_FLUSH_MS, 5000);
       const work = new Promise((r) => setTimeout(r, flushMs)).then(() => telemetry.flush(agg));
@@ -405,7 +413,7 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
         // No execution context (app.request in tests): the timer runs anyway.
       }
     }
-    return c.json({ status: added ? 'accepted' : 'duplicate', rows: p.counters.rows }, 202);
+    return c.json({ status: added, rows: p.counters.rows }, 202);
   });
 
   app.get('/demo', (c) => c.html(demoPage()));
