@@ -100,8 +100,9 @@ export function createRuntime({ model, endpoint = dom.location.origin, prefer = 
   let last: RuntimeStats['last'];
   const cache = (cacheOptions.maxBytes ?? 1 << 20) > 0 ? createCache<Prediction>({ maxBytes: cacheOptions.maxBytes ?? 1 << 20, ttlMs: cacheOptions.ttlMs ?? 600_000 }) : undefined;
 
-  const onChange = (c: BackendChange) => {
+  const onChange = (c: BackendChange, attempts: Attempt[]) => {
     backend = c.to;
+    if (report) report.attempts = attempts;
     events.dispatchEvent(new CustomEvent('backendchange', { detail: c }));
   };
 

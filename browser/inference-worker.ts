@@ -30,7 +30,7 @@ interface State {
   descriptor: ArtifactDescriptor;
   bytes: Uint8Array | undefined;
   artifactError: string | undefined;
-  onChange: (c: BackendChange) => void;
+  onChange: (c: BackendChange, attempts: Attempt[]) => void;
   ladder: BackendName[];
   index: number;
   backend: Backend;
@@ -105,7 +105,7 @@ async function demote(reason: string): Promise<void> {
     if (backend) {
       s.backend = backend;
       s.index = i;
-      s.onChange({ from, to: backend.name, reason });
+      s.onChange({ from, to: backend.name, reason }, s.attempts);
       return;
     }
   }

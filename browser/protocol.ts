@@ -82,7 +82,8 @@ export interface BackendChange {
 }
 
 export interface InferenceApi {
-  init(options: InitOptions, onChange: (change: BackendChange) => void): Promise<InitReport>;
+  /** `onChange` is called on every demotion, with the ladder's attempts so far. */
+  init(options: InitOptions, onChange: (change: BackendChange, attempts: Attempt[]) => void): Promise<InitReport>;
   run(request: RunRequest): Promise<RunResult>;
   /** Testing and drills: the next run on `backend` fails (as a lost GPU device would). */
   failNextRun(backend: BackendName, reason: string): Promise<void>;

@@ -171,7 +171,7 @@ describe('browser runtime in Chromium against wrangler dev', () => {
     }
   });
 
-  it('WebGPU path (SwiftShader adapter): checked against WASM on the golden set, then golden top-k', async () => {
+  it('WebGPU path (SwiftShader adapter): checked against WASM on the golden set, then golden top-k; a lost device demotes to WASM', async () => {
     const { context, close } = await launchChromium({ args: ['--enable-unsafe-webgpu'] });
     try {
       const page = await openPage(context);
@@ -182,7 +182,26 @@ describe('browser runtime in Chromium against wrangler dev', () => {
       expect(s.attempts[0].golden!.maxAbsDiff).toBeLessThanOrEqual(golden.tolerance.score_abs);
       expectGolden(s);
       expectResponsive(s);
-      expect(s.stats.served.webgpu).toBeGreaterThanOrEqual(ROWS.length);
+      expect(s.stats.served.webgpu).toBeGreaterThanOrEqual(ROWS.length - 1);
+
+      // A lost device at run time: the runtime moves to WASM (the other ort build, loaded and
+      // checked then, in the same worker) and the call still answers.
+      const s2 = await scenario(page, { keep: true });
+      expect(s2.backend).toBe('webgpu');
+      const demoted = await page.evaluate(async (history) => {
+        const rt = (globalThis as unknown as { rt: { failNextRun(b: string, r: string): Promise<void>; recommend(h: number[], k: number): Promise<{ id: number }[]>; addEventListener(t: string, f: (e: Event) => void): void; backend: string; stats(): { attempts: { backend: string; ok: boolean; golden?: { against: string } }[] }; dispose(): void } }).rt;
+        const events: unknown[] = [];
+        rt.addEventListener('backendchange', (e) => events.push((e as CustomEvent).detail));
+        await rt.failNextRun('webgpu', 'drill: device lost');
+        const ids = (await rt.recommend(history, 10)).map((r) => r.id);
+        const out = { backend: rt.backend, events, ids, attempts: rt.stats().attempts };
+        rt.dispose();
+        return out;
+      }, golden.rows[20].features.history); // not among the rows above, so not in the runtime's cache
+      expect(demoted.backend).toBe('wasm');
+      expect(demoted.events).toEqual([{ from: 'webgpu', to: 'wasm', reason: 'webgpu run failed: drill: device lost' }]);
+      expect(demoted.ids).toEqual(golden.rows[20].expected.int8.movie_ids);
+      expect(demoted.attempts.at(-1)).toMatchObject({ backend: 'wasm', ok: true, golden: { against: 'golden.json' } });
     } finally {
       await close();
     }
