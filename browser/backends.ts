@@ -5,7 +5,7 @@
  *   asyncify one is 26.8 MB, over the 25 MiB static-asset limit of Workers). Not the default
  *   `onnxruntime-web` import: its JSEP WebGPU kernels gave wrong int8 DequantizeLinear and
  *   QLinearMatMul results here (shared/FIELD-NOTES.md). Needs an adapter and JSPI.
- * - wasm: `onnxruntime-web/wasm` (SIMD; threads only when the page is cross-origin isolated).
+ * - wasm: `onnxruntime-web/wasm` (SIMD, one thread).
  * - edge: the worker's Open Inference Protocol route (POST /v2/models/{name}/infer).
  * Probes run in create(), never at import.
  */
@@ -33,7 +33,10 @@ export function ortFor(kind: 'wasm' | 'webgpu', ortBase: string): Promise<Ort> {
       // import the glue's .mjs from there too).
       ort.env.wasm.wasmPaths = { wasm: `${ortBase}${kind === 'webgpu' ? 'ort-wasm-simd-threaded.jspi.wasm' : 'ort-wasm-simd-threaded.wasm'}` };
       ort.env.wasm.proxy = false;
-      ort.env.wasm.numThreads = dom.crossOriginIsolated ? Math.max(1, Math.min(4, (dom.navigator.hardwareConcurrency ?? 2) - 1)) : 1;
+      // One thread, even in a cross-origin isolated page: ort's pthread workers would load the
+      // glue from its own module URL, which in this bundle is a chunk of the runtime (untested),
+      // and threads gave nothing on the 2-core machines measured (shared/FIELD-NOTES.md).
+      ort.env.wasm.numThreads = 1;
       ort.env.logLevel = 'error';
       return ort;
     });

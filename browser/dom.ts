@@ -30,7 +30,6 @@ export interface BrowserGlobals {
   document: { getElementById(id: string): DomElement | null; addEventListener(type: string, listener: (event: { target: unknown }) => void): void; body: DomElement };
   addEventListener(type: string, listener: () => void): void;
   removeEventListener(type: string, listener: () => void): void;
-  crossOriginIsolated?: boolean;
 }
 
 export const dom = globalThis as unknown as BrowserGlobals;
