@@ -46,7 +46,7 @@ export interface BrowserVars {
   TELEMETRY_RATE_PER_IP_PER_MIN?: string;
 }
 
-/** Largest summary body accepted, bytes. A movielens window with full sketches is ~20 KB. */
+/** Largest summary body accepted, bytes. A movielens-topk browser window is 5-17 KB (full sketches: 17 KB). */
 export const TELEMETRY_MAX_BYTES = 64 * 1024;
 /** Rows one browser summary may claim. */
 export const TELEMETRY_MAX_ROWS = 100_000;
