@@ -106,3 +106,19 @@ describe('DriftAggregator under hostile input', () => {
     expect(decodeSummary((await agg.window(0, 2 ** 52))!).counters.rows).toBe(5);
   });
 });
+
+describe('DriftAggregator.ingestMany', () => {
+  it('gives each summary exactly what ingest would, in order, in one call; a bad one in the middle harms none', async () => {
+    const agg = ns.get(ns.idFromName('flight-delay-many'));
+    const t = Date.UTC(2001, 3, 3, 12, 0, 0);
+    const a = summary('flight-delay', 'a', 1, t, [1, 2]);
+    const results = await agg.ingestMany('flight-delay', [a, new Uint8Array([1, 2, 3]), summary('flight-delay', 'b', 1, t + 1000, [3]), a, summary('movielens-topk', 'c', 1, t, [1])]);
+    expect(results.map((r) => r.status)).toEqual(['stored', 'rejected', 'stored', 'duplicate', 'rejected']);
+    expect(results[4].reason).toMatch(/movielens-topk/);
+    expect(decodeSummary((await agg.window(t, t + MINUTE))!).counters.rows).toBe(3);
+    expect(await agg.counters()).toMatchObject({ stored: 2, duplicates: 1, rejected: 2, rows: 3 });
+    const tooMany = await agg.ingestMany('flight-delay', Array.from({ length: 257 }, (_, i) => summary('flight-delay', 'd', i + 1, t, [1])));
+    expect(tooMany.every((r) => r.status === 'rejected' && /at most 256/.test(r.reason!))).toBe(true);
+    expect(decodeSummary((await agg.window(t, t + MINUTE))!).counters.rows).toBe(3);
+  });
+});

@@ -49,6 +49,8 @@ const MAX_BUCKETS_PER_CALL = 20_000;
 const MAX_ROLLUPS_PER_ALARM = 200;
 const WEBHOOK_MAX_ATTEMPTS = 10;
 const MAX_MEMO = 512;
+/** Summaries per ingestMany call. */
+export const MAX_BATCH = 256;
 
 export interface Alert {
   id: number;
@@ -241,6 +243,36 @@ export class DriftAggregator extends DurableObject<Env> {
   /** Stores one summary for `model` (the name this object was addressed by). */
   async ingest(model: string, bytes: Uint8Array | ArrayBuffer): Promise<IngestResult> {
     this.#schema();
+    const result = this.#ingestOne(model, bytes);
+    if (result.status === 'stored') await this.#arm();
+    return result;
+  }
+
+  /**
+   * Stores several summaries in one call (an isolate's outbox): the results in the same order,
+   * each exactly as ingest() would give it. One call instead of one per summary is what lets a
+   * single object take thousands of summaries a second (the per-call cost alone capped it at
+   * ~1,000/s on a 2-core machine). At most MAX_BATCH summaries; a larger batch is refused whole.
+   */
+  async ingestMany(model: string, summaries: (Uint8Array | ArrayBuffer)[]): Promise<IngestResult[]> {
+    this.#schema();
+    if (!Array.isArray(summaries)) return [this.#refuse('ingestMany takes an array of summaries')];
+    if (summaries.length > MAX_BATCH) return summaries.map(() => this.#refuse(`a batch holds at most ${MAX_BATCH} summaries; this one had ${summaries.length}`));
+    const results = summaries.map((b) => this.#ingestOne(model, b));
+    if (results.some((r) => r.status === 'stored')) await this.#arm();
+    return results;
+  }
+
+  #refuse(reason: string): IngestResult {
+    this.#count('rejected');
+    return { status: 'rejected', reason };
+  }
+
+  #ingestOne(model: string, bytes: Uint8Array | ArrayBuffer): IngestResult {
+    if (!(bytes instanceof Uint8Array || bytes instanceof ArrayBuffer)) {
+      this.#count('rejected');
+      return { status: 'rejected', reason: 'a summary must be bytes (Uint8Array or ArrayBuffer)' };
+    }
     const size = bytes.byteLength;
     if (size > MAX_SUMMARY_BYTES) {
       this.#count('rejected');
@@ -304,7 +336,6 @@ export class DriftAggregator extends DurableObject<Env> {
         }
       }
     }
-    if (result.status === 'stored') await this.#arm();
     return { status: result.status, minute: result.minute };
   }
 

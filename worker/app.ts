@@ -369,19 +369,25 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     const profiler = r.profiler;
     const work = (async () => {
       try {
-        const batch = profiler.take();
-        for (let k = 0; k < batch.length; k++) {
-          const s = batch[k];
-          try {
-            const res = await agg.get(agg.idFromName(s.model)).ingest(s.model, s.bytes);
-            if (res.status === 'rejected') console.error(`telemetry: aggregator refused a summary: ${res.reason}`);
-            profiler.ack([s]);
-          } catch (err) {
-            // This one may or may not have landed (it stays in flight and goes again with the
-            // same sequence); the ones after it were certainly not sent.
-            console.error('telemetry: flush failed, will retry', err);
-            profiler.release(batch.slice(k + 1));
-            break;
+        // Rounds of one ingestMany call per model's aggregator for everything due, until nothing
+        // is left (windows that closed during a round go in the next) or a call fails.
+        for (let round = 0, failed = false; round < 4 && !failed && profiler.stats().outbox > 0; round++) {
+          const byModel = new Map<string, ReturnType<typeof profiler.take>>();
+          for (const s of profiler.take()) {
+            if (!byModel.has(s.model)) byModel.set(s.model, []);
+            byModel.get(s.model)!.push(s);
+          }
+          for (const [model, batch] of byModel) {
+            try {
+              const results = await agg.get(agg.idFromName(model)).ingestMany(model, batch.map((s) => s.bytes));
+              for (const res of results) if (res.status === 'rejected') console.error(`telemetry: aggregator refused a summary: ${res.reason}`);
+              profiler.ack(batch);
+            } catch (err) {
+              // These may or may not have landed: they stay in flight and go again with the
+              // same sequences at the next flush (the aggregator deduplicates).
+              console.error('telemetry: flush failed, will retry', err);
+              failed = true;
+            }
           }
         }
       } finally {

@@ -14,7 +14,8 @@ const rows = (flightGolden.rows as { features: Record<string, unknown>; inputs: 
 describe('edge telemetry', () => {
   it('sketches every served row (v1 and v2) and ships closed windows to the aggregator once', async () => {
     const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
-    const bindings = { ...(env as Env), CACHE_MAX_BYTES: '0', TELEMETRY_MAX_ROWS: '10', OPERATOR_TOKEN: 'op' };
+    // Windows close by rows only here (an aligned time boundary mid-test would cut one short).
+    const bindings = { ...(env as Env), CACHE_MAX_BYTES: '0', TELEMETRY_MAX_ROWS: '10', TELEMETRY_WINDOW_MS: '3600000', OPERATOR_TOKEN: 'op' };
     const post = (path: string, body: unknown) => app.request(path, { method: 'POST', headers: { 'content-type': 'application/json', 'x-latency-budget-ms': '10000' }, body: JSON.stringify(body) }, bindings);
     for (let i = 0; i < 25; i++) expect((await post('/v1/models/flight-delay/predict', { instances: [rows[i].features] })).status).toBe(200);
     const r = rows[0].inputs;
