@@ -15,13 +15,16 @@
  *   distinct?, rowsPerWindow?, sources?, windowMs? }`: sketches `distinct` windows of real rows
  *   and from them `count` summaries as `sources` edge isolates would send them (see
  *   syntheticStream), encoded and kept in this isolate under a token.
- * - POST /v1/bench/telemetry/ingest `{ token, object, model, concurrency?, count?, maxMs?, probe? }`:
+ * - POST /v1/bench/telemetry/ingest `{ token, object, model, concurrency?, count?, maxMs?, probe?, batch? }`:
  *   ingests the first `count` kept summaries into the DriftAggregator named `object` over RPC,
- *   `concurrency` calls in flight. Floors, to see what an ingest costs around the aggregator's
+ *   `concurrency` calls in flight: one `ingest(model, bytes)` call per summary, or with `batch`
+ *   (1-256) one `ingestMany(model, summaries)` call per `batch` consecutive summaries, as an edge
+ *   isolate's flush ships its outbox (the last call takes what is left). Floors, to see what an ingest costs around the aggregator's
  *   own work: `probe: "reject"` sends the same bytes with a bad magic byte (kept beside them),
  *   each refused at decode's first check (the RPC, the clone of the bytes, one counter upsert
  *   and its commit); `probe: "read"` makes as many `counters()` calls instead (an RPC and a
- *   read, no bytes, nothing written).
+ *   read, no bytes, nothing written; not with `batch`). `probe: "reject"` with `batch` sends the
+ *   bad bytes through ingestMany, `batch` refused at once per call.
  * - POST /v1/bench/telemetry/fold `{ object }`: makes the DriftAggregator named `object` fold its
  *   pending summaries into their minute buckets, through `minutes()` (the cheapest read: it folds
  *   first, as every read does, then lists the buckets without decoding them); answers the bucket
@@ -194,10 +197,14 @@ export function mountBenchRoutes(app: Hono<{ Bindings: Env }>, deps: { models: R
     const count = int(b.count, 'count', 0, list.length, list.length);
     const concurrency = int(b.concurrency, 'concurrency', 1, 1024, 16);
     const maxMs = int(b.maxMs, 'maxMs', 1, 600_000, 30_000);
+    // At most MAX_BATCH (worker/aggregator.ts) per ingestMany call; not imported, so that Node can import this file.
+    const batch = b.batch === undefined ? undefined : int(b.batch, 'batch', 1, 256);
+    if (batch !== undefined && probe === 'read') throw new ValidationError('probe "read" takes no batch', 'batch');
     const stub = c.env.AGGREGATOR.get(c.env.AGGREGATOR.idFromName(b.object));
     const statuses: Record<string, number> = {};
     let reason: string | undefined;
     let next = 0;
+    let calls = 0;
     // Date.now() moves on I/O (each RPC), so it bounds the run even though it cannot time CPU.
     const until = Date.now() + maxMs;
     await Promise.all(
@@ -206,16 +213,29 @@ export function mountBenchRoutes(app: Hono<{ Bindings: Env }>, deps: { models: R
           if (probe === 'read') {
             next++;
             await stub.counters();
+            calls++;
             statuses.read = (statuses.read ?? 0) + 1;
             continue;
           }
+          if (batch !== undefined) {
+            const slice = list.slice(next, Math.min(count, next + batch));
+            next += slice.length;
+            const results = await stub.ingestMany(model, slice);
+            calls++;
+            for (const res of results) {
+              statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+              if (res.status === 'rejected') reason ??= res.reason;
+            }
+            continue;
+          }
           const res = await stub.ingest(model, list[next++]);
+          calls++;
           statuses[res.status] = (statuses[res.status] ?? 0) + 1;
           if (res.status === 'rejected') reason ??= res.reason;
         }
       }),
     );
-    return c.json({ done: Object.values(statuses).reduce((a, x) => a + x, 0), statuses, ...(reason ? { reason } : {}) });
+    return c.json({ done: Object.values(statuses).reduce((a, x) => a + x, 0), calls, statuses, ...(reason ? { reason } : {}) });
   });
 
   app.post('/v1/bench/telemetry/fold', async (c) => {
