@@ -26,12 +26,12 @@ const STYLE = String.raw`
 * { box-sizing: border-box; }
 html, body { margin: 0; background: var(--bg); color: var(--ink); }
 body { font: 13px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-header { background: var(--card); border-bottom: 1px solid var(--line); padding: 10px 24px; display: flex; flex-wrap: wrap; gap: 8px 12px; align-items: center; position: sticky; top: 0; z-index: 2; }
+header { background: var(--card); border-bottom: 1px solid var(--line); padding: 10px 24px; display: flex; flex-wrap: wrap; gap: 8px 10px; align-items: center; position: sticky; top: 0; z-index: 2; }
 header h1 { font-size: 16px; margin: 0 8px 0 0; font-weight: 650; letter-spacing: .2px; }
 header label { color: var(--muted); display: inline-flex; align-items: center; gap: 6px; }
 select, input, button { font: inherit; color: inherit; }
 select, input[type=text], input[type=password] { border: 1px solid #cfd6de; border-radius: 6px; padding: 4px 8px; background: #fff; }
-input[type=password] { width: 120px; }
+input[type=password] { width: 100px; }
 button { border: 1px solid #cfd6de; background: #fff; border-radius: 6px; padding: 4px 12px; cursor: pointer; }
 button.primary { background: var(--live); border-color: var(--live); color: #fff; }
 button:hover { filter: brightness(.97); }

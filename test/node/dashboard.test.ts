@@ -7,7 +7,7 @@
 //
 // UPDATE_SCREENSHOTS=1 also writes docs/dashboard.png (for the README) and paces the traffic over
 // a few minutes, so the picture shows drift arriving over time and the alerts it opens; that mode
-// takes about 8 minutes. Waits are generous and bounded: this runs on a shared 2-core machine.
+// takes about 9 minutes. Waits are generous and bounded: this runs on a shared 2-core machine.
 import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -99,7 +99,8 @@ beforeAll(async () => {
   port = await freePort();
   base = `http://127.0.0.1:${port}`;
   await rm(stateDir(), { recursive: true, force: true });
-  worker = await startWorker(port, { OPERATOR_TOKEN: TOKEN, TELEMETRY_WINDOW_MS: '1000' });
+  // Alerts are evaluated every 5 s, 5 s after a minute's data is in, so a paced run (below) opens them.
+  worker = await startWorker(port, { OPERATOR_TOKEN: TOKEN, TELEMETRY_WINDOW_MS: '1000', ALERT_EVAL_INTERVAL_MS: '5000', ALERT_GRACE_MS: '5000' });
   shots = await mkdtemp(join(tmpdir(), 'dw-dashboard-'));
   await waitFor(`${base}/healthz`, 90_000);
 }, 120_000);
@@ -159,7 +160,7 @@ describe('GET /dashboard in Chromium', () => {
         ? [
             { rows: early, count: 800, minutes: 2 },
             { rows: shuffle(rows.filter((r) => r.month === 3 || r.month === 4)), count: 400, minutes: 1 },
-            { rows: late, count: 800, minutes: 2 },
+            { rows: late, count: 1200, minutes: 3 },
           ]
         : [
             { rows: early, count: 480, minutes: 0 },
