@@ -129,6 +129,38 @@ export class CategoricalSketch {
 
   /** Adds everything `other` has seen (see the header for the bounds). `other` is not changed. */
   merge(other: CategoricalSketch): this {
+    if (other === this) return this.merge(this.clone());
+    if (this.#mergeInPlace(other)) return this;
+    return this.#mergeRebuild(other);
+  }
+
+  /**
+   * The common case of an aggregator folding small windows into a large sketch: `other` never
+   * evicted (absentBound 0) and everything fits. Then the general merge keeps every counter and
+   * amounts to adding `other`'s counters in place (a value new here also gets this side's
+   * absentBound), which costs O(m log n) for m of other's values instead of rebuilding all n.
+   * Same result as #mergeRebuild, byte for byte (ties are broken by value in both).
+   */
+  #mergeInPlace(other: CategoricalSketch): boolean {
+    if (other.#absent !== 0) return false;
+    let fresh = 0;
+    for (const v of other.#values) if (!this.#slot.has(v)) fresh++;
+    if (this.#values.length + fresh > this.capacity) return false;
+    for (let i = 0; i < other.#values.length; i++) {
+      const v = other.#values[i];
+      const at = this.#slot.get(v);
+      if (at === undefined) this.#push(v, other.#counts[i] + this.#absent, other.#errors[i] + this.#absent);
+      else {
+        this.#counts[at] += other.#counts[i];
+        this.#errors[at] += other.#errors[i];
+        this.#siftDown(at);
+      }
+    }
+    this.#total += other.#total;
+    return true;
+  }
+
+  #mergeRebuild(other: CategoricalSketch): this {
     const merged = new Map<string, { count: number; error: number }>();
     for (let i = 0; i < this.#values.length; i++) {
       merged.set(this.#values[i], { count: this.#counts[i] + other.#absent, error: this.#errors[i] + other.#absent });
