@@ -164,14 +164,17 @@ describe('merge fast path', () => {
       fc.property(fc.array(values, { maxLength: 120 }), fc.array(values, { maxLength: 60 }), fc.integer({ min: 1, max: 50 }), (a, b, capacity) => {
         const sa = new CategoricalSketch({ capacity });
         for (const v of a) sa.add(v);
-        const sb = new CategoricalSketch({ capacity });
-        for (const v of b) sb.add(v);
-        // The general merge, from the serialised sketches (a decoded sketch takes the same path).
-        const viaBytes = CategoricalSketch.fromBytes(sa.toBytes());
-        const expected = reference(viaBytes, sb);
-        const got = sa.clone().merge(sb);
-        expect(Array.from(got.toBytes())).toEqual(Array.from(expected.toBytes()));
-        expect(got.top()).toEqual(expected.top());
+        // Same capacity (other may have evicted: the general path), and a larger one that never
+        // evicts (the in-place path, evicting here when this side is full).
+        for (const bCapacity of [capacity, 64]) {
+          const sb = new CategoricalSketch({ capacity: bCapacity });
+          for (const v of b) sb.add(v);
+          const expected = reference(CategoricalSketch.fromBytes(sa.toBytes()), sb);
+          const got = sa.clone().merge(sb);
+          expect(Array.from(got.toBytes())).toEqual(Array.from(expected.toBytes()));
+          expect(got.top()).toEqual(expected.top());
+          expect(got.absentBound).toBe(expected.absentBound);
+        }
       }),
       { numRuns: 300 },
     );

@@ -136,26 +136,50 @@ export class CategoricalSketch {
 
   /**
    * The common case of an aggregator folding small windows into a large sketch: `other` never
-   * evicted (absentBound 0) and everything fits. Then the general merge keeps every counter and
-   * amounts to adding `other`'s counters in place (a value new here also gets this side's
-   * absentBound), which costs O(m log n) for m of other's values instead of rebuilding all n.
-   * Same result as #mergeRebuild, byte for byte (ties are broken by value in both).
+   * evicted (absentBound 0). Then the general merge is: add other's counters to the ones here,
+   * give each value new here this side's absentBound, keep the `capacity` largest by (count,
+   * value), and raise absentBound to the largest count not kept. Done in place: increments sift
+   * down, new values (largest first) replace the heap's minimum while they beat it, so the cost
+   * is O(m log n) for m of other's values instead of rebuilding all n. Same result as
+   * #mergeRebuild, byte for byte (ties are broken by value in both).
    */
   #mergeInPlace(other: CategoricalSketch): boolean {
     if (other.#absent !== 0) return false;
-    let fresh = 0;
-    for (const v of other.#values) if (!this.#slot.has(v)) fresh++;
-    if (this.#values.length + fresh > this.capacity) return false;
+    const fresh: CategoryCount[] = [];
     for (let i = 0; i < other.#values.length; i++) {
       const v = other.#values[i];
       const at = this.#slot.get(v);
-      if (at === undefined) this.#push(v, other.#counts[i] + this.#absent, other.#errors[i] + this.#absent);
+      if (at === undefined) fresh.push({ value: v, count: other.#counts[i] + this.#absent, error: other.#errors[i] + this.#absent });
       else {
         this.#counts[at] += other.#counts[i];
         this.#errors[at] += other.#errors[i];
         this.#siftDown(at);
       }
     }
+    fresh.sort(byCountDesc);
+    let notKept = 0;
+    for (const it of fresh) {
+      if (this.#values.length < this.capacity) {
+        this.#push(it.value, it.count, it.error);
+        continue;
+      }
+      // The heap's minimum goes if the new value ranks above it (larger count, or equal count and smaller value).
+      const c0 = this.#counts[0];
+      if (c0 < it.count || (c0 === it.count && this.#values[0] > it.value)) {
+        notKept = Math.max(notKept, c0);
+        this.#slot.delete(this.#values[0]);
+        this.#values[0] = it.value;
+        this.#counts[0] = it.count;
+        this.#errors[0] = it.error;
+        this.#slot.set(it.value, 0);
+        this.#siftDown(0);
+      } else {
+        // This one and every later (smaller) one stay out.
+        notKept = Math.max(notKept, it.count);
+        break;
+      }
+    }
+    this.#absent = Math.max(this.#absent, notKept);
     this.#total += other.#total;
     return true;
   }
