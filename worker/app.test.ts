@@ -1,4 +1,5 @@
 // The edge API inside workerd (Workers vitest pool) on the real bundled int8 models.
+import { env } from 'cloudflare:test';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import flightGolden from '../models/flight-delay/golden.json';
@@ -208,5 +209,23 @@ describe('batching, deadlines and the cache', () => {
     expect(mixed.json.predictions[1]).toEqual(first.json.predictions[0]);
     await new Promise((r) => setTimeout(r, 400));
     expect((await call('POST', '/v1/models/flight-delay/predict', { instances: [a] })).json.served_by).toBe('edge');
+  });
+});
+
+describe('cross-origin pages', () => {
+  it('may call the inference API (preflight and answer carry CORS headers), not the operator routes', async () => {
+    const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+    const bindings = { ...(env as object), OPERATOR_TOKEN: 'op' };
+    const origin = { origin: 'https://shop.example' };
+    const pre = await app.request('/v2/models/movielens-topk/infer', { method: 'OPTIONS', headers: { ...origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } }, bindings);
+    expect(pre.status).toBe(204);
+    expect(pre.headers.get('access-control-allow-origin')).toBe('*');
+    expect(pre.headers.get('access-control-allow-methods')).toMatch(/POST/);
+    const res = await app.request('/v1/models/flight-delay/predict', { method: 'POST', headers: { ...origin, 'content-type': 'application/json', 'x-latency-budget-ms': '10000' }, body: JSON.stringify({ instances: [{ month: 4, day_of_week: 5, hour: 18, distance: 1846, origin: 'ORD', destination: 'LAX' }] }) }, bindings);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('access-control-allow-origin')).toBe('*');
+    expect(res.headers.get('access-control-expose-headers')).toMatch(/x-served-by/);
+    const op = await app.request('/v1/models/flight-delay/alerts', { headers: { ...origin, authorization: 'Bearer op' } }, bindings);
+    expect(op.headers.get('access-control-allow-origin')).toBeNull();
   });
 });

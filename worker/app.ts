@@ -9,6 +9,7 @@
  */
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { cors } from 'hono/cors';
 import {
   assignVersion,
   canonicalKey,
@@ -234,6 +235,12 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
 
   app.onError((err, c) => errorResponse(c, err));
   app.notFound((c) => c.json({ error: { code: 'not_found', message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
+
+  // The inference API answers pages on any origin (no cookies are involved): the browser
+  // runtime's edge step, and apps that call the edge directly. Operator routes do not.
+  const publicApi = cors({ origin: '*', allowMethods: ['GET', 'POST', 'OPTIONS'], allowHeaders: ['content-type', 'x-latency-budget-ms', 'x-user-key'], exposeHeaders: ['x-served-by', 'x-model-version', 'retry-after'], maxAge: 600 });
+  app.use('/v2/*', publicApi);
+  app.use('/v1/models/:name/predict', publicApi);
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
