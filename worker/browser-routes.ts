@@ -247,17 +247,25 @@ function createBrowserTelemetry() {
         out.push({ model, bytes: encodeSummary(profile), rows: profile.counters.rows });
       }
       pending.clear();
+      // One ingestMany call per model's aggregator.
+      const byModel = new Map<string, typeof out>();
       for (const s of out) {
+        if (!byModel.has(s.model)) byModel.set(s.model, []);
+        byModel.get(s.model)!.push(s);
+      }
+      for (const [model, batch] of byModel) {
         try {
-          const res = await agg.get(agg.idFromName(s.model)).ingest(s.model, s.bytes);
-          if (res.status === 'rejected') console.error(`browser telemetry: aggregator refused a merged summary: ${res.reason}`);
-          stats.forwarded++;
-          stats.forwardedRows += s.rows;
+          const results = await agg.get(agg.idFromName(model)).ingestMany(model, batch.map((s) => s.bytes));
+          for (const res of results) if (res.status === 'rejected') console.error(`browser telemetry: aggregator refused a merged summary: ${res.reason}`);
+          stats.forwarded += batch.length;
+          stats.forwardedRows += batch.reduce((a, s) => a + s.rows, 0);
         } catch (err) {
           console.error('browser telemetry: forward failed, will retry', err);
           stats.forwardFailures++;
-          if (retry.length < 64) retry.push(s);
-          else stats.dropped++;
+          for (const s of batch) {
+            if (retry.length < 64) retry.push(s);
+            else stats.dropped++;
+          }
         }
       }
     },
