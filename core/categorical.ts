@@ -233,24 +233,42 @@ export class CategoricalSketch {
     const total = r.varint('categorical total');
     const absent = r.varint('categorical absent bound');
     const n = r.count('categorical item count', 3, capacity);
-    const items: CategoryCount[] = [];
-    const seen = new Set<string>();
+    // Straight into the heap's arrays: the items come in top() order, so stored in reverse they
+    // are sorted by (count ascending, value descending), which is already a valid min-heap; the
+    // slot map doubles as the duplicate check. (Building item objects, a Set and pushing each
+    // into the heap cost most of an aggregator's decode.)
+    const values = new Array<string>(n);
+    const counts = new Array<number>(n);
+    const errors = new Array<number>(n);
+    const slot = new Map<string, number>();
     let guaranteed = 0;
+    let prevCount = Infinity;
+    let prevValue = '';
     for (let i = 0; i < n; i++) {
       const value = r.string('category', MAX_CATEGORY_LENGTH * 3);
       if (value.length > MAX_CATEGORY_LENGTH) r.fail(`category is longer than ${MAX_CATEGORY_LENGTH} characters`);
       const count = r.varint('category count');
       const error = r.varint('category error');
-      if (seen.has(value)) r.fail(`category ${JSON.stringify(value)} appears twice`);
+      if (slot.has(value)) r.fail(`category ${JSON.stringify(value)} appears twice`);
       if (count < 1 || error > count) r.fail(`category ${JSON.stringify(value)} has count ${count} and error ${error}`);
-      if (i > 0 && byCountDesc(items[i - 1], { value, count, error }) > 0) r.fail('categories are not in count order');
-      seen.add(value);
-      items.push({ value, count, error });
+      if (count > prevCount || (count === prevCount && prevValue > value)) r.fail('categories are not in count order');
+      const k = n - 1 - i;
+      values[k] = value;
+      counts[k] = count;
+      errors[k] = error;
+      slot.set(value, k);
+      prevCount = count;
+      prevValue = value;
       guaranteed += count - error;
     }
     if (guaranteed > total) r.fail(`categorical counts (${guaranteed}) exceed the total ${total}`);
     const s = new CategoricalSketch({ capacity });
-    s.#reset(items, total, absent);
+    s.#values = values;
+    s.#counts = counts;
+    s.#errors = errors;
+    s.#slot = slot;
+    s.#total = total;
+    s.#absent = absent;
     return s;
   }
 
