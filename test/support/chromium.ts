@@ -4,6 +4,7 @@
  * a temporary folder per launch (removed on close), so Cache Storage starts empty unless a test
  * reuses the same context on purpose.
  */
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +30,7 @@ export interface LaunchOptions {
 
 /** A persistent context on a fresh user-data-dir; `close()` also removes the folder. */
 export async function launchChromium({ args = [], viewport = { width: 1280, height: 900 } }: LaunchOptions = {}): Promise<{ context: BrowserContext; close: () => Promise<void> }> {
+  if (!existsSync(CHROMIUM_PATH)) throw new Error(`no Chromium at ${CHROMIUM_PATH}: install Debian's (apt-get install -y chromium; .ci/run does) or set CHROMIUM_PATH`);
   const dir = await mkdtemp(join(tmpdir(), 'dw-chromium-'));
   const context = await chromium.launchPersistentContext(dir, { executablePath: CHROMIUM_PATH, headless: true, args: [...CHROMIUM_FLAGS, ...args], viewport });
   return {
