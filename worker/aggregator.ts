@@ -48,7 +48,9 @@ const IDLE_CLOSE_MS = 5 * MINUTE_MS;
 const MAX_BUCKETS_PER_CALL = 20_000;
 const MAX_ROLLUPS_PER_ALARM = 200;
 const WEBHOOK_MAX_ATTEMPTS = 10;
-const MAX_MEMO = 512;
+// Live traffic touches a few minutes between folds; a replay more. Each memo is a decoded profile
+// (tens of KB for a model with large categorical sketches), so keep few: past this, folds decode rows.
+const MAX_MEMO = 64;
 /** Summaries per ingestMany call. */
 export const MAX_BATCH = 256;
 
