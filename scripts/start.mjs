@@ -31,6 +31,16 @@ function run(cmd, args, env = {}) {
   return child;
 }
 
+console.log(
+  [
+    '',
+    `driftwatch-edge: the edge API on http://127.0.0.1:${port} (hosted fallback on :${originPort})`,
+    `  try   curl -s http://127.0.0.1:${port}/v1/models`,
+    `  demo  http://127.0.0.1:${port}/demo        (movie picks, recommended on the device)`,
+    `  ops   http://127.0.0.1:${port}/dashboard   (token: OPERATOR_TOKEN in .dev.vars)`,
+    '',
+  ].join('\n'),
+);
 run('tsx', ['origin/server.ts', '--port', originPort]);
 run('wrangler', ['dev', '--ip', '127.0.0.1', '--port', port, '--var', `FALLBACK_URL:http://127.0.0.1:${originPort}`, ...process.argv.slice(2)], { WRANGLER_SEND_METRICS: 'false' });
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => children.forEach((c) => c.kill(signal)));
