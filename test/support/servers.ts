@@ -4,6 +4,7 @@
  * stopping it stops its children (wrangler's workerd, npx's node).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,11 +33,19 @@ export function startOrigin(port: number, delayMs = 0): ChildProcess {
   return start('npx', ['tsx', 'origin/server.ts', '--port', String(port), '--delay-ms', String(delayMs)]);
 }
 
+/** State folders of the workers started by this process, removed when it exits (a restart on the same port within a test keeps its state). */
+const stateDirs = new Set<string>();
+process.once('exit', () => {
+  for (const d of stateDirs) rmSync(d, { recursive: true, force: true });
+});
+
 /** The worker under wrangler dev, with its own inspector port and state folder (so several can run). */
 export async function startWorker(port: number, vars: Record<string, string>): Promise<ChildProcess> {
+  const state = join(tmpdir(), `dw-wrangler-${port}`);
+  stateDirs.add(state);
   return start('npx', [
     'wrangler', 'dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(await freePort()),
-    '--persist-to', join(tmpdir(), `dw-wrangler-${port}`), '--log-level', 'error', '--show-interactive-dev-session=false',
+    '--persist-to', state, '--log-level', 'error', '--show-interactive-dev-session=false',
     ...Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
   ]);
 }
