@@ -168,7 +168,7 @@ describe('sketch statistics match the exact statistics on the raw data', () => {
   // - KS within 0.0075 [0.0052]. drift.ts bounds it by about twice the digests' rank error; the
   //   worst case is bimodal, where a centroid straddles the empty gap between the modes.
   // - PSI within max(0.02, 10%) [0.52 of that] and JS within 0.01 [0.004] when every window bin
-  //   holds >= 1% of the window. PSI's log term is unbounded as a share approaches the 1e-4
+  //   holds >= 1% of the window; PSI's log term is unbounded as a share approaches the 1e-4
   //   floor, and a share of 1e-4 is below what a compression-100 digest resolves at mid
   //   quantiles (~1e-3), so in that regime (huge shifts; PSI > 1) we only require the same
   //   verdict, a factor of 2, and JS within 0.05 [0.023].

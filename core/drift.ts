@@ -266,7 +266,7 @@ export function chiSquare(baseline: CategoricalSketch, current: CategoricalSketc
 export interface OutOfRangeOptions {
   /** Share of the window outside the baseline's [min, max] that counts as drift. Default 0.02. */
   threshold?: number;
-  /** Fewest values outside that count, however small the window. Default 3. */
+  /** Fewest values outside that count, however few values the compared sketch holds (default 3). */
   minValues?: number;
 }
 

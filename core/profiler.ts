@@ -39,7 +39,7 @@ export interface ProfilerOptions {
    * Align windows to multiples of windowMs (a window started at 10:00:03 with windowMs 5 s ends
    * at 10:00:05), and start the next window when a row arrives past the open one's end, even
    * before tick(). Summaries of many sources then cover the same intervals, and a clock that
-   * jumps (a replay's event time) never puts a row into an earlier window. Default false: a
+   * jumps (a replay's event time) never puts a row into an earlier window; default false: a
    * window lasts windowMs from its first row.
    */
   align?: boolean;
