@@ -196,7 +196,12 @@ export class CategoricalSketch {
 
   clone(): CategoricalSketch {
     const c = new CategoricalSketch({ capacity: this.capacity });
-    c.#reset(this.top(), this.#total, this.#absent);
+    c.#values = this.#values.slice();
+    c.#counts = this.#counts.slice();
+    c.#errors = this.#errors.slice();
+    c.#slot = new Map(this.#slot);
+    c.#total = this.#total;
+    c.#absent = this.#absent;
     return c;
   }
 
@@ -270,19 +275,6 @@ export class CategoricalSketch {
     s.#total = total;
     s.#absent = absent;
     return s;
-  }
-
-  #reset(items: CategoryCount[], total: number, absent: number): void {
-    this.#values = [];
-    this.#counts = [];
-    this.#errors = [];
-    this.#slot = new Map();
-    this.#total = total;
-    this.#absent = absent;
-    // Items come in top() order (count descending, ties by value); pushed in reverse, each is
-    // at least its parent in heap order, so nothing sifts and the rebuild is linear (in top()
-    // order every push sifted to the root). Any other order still gives a valid heap.
-    for (let k = items.length - 1; k >= 0; k--) this.#push(items[k].value, items[k].count, items[k].error);
   }
 
   #push(value: string, count: number, error: number): void {

@@ -113,17 +113,6 @@ function mergeSketch(name: string, into: Sketch, from: Sketch): void {
   else throw new SketchMergeError(`sketch "${name}" has different kinds in the two profiles`);
 }
 
-function mergeMaps(a: Map<string, Sketch>, b: Map<string, Sketch>): Map<string, Sketch> {
-  const out = new Map<string, Sketch>();
-  for (const [k, v] of a) out.set(k, cloneSketch(v));
-  for (const [k, v] of b) {
-    const mine = out.get(k);
-    if (mine) mergeSketch(k, mine, v);
-    else out.set(k, cloneSketch(v));
-  }
-  return out;
-}
-
 /**
  * A new profile holding everything `a` and `b` saw; neither is changed. Both must describe
  * the same model and version. The window becomes the smallest one covering both. The source
@@ -131,24 +120,15 @@ function mergeMaps(a: Map<string, Sketch>, b: Map<string, Sketch>): Map<string, 
  * { kind: the common kind or 'merged', id: '' } with sequence 0.
  */
 export function mergeProfiles(a: Profile, b: Profile): Profile {
-  if (a.model !== b.model || a.modelVersion !== b.modelVersion) {
-    throw new SketchMergeError(`cannot merge profiles of ${a.model}@${a.modelVersion} and ${b.model}@${b.modelVersion}`);
-  }
-  const sameSource = a.source.kind === b.source.kind && a.source.id === b.source.id;
-  const counters = { ...a.counters } as Counters;
-  for (const [k, v] of Object.entries(b.counters)) counters[k] = (counters[k] ?? 0) + v;
-  return {
-    model: a.model,
-    modelVersion: a.modelVersion,
-    source: sameSource ? { ...a.source } : { kind: a.source.kind === b.source.kind ? a.source.kind : 'merged', id: '' },
-    sequence: sameSource ? Math.max(a.sequence, b.sequence) : 0,
-    windowStart: Math.min(a.windowStart, b.windowStart),
-    windowEnd: Math.max(a.windowEnd, b.windowEnd),
-    features: mergeMaps(a.features, b.features),
-    outputs: mergeMaps(a.outputs, b.outputs),
-    latency: a.latency.clone().merge(b.latency),
-    counters,
+  const copy: Profile = {
+    ...a,
+    source: { ...a.source },
+    features: new Map([...a.features].map(([k, v]) => [k, cloneSketch(v)])),
+    outputs: new Map([...a.outputs].map(([k, v]) => [k, cloneSketch(v)])),
+    latency: a.latency.clone(),
+    counters: { ...a.counters },
   };
+  return mergeInto(copy, b);
 }
 
 /**
