@@ -87,3 +87,8 @@ export interface ModelManifest {
   replay: ArtifactSpec & { rows: number; period: [string, string] };
   serving: { defaultLatencyBudgetMs: number; maxBatch: number };
 }
+
+/** The names of the manifest's calendar features (`seasonal`), which drift is judged on by range only. */
+export function seasonalFeatures(m: Pick<ModelManifest, 'features'>): Set<string> {
+  return new Set(m.features.filter((f) => f.kind === 'numeric' && f.seasonal).map((f) => f.name));
+}

@@ -27,8 +27,9 @@
  * traffic is rolled up by its own timeline, not all at once.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { compareSketches, decodeSummary, encodeSummary, mergeInto, SketchMergeError, SummaryDecodeError, type Profile, type Sketch } from '../core/index.ts';
+import { compareSketches, decodeSummary, encodeSummary, mergeInto, seasonalFeatures, SketchMergeError, SummaryDecodeError, type Profile, type Sketch } from '../core/index.ts';
 import type { Env } from './app.ts';
+import { configNumber } from './config.ts';
 import { BUNDLED_MODELS } from './models.ts';
 
 export const MINUTE_MS = 60_000;
@@ -103,13 +104,7 @@ type AggregatorEnv = Pick<
 
 /** The aggregator's settings from the environment; a bad value is an Error naming it. */
 export function aggregatorConfig(env: AggregatorEnv): AggregatorConfig {
-  const num = (name: keyof AggregatorEnv, fallback: number, min: number): number => {
-    const v = env[name];
-    if (v === undefined || v === '') return fallback;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < min) throw new Error(`configuration ${name}=${v} must be a number >= ${min}`);
-    return n;
-  };
+  const num = (name: keyof AggregatorEnv, fallback: number, min: number) => configNumber(env[name], fallback, name, min);
   const windowMs = num('ALERT_WINDOW_MS', MINUTE_MS, MINUTE_MS);
   if (windowMs % MINUTE_MS !== 0) throw new Error(`configuration ALERT_WINDOW_MS=${windowMs} must be a whole number of minutes`);
   const webhookUrl = env.ALERT_WEBHOOK_URL || undefined;
@@ -271,34 +266,22 @@ export class DriftAggregator extends DurableObject<Env> {
   }
 
   #ingestOne(model: string, bytes: Uint8Array | ArrayBuffer): IngestResult {
-    if (!(bytes instanceof Uint8Array || bytes instanceof ArrayBuffer)) {
-      this.#count('rejected');
-      return { status: 'rejected', reason: 'a summary must be bytes (Uint8Array or ArrayBuffer)' };
-    }
-    const size = bytes.byteLength;
-    if (size > MAX_SUMMARY_BYTES) {
-      this.#count('rejected');
-      return { status: 'rejected', reason: `summary is ${size} bytes, more than ${MAX_SUMMARY_BYTES}` };
-    }
+    if (!(bytes instanceof Uint8Array || bytes instanceof ArrayBuffer)) return this.#refuse('a summary must be bytes (Uint8Array or ArrayBuffer)');
+    if (bytes.byteLength > MAX_SUMMARY_BYTES) return this.#refuse(`summary is ${bytes.byteLength} bytes, more than ${MAX_SUMMARY_BYTES}`);
+    const raw = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
     let p: Profile;
     try {
-      p = decodeSummary(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes));
+      p = decodeSummary(raw);
     } catch (e) {
-      this.#count('rejected');
-      return { status: 'rejected', reason: e instanceof SummaryDecodeError ? e.message : 'malformed summary' };
+      return this.#refuse(e instanceof SummaryDecodeError ? e.message : 'malformed summary');
     }
-    const refuse = (reason: string): IngestResult => {
-      this.#count('rejected');
-      return { status: 'rejected', reason };
-    };
-    if (p.model !== model) return refuse(`summary is for model "${p.model}", not "${model}"`);
-    if (p.windowStart > Date.now() + MAX_FUTURE_MS) return refuse(`summary window starts at ${new Date(p.windowStart).toISOString()}, more than an hour in the future (check the sender's clock)`);
+    if (p.model !== model) return this.#refuse(`summary is for model "${p.model}", not "${model}"`);
+    if (p.windowStart > Date.now() + MAX_FUTURE_MS) return this.#refuse(`summary window starts at ${new Date(p.windowStart).toISOString()}, more than an hour in the future (check the sender's clock)`);
     const horizon = Number(this.#meta('pruned_before') ?? -Infinity);
-    if (p.windowStart < horizon) return refuse(`summary window starts at ${new Date(p.windowStart).toISOString()}, before the deduplication horizon ${new Date(horizon).toISOString()}: too old to be counted exactly once`);
+    if (p.windowStart < horizon) return this.#refuse(`summary window starts at ${new Date(p.windowStart).toISOString()}, before the deduplication horizon ${new Date(horizon).toISOString()}: too old to be counted exactly once`);
     const source = `${p.source.kind}:${p.source.id}`;
     const minute = Math.floor(p.windowStart / MINUTE_MS) * MINUTE_MS;
     const sql = this.ctx.storage.sql;
-    const raw = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
     const result = this.ctx.storage.transactionSync(() => {
       const dup = sql.exec(`SELECT 1 FROM seen WHERE source = ? AND sequence = ? AND model_version = ?`, source, p.sequence, p.modelVersion).toArray();
       if (dup.length) {
@@ -401,7 +384,7 @@ export class DriftAggregator extends DurableObject<Env> {
     // Bounded work: stop before the window of the first bucket past the limit (the next call goes on from there).
     if (rows.length > MAX_BUCKETS_PER_CALL) upper = Math.max(lower + W, Math.floor((rows[MAX_BUCKETS_PER_CALL].minute as number) / W) * W);
     const baseline = this.#baselineProfile(bundled.baseline);
-    const seasonal = new Set(bundled.manifest.features.filter((f) => f.kind === 'numeric' && f.seasonal).map((f) => f.name));
+    const seasonal = seasonalFeatures(bundled.manifest);
     // Merge the buckets of each (window, version), in time order.
     const windows = new Map<number, Map<string, Profile>>();
     for (const row of rows) {

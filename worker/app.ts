@@ -20,6 +20,7 @@ import {
   createWindowProfiler,
   observedFromFeeds,
   compareSketches,
+  seasonalFeatures,
   decodeSummary,
   CategoricalSketch,
   type Profile,
@@ -43,6 +44,7 @@ import { createModelEngine, ModelLoadError, type EngineRequest, type ModelEngine
 import { createFallbackClient, FallbackError, type FallbackClient } from './fallback.ts';
 import type { BundledModel } from './models.ts';
 import { mountBenchRoutes } from './bench-routes.ts';
+import { configNumber } from './config.ts';
 import { mountBrowserRoutes } from './browser-routes.ts';
 import { mountDashboard } from './dashboard.ts';
 
@@ -142,12 +144,7 @@ interface Runtime {
 const BUDGET_HEADER = 'x-latency-budget-ms';
 const MAX_BUDGET_MS = 60_000;
 
-function num(v: string | undefined, fallback: number, name: string): number {
-  if (v === undefined || v === '') return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`configuration ${name}=${v} is not a non-negative number`);
-  return n;
-}
+const num = (v: string | undefined, fallback: number, name: string) => configNumber(v, fallback, name);
 
 export function createApp({ models, createSession, servedBy: selfName = 'edge' }: AppOptions) {
   let runtime: Runtime | undefined;
@@ -574,7 +571,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
   const eventTime = async (c: Context<{ Bindings: Env }>, next: () => Promise<void>) => {
     const raw = c.req.header('x-event-time');
     if (raw !== undefined && c.env.TELEMETRY_CLOCK === 'event') {
-      const t = /^\d+$/.test(raw) ? Number(raw) : Date.parse(raw);
+      const t = instant(raw);
       if (!Number.isFinite(t) || t < 0 || t > Date.now() + 3600_000) throw new ValidationError(`x-event-time must be an ISO date or ms since the epoch, not in the future; got ${JSON.stringify(raw.slice(0, 64))}`, 'x-event-time');
       eventClock = t;
     }
@@ -698,7 +695,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     const q = (k: string, fallback: number) => {
       const v = c.req.query(k);
       if (v === undefined) return fallback;
-      const n = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
+      const n = instant(v);
       if (!Number.isFinite(n)) throw new ValidationError(`${k} must be ms since the epoch or an ISO date, got ${JSON.stringify(v)}`, k);
       return n;
     };
@@ -717,7 +714,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     const agg = c.env.AGGREGATOR.get(c.env.AGGREGATOR.idFromName(m.name));
     const inForce = await agg.baseline(m.name);
     const baseline = inForce.training ? baselineOf(m.name) : decodeSummary(inForce.bytes);
-    const seasonal = new Set(m.features.filter((f) => f.kind === 'numeric' && f.seasonal).map((f) => f.name));
+    const seasonal = seasonalFeatures(m);
     const windows = [];
     for (let t = from; t < to; t += step) {
       const end = Math.min(to, t + step);
@@ -840,7 +837,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     if (!c.env.AGGREGATOR) throw new ValidationError('no aggregator is bound (AGGREGATOR)', 'AGGREGATOR', 404, 'aggregator_unavailable');
     const b = (await body(c)) as { from?: unknown; to?: unknown };
     const when = (v: unknown, f: string) => {
-      const n = typeof v === 'number' ? v : typeof v === 'string' ? Date.parse(v) : NaN;
+      const n = instant(v);
       if (!Number.isFinite(n)) throw new ValidationError(`${f} must be ms since the epoch or an ISO date`, f);
       return n;
     };
@@ -900,6 +897,13 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
   });
 
   return app;
+}
+
+/** A time as the operator routes and x-event-time take it: ms since the epoch (number or digits) or an ISO date; NaN otherwise. */
+function instant(v: unknown): number {
+  if (typeof v === 'number') return v;
+  if (typeof v !== 'string') return NaN;
+  return /^\d+$/.test(v) ? Number(v) : Date.parse(v);
 }
 
 /** The request parameters (k) as the engine needs them, read back from the feeds. */
