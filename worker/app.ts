@@ -416,6 +416,8 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     const r = rt(c.env);
     const model = e.manifest.name;
     const work = (async () => {
+      // The served inputs as the profiles name them, once for every shadow version.
+      const observed = r.profiler ? observedFromFeeds(e.manifest, req.feeds, req.rows) : [];
       for (const v of names) {
         const engine = r.versions.get(model)?.get(v);
         if (!engine) continue;
@@ -425,7 +427,6 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
         const st = byV.get(v)!;
         st.runs++;
         const t0 = performance.now();
-        const observed = r.profiler ? observedFromFeeds(e.manifest, req.feeds, req.rows) : [];
         try {
           const out = await engine.infer(req);
           const agreement = compare(e.manifest, outputs, out, st);
