@@ -34,6 +34,7 @@ import { gzipSync } from 'node:zlib';
 import { createWindowProfiler, decodeSummary, encodeInstances, encodeSummary, mergeInto, type ModelManifest, type ObservedRow, type Profile } from '../core/index.ts';
 import { freePort, ROOT, startWorker, stop, waitFor } from '../test/support/servers.ts';
 import { streamProfile, type StreamOptions } from '../worker/bench-routes.ts';
+import { rng } from '../models/lib/rng.ts';
 import { markdownTable, progress } from './lib/report.ts';
 
 const args = process.argv.slice(2);
@@ -92,16 +93,6 @@ async function best(reps: number, fn: () => Promise<{ ms: number }>): Promise<nu
 const q = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 const sortNum = (xs: number[]) => [...xs].sort((a, b) => a - b);
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Relative difference of the p-quantile (on / off − 1) with a percentile-bootstrap 95% interval. */
 function relDiff(off: number[], on: number[], p: number, resamples = 400): { d: number; lo: number; hi: number } {

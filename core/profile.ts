@@ -141,10 +141,11 @@ export function mergeInto(into: Profile, from: Profile): Profile {
   if (into.model !== from.model || into.modelVersion !== from.modelVersion) {
     throw new SketchMergeError(`cannot merge profiles of ${into.model}@${into.modelVersion} and ${from.model}@${from.modelVersion}`);
   }
-  for (const [mine, theirs] of [
+  const sections = [
     [into.features, from.features],
     [into.outputs, from.outputs],
-  ] as const) {
+  ] as const;
+  for (const [mine, theirs] of sections) {
     for (const [k, v] of theirs) {
       const m = mine.get(k);
       if (!m) continue;
@@ -161,10 +162,7 @@ export function mergeInto(into: Profile, from: Profile): Profile {
   }
   into.windowStart = Math.min(into.windowStart, from.windowStart);
   into.windowEnd = Math.max(into.windowEnd, from.windowEnd);
-  for (const [mine, theirs] of [
-    [into.features, from.features],
-    [into.outputs, from.outputs],
-  ] as const) {
+  for (const [mine, theirs] of sections) {
     for (const [k, v] of theirs) {
       const m = mine.get(k);
       if (m) mergeSketch(k, m, v);

@@ -4,17 +4,12 @@ import { abortAllDurableObjects, env } from 'cloudflare:test';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CategoricalSketch, createProfile, decodeSummary, encodeSummary, TDigest } from '../core/index.ts';
+import { summaryBytes } from '../test/support/summaries.ts';
 import { aggregatorConfig, DAY_MS, HOUR_MS, MINUTE_MS, type DriftAggregator } from './aggregator.ts';
 
 const ns = (env as unknown as { AGGREGATOR: DurableObjectNamespace<DriftAggregator> }).AGGREGATOR;
 
-function summary(source: string, sequence: number, windowStart: number, values: number[], windowMs = 10_000): Uint8Array {
-  const p = createProfile({ model: 'flight-delay', modelVersion: '1', source: { kind: 'edge', id: source }, sequence, windowStart, windowEnd: windowStart + windowMs });
-  p.features.set('distance', new TDigest().addAll(values));
-  p.features.set('origin', new CategoricalSketch().add('ORD', values.length));
-  p.counters.rows = values.length;
-  return encodeSummary(p);
-}
+const summary = (source: string, sequence: number, windowStart: number, values: number[]) => summaryBytes('flight-delay', source, sequence, windowStart, values);
 
 describe('DriftAggregator storage', () => {
   it('restarted mid-stream (every object aborted, storage kept) loses nothing and counts nothing twice when senders retry', async () => {

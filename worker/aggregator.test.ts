@@ -2,18 +2,13 @@
 import { env } from 'cloudflare:test';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CategoricalSketch, createProfile, decodeSummary, encodeSummary, TDigest } from '../core/index.ts';
+import { decodeSummary, type TDigest } from '../core/index.ts';
+import { summaryBytes } from '../test/support/summaries.ts';
 import type { DriftAggregator } from './aggregator.ts';
 
 const ns = (env as unknown as { AGGREGATOR: DurableObjectNamespace<DriftAggregator> }).AGGREGATOR;
 
-function summary(model: string, source: string, sequence: number, windowStart: number, values: number[]): Uint8Array {
-  const p = createProfile({ model, modelVersion: '1', source: { kind: 'edge', id: source }, sequence, windowStart, windowEnd: windowStart + 10_000 });
-  p.features.set('distance', new TDigest().addAll(values));
-  p.features.set('origin', new CategoricalSketch().add('ORD', values.length));
-  p.counters.rows = values.length;
-  return encodeSummary(p);
-}
+const summary = summaryBytes;
 
 describe('DriftAggregator', () => {
   it('stores, merges by minute, and deduplicates retried summaries by (source, sequence)', async () => {
