@@ -60,6 +60,13 @@ export class CategoricalSketch {
   }
 
   /** Upper bound on the count of any value that is not monitored (0 while exact). */
+  /** The largest count held (0 when empty): with absentBound, what bounds every count after a merge. O(n). */
+  get maxCount(): number {
+    let m = 0;
+    for (let i = 0; i < this.#counts.length; i++) if (this.#counts[i] > m) m = this.#counts[i];
+    return m;
+  }
+
   get absentBound(): number {
     return this.#absent;
   }

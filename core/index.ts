@@ -28,6 +28,7 @@ export {
   SUMMARY_VERSION,
   SUMMARY_LIMITS,
   SOURCE_KINDS,
+  SOURCES_COUNTER,
   type Profile,
   type ProfileJSON,
   type SketchJSON,

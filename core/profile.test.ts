@@ -405,6 +405,66 @@ describe('mergeProfiles', () => {
     expect(() => mergeInto(a, createProfile({ model: 'm', modelVersion: '4', windowStart: 0 }))).toThrow(/m@3 and m@4/);
   });
 
+  // Issue 11: two anonymous browser summaries whose counters added past 2^53 - 1 made
+  // encodeSummary throw inside the aggregator's fold and wedged it. A merge now refuses first.
+  it('checked arithmetic: a merge that would take a counter, a categorical total or count, or a digest NaN count past 2^53 - 1 throws SketchMergeError and changes nothing', () => {
+    const MAX = Number.MAX_SAFE_INTEGER;
+    const base = () => createProfile({ model: 'm', modelVersion: '3', windowStart: 0 });
+    const cases: [string, (p: Profile) => void][] = [
+      ['counter "rows"', (p) => (p.counters.rows = Math.ceil(MAX / 2) + 1)],
+      ['counter "anything"', (p) => (p.counters.anything = Math.ceil(MAX / 2) + 1)],
+      ['total', (p) => p.features.set('c', new CategoricalSketch().add('a', Math.ceil(MAX / 2) + 1))],
+      ['NaN count', (p) => p.features.set('x', new TDigest().add(NaN, Math.ceil(MAX / 2) + 1))],
+      ['latency', (p) => p.latency.add(Infinity, Math.ceil(MAX / 2) + 1)],
+    ];
+    for (const [what, set] of cases) {
+      const a = base();
+      const b = base();
+      set(a);
+      set(b);
+      const before = encodeSummary(a);
+      expect(() => mergeInto(a, b), what).toThrow(SketchMergeError);
+      expect(() => mergeInto(a, b), what).toThrow(/2\^53 - 1/);
+      expect(sameBytes(encodeSummary(a), before), what).toBe(true);
+    }
+    // A decoded categorical sketch may hold one count far above its total (its error as large):
+    // the bound is on counts, not only totals.
+    const big = new ByteWriter();
+    big.u8(1).varint(4).varint(1).varint(0).varint(1).string('a').varint(MAX - 1).varint(MAX - 1);
+    const huge = CategoricalSketch.fromBytes(big.finish());
+    expect(huge.count).toBe(1);
+    const a = base();
+    const other = base();
+    a.features.set('c', huge);
+    other.features.set('c', huge.clone());
+    expect(() => mergeInto(a, other)).toThrow(SketchMergeError);
+  });
+
+  it('property: whatever two decodable profiles hold, mergeInto either throws SketchMergeError or leaves a profile that encodes', () => {
+    const MAX = Number.MAX_SAFE_INTEGER;
+    const big = fc.oneof(fc.integer({ min: 0, max: 1000 }), fc.integer({ min: MAX - 1000, max: MAX }), fc.integer({ min: Math.floor(MAX / 2) - 10, max: Math.floor(MAX / 2) + 10 }));
+    const profile = fc.record({ rows: big, other: big, cat: big, nan: fc.integer({ min: 1, max: MAX }) }).map(({ rows, other, cat, nan }) => {
+      const p = createProfile({ model: 'm', modelVersion: '1', windowStart: 0 });
+      p.counters.rows = rows;
+      p.counters.other = other;
+      if (cat > 0) p.features.set('c', new CategoricalSketch({ capacity: 2 }).add('x', cat));
+      p.features.set('n', new TDigest().add(NaN, nan).add(1));
+      return decodeSummary(encodeSummary(p));
+    });
+    fc.assert(
+      fc.property(profile, profile, (a, b) => {
+        try {
+          mergeInto(a, b);
+        } catch (e) {
+          expect(e).toBeInstanceOf(SketchMergeError);
+          return;
+        }
+        expect(decodeSummary(encodeSummary(a)).counters.rows).toBe(a.counters.rows);
+      }),
+      { seed: 11, numRuns: 300 },
+    );
+  });
+
   // At n = 1e4 a compression-100 digest's rank error away from the tails is ~1e-3 whether built
   // directly or merged (the 1e-3 figure in tdigest.ts is for 1e6 values); measured worst over
   // 6 shapes x 5 seeds x 2 splits: 1.3e-3 merged, 1.0e-3 direct. So 2e-3 in the body, and the

@@ -33,6 +33,12 @@ export type Sketch = TDigest | Histogram | CategoricalSketch;
 export type SourceKind = 'edge' | 'browser' | 'baseline' | 'merged';
 export const SOURCE_KINDS: readonly SourceKind[] = ['edge', 'browser', 'baseline', 'merged'];
 
+/**
+ * Counter of a browser summary that an edge isolate forwards: how many distinct browser sources
+ * it merges. The aggregator needs it to tell one source's say from many (ALERT_MIN_SOURCES).
+ */
+export const SOURCES_COUNTER = 'sources';
+
 /** Counters every profile carries; others may be added by name. */
 export interface Counters {
   rows: number;
@@ -151,8 +157,15 @@ export function mergeInto(into: Profile, from: Profile): Profile {
       if (!m) continue;
       if (m.constructor !== v.constructor) throw new SketchMergeError(`sketch "${k}" has different kinds in the two profiles`);
       if (m instanceof Histogram && !sameEdges(m.edges, (v as Histogram).edges)) throw new SketchMergeError(`cannot merge histograms "${k}" with different edges`);
+      checkSums(`sketch "${k}"`, m, v);
     }
   }
+  // Checked arithmetic: every integer the summary format stores as a varint must stay exact, so
+  // that nothing merged can later fail to encode (a fold or a flush that throws there wedges).
+  for (const [k, v] of Object.entries(from.counters)) {
+    if (!Number.isSafeInteger((into.counters[k] ?? 0) + v)) throw new SketchMergeError(`counter "${k}" would pass 2^53 - 1 (${into.counters[k] ?? 0} + ${v})`);
+  }
+  checkSums('latency', into.latency, from.latency);
   const sameSource = into.source.kind === from.source.kind && into.source.id === from.source.id;
   for (const [k, v] of Object.entries(from.counters)) into.counters[k] = (into.counters[k] ?? 0) + v;
   if (sameSource) into.sequence = Math.max(into.sequence, from.sequence);
@@ -171,6 +184,27 @@ export function mergeInto(into: Profile, from: Profile): Profile {
   }
   into.latency.merge(from.latency);
   return into;
+}
+
+/** Throws SketchMergeError when merging `b` into `a` would take an integer count past 2^53 - 1. */
+function checkSums(what: string, a: Sketch, b: Sketch): void {
+  const pairs: [string, number, number][] =
+    a instanceof TDigest && b instanceof TDigest
+      ? [
+          ['NaN count', a.nanCount, b.nanCount],
+          ['+Infinity count', a.posInfCount, b.posInfCount],
+          ['-Infinity count', a.negInfCount, b.negInfCount],
+        ]
+      : a instanceof CategoricalSketch && b instanceof CategoricalSketch
+        ? [
+            ['total', a.count, b.count],
+            // A count (or the absent bound) after the merge is at most the largest of each side plus both bounds.
+            ['count', a.maxCount + a.absentBound, b.maxCount + b.absentBound],
+          ]
+        : [];
+  for (const [name, x, y] of pairs) {
+    if (!Number.isSafeInteger(x + y)) throw new SketchMergeError(`${what}: ${name} would pass 2^53 - 1 (${x} + ${y})`);
+  }
 }
 
 function writeSketch(w: ByteWriter, s: Sketch, opts: TDigestBytesOptions): void {
