@@ -133,7 +133,7 @@ export function createRuntime({ model, endpoint = dom.location.origin, prefer = 
           return toPredictions(m, res.outputs, merged.rows, keep).map((prediction) => ({ prediction, backend: res.backend }));
         },
       });
-      if (telemetry !== false) reporter = createReporter({ endpoint, manifest: m, grant: r.descriptor.telemetry, options: telemetry === true ? {} : telemetry });
+      if (telemetry !== false && r.descriptor.telemetry) reporter = createReporter({ endpoint, manifest: m, grant: r.descriptor.telemetry, options: telemetry === true ? {} : telemetry });
       return r;
     });
   ready.catch(() => undefined);

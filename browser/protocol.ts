@@ -22,7 +22,8 @@ export interface ArtifactDescriptor {
   manifest: ModelManifest;
   artifact: { url: string; sha256: string; bytes: number; quantization: string };
   golden: { tolerance: Record<string, number>; rows: GoldenRow[] } | null;
-  telemetry: TelemetryGrant;
+  /** Null when the edge gives this client no token (telemetry off there, or its address unknown): the runtime then reports nothing. */
+  telemetry: TelemetryGrant | null;
 }
 
 export interface TelemetryGrant {

@@ -11,7 +11,9 @@
  *   the oldest are merged (rows kept, time resolution lost), so memory stays bounded however
  *   long the page is offline.
  * - A 4xx other than 401/429 means the summary will never be accepted: it is dropped and
- *   counted. 401 renews the token (same source id) and retries on the next flush.
+ *   counted. 401 renews the token and retries on the next flush; the renewal shows the previous
+ *   token, which is how the edge keeps this page's source id (a client never names its own).
+ * - A window closes at `maxRows` rows (default 1000, the edge's rows per source per minute).
  */
 import { createWindowProfiler, type ModelManifest, type Outcome, type WindowProfiler } from '../core/index.ts';
 import { dom, ownBuffer } from './dom.ts';
@@ -26,6 +28,8 @@ export interface TelemetryOptions {
   windowMs?: number;
   /** Summaries kept while offline. Default 8. */
   maxOutbox?: number;
+  /** Rows per window. Default 1000 (what the edge accepts from one source a minute). */
+  maxRows?: number;
 }
 
 export interface TelemetryStats {
@@ -47,7 +51,7 @@ export function createReporter({ endpoint, manifest, grant: initial, options = {
   const intervalMs = options.intervalMs ?? 10_000;
   let grant = initial;
   const profiled = withBackendFeature(manifest);
-  const profiler: WindowProfiler = createWindowProfiler({ source: { kind: 'browser', id: grant.source }, windowMs: options.windowMs ?? intervalMs, maxRows: 1_000_000, maxOutbox: options.maxOutbox ?? 8 });
+  const profiler: WindowProfiler = createWindowProfiler({ source: { kind: 'browser', id: grant.source }, windowMs: options.windowMs ?? intervalMs, maxRows: options.maxRows ?? 1000, maxOutbox: options.maxOutbox ?? 8 });
   const stats: TelemetryStats = { sent: 0, dropped: 0, failures: 0, beacons: 0, outbox: 0, rows: 0 };
   let flushing: Promise<void> | undefined;
   let disposed = false;
@@ -56,7 +60,7 @@ export function createReporter({ endpoint, manifest, grant: initial, options = {
 
   async function renew(): Promise<boolean> {
     try {
-      const res = await fetch(`${endpoint}/v1/models/${encodeURIComponent(manifest.name)}/telemetry-token?source=${grant.source}`, { cache: 'no-store' });
+      const res = await fetch(`${endpoint}/v1/models/${encodeURIComponent(manifest.name)}/telemetry-token`, { cache: 'no-store', headers: { authorization: `Bearer ${grant.token}` } });
       if (!res.ok) return false;
       grant = (await res.json()) as TelemetryGrant;
       return true;

@@ -62,11 +62,11 @@ describe('DriftAggregator storage', () => {
     // Data clock = t0 + 40 d (+10 s): hourly horizon t0 + 38 d, daily horizon t0 + 10 d.
     const buckets = await agg.minutes();
     expect(buckets).toEqual([
-      { version: '1', minute: t0, span: DAY_MS }, // t0 and t0+5m and t0+1h07 in one day
-      { version: '1', minute: t0 + DAY_MS, span: DAY_MS },
-      { version: '1', minute: t0 + 3 * DAY_MS, span: DAY_MS },
-      { version: '1', minute: t0 + 20 * DAY_MS, span: HOUR_MS },
-      { version: '1', minute: t0 + 40 * DAY_MS, span: MINUTE_MS }, // not evaluated yet: never rolled
+      { version: '1', minute: t0, span: DAY_MS, origin: 'edge' }, // t0 and t0+5m and t0+1h07 in one day
+      { version: '1', minute: t0 + DAY_MS, span: DAY_MS, origin: 'edge' },
+      { version: '1', minute: t0 + 3 * DAY_MS, span: DAY_MS, origin: 'edge' },
+      { version: '1', minute: t0 + 20 * DAY_MS, span: HOUR_MS, origin: 'edge' },
+      { version: '1', minute: t0 + 40 * DAY_MS, span: MINUTE_MS, origin: 'edge' }, // not evaluated yet: never rolled
     ]);
     const all = decodeSummary((await agg.window(0, 2 ** 52))!);
     expect(all.counters.rows).toBe(3 * at.length);

@@ -27,7 +27,7 @@
  * traffic is rolled up by its own timeline, not all at once.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { compareSketches, decodeSummary, encodeSummary, mergeInto, seasonalFeatures, SketchMergeError, SummaryDecodeError, type Profile, type Sketch } from '../core/index.ts';
+import { compareSketches, decodeSummary, encodeSummary, mergeInto, mergeProfiles, seasonalFeatures, SketchMergeError, SOURCES_COUNTER, SummaryDecodeError, type Profile, type Sketch } from '../core/index.ts';
 import type { Env } from './app.ts';
 import { configNumber } from './config.ts';
 import { BUNDLED_MODELS } from './models.ts';
@@ -37,6 +37,13 @@ export const HOUR_MS = 3_600_000;
 export const DAY_MS = 86_400_000;
 /** Consecutive drifted (or clean) evaluated windows that open (or resolve) an alert, by default. */
 export const ALERT_HYSTERESIS = 3;
+/** Distinct browser sources whose evidence alone may drift a window, by default (ALERT_MIN_SOURCES). */
+export const ALERT_MIN_SOURCES = 3;
+/**
+ * Largest bucket kept: a Durable Object's SQLite row holds at most 2 MB. A fold that would grow
+ * a bucket past this keeps the summaries that fit and drops (and counts) the rest.
+ */
+export const MAX_BUCKET_BYTES = 1536 * 1024;
 /** Windows with fewer rows than this are not evaluated (too few to judge), by default. */
 export const MIN_ROWS_TO_EVALUATE = 200;
 /** Larger summaries are refused unread (an isolate's window is a few KB; the format allows far more). */
@@ -86,9 +93,11 @@ export interface AggregatorConfig {
   retentionMs: number;
   webhookUrl: string | undefined;
   webhookSecret: string | undefined;
+  /** Distinct browser sources a window's browser-sourced evidence needs before it counts (edge isolates are trusted). */
+  minSources: number;
 }
 
-type AggregatorEnv = Pick<
+type AggregatorEnv = { ALERT_MIN_SOURCES?: string } & Pick<
   Env,
   | 'ALERT_WINDOW_MS'
   | 'ALERT_MIN_ROWS'
@@ -124,6 +133,7 @@ export function aggregatorConfig(env: AggregatorEnv): AggregatorConfig {
     retentionMs,
     webhookUrl,
     webhookSecret: env.ALERT_WEBHOOK_SECRET || undefined,
+    minSources: Math.round(num('ALERT_MIN_SOURCES', ALERT_MIN_SOURCES, 1)),
   };
 }
 
@@ -141,54 +151,107 @@ export class DriftAggregator extends DurableObject<Env> {
   #memo = new Map<string, { acc: Profile; rows: number; last: number }>();
 
   /**
-   * Folds pending summaries into their minute buckets: per (version, minute), one decode of the
-   * bucket, in-place merges, one encode, and the pending rows deleted, in one transaction. A
-   * summary that cannot merge with its bucket (a sketch of another kind under the same name) is
-   * dropped and counted (`incompatible`), never blocking the rest. A late summary for an hour
-   * or day already rolled up merges into the bucket starting at its minute if there is one
-   * (keeping its span); otherwise it becomes a minute bucket that the next roll-up merges up.
+   * Folds pending summaries into their minute buckets: per (version, minute, origin), one decode
+   * of the bucket, in-place merges, one encode, and the pending rows deleted, in one transaction.
+   * Nothing a summary holds can wedge it: one that cannot merge with its bucket (a sketch of
+   * another kind under the same name, counts past 2^53 - 1) is dropped and counted
+   * (`incompatible`); if the merged bucket still cannot be encoded, or would pass
+   * MAX_BUCKET_BYTES, the summaries are added one at a time and only those the bucket can take
+   * are kept (the rest counted as `oversize`). A late summary for an hour or day already rolled
+   * up merges into the bucket starting at its minute if there is one (keeping its span);
+   * otherwise it becomes a minute bucket that the next roll-up merges up.
    */
   #fold(): void {
     const sql = this.ctx.storage.sql;
-    const groups = sql.exec(`SELECT model_version, minute, MAX(id) AS last, COUNT(*) AS n FROM pending GROUP BY model_version, minute`).toArray();
+    const groups = sql.exec(`SELECT model_version, minute, origin, MAX(id) AS last, COUNT(*) AS n FROM pending GROUP BY model_version, minute, origin`).toArray();
     for (const g of groups) {
-      const key = `${g.model_version}\u0000${g.minute}`;
+      const key = `${g.model_version}\u0000${g.minute}\u0000${g.origin}`;
       const memo = this.#memo.get(key);
       this.#memo.delete(key);
-      this.ctx.storage.transactionSync(() => {
-        const row = sql.exec(`SELECT summary FROM buckets WHERE model_version = ? AND minute = ?`, g.model_version, g.minute).toArray()[0];
-        let acc: Profile | undefined = row ? decodeSummary(new Uint8Array(row.summary as ArrayBuffer)) : undefined;
-        let folded = false;
-        if (memo && memo.rows === g.n && memo.last === g.last) {
-          try {
-            acc = acc ? mergeInto(acc, memo.acc) : memo.acc;
-            folded = true;
-          } catch (e) {
-            if (!(e instanceof SketchMergeError)) throw e; // then one by one below, to drop only the culprit
-          }
-        }
-        if (!folded) {
-          for (const r of sql.exec(`SELECT summary FROM pending WHERE model_version = ? AND minute = ? AND id <= ? ORDER BY id`, g.model_version, g.minute, g.last)) {
-            const p = decodeSummary(new Uint8Array(r.summary as ArrayBuffer));
-            if (!acc) acc = p;
-            else {
-              try {
-                mergeInto(acc, p);
-              } catch (e) {
-                if (!(e instanceof SketchMergeError)) throw e;
-                this.#count('incompatible');
-                this.#count('rows', -p.counters.rows);
-              }
-            }
-          }
-        }
-        if (acc) {
-          const merged: Profile = { ...acc, source: { kind: 'merged', id: '' }, sequence: 0 };
-          sql.exec(`INSERT INTO buckets (model_version, minute, summary) VALUES (?, ?, ?) ON CONFLICT(model_version, minute) DO UPDATE SET summary = excluded.summary`, g.model_version, g.minute, encodeSummary(merged, { meanPrecision: 'f64' }));
-        }
-        sql.exec(`DELETE FROM pending WHERE model_version = ? AND minute = ? AND id <= ?`, g.model_version, g.minute, g.last);
-      });
+      this.ctx.storage.transactionSync(() => this.#foldGroup(g as { model_version: string; minute: number; origin: string; last: number; n: number }, memo));
     }
+  }
+
+  #foldGroup(g: { model_version: string; minute: number; origin: string; last: number; n: number }, memo: { acc: Profile; rows: number; last: number } | undefined): void {
+    const sql = this.ctx.storage.sql;
+    const where = [g.model_version, g.minute, g.origin] as const;
+    const stored = sql.exec(`SELECT summary FROM buckets WHERE model_version = ? AND minute = ? AND origin = ?`, ...where).toArray()[0]?.summary as ArrayBuffer | undefined;
+    const bucket = (): Profile | undefined => {
+      if (!stored) return undefined;
+      try {
+        return decodeSummary(new Uint8Array(stored));
+      } catch (e) {
+        // Only this code writes buckets; should one ever be unreadable, it must not block the rest.
+        console.error('aggregator: a stored bucket does not decode; starting it again', e);
+        this.#count('buckets_unreadable');
+        return undefined;
+      }
+    };
+    const pendingRows = () => sql.exec(`SELECT summary FROM pending WHERE model_version = ? AND minute = ? AND origin = ? AND id <= ? ORDER BY id`, ...where, g.last).toArray().map((r) => decodeSummary(new Uint8Array(r.summary as ArrayBuffer)));
+    const drop = (why: string, p: Profile) => {
+      this.#count(why);
+      this.#count('rows', -p.counters.rows);
+    };
+    const encoded = (acc: Profile): Uint8Array | undefined => {
+      try {
+        const bytes = encodeSummary({ ...acc, source: { kind: 'merged', id: '' }, sequence: 0 }, { meanPrecision: 'f64' });
+        return bytes.byteLength <= MAX_BUCKET_BYTES ? bytes : undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    let acc = bucket();
+    let bytes: Uint8Array | undefined;
+    if (memo && memo.rows === g.n && memo.last === g.last) {
+      try {
+        acc = acc ? mergeInto(acc, memo.acc) : memo.acc;
+        bytes = encoded(acc);
+      } catch (e) {
+        if (!(e instanceof SketchMergeError)) throw e;
+      }
+      if (!bytes) acc = bucket(); // then one by one below, to drop only the culprits
+    }
+    if (!bytes) {
+      const summaries = pendingRows();
+      for (const p of summaries) {
+        if (!acc) acc = p;
+        else {
+          try {
+            mergeInto(acc, p);
+          } catch (e) {
+            if (!(e instanceof SketchMergeError)) throw e;
+            drop('incompatible', p);
+          }
+        }
+      }
+      bytes = acc && encoded(acc);
+      if (acc && !bytes) {
+        // Something merged cannot be stored: keep the bucket and each summary only while the result
+        // can (decoded again: the first pass merged into the first of them).
+        acc = bucket();
+        bytes = acc && encoded(acc);
+        for (const p of pendingRows()) {
+          let next: Profile;
+          try {
+            next = acc ? mergeProfiles(acc, p) : p;
+          } catch (e) {
+            if (!(e instanceof SketchMergeError)) throw e;
+            continue; // counted above
+          }
+          const b = encoded(next);
+          if (b) [acc, bytes] = [next, b];
+          else drop('oversize', p);
+        }
+      }
+    }
+    if (bytes) {
+      sql.exec(
+        `INSERT INTO buckets (model_version, minute, origin, summary) VALUES (?, ?, ?, ?) ON CONFLICT(model_version, minute, origin) DO UPDATE SET summary = excluded.summary`,
+        ...where,
+        bytes,
+      );
+    }
+    sql.exec(`DELETE FROM pending WHERE model_version = ? AND minute = ? AND origin = ? AND id <= ?`, ...where, g.last);
   }
 
   get config(): AggregatorConfig {
@@ -199,8 +262,12 @@ export class DriftAggregator extends DurableObject<Env> {
     if (this.#ready) return;
     const sql = this.ctx.storage.sql;
     sql.exec(`CREATE TABLE IF NOT EXISTS seen (source TEXT NOT NULL, sequence INTEGER NOT NULL, model_version TEXT NOT NULL, window_start INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (source, sequence, model_version))`);
-    sql.exec(`CREATE TABLE IF NOT EXISTS buckets (model_version TEXT NOT NULL, minute INTEGER NOT NULL, summary BLOB NOT NULL, span INTEGER NOT NULL DEFAULT ${MINUTE_MS}, PRIMARY KEY (model_version, minute))`);
-    sql.exec(`CREATE TABLE IF NOT EXISTS pending (id INTEGER PRIMARY KEY AUTOINCREMENT, model_version TEXT NOT NULL, minute INTEGER NOT NULL, summary BLOB NOT NULL)`);
+    // origin: 'edge' (an edge isolate's own rows, trusted) or 'browser' (browsers' summaries that
+    // an isolate merged and forwarded): kept apart so that evaluation can tell whose evidence it is.
+    sql.exec(
+      `CREATE TABLE IF NOT EXISTS buckets (model_version TEXT NOT NULL, minute INTEGER NOT NULL, origin TEXT NOT NULL DEFAULT 'edge', summary BLOB NOT NULL, span INTEGER NOT NULL DEFAULT ${MINUTE_MS}, PRIMARY KEY (model_version, minute, origin))`,
+    );
+    sql.exec(`CREATE TABLE IF NOT EXISTS pending (id INTEGER PRIMARY KEY AUTOINCREMENT, model_version TEXT NOT NULL, minute INTEGER NOT NULL, origin TEXT NOT NULL DEFAULT 'edge', summary BLOB NOT NULL)`);
     sql.exec(`CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)`);
     sql.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
     sql.exec(`CREATE TABLE IF NOT EXISTS streaks (model_version TEXT NOT NULL, feature TEXT NOT NULL, drifted INTEGER NOT NULL, clean INTEGER NOT NULL, since INTEGER, PRIMARY KEY (model_version, feature))`);
@@ -217,6 +284,21 @@ export class DriftAggregator extends DurableObject<Env> {
     };
     add('seen', 'window_start', 'INTEGER NOT NULL DEFAULT 0');
     add('buckets', 'span', `INTEGER NOT NULL DEFAULT ${MINUTE_MS}`);
+    add('pending', 'origin', `TEXT NOT NULL DEFAULT 'edge'`);
+    try {
+      sql.exec(`SELECT origin FROM buckets LIMIT 0`);
+    } catch {
+      // Buckets from before origins were kept apart: the key changes, so the table is rebuilt
+      // (what they hold is counted as the edge's, as it was judged then).
+      this.ctx.storage.transactionSync(() => {
+        sql.exec(
+          `CREATE TABLE buckets_v2 (model_version TEXT NOT NULL, minute INTEGER NOT NULL, origin TEXT NOT NULL DEFAULT 'edge', summary BLOB NOT NULL, span INTEGER NOT NULL DEFAULT ${MINUTE_MS}, PRIMARY KEY (model_version, minute, origin))`,
+        );
+        sql.exec(`INSERT INTO buckets_v2 (model_version, minute, origin, summary, span) SELECT model_version, minute, 'edge', summary, span FROM buckets`);
+        sql.exec(`DROP TABLE buckets`);
+        sql.exec(`ALTER TABLE buckets_v2 RENAME TO buckets`);
+      });
+    }
     add('streaks', 'since', 'INTEGER');
     add('alerts', 'since', 'INTEGER');
     add('alerts', 'notified_open', 'INTEGER NOT NULL DEFAULT 0');
@@ -280,6 +362,7 @@ export class DriftAggregator extends DurableObject<Env> {
     const horizon = Number(this.#meta('pruned_before') ?? -Infinity);
     if (p.windowStart < horizon) return this.#refuse(`summary window starts at ${new Date(p.windowStart).toISOString()}, before the deduplication horizon ${new Date(horizon).toISOString()}: too old to be counted exactly once`);
     const source = `${p.source.kind}:${p.source.id}`;
+    const origin = originOf(p);
     const minute = Math.floor(p.windowStart / MINUTE_MS) * MINUTE_MS;
     const sql = this.ctx.storage.sql;
     const result = this.ctx.storage.transactionSync(() => {
@@ -288,7 +371,7 @@ export class DriftAggregator extends DurableObject<Env> {
         this.#count('duplicates');
         return { status: 'duplicate' as const, minute };
       }
-      const id = sql.exec(`INSERT INTO pending (model_version, minute, summary) VALUES (?, ?, ?) RETURNING id`, p.modelVersion, minute, raw).one().id as number;
+      const id = sql.exec(`INSERT INTO pending (model_version, minute, origin, summary) VALUES (?, ?, ?, ?) RETURNING id`, p.modelVersion, minute, origin, raw).one().id as number;
       sql.exec(`INSERT INTO seen (source, sequence, model_version, window_start) VALUES (?, ?, ?, ?)`, source, p.sequence, p.modelVersion, p.windowStart);
       this.#count('stored');
       this.#count('rows', p.counters.rows);
@@ -303,11 +386,11 @@ export class DriftAggregator extends DurableObject<Env> {
     if (result.status === 'stored') {
       // In-memory state follows storage only once the transaction committed.
       if (p.windowEnd > (this.#maxEnd ?? -Infinity)) this.#maxEnd = p.windowEnd;
-      const key = `${p.modelVersion}\u0000${minute}`;
+      const key = `${p.modelVersion}\u0000${minute}\u0000${origin}`;
       const memo = this.#memo.get(key);
       if (!memo) {
         // A memo must cover every pending row of its group: only start one for a group with no other rows.
-        if (sql.exec(`SELECT COUNT(*) AS n FROM pending WHERE model_version = ? AND minute = ?`, p.modelVersion, minute).one().n === 1) {
+        if (sql.exec(`SELECT COUNT(*) AS n FROM pending WHERE model_version = ? AND minute = ? AND origin = ?`, p.modelVersion, minute, origin).one().n === 1) {
           this.#memo.set(key, { acc: p, rows: 1, last: result.id });
           if (this.#memo.size > MAX_MEMO) this.#memo.delete(this.#memo.keys().next().value!);
         }
@@ -361,10 +444,10 @@ export class DriftAggregator extends DurableObject<Env> {
   async evaluate(now: number): Promise<number> {
     this.#schema();
     this.#fold();
-    const { windowMs: W, minRows, hysteresis, graceMs } = this.config;
+    const { windowMs: W, minRows, hysteresis, graceMs, minSources } = this.config;
     const sql = this.ctx.storage.sql;
     const model = this.#meta('model');
-    const bundled = model ? BUNDLED_MODELS[model] : undefined;
+    const bundled = model && Object.hasOwn(BUNDLED_MODELS, model) ? BUNDLED_MODELS[model] : undefined;
     if (!bundled) return 0;
     const maxEnd = Number(this.#meta('max_end') ?? -Infinity);
     if (!Number.isFinite(maxEnd)) return 0;
@@ -380,26 +463,57 @@ export class DriftAggregator extends DurableObject<Env> {
     }
     let upper = Math.floor(watermark / W) * W;
     if (!(upper > lower)) return 0;
-    const rows = sql.exec(`SELECT model_version, minute, summary FROM buckets WHERE minute >= ? AND minute < ? ORDER BY minute LIMIT ?`, lower, upper, MAX_BUCKETS_PER_CALL + 1).toArray();
+    const rows = sql.exec(`SELECT model_version, minute, origin, summary FROM buckets WHERE minute >= ? AND minute < ? ORDER BY minute LIMIT ?`, lower, upper, MAX_BUCKETS_PER_CALL + 1).toArray();
     // Bounded work: stop before the window of the first bucket past the limit (the next call goes on from there).
     if (rows.length > MAX_BUCKETS_PER_CALL) upper = Math.max(lower + W, Math.floor((rows[MAX_BUCKETS_PER_CALL].minute as number) / W) * W);
     const baseline = this.#baselineProfile(bundled.baseline);
     const seasonal = seasonalFeatures(bundled.manifest);
-    // Merge the buckets of each (window, version), in time order.
-    const windows = new Map<number, Map<string, Profile>>();
+    // Merge the buckets of each (window, version), in time order: everything, and the edge's own
+    // rows apart (trusted), with the distinct browser sources behind the rest.
+    interface Judged {
+      all: Profile;
+      edge: Profile | undefined;
+      /** Distinct browser sources: the most any one minute of the window had (a lower bound, so never too generous). */
+      sources: number;
+      browserRows: number;
+    }
+    const windows = new Map<number, Map<string, Judged>>();
     for (const row of rows) {
       if ((row.minute as number) >= upper) break;
       const w = Math.floor((row.minute as number) / W) * W;
       let byVersion = windows.get(w);
       if (!byVersion) windows.set(w, (byVersion = new Map()));
+      const version = row.model_version as string;
+      const fromEdge = row.origin === 'edge';
       const p = decodeSummary(new Uint8Array(row.summary as ArrayBuffer));
-      const acc = byVersion.get(row.model_version as string);
-      byVersion.set(row.model_version as string, acc ? mergeInto(acc, p) : p);
+      const j = byVersion.get(version);
+      if (!j) {
+        // `all` is merged into in place: the edge's part starts as a copy of its own.
+        const edge = fromEdge ? decodeSummary(new Uint8Array(row.summary as ArrayBuffer)) : undefined;
+        byVersion.set(version, { all: p, edge, sources: fromEdge ? 0 : (p.counters[SOURCES_COUNTER] ?? 1), browserRows: fromEdge ? 0 : p.counters.rows });
+        continue;
+      }
+      if (!tryMerge(j.all, p)) continue;
+      if (fromEdge) {
+        // mergeInto leaves its source untouched: p may start the edge's part itself.
+        if (!j.edge) j.edge = p;
+        else tryMerge(j.edge, p);
+      } else {
+        j.sources = Math.max(j.sources, p.counters[SOURCES_COUNTER] ?? 1);
+        j.browserRows += p.counters.rows;
+      }
     }
     let evaluated = 0;
     for (const w of [...windows.keys()].sort((a, b) => a - b)) {
-      for (const [version, p] of windows.get(w)!) {
-        if (p.counters.rows < minRows) continue;
+      for (const [version, j] of windows.get(w)!) {
+        // Browser evidence counts only from enough distinct sources; below that, the window is
+        // judged on the edge's own rows, and not at all when those are too few.
+        const trusted = j.browserRows === 0 || j.sources >= minSources;
+        const p = trusted ? j.all : j.edge;
+        if (!p || p.counters.rows < minRows) {
+          if (!trusted && j.all.counters.rows >= minRows) this.#count('windows_untrusted');
+          continue;
+        }
         evaluated++;
         // A version seen only as a shadow saw the same inputs as the served one: only its outputs are its own.
         const shadowOnly = (p.counters.shadowRows ?? 0) >= p.counters.rows;
@@ -463,21 +577,21 @@ export class DriftAggregator extends DurableObject<Env> {
       const horizon = Math.floor(Math.min(clock - after, evaluatedEnd) / span) * span;
       if (!Number.isFinite(horizon)) continue;
       const groups = sql
-        .exec(`SELECT DISTINCT model_version, CAST(minute / ? AS INTEGER) * ? AS g FROM buckets WHERE span < ? AND minute < ? ORDER BY g LIMIT ?`, span, span, span, horizon, budget + 1)
+        .exec(`SELECT DISTINCT model_version, origin, CAST(minute / ? AS INTEGER) * ? AS g FROM buckets WHERE span < ? AND minute < ? ORDER BY g LIMIT ?`, span, span, span, horizon, budget + 1)
         .toArray();
-      for (const { model_version: version, g } of groups.slice(0, budget)) {
+      for (const { model_version: version, origin, g } of groups.slice(0, budget)) {
         this.ctx.storage.transactionSync(() => {
-          const rows = sql.exec(`SELECT summary FROM buckets WHERE model_version = ? AND minute >= ? AND minute < ?`, version, g, (g as number) + span).toArray();
+          const range = [version, origin, g, (g as number) + span] as const;
+          const rows = sql.exec(`SELECT summary FROM buckets WHERE model_version = ? AND origin = ? AND minute >= ? AND minute < ?`, ...range).toArray();
           let acc: Profile | undefined;
           for (const r of rows) {
             const p = decodeSummary(new Uint8Array(r.summary as ArrayBuffer));
-            acc = acc ? mergeInto(acc, p) : p;
+            if (!acc) acc = p;
+            else if (!tryMerge(acc, p)) this.#count('rollup_incompatible');
           }
-          sql.exec(`DELETE FROM buckets WHERE model_version = ? AND minute >= ? AND minute < ?`, version, g, (g as number) + span);
-          if (acc) {
-            const merged: Profile = { ...acc, source: { kind: 'merged', id: '' }, sequence: 0 };
-            sql.exec(`INSERT INTO buckets (model_version, minute, span, summary) VALUES (?, ?, ?, ?)`, version, g, span, encodeSummary(merged, { meanPrecision: 'f64' }));
-          }
+          const bytes = acc && encodeSummary({ ...acc, source: { kind: 'merged', id: '' }, sequence: 0 }, { meanPrecision: 'f64' });
+          sql.exec(`DELETE FROM buckets WHERE model_version = ? AND origin = ? AND minute >= ? AND minute < ?`, ...range);
+          if (bytes) sql.exec(`INSERT INTO buckets (model_version, minute, origin, span, summary) VALUES (?, ?, ?, ?, ?)`, version, g, origin, span, bytes);
           this.#count(span === HOUR_MS ? 'rollups_hourly' : 'rollups_daily');
         });
       }
@@ -570,9 +684,10 @@ export class DriftAggregator extends DurableObject<Env> {
     for (const r of rows) {
       const p = decodeSummary(new Uint8Array(r.summary as ArrayBuffer));
       if (acc && acc.modelVersion !== p.modelVersion) p.modelVersion = acc.modelVersion; // versions pooled on request
-      acc = acc ? mergeInto(acc, p) : p;
+      if (!acc) acc = p;
+      else tryMerge(acc, p);
     }
-    return acc ? encodeSummary(acc, { meanPrecision: 'f64' }) : null;
+    return acc ? encodeSummary({ ...acc, source: { kind: 'merged', id: '' }, sequence: 0 }, { meanPrecision: 'f64' }) : null;
   }
 
   /** The baseline in force: an operator's re-baseline window, else the training baseline. */
@@ -603,7 +718,9 @@ export class DriftAggregator extends DurableObject<Env> {
     this.#schema();
     const stored = this.#meta('baseline');
     if (stored) return { bytes: base64ToBytes(stored), training: false };
-    return { bytes: new Uint8Array(BUNDLED_MODELS[model].baseline), training: true };
+    const bundled = Object.hasOwn(BUNDLED_MODELS, model) ? BUNDLED_MODELS[model] : undefined;
+    if (!bundled) throw new Error(`no bundled model "${model}"`);
+    return { bytes: new Uint8Array(bundled.baseline), training: true };
   }
 
   /** The merged profile of [from, to) per version. */
@@ -625,14 +742,35 @@ export class DriftAggregator extends DurableObject<Env> {
   }
 
   /** Stored buckets: version, start and span (a minute, an hour or a day). */
-  async minutes(): Promise<{ version: string; minute: number; span: number }[]> {
+  async minutes(): Promise<{ version: string; minute: number; span: number; origin: 'edge' | 'browser' }[]> {
     this.#schema();
     this.#fold();
     return this.ctx.storage.sql
-      .exec(`SELECT model_version, minute, span FROM buckets ORDER BY minute, model_version`)
+      .exec(`SELECT model_version, minute, span, origin FROM buckets ORDER BY minute, model_version, origin`)
       .toArray()
-      .map((r) => ({ version: r.model_version as string, minute: r.minute as number, span: r.span as number }));
+      .map((r) => ({ version: r.model_version as string, minute: r.minute as number, span: r.span as number, origin: r.origin as 'edge' | 'browser' }));
   }
+}
+
+/** Whose evidence a summary is: an edge isolate's own ('edge', trusted), or browsers' ('browser'). */
+/**
+ * Merges `p` into `acc`; false (nothing changed, counted by the caller's log) when the two cannot
+ * merge. Stored buckets were each accepted, but two of them need not be compatible (versions
+ * pooled on request, a sketch redefined between deploys): a read skips what does not fit.
+ */
+function tryMerge(acc: Profile, p: Profile): boolean {
+  try {
+    mergeInto(acc, p);
+    return true;
+  } catch (e) {
+    if (!(e instanceof SketchMergeError)) throw e;
+    console.error(`aggregator: a bucket of ${p.modelVersion} does not merge with the others, left out: ${e.message}`);
+    return false;
+  }
+}
+
+function originOf(p: Profile): 'edge' | 'browser' {
+  return p.source.kind === 'edge' ? 'edge' : 'browser';
 }
 
 async function hmacHex(secret: string, body: string): Promise<string> {

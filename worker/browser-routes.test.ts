@@ -17,19 +17,39 @@ const aggregator = () => {
   return ns.get(ns.idFromName('movielens-topk'));
 };
 
+const OPERATOR = 'browser-routes-operator';
+/** The address Cloudflare (and wrangler dev) reports as CF-Connecting-IP; telemetry is refused without one. */
+const CLIENT = '198.51.100.1';
+
 function setup(vars: Record<string, string> = {}) {
   const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
-  const bindings: Bindings = { ...(env as Env), TELEMETRY_BROWSER_FLUSH_MS: '20', ...vars };
-  const get = (path: string) => app.request(path, {}, bindings);
-  const post = (path: string, body: BodyInit, headers: Record<string, string> = {}) => app.request(path, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream', ...headers } }, bindings);
-  return { app, bindings, get, post };
+  // Signed with the isolate's own random key whatever the developer's .dev.vars holds.
+  const bindings: Bindings = { ...(env as Env), TELEMETRY_SIGNING_KEY: undefined, OPERATOR_TOKEN: OPERATOR, TELEMETRY_BROWSER_FLUSH_MS: '20', ...vars };
+  const get = (path: string, headers: Record<string, string> = {}) => app.request(path, { headers: { 'cf-connecting-ip': CLIENT, ...headers } }, bindings);
+  const post = (path: string, body: BodyInit, headers: Record<string, string> = {}) =>
+    app.request(path, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream', 'cf-connecting-ip': CLIENT, ...headers } }, bindings);
+  /** This isolate's telemetry figures (operator only). */
+  const stats = async () => (await get('/v1/telemetry', { authorization: `Bearer ${OPERATOR}` })).json() as Promise<TelemetryStats>;
+  return { app, bindings, get, post, stats };
+}
+
+interface TelemetryStats {
+  accepted: number;
+  duplicates: number;
+  rows: number;
+  pending: number;
+  forwarded: number;
+  forwardedRows: number;
+  dropped: number;
+  unencodable: number;
+  refused: Record<string, number>;
 }
 
 /** Waits until this app has forwarded what it accepted (so tests do not see each other's writes). */
-async function forwarded(get: (path: string) => Response | Promise<Response>, ms = 5000): Promise<void> {
+async function forwarded(stats: () => Promise<TelemetryStats>, ms = 5000): Promise<void> {
   const until = Date.now() + ms;
   while (Date.now() < until) {
-    const s = (await (await get('/v1/telemetry')).json()) as { pending: number; forwarded: number };
+    const s = await stats();
     if (s.pending === 0 && s.forwarded > 0) return;
     await new Promise((r) => setTimeout(r, 10));
   }
@@ -84,22 +104,32 @@ describe('GET /v1/models/{name}/artifact', () => {
     expect(digest).toBe(d.artifact.sha256);
   });
 
-  it('keeps a browser source id on refresh, refuses unknown models and stale hashes', async () => {
+  it('issues source ids itself: a renewal showing the previous token keeps its source, a client never names one; unknown models and stale hashes are refused', async () => {
     const { get } = setup();
-    const d = (await (await get('/v1/models/movielens-topk/artifact?source=0123456789abcdef')).json()) as Descriptor;
-    expect(d.telemetry.source).toBe('0123456789abcdef');
-    const bad = (await (await get('/v1/models/movielens-topk/artifact?source=../../x')).json()) as Descriptor;
-    expect(bad.telemetry.source).not.toBe('../../x');
-    // Renewal: a fresh token for the same source, without the manifest.
-    const renewed = await get('/v1/models/movielens-topk/telemetry-token?source=0123456789abcdef');
+    // Issue 11: a client picked its own source id (?source=), so it could spend a victim's budget.
+    const chosen = (await (await get('/v1/models/movielens-topk/artifact?source=0123456789abcdef')).json()) as Descriptor;
+    expect(chosen.telemetry.source).toMatch(/^[0-9a-f]{16}$/);
+    expect(chosen.telemetry.source).not.toBe('0123456789abcdef');
+    expect(((await (await get('/v1/models/movielens-topk/telemetry-token?source=0123456789abcdef')).json()) as Descriptor['telemetry']).source).not.toBe('0123456789abcdef');
+    const d = chosen;
+    // Renewal: a fresh token for the same source, without the manifest, proven by the previous token (valid or expired < 24 h).
+    const renewed = await get('/v1/models/movielens-topk/telemetry-token', { authorization: `Bearer ${d.telemetry.token}` });
     expect(renewed.headers.get('cache-control')).toBe('no-store');
     const grant = (await renewed.json()) as Descriptor['telemetry'];
-    expect(grant).toMatchObject({ endpoint: '/v1/telemetry', source: '0123456789abcdef' });
+    expect(grant).toMatchObject({ endpoint: '/v1/telemetry', source: d.telemetry.source });
     expect(grant.token).not.toBe(d.telemetry.token);
+    const lapsed = await signToken({ m: 'movielens-topk', v: '1', s: 'feedfacefeedface', e: Date.now() - 3600_000 }, undefined);
+    expect(((await (await get('/v1/models/movielens-topk/telemetry-token', { authorization: `Bearer ${lapsed}` })).json()) as Descriptor['telemetry']).source).toBe('feedfacefeedface');
+    const ancient = await signToken({ m: 'movielens-topk', v: '1', s: 'feedfacefeedface', e: Date.now() - 25 * 3600_000 }, undefined);
+    const forged = await signToken({ m: 'movielens-topk', v: '1', s: 'feedfacefeedface', e: Date.now() + 60_000 }, 'not-this-isolates-key');
+    const foreign = await signToken({ m: 'flight-delay', v: '1', s: 'feedfacefeedface', e: Date.now() + 60_000 }, undefined);
+    for (const t of [ancient, forged, foreign, 'garbage']) {
+      expect(((await (await get('/v1/models/movielens-topk/telemetry-token', { authorization: `Bearer ${t}` })).json()) as Descriptor['telemetry']).source).not.toBe('feedfacefeedface');
+    }
     const other = setup();
-    const res = await other.post(`/v1/telemetry?token=${grant.token}`, browserSummary(d.manifest, '0123456789abcdef'));
+    const res = await other.post(`/v1/telemetry?token=${grant.token}`, browserSummary(d.manifest, d.telemetry.source));
     expect(res.status).toBe(202);
-    await forwarded(other.get);
+    await forwarded(other.stats);
     // Cross-origin apps: CORS on these routes, preflight included.
     expect(renewed.headers.get('access-control-allow-origin')).toBe('*');
     const preflight = await other.app.request('/v1/telemetry', { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } }, other.bindings);
@@ -116,7 +146,7 @@ describe('GET /v1/models/{name}/artifact', () => {
 
 describe('POST /v1/telemetry', () => {
   it('refuses a missing, tampered, expired or foreign token, and malformed or mis-scoped summaries, with 4xx JSON', async () => {
-    const { get, post } = setup();
+    const { get, post, stats } = setup();
     const d = (await (await get('/v1/models/movielens-topk/artifact')).json()) as Descriptor;
     const good = browserSummary(d.manifest, d.telemetry.source);
     const code = async (res: Response) => [res.status, ((await res.json()) as { error: { code: string } }).error.code];
@@ -153,13 +183,13 @@ describe('POST /v1/telemetry', () => {
     expect(await code(await post(t, encodeSummary(old)))).toEqual([422, 'window_out_of_range']);
     expect(await code(await post(t, new Uint8Array(64 * 1024 + 1)))).toEqual([413, 'body_too_large']);
 
-    const stats = (await (await get('/v1/telemetry')).json()) as { accepted: number; refused: Record<string, number> };
-    expect(stats.accepted).toBe(0);
-    expect(stats.refused.invalid_token).toBe(4);
+    const figures = await stats();
+    expect(figures.accepted).toBe(0);
+    expect(figures.refused.invalid_token).toBe(4);
   });
 
   it('limits the rate per token with 429 and Retry-After', async () => {
-    const { get, post } = setup({ TELEMETRY_RATE_PER_MIN: '3' });
+    const { get, post, stats } = setup({ TELEMETRY_RATE_PER_MIN: '3' });
     const d = (await (await get('/v1/models/movielens-topk/artifact')).json()) as Descriptor;
     const statuses = [];
     for (let i = 1; i <= 5; i++) {
@@ -171,11 +201,11 @@ describe('POST /v1/telemetry', () => {
     // Another browser's token has its own budget.
     const other = (await (await get('/v1/models/movielens-topk/artifact')).json()) as Descriptor;
     expect((await post(`/v1/telemetry?token=${other.telemetry.token}`, browserSummary(other.manifest, other.telemetry.source))).status).toBe(202);
-    await forwarded(get);
+    await forwarded(stats);
   });
 
   it('limits the rate per client address too, however many tokens it mints', async () => {
-    const { get, post } = setup({ TELEMETRY_RATE_PER_IP_PER_MIN: '4' });
+    const { get, post, stats } = setup({ TELEMETRY_RATE_PER_IP_PER_MIN: '4' });
     const statuses = [];
     for (let i = 0; i < 6; i++) {
       const d = (await (await get('/v1/models/movielens-topk/artifact')).json()) as Descriptor;
@@ -184,16 +214,18 @@ describe('POST /v1/telemetry', () => {
     expect(statuses).toEqual([202, 202, 202, 202, 429, 429]);
     const d = (await (await get('/v1/models/movielens-topk/artifact')).json()) as Descriptor;
     expect((await post(`/v1/telemetry?token=${d.telemetry.token}`, browserSummary(d.manifest, d.telemetry.source), { 'cf-connecting-ip': '203.0.113.8' })).status).toBe(202);
-    await forwarded(get);
+    await forwarded(stats);
   });
 
   it('merges at most PENDING_SLOTS windows at once; a summary for one more waits with 503 busy', async () => {
-    const { get, post } = setup({ TELEMETRY_RATE_PER_MIN: '100000', TELEMETRY_BROWSER_FLUSH_MS: '4000' });
+    const { get, post, stats } = setup({ TELEMETRY_RATE_PER_MIN: '100000', TELEMETRY_BROWSER_FLUSH_MS: '4000' });
     const d = (await (await get('/v1/models/movielens-topk/artifact')).json()) as Descriptor;
     const base = decodeSummary(browserSummary(d.manifest, d.telemetry.source, 1));
+    // One clock reading: minutes counted back from it stay distinct even if a minute turns meanwhile.
+    const t0 = Date.now();
     const at = (minute: number, sequence: number) => {
       const p = decodeSummary(encodeSummary(base));
-      p.windowStart = p.windowEnd = Math.floor(Date.now() / 60_000 - minute) * 60_000;
+      p.windowStart = p.windowEnd = Math.floor(t0 / 60_000 - minute) * 60_000;
       p.sequence = sequence;
       return encodeSummary(p);
     };
@@ -203,13 +235,12 @@ describe('POST /v1/telemetry', () => {
     expect(busy.headers.get('retry-after')).toBe('5');
     // A window whose slot is already open still merges.
     expect((await post(`/v1/telemetry?token=${d.telemetry.token}`, at(3, PENDING_SLOTS + 2))).status).toBe(202);
-    await forwarded(get, 15_000);
-    const stats = (await (await get('/v1/telemetry')).json()) as { forwarded: number; forwardedRows: number; refused: Record<string, number> };
-    expect(stats).toMatchObject({ forwarded: PENDING_SLOTS, forwardedRows: PENDING_SLOTS + 1, refused: { busy: 1 } });
+    await forwarded(stats, 15_000);
+    expect(await stats()).toMatchObject({ forwarded: PENDING_SLOTS, forwardedRows: PENDING_SLOTS + 1, refused: { busy: 1 } });
   });
 
   it('merges many browsers into one aggregator write per minute, counting a retried summary once', async () => {
-    const { get, post } = setup();
+    const { get, post, stats } = setup();
     const before = await aggregator().counters();
     const browsers = 6;
     let rows = 0;
@@ -237,8 +268,7 @@ describe('POST /v1/telemetry', () => {
     const writes = (after.stored ?? 0) - (before.stored ?? 0);
     expect(writes).toBeGreaterThanOrEqual(1);
     expect(writes).toBeLessThanOrEqual(2);
-    const stats = (await (await get('/v1/telemetry')).json()) as { accepted: number; duplicates: number; forwarded: number };
-    expect(stats).toMatchObject({ accepted: browsers, duplicates: 1, forwarded: writes });
+    expect(await stats()).toMatchObject({ accepted: browsers, duplicates: 1, forwarded: writes });
 
     const w = decodeSummary((await aggregator().window(Date.now() - 120_000, Date.now() + 60_000))!);
     expect((w.features.get('backend') as CategoricalSketch).estimate('wasm').count).toBeGreaterThanOrEqual(rows);

@@ -24,12 +24,14 @@
  */
 import type { Context, Hono } from 'hono';
 import { cors } from 'hono/cors';
-import { CategoricalSketch, decodeSummary, encodeSummary, mergeProfiles, SketchMergeError, SummaryDecodeError, TDigest, type ModelManifest, type Profile } from '../core/index.ts';
+import { CategoricalSketch, decodeSummary, encodeSummary, mergeInto, SketchMergeError, SOURCES_COUNTER, SummaryDecodeError, TDigest, type ModelManifest, type Profile } from '../core/index.ts';
 import { demoPage } from '../browser/demo/page.ts';
 import { demoServiceWorker } from '../browser/demo/sw.ts';
 import flightGolden from '../models/flight-delay/golden.json';
 import movieGolden from '../models/movielens-topk/golden.json';
 import type { Env } from './app.ts';
+import { bearerToken as bearer, checkOperator } from './auth.ts';
+import { configNumber } from './config.ts';
 import type { BundledModel } from './models.ts';
 
 /** Settings this module reads (strings, as wrangler vars and secrets are). */
@@ -44,12 +46,29 @@ export interface BrowserVars {
   TELEMETRY_RATE_PER_MIN?: string;
   /** Summaries accepted per client address (CF-Connecting-IP) per minute, whatever its tokens. Default 600. */
   TELEMETRY_RATE_PER_IP_PER_MIN?: string;
+  /**
+   * Rows one browser source may report per minute (burst the same), default 1000: about 17
+   * predictions a second from one page. A summary claiming more is refused (422); one that fits
+   * the limit but not what is left of this minute's allowance is told to come back (429).
+   */
+  TELEMETRY_SOURCE_ROWS_PER_MIN?: string;
+  /** Telemetry tokens (artifact descriptors and renewals) minted per client address per minute. Default 30. */
+  TELEMETRY_TOKENS_PER_IP_PER_MIN?: string;
 }
 
 /** Largest summary body accepted, bytes. A movielens-topk browser window is 5-17 KB (full sketches: 17 KB). */
 export const TELEMETRY_MAX_BYTES = 64 * 1024;
-/** Rows one browser summary may claim. */
-export const TELEMETRY_MAX_ROWS = 100_000;
+/** Rows one browser source may report per minute, by default (TELEMETRY_SOURCE_ROWS_PER_MIN). */
+export const SOURCE_ROWS_PER_MIN = 1000;
+/** How long after expiry a token still proves which source a renewing browser is (its source id is kept). */
+const RENEW_GRACE_MS = 24 * 3600_000;
+/**
+ * Counters a browser summary may carry (core's profiler: rows and outcomes; mergedWindows when
+ * its outbox merged windows while offline). Every one of them counts at most one per row.
+ */
+const BROWSER_COUNTERS = new Set(['rows', 'errors', 'cacheHits', 'fallbacks', 'mergedWindows']);
+/** Longest category a browser may report: what core/validate.ts accepts for a categorical value and a list id. */
+const MAX_LABEL = { categorical: 256, 'categorical-list': 64 } as const;
 /** Oldest window start accepted (a browser may have been offline), and the clock skew allowed. */
 const MAX_AGE_MS = 24 * 3600_000;
 const MAX_SKEW_MS = 5 * 60_000;
@@ -59,10 +78,11 @@ const BACKENDS = ['webgpu', 'wasm', 'edge', 'cache'];
 /** Golden rows shipped to browsers for the backend check (each backend runs them all). */
 const GOLDEN_ROWS = 16;
 
-const GOLDEN: Record<string, { tolerance: Record<string, number>; rows: { features: Record<string, unknown>; expected: { int8: Record<string, unknown> } }[] }> = {
-  'flight-delay': flightGolden as never,
-  'movielens-topk': movieGolden as never,
-};
+type Golden = { tolerance: Record<string, number>; rows: { features: Record<string, unknown>; expected: { int8: Record<string, unknown> } }[] };
+const GOLDEN = new Map<string, Golden>([
+  ['flight-delay', flightGolden as never],
+  ['movielens-topk', movieGolden as never],
+]);
 
 // --- Tokens ----------------------------------------------------------------------------------
 
@@ -130,36 +150,106 @@ export async function verifyToken(token: string, secret: string | undefined, now
 
 // --- Summary checks ---------------------------------------------------------------------------
 
-/** The sketch kind each feature and output of a browser summary must have, from the manifest. */
-function expectedSketches(m: ModelManifest): { features: Map<string, 'numeric' | 'categorical'>; outputs: Map<string, 'numeric' | 'categorical'> } {
-  const features = new Map<string, 'numeric' | 'categorical'>([[BACKEND_FEATURE, 'categorical']]);
-  for (const f of m.features) {
-    if (f.kind === 'numeric') features.set(f.name, 'numeric');
-    else if (f.kind === 'categorical') features.set(f.name, 'categorical');
-    else {
-      features.set(f.name, 'categorical');
-      features.set(`${f.name}_length`, 'numeric');
-    }
-  }
-  return { features, outputs: new Map(m.sketchedOutputs.map((o) => [o.name, o.kind])) };
+/** What a browser's sketch of one feature or output must look like, from the manifest. */
+interface SketchRule {
+  kind: 'numeric' | 'categorical';
+  /** Largest weight the sketch may hold per row (an id list holds up to maxLength ids a row; a top-k output k). */
+  perRow: number;
+  /** Categorical: the capacity the profiler gives it, and the longest label, or the only labels allowed. */
+  capacity?: number;
+  maxLabel?: number;
+  labels?: ReadonlySet<string>;
+  /** Numeric: the values the edge's validation lets through (a feature's range); NaN and ±Infinity never. */
+  range?: [number, number];
 }
 
-/** Why a decoded browser summary cannot be accepted under these claims, or undefined. */
-function refuse(p: Profile, claims: TokenClaims, m: ModelManifest, now: number): { status: 403 | 422; code: string; message: string } | undefined {
+const rulesCache = new WeakMap<ModelManifest, { features: Map<string, SketchRule>; outputs: Map<string, SketchRule> }>();
+
+/** The rule for each feature and output of a browser summary, from the manifest (see SketchRule). */
+function sketchRules(m: ModelManifest): { features: Map<string, SketchRule>; outputs: Map<string, SketchRule> } {
+  let rules = rulesCache.get(m);
+  if (rules) return rules;
+  const features = new Map<string, SketchRule>([[BACKEND_FEATURE, { kind: 'categorical', perRow: 1, capacity: 8, labels: new Set(BACKENDS) }]]);
+  for (const f of m.features) {
+    if (f.kind === 'numeric') features.set(f.name, { kind: 'numeric', perRow: 1, range: f.range });
+    else if (f.kind === 'categorical') features.set(f.name, { kind: 'categorical', perRow: 1, capacity: f.sketchCapacity, maxLabel: MAX_LABEL.categorical });
+    else {
+      features.set(f.name, { kind: 'categorical', perRow: f.maxLength, capacity: f.sketchCapacity, maxLabel: MAX_LABEL['categorical-list'] });
+      features.set(`${f.name}_length`, { kind: 'numeric', perRow: 1, range: [f.minLength, f.maxLength] });
+    }
+  }
+  const outputs = new Map<string, SketchRule>();
+  for (const o of m.sketchedOutputs) {
+    // An output [N, K] whose K is a request parameter holds up to that parameter's maximum per row.
+    const spec = m.outputs.find((x) => x.name === o.name);
+    const inner = spec?.shape.slice(1) ?? [];
+    let perRow = 1;
+    for (const d of inner) {
+      const param = typeof d === 'string' ? m.parameters?.find((p) => p.name.toUpperCase() === d) : undefined;
+      perRow *= typeof d === 'number' ? d : (param?.range[1] ?? 1);
+    }
+    outputs.set(o.name, o.kind === 'numeric' ? { kind: 'numeric', perRow } : { kind: 'categorical', perRow, capacity: o.sketchCapacity ?? 256, maxLabel: 64 });
+  }
+  rules = { features, outputs };
+  rulesCache.set(m, rules);
+  return rules;
+}
+
+type Refusal = { status: 403 | 422; code: string; message: string };
+
+/** What the artifact descriptor and the renewal route give a browser (browser/protocol.ts TelemetryGrant). */
+interface Grant {
+  endpoint: string;
+  token: string;
+  source: string;
+  expires_at: number;
+}
+
+/**
+ * Why a decoded browser summary cannot be accepted under these claims, or undefined. Nothing a
+ * browser reports is trusted beyond what its own rows could have produced: only known counters,
+ * each at most the rows; rows at most one source's allowance per minute; every sketch of the
+ * manifest's kind and capacity, its weight at most what the rows could add, categories no longer
+ * than the edge's validation allows, numeric values inside the feature's range. So a summary that
+ * passes is one an honest page could have sent, and one source's say is bounded by its rows.
+ */
+function refuse(p: Profile, claims: TokenClaims, m: ModelManifest, now: number, maxRows: number): Refusal | undefined {
   if (p.model !== claims.m) return { status: 403, code: 'token_scope', message: `the token is for model "${claims.m}", the summary for "${p.model}"` };
   if (p.source.kind !== 'browser' || p.source.id !== claims.s) return { status: 403, code: 'token_scope', message: `the summary's source must be browser:${claims.s}, got ${p.source.kind}:${p.source.id}` };
   if (p.modelVersion !== m.version) return { status: 422, code: 'unknown_version', message: `model "${m.name}" serves browsers version ${m.version}, not ${p.modelVersion}` };
   if (p.windowStart < now - MAX_AGE_MS || p.windowEnd > now + MAX_SKEW_MS) return { status: 422, code: 'window_out_of_range', message: 'the summary window is older than 24 h or in the future' };
-  if (p.counters.rows < 1 || p.counters.rows > TELEMETRY_MAX_ROWS) return { status: 422, code: 'invalid_rows', message: `rows must be in [1, ${TELEMETRY_MAX_ROWS}], got ${p.counters.rows}` };
-  const want = expectedSketches(m);
-  for (const [section, live, expected] of [['feature', p.features, want.features], ['output', p.outputs, want.outputs]] as const) {
+  const rows = p.counters.rows;
+  if (rows < 1 || rows > maxRows) return { status: 422, code: 'invalid_rows', message: `rows must be in [1, ${maxRows}] (one source's rows per minute), got ${rows}` };
+  for (const [name, value] of Object.entries(p.counters)) {
+    if (!BROWSER_COUNTERS.has(name)) return { status: 422, code: 'unknown_counter', message: `counter "${name}" is not one a browser reports (${[...BROWSER_COUNTERS].join(', ')})` };
+    if (value > rows) return { status: 422, code: 'invalid_counter', message: `counter "${name}" is ${value}, more than the ${rows} rows` };
+  }
+  const weight = (s: TDigest) => s.count + s.nanCount + s.posInfCount + s.negInfCount;
+  if (weight(p.latency) > rows) return { status: 422, code: 'invalid_rows', message: 'more latency observations than rows' };
+  const rules = sketchRules(m);
+  for (const [section, live, expected] of [['feature', p.features, rules.features], ['output', p.outputs, rules.outputs]] as const) {
     for (const [name, s] of live) {
-      const kind = expected.get(name);
+      const rule = expected.get(name);
       const actual = s instanceof TDigest ? 'numeric' : s instanceof CategoricalSketch ? 'categorical' : 'histogram';
-      if (kind !== actual) return { status: 422, code: 'unexpected_sketch', message: `${section} "${name}" is ${kind ? `not a ${kind} sketch` : 'not in the manifest'}` };
+      if (!rule || rule.kind !== actual) return { status: 422, code: 'unexpected_sketch', message: `${section} "${name}" is ${rule ? `not a ${rule.kind} sketch` : 'not in the manifest'}` };
+      const bound = rows * rule.perRow;
+      const bad = (message: string): Refusal => ({ status: 422, code: 'invalid_sketch', message: `${section} "${name}": ${message}` });
+      if (s instanceof TDigest) {
+        if (weight(s) > bound) return bad(`weight ${weight(s)} is more than ${rows} rows can add (${bound})`);
+        if (rule.range && (s.nanCount || s.posInfCount || s.negInfCount)) return bad('holds NaN or infinite values, which the edge never accepts');
+        if (rule.range && s.count > 0 && (s.min < rule.range[0] || s.max > rule.range[1])) return bad(`values [${s.min}, ${s.max}] are outside the feature's range [${rule.range[0]}, ${rule.range[1]}]`);
+      } else if (s instanceof CategoricalSketch) {
+        if (s.capacity !== rule.capacity) return bad(`capacity ${s.capacity} is not the manifest's ${rule.capacity}`);
+        if (s.count > bound) return bad(`weight ${s.count} is more than ${rows} rows can add (${bound})`);
+        if (s.maxCount > s.count || s.absentBound > s.count) return bad('a count or its bound exceeds the total');
+        for (const { value } of s.top()) {
+          if (rule.labels ? !rule.labels.has(value) : value.length > rule.maxLabel!) {
+            return bad(rule.labels ? `category ${JSON.stringify(value.slice(0, 32))} is not one of ${[...rule.labels].join(', ')}` : `a category is longer than ${rule.maxLabel} characters`);
+          }
+        }
+      }
     }
   }
-  if (p.latency.count > p.counters.rows) return { status: 422, code: 'invalid_rows', message: 'more latency observations than rows' };
   return undefined;
 }
 
@@ -168,6 +258,8 @@ function refuse(p: Profile, claims: TokenClaims, m: ModelManifest, now: number):
 interface Pending {
   model: string;
   profile: Profile;
+  /** Distinct browser sources merged into this slot (saturates at MAX_SLOT_SOURCES). */
+  sources: Set<string>;
 }
 
 interface Bucket {
@@ -177,6 +269,8 @@ interface Bucket {
 
 const RATE_KEYS = 10_000;
 const SEEN_KEYS = 50_000;
+/** Distinct sources remembered per slot: far above any ALERT_MIN_SOURCES, so the count it gives is exact where it matters. */
+const MAX_SLOT_SOURCES = 4096;
 /** (model, version, minute) slots merged at once; a summary for a new slot past this waits (503). */
 export const PENDING_SLOTS = 256;
 
@@ -191,29 +285,41 @@ function createBrowserTelemetry() {
   let sourceId: string | undefined;
   let sequence = 0;
   let scheduled = false;
-  const stats = { accepted: 0, duplicates: 0, rows: 0, forwarded: 0, forwardedRows: 0, forwardFailures: 0, dropped: 0, refused: {} as Record<string, number> };
+  const stats = { accepted: 0, duplicates: 0, rows: 0, forwarded: 0, forwardedRows: 0, forwardFailures: 0, dropped: 0, unencodable: 0, tokens: 0, refused: {} as Record<string, number> };
 
   return {
     stats: () => ({ ...stats, refused: { ...stats.refused }, pending: pending.size, retrying: retry.length, source: sourceId }),
     refused(code: string) {
       stats.refused[code] = (stats.refused[code] ?? 0) + 1;
     },
-    /** Token bucket per key (a browser source, or a client address): `perMin` a minute, burst `perMin`. */
-    allow(source: string, perMin: number, now: number): number {
-      let b = rate.get(source);
+    minted() {
+      stats.tokens++;
+    },
+    /**
+     * Token bucket per key (a browser source, a client address): `perMin` units a minute, burst
+     * `perMin`; `cost` units are taken (a summary, or its rows). Returns 0 when allowed, else
+     * the ms until `cost` units will be there (Infinity when `cost` exceeds the burst).
+     */
+    allow(key: string, perMin: number, now: number, cost = 1): number {
+      let b = rate.get(key);
       if (!b) {
         if (rate.size >= RATE_KEYS) rate.delete(rate.keys().next().value!);
         b = { tokens: perMin, at: now };
       }
-      rate.delete(source);
-      rate.set(source, b);
+      rate.delete(key);
+      rate.set(key, b);
       b.tokens = Math.min(perMin, b.tokens + ((now - b.at) / 60_000) * perMin);
       b.at = now;
-      if (b.tokens < 1) return Math.ceil(((1 - b.tokens) / perMin) * 60_000);
-      b.tokens -= 1;
+      if (cost > perMin) return Infinity;
+      if (b.tokens < cost) return Math.ceil(((cost - b.tokens) / perMin) * 60_000);
+      b.tokens -= cost;
       return 0;
     },
-    /** Merges an accepted summary into its (model, version, minute) slot: 'duplicate' if seen, 'full' if no slot is free. */
+    /**
+     * Merges an accepted summary into its (model, version, minute) slot, in place: 'duplicate'
+     * if seen, 'full' if no slot is free. Throws SketchMergeError (the slot left as it was) when
+     * it cannot merge; the summary is then not counted as seen.
+     */
     add(p: Profile): 'accepted' | 'duplicate' | 'full' {
       const id = `${p.source.id}\u0000${p.modelVersion}\u0000${p.sequence}`;
       if (seen.has(id)) {
@@ -223,9 +329,10 @@ function createBrowserTelemetry() {
       const key = `${p.model}\u0000${p.modelVersion}\u0000${Math.floor(p.windowStart / 60_000)}`;
       const cur = pending.get(key);
       if (!cur && pending.size >= PENDING_SLOTS) return 'full';
-      const merged = cur ? mergeProfiles(cur.profile, p) : p;
-      merged.source = { kind: 'merged', id: (sourceId ??= `browsers-${crypto.randomUUID().slice(0, 8)}`) };
-      pending.set(key, { model: p.model, profile: merged });
+      if (cur) {
+        mergeInto(cur.profile, p);
+        if (cur.sources.size < MAX_SLOT_SOURCES) cur.sources.add(p.source.id);
+      } else pending.set(key, { model: p.model, profile: p, sources: new Set([p.source.id]) });
       if (seen.size >= SEEN_KEYS) seen.delete(seen.values().next().value!);
       seen.add(id);
       stats.accepted++;
@@ -238,15 +345,30 @@ function createBrowserTelemetry() {
       scheduled = true;
       return true;
     },
-    /** Sends every merged profile (and earlier failures) to the aggregators; keeps failures for the next flush. */
+    /**
+     * Sends every merged profile (and earlier failures) to the aggregators; keeps failures for
+     * the next flush. The slots are emptied first, and a slot that cannot be encoded is dropped
+     * and counted, so nothing can wedge a flush or leave a slot taken.
+     */
     async flush(agg: NonNullable<Env['AGGREGATOR']>): Promise<void> {
       scheduled = false;
       const out = retry.splice(0);
-      for (const { model, profile } of pending.values()) {
-        profile.sequence = ++sequence;
-        out.push({ model, bytes: encodeSummary(profile), rows: profile.counters.rows });
-      }
+      const slots = [...pending.values()];
       pending.clear();
+      for (const { model, profile, sources } of slots) {
+        // Forwarded as a browser summary of this isolate's own: the aggregator tells browser
+        // evidence from the edge's by the source kind, and counts distinct sources.
+        profile.source = { kind: 'browser', id: (sourceId ??= `browsers-${crypto.randomUUID().slice(0, 8)}`) };
+        profile.sequence = ++sequence;
+        profile.counters[SOURCES_COUNTER] = sources.size;
+        try {
+          out.push({ model, bytes: encodeSummary(profile), rows: profile.counters.rows });
+        } catch (err) {
+          console.error('browser telemetry: a merged window cannot be encoded, dropped', err);
+          stats.unencodable++;
+          stats.dropped++;
+        }
+      }
       // One ingestMany call per model's aggregator.
       const byModel = new Map<string, typeof out>();
       for (const s of out) {
@@ -279,26 +401,42 @@ const json = (c: Context, status: number, code: string, message: string, field?:
   return c.json({ error: { code, message, ...(field ? { field } : {}) } }, status as 400);
 };
 
-function num(v: string | undefined, fallback: number): number {
-  const n = v === undefined || v === '' ? NaN : Number(v);
-  return Number.isFinite(n) && n >= 0 ? n : fallback;
-}
+/** A numeric setting (see worker/config.ts): unset gives the default, anything else must be a number >= min. */
+const num = (v: string | undefined, fallback: number, name: string, min = 0) => configNumber(v, fallback, name, min);
+
+/** The client's address as Cloudflare (and `wrangler dev`) reports it, or undefined. */
+const clientAddress = (c: Context) => c.req.header('cf-connecting-ip') || undefined;
 
 export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { models: Record<string, BundledModel> }): void {
   const telemetry = createBrowserTelemetry();
+  // Own-property lookups only: a model name comes from the client ("__proto__", "constructor").
+  const byName = new Map(Object.entries(models));
   const vars = (c: Context<{ Bindings: Env }>) => c.env as Env & BrowserVars;
 
-  const modelOf = (c: Context<{ Bindings: Env }>) => {
-    const name = c.req.param('name')!;
-    return models[name];
-  };
+  const modelOf = (c: Context<{ Bindings: Env }>) => byName.get(c.req.param('name')!);
 
-  /** A telemetry grant; a browser keeps its source id across renewals (?source=), else gets a new one. */
-  const grant = async (c: Context<{ Bindings: Env }>, manifest: ModelManifest) => {
-    const asked = c.req.query('source');
-    const source = asked && /^[0-9a-f]{16}$/.test(asked) ? asked : Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('');
-    const expires = Date.now() + num(vars(c).TELEMETRY_TOKEN_TTL_MS, 15 * 60_000);
-    const token = await signToken({ m: manifest.name, v: manifest.version, s: source, e: expires }, vars(c).TELEMETRY_SIGNING_KEY);
+  /**
+   * A telemetry grant, or why none is given. The source id is the worker's: a new random one,
+   * or, for a browser renewing (`authorization: Bearer <its previous token>`, valid or expired
+   * less than a day), the one that token names, so a client can never speak for a source it
+   * was not given. Minting is limited per client address; an unknown address gets no token.
+   */
+  const grant = async (c: Context<{ Bindings: Env }>, manifest: ModelManifest): Promise<Grant | { status: 403 | 429; code: string; message: string; retryMs?: number }> => {
+    const v = vars(c);
+    const ip = clientAddress(c);
+    if (!ip) return { status: 403, code: 'address_unknown', message: 'telemetry tokens are issued only to clients whose address is known (CF-Connecting-IP)' };
+    const wait = telemetry.allow(`t:${ip}`, num(v.TELEMETRY_TOKENS_PER_IP_PER_MIN, 30, 'TELEMETRY_TOKENS_PER_IP_PER_MIN', 1), Date.now());
+    if (wait > 0) return { status: 429, code: 'rate_limited', message: 'too many telemetry tokens for this address', retryMs: wait };
+    let source: string | undefined;
+    const previous = bearer(c.req.header('authorization'));
+    if (previous) {
+      const old = await verifyToken(previous, v.TELEMETRY_SIGNING_KEY, Date.now() - RENEW_GRACE_MS);
+      if ('claims' in old && old.claims.m === manifest.name) source = old.claims.s;
+    }
+    source ??= Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('');
+    const expires = Date.now() + num(v.TELEMETRY_TOKEN_TTL_MS, 15 * 60_000, 'TELEMETRY_TOKEN_TTL_MS', 1000);
+    const token = await signToken({ m: manifest.name, v: manifest.version, s: source, e: expires }, v.TELEMETRY_SIGNING_KEY);
+    telemetry.minted();
     return { endpoint: '/v1/telemetry', token, source, expires_at: expires };
   };
 
@@ -309,10 +447,12 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
 
   app.get('/v1/models/:name/artifact', async (c) => {
     const m = modelOf(c);
-    if (!m) return json(c, 404, 'model_not_found', `unknown model "${c.req.param('name')}" (serving ${Object.keys(models).join(', ')})`, 'name');
+    if (!m) return json(c, 404, 'model_not_found', `unknown model "${c.req.param('name')}" (serving ${[...byName.keys()].join(', ')})`, 'name');
     const manifest = m.manifest;
     const spec = manifest.artifacts[manifest.serve];
-    const golden = GOLDEN[manifest.name];
+    const golden = GOLDEN.get(manifest.name);
+    // The model is served whatever happens to telemetry; without a grant the runtime reports nothing.
+    const g = c.env.AGGREGATOR ? await grant(c, manifest) : undefined;
     c.header('cache-control', 'no-store');
     return c.json({
       model: manifest.name,
@@ -320,16 +460,22 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
       manifest,
       artifact: { url: `/v1/models/${manifest.name}/artifact/${spec.sha256}`, sha256: spec.sha256, bytes: spec.bytes, quantization: manifest.serve },
       golden: golden ? { tolerance: golden.tolerance, rows: golden.rows.slice(0, GOLDEN_ROWS).map((r) => ({ features: r.features, expected: r.expected[manifest.serve as 'int8'] })) } : null,
-      telemetry: await grant(c, manifest),
+      telemetry: g && 'token' in g ? g : null,
     });
   });
 
-  // A fresh token for a browser that already has the model (keeps its source id).
+  // A fresh token for a browser that already has the model (keeps its source id when it shows its previous token).
   app.get('/v1/models/:name/telemetry-token', async (c) => {
     const m = modelOf(c);
     if (!m) return json(c, 404, 'model_not_found', `unknown model "${c.req.param('name')}"`, 'name');
+    if (!c.env.AGGREGATOR) return json(c, 404, 'telemetry_unavailable', 'no aggregator is bound (AGGREGATOR): telemetry is off', 'name');
+    const g = await grant(c, m.manifest);
+    if (!('token' in g)) {
+      telemetry.refused(g.code);
+      return json(c, g.status, g.code, g.message, undefined, g.retryMs ? { 'retry-after': String(Math.max(1, Math.ceil(g.retryMs / 1000))) } : {});
+    }
     c.header('cache-control', 'no-store');
-    return c.json(await grant(c, m.manifest));
+    return c.json(g);
   });
 
   app.get('/v1/models/:name/artifact/:sha256', (c) => {
@@ -346,12 +492,19 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
     });
   });
 
-  app.get('/v1/telemetry', (c) => c.json(telemetry.stats()));
+  // This isolate's figures: operators only (they show sources and refusals).
+  app.get('/v1/telemetry', (c) => {
+    checkOperator(c);
+    return c.json(telemetry.stats());
+  });
 
   app.post('/v1/telemetry', async (c) => {
     const v = vars(c);
-    const header = c.req.header('authorization');
-    const token = c.req.query('token') ?? (header?.startsWith('Bearer ') ? header.slice(7) : undefined);
+    if (!c.env.AGGREGATOR) {
+      telemetry.refused('telemetry_unavailable');
+      return json(c, 404, 'telemetry_unavailable', 'no aggregator is bound (AGGREGATOR): telemetry is off');
+    }
+    const token = c.req.query('token') ?? bearer(c.req.header('authorization'));
     if (!token) {
       telemetry.refused('missing_token');
       return json(c, 401, 'missing_token', 'a telemetry token is required (?token= or authorization: Bearer), from GET /v1/models/{name}/artifact', 'token', { 'www-authenticate': 'Bearer' });
@@ -362,16 +515,21 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
       return json(c, 401, verdict.error, verdict.error === 'token_expired' ? 'the telemetry token has expired; fetch the artifact descriptor again' : 'the telemetry token is not valid', 'token', { 'www-authenticate': 'Bearer' });
     }
     const { claims } = verdict;
-    const m = models[claims.m];
+    const m = byName.get(claims.m);
     if (!m) {
       telemetry.refused('model_not_found');
       return json(c, 404, 'model_not_found', `model "${claims.m}" is not served here`, 'token');
     }
     const now = Date.now();
-    // Per token, and per address: tokens are free to mint, so the per-token limit alone bounds
-    // a well-behaved page, not a client minting a token per summary.
-    const ip = c.req.header('cf-connecting-ip');
-    const wait = Math.max(telemetry.allow(`s:${claims.s}`, num(v.TELEMETRY_RATE_PER_MIN, 60) || 60, now), ip ? telemetry.allow(`ip:${ip}`, num(v.TELEMETRY_RATE_PER_IP_PER_MIN, 600) || 600, now) : 0);
+    // Per token, and per address: tokens are free to mint (within their own limit), so the
+    // per-token limit alone bounds a well-behaved page, not a client holding many tokens. An
+    // unknown address fails closed.
+    const ip = clientAddress(c);
+    if (!ip) {
+      telemetry.refused('address_unknown');
+      return json(c, 403, 'address_unknown', 'telemetry is accepted only from clients whose address is known (CF-Connecting-IP)');
+    }
+    const wait = Math.max(telemetry.allow(`s:${claims.s}`, num(v.TELEMETRY_RATE_PER_MIN, 60, 'TELEMETRY_RATE_PER_MIN', 1), now), telemetry.allow(`ip:${ip}`, num(v.TELEMETRY_RATE_PER_IP_PER_MIN, 600, 'TELEMETRY_RATE_PER_IP_PER_MIN', 1), now));
     if (wait > 0) {
       telemetry.refused('rate_limited');
       return json(c, 429, 'rate_limited', 'too many summaries for this token or address', 'token', { 'retry-after': String(Math.max(1, Math.ceil(wait / 1000))) });
@@ -393,16 +551,23 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
       telemetry.refused('invalid_summary');
       return json(c, 400, 'invalid_summary', err instanceof SummaryDecodeError ? err.message : 'malformed summary', 'body');
     }
-    const why = refuse(p, claims, m.manifest, now);
+    const rowsPerMin = num(v.TELEMETRY_SOURCE_ROWS_PER_MIN, SOURCE_ROWS_PER_MIN, 'TELEMETRY_SOURCE_ROWS_PER_MIN', 1);
+    const why = refuse(p, claims, m.manifest, now, rowsPerMin);
     if (why) {
       telemetry.refused(why.code);
       return json(c, why.status, why.code, why.message, 'body');
+    }
+    // One source's rows per minute: what bounds its share of any window the aggregator judges.
+    const rowsWait = telemetry.allow(`r:${claims.s}`, rowsPerMin, now, p.counters.rows);
+    if (rowsWait > 0) {
+      telemetry.refused('rows_rate_limited');
+      return json(c, 429, 'rate_limited', `this source has reported its ${rowsPerMin} rows for this minute`, 'body', { 'retry-after': String(Math.max(1, Math.ceil(rowsWait / 1000))) });
     }
     let added: 'accepted' | 'duplicate' | 'full';
     try {
       added = telemetry.add(p);
     } catch (err) {
-      // A sketch that cannot merge with the others (e.g. another categorical capacity).
+      // A sketch that cannot merge with the others (or whose counts would overflow): refused, the slot intact.
       if (!(err instanceof SketchMergeError)) throw err;
       telemetry.refused('unexpected_sketch');
       return json(c, 422, 'unexpected_sketch', err.message, 'body');
@@ -411,9 +576,9 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
       telemetry.refused('busy');
       return json(c, 503, 'busy', `${PENDING_SLOTS} windows are being merged here; send this one again later`, undefined, { 'retry-after': '5' });
     }
-    if (added === 'accepted' && c.env.AGGREGATOR && telemetry.claimSchedule()) {
+    if (added === 'accepted' && telemetry.claimSchedule()) {
       const agg = c.env.AGGREGATOR;
-      const flushMs = num(v.TELEMETRY_BROWSER_FLUSH_MS, 5000);
+      const flushMs = num(v.TELEMETRY_BROWSER_FLUSH_MS, 5000, 'TELEMETRY_BROWSER_FLUSH_MS');
       const work = new Promise((r) => setTimeout(r, flushMs)).then(() => telemetry.flush(agg));
       try {
         c.executionCtx.waitUntil(work);
