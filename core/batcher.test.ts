@@ -118,6 +118,15 @@ function harness(cost: (n: number) => number = () => 0, clock = new VirtualClock
   return { clock, calls, callTimes, run };
 }
 
+/** Runs `n` lone requests one after another (no deadline), so that the cost model has `n` measurements. */
+async function measureLone(h: Harness, b: { submit: (x: Item) => Promise<string> }, n: number, item: Item = -1): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const p = b.submit(item);
+    await h.clock.drain();
+    await p;
+  }
+}
+
 function timing(clock: VirtualClock): Pick<BatcherOptions<Item, string>, 'now' | 'setTimer' | 'clearTimer'> {
   return { now: clock.now, setTimer: clock.setTimer, clearTimer: clock.clearTimer };
 }
@@ -458,12 +467,15 @@ describe('createBatcher: cost model', () => {
 });
 
 describe('createBatcher: deadlines', () => {
+  // Refusing by the estimate needs `minSamples` (5) measured batches: see 'trusting the estimate'.
   it('refuses at submit a request that cannot finish in time behind the queue ahead', async () => {
     const h = harness((n) => 10 + n);
     const b = createBatcher({ run: h.run, prior: { fixedMs: 10, perItemMs: 1 }, ...timing(h.clock) });
-    const pA = b.submit(1); // runs 0..11
+    await measureLone(h, b, 5);
+    const t = h.clock.t;
+    const pA = b.submit(1); // runs t..t+11
     await h.clock.settle();
-    const pB = b.submit(2, { deadline: 5 }); // behind A: about 22 ms needed
+    const pB = b.submit(2, { deadline: t + 5 }); // behind A: about 22 ms needed
     await expect(pB).rejects.toBeInstanceOf(DeadlineError);
     const err = await pB.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Error);
@@ -471,7 +483,7 @@ describe('createBatcher: deadlines', () => {
     expect((err as DeadlineError).retryAfterMs).toBeGreaterThanOrEqual(1);
     expect(Number.isFinite((err as DeadlineError).retryAfterMs)).toBe(true);
     // A deadline that is met is accepted.
-    const pC = b.submit(3, { deadline: 100 });
+    const pC = b.submit(3, { deadline: t + 100 });
     await h.clock.drain();
     expect(await Promise.all([pA, pC])).toEqual([f(1), f(3)]);
     expect(h.calls.flat()).not.toContain(2);
@@ -481,13 +493,14 @@ describe('createBatcher: deadlines', () => {
   it('refuses at submit on an idle engine when the batch alone takes too long', async () => {
     const h = harness((n) => 10 + n);
     const b = createBatcher({ run: h.run, prior: { fixedMs: 10, perItemMs: 1 }, ...timing(h.clock) });
-    const p = b.submit(1, { deadline: 10.5 });
+    await measureLone(h, b, 5);
+    const p = b.submit(1, { deadline: h.clock.t + 10.5 });
     const err = await p.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DeadlineError);
     expect((err as DeadlineError).retryAfterMs).toBeGreaterThanOrEqual(1);
     await h.clock.drain();
-    expect(h.calls).toEqual([]);
-    expect(b.stats()).toMatchObject({ refusedDeadline: 1, batches: 0, items: 0 });
+    expect(h.calls).toHaveLength(5);
+    expect(b.stats()).toMatchObject({ refusedDeadline: 1, batches: 5, items: 5 });
   });
 
   it('refuses at dispatch a request whose deadline has become unreachable, and never runs it', async () => {
@@ -796,5 +809,172 @@ describe('adaptive waiting needs concurrent callers', () => {
     expect(b.stats().pressure).toBe(0);
     expect(h.clock.batcherTimers).toEqual([]);
     expect(h.calls.every((c) => c.length === 1)).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Trusting the estimate. The estimate refuses nothing until `minSamples` batches are measured;
+// a measurement far below it, or a probe that meets the deadline it predicted missed, resets
+// that count; the count halves for every `halfLifeMs` without a measurement; and while it
+// refuses, one request per `probeEveryMs` runs anyway.
+
+/** One request at a time, each submitted `gap` ms after the previous settled; what happened to each. */
+async function closedLoop(h: Harness, b: ReturnType<typeof createBatcher<Item, string>>, opts: { count: number; gap: number; budget: number }) {
+  const out: { at: number; ok: boolean; error?: unknown; samplesBefore: number }[] = [];
+  for (let i = 0; i < opts.count; i++) {
+    await h.clock.advance(opts.gap);
+    const at = h.clock.t;
+    const samplesBefore = b.stats().samples;
+    const t = track(b.submit(i, { deadline: at + opts.budget }));
+    await h.clock.drain();
+    out.push({ at, ok: t.ok!, error: t.error, samplesBefore });
+  }
+  return out;
+}
+
+describe('createBatcher: trusting the estimate', () => {
+  it('admits exactly the first minSamples requests however slow the measurements (then refuses a true slowness)', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 60, max: 10_000 }), async (minSamples, ms) => {
+        const h = harness(() => ms);
+        const b = createBatcher({ run: h.run, minSamples, ...timing(h.clock) });
+        const results = await closedLoop(h, b, { count: minSamples + 3, gap: 0, budget: 50 });
+        expect(results.map((r) => r.ok)).toEqual([...Array(minSamples).fill(true), false, false, false]);
+        for (const r of results.slice(minSamples)) expect(r.error).toBeInstanceOf(DeadlineError);
+        expect(b.stats()).toMatchObject({ batches: minSamples, refusedDeadline: 3, probes: 0 });
+      }),
+      { seed: 11, numRuns: 40 },
+    );
+  });
+
+  it('recovers from a bad first measurement (a cold run of up to 10 s) without refusing anyone, and ends trusted near the true cost', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          firstMs: fc.integer({ min: 100, max: 10_000 }),
+          a: fc.double({ min: 0.2, max: 2, noNaN: true }),
+          b: fc.double({ min: 0, max: 0.05, noNaN: true }),
+          jitter: fc.double({ min: 0, max: 0.2, noNaN: true }),
+          budget: fc.integer({ min: 20, max: 100 }),
+          maxBatch: fc.integer({ min: 1, max: 16 }),
+          mode: fc.constantFrom<BatchMode>('adaptive', 'fixed', 'off'),
+          arrivals: fc.array(fc.record({ gap: fc.double({ min: 1, max: 20, noNaN: true }), burst: fc.integer({ min: 1, max: 4 }) }), { minLength: 20, maxLength: 120 }),
+        }),
+        async (sc) => {
+          let k = 0;
+          const h = harness((n) => (k++ === 0 ? sc.firstMs : (sc.a + sc.b * n) * (1 + sc.jitter * ((k * 7919) % 10) / 10)));
+          const b = createBatcher({ run: h.run, maxBatch: sc.maxBatch, mode: sc.mode, ...timing(h.clock) });
+          const cold = b.submit(-1);
+          await h.clock.drain();
+          await cold;
+          expect(b.estimate(1)).toBeGreaterThanOrEqual(sc.firstMs * 0.9);
+          const tracked: ReturnType<typeof track<string>>[] = [];
+          let i = 0;
+          for (const { gap, burst } of sc.arrivals) {
+            await h.clock.advance(gap);
+            for (let j = 0; j < burst; j++) tracked.push(track(b.submit(i++, { deadline: h.clock.t + sc.budget })));
+          }
+          await h.clock.drain();
+          const refused = tracked.filter((t) => !t.ok);
+          expect(refused.map((t) => String(t.error))).toEqual([]);
+          const s = b.stats();
+          expect(s.refusedDeadline).toBe(0);
+          if (s.batches > 5) {
+            expect(s.samples).toBeGreaterThanOrEqual(5);
+            expect(b.estimate(1)).toBeLessThan(2 * (sc.a + sc.b) * (1 + sc.jitter) + 1);
+          }
+        },
+      ),
+      { seed: 12, numRuns: 60 },
+    );
+  });
+
+  it.each([
+    { stale: 200, now: 1 }, // the new measurement is far below the estimate
+    { stale: 60, now: 20 }, // it is not, but the probe meets the deadline the estimate said it would miss
+  ])('a trusted estimate gone stale ($stale ms, now $now ms) refuses for at most probeEveryMs: then one probe runs, is served in time, and everything after it is served', async ({ stale, now }) => {
+    let ms = stale;
+    const h = harness(() => ms);
+    const b = createBatcher({ run: h.run, probeEveryMs: 1000, ...timing(h.clock) });
+    await measureLone(h, b, 20);
+    expect(b.stats().samples).toBeGreaterThanOrEqual(5);
+    const lastMeasured = h.clock.t;
+    ms = now;
+    const results = await closedLoop(h, b, { count: 300, gap: 10, budget: 50 });
+    const firstServed = results.findIndex((r) => r.ok);
+    expect(firstServed).toBeGreaterThan(0);
+    expect(results.slice(0, firstServed).every((r) => r.error instanceof DeadlineError)).toBe(true);
+    expect(results[firstServed].at - lastMeasured).toBeGreaterThanOrEqual(1000);
+    expect(results[firstServed].at - lastMeasured).toBeLessThan(1000 + 10 + 1e-9);
+    expect(results.slice(firstServed).every((r) => r.ok)).toBe(true);
+    expect(b.stats().probes).toBe(1);
+    expect(b.stats().samples).toBeGreaterThanOrEqual(5);
+    expect(b.estimate(1)).toBeLessThan(now * 1.1 + 1);
+  });
+
+  it('with probes off, a stale estimate stops refusing after two half-lives without a measurement', async () => {
+    let ms = 200;
+    const h = harness(() => ms);
+    const b = createBatcher({ run: h.run, probeEveryMs: Infinity, halfLifeMs: 1000, ...timing(h.clock) });
+    await measureLone(h, b, 20);
+    const lastMeasured = h.clock.t;
+    ms = 1;
+    const results = await closedLoop(h, b, { count: 300, gap: 10, budget: 50 });
+    const firstServed = results.findIndex((r) => r.ok);
+    expect(results[firstServed].at - lastMeasured).toBeGreaterThanOrEqual(2000);
+    expect(results[firstServed].at - lastMeasured).toBeLessThan(2010 + 1e-9);
+    // Still trusted after one half-life (10 → 5), not after two (2.5).
+    expect(results.filter((r) => r.at - lastMeasured >= 1000 && r.at - lastMeasured < 2000).every((r) => !r.ok)).toBe(true);
+    expect(results.slice(firstServed).every((r) => r.ok)).toBe(true);
+    expect(b.stats().probes).toBe(0);
+  });
+
+  it('a right estimate stays trusted: probes are at most one per probeEveryMs, measured late, and refusals go on', async () => {
+    const h = harness(() => 200);
+    const b = createBatcher({ run: h.run, probeEveryMs: 1000, ...timing(h.clock) });
+    await measureLone(h, b, 20);
+    const results = await closedLoop(h, b, { count: 500, gap: 10, budget: 50 });
+    const served = results.filter((r) => r.ok);
+    const probes = b.stats().probes;
+    expect(served).toHaveLength(probes);
+    // 500 requests 10 ms apart (plus 200 ms per probe): about 5.x s, so 4 or 5 probes.
+    expect(probes).toBeGreaterThanOrEqual(4);
+    expect(probes).toBeLessThanOrEqual(6);
+    for (let i = 1; i < served.length; i++) expect(served[i].at - served[i - 1].at).toBeGreaterThanOrEqual(1000);
+    expect(results.filter((r) => !r.ok).every((r) => r.error instanceof DeadlineError)).toBe(true);
+    expect(b.stats().samples).toBeGreaterThanOrEqual(5);
+    expect(b.estimate(1)).toBeCloseTo(200, 6);
+  });
+
+  it('before minSamples it refuses only what is already past its deadline', async () => {
+    // Today's contract for the queue ahead, on four measurements of 11 ms: B is admitted (the
+    // estimate is not trusted yet), then refused at dispatch because its deadline has passed.
+    const h = harness((n) => 10 + n);
+    const b = createBatcher({ run: h.run, prior: { fixedMs: 10, perItemMs: 1 }, ...timing(h.clock) });
+    await measureLone(h, b, 4);
+    const t = h.clock.t;
+    const pA = b.submit(1);
+    await h.clock.settle();
+    const late = track(b.submit(2, { deadline: t + 5 }));
+    await h.clock.settle();
+    expect(late.settled).toBe(0);
+    await h.clock.drain();
+    expect(late.error).toBeInstanceOf(DeadlineError);
+    expect(h.calls.flat()).not.toContain(2);
+    await pA;
+    // A deadline already in the past is refused at submit.
+    const past = track(b.submit(3, { deadline: h.clock.t - 1 }));
+    await h.clock.settle();
+    expect(past.error).toBeInstanceOf(DeadlineError);
+  });
+
+  it.each([
+    { minSamples: 0 },
+    { minSamples: Infinity },
+    { halfLifeMs: 0 },
+    { probeEveryMs: 0 },
+    { probeEveryMs: Number.NaN },
+  ])('rejects %o with RangeError', (options) => {
+    expect(() => createBatcher({ run: async (xs: number[]) => xs, ...options })).toThrow(RangeError);
   });
 });

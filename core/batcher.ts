@@ -21,11 +21,23 @@
  *   batch time) is refused early with DeadlineError, at submit or just before its batch starts,
  *   instead of timing out. A full queue refuses with OverloadedError. Both carry a
  *   `retryAfterMs` estimate of when the queue will have drained.
+ * - An estimate refuses only once it is trusted: at least `minSamples` measured batches, their
+ *   count (at most 2·minSamples) halving for every whole `halfLifeMs` without a measurement, so
+ *   that a stale estimate stops refusing within two half-lives. Until then, only a request whose
+ *   deadline has already passed is refused (a fact, not an estimate). While a trusted estimate
+ *   refuses, one request per `probeEveryMs` (when nothing was measured in that time) is admitted
+ *   and run anyway, so that an estimate that has gone stale is measured again.
  * - A batch whose `run` throws (or returns the wrong number of results) rejects exactly its
  *   own requests with that error; later batches are unaffected.
  *
- * Robustness: a measured batch time counts for at most 4x the current estimate once the model
- * has a few measurements, so one outlier cannot make every request look late.
+ * Robustness, both ways. A measured batch time counts for at most 4x the current estimate once
+ * the model has a few measurements, so one outlier (a GC pause, a descheduled isolate) cannot
+ * make every request look late. A measurement under a quarter of the estimate (4·t + 1 < est)
+ * is not noise, since noise only slows a run down: the model no longer describes the engine (a
+ * cold first run, a quieter neighbour), so older measurements together keep the weight of a
+ * tenth of one, and the estimate must earn its `minSamples` again before it refuses anything.
+ * The same holds when a probe meets the deadline that the estimate said it would miss. From a
+ * starting estimate E with a true cost c, each such measurement divides E - c by about 11.
  *
  * Timing caveat: in production Workers, clocks do not advance during pure CPU work, so measured
  * batch times there read as ~0; the cost model then stays at its prior and the wait window
@@ -65,8 +77,14 @@ export interface BatcherOptions<I, O> {
   /** Requests waiting (not counting the batch running). */
   maxQueue?: number;
   mode?: BatchMode;
-  /** Prior cost model t(n) = fixedMs + perItemMs·n, until measurements replace it. */
+  /** Prior cost model t(n) = fixedMs + perItemMs·n, until measurements replace it. Never refuses. */
   prior?: { fixedMs: number; perItemMs: number };
+  /** Measured batches (time-decayed) before the estimate may refuse a request. Default 5. */
+  minSamples?: number;
+  /** The count of measurements behind the estimate halves for every this many ms without one. Default 10,000. */
+  halfLifeMs?: number;
+  /** While the estimate refuses, one request per this many ms is run anyway to re-measure it. Default 1,000. */
+  probeEveryMs?: number;
   now?: () => number;
   setTimer?: (fn: () => void, ms: number) => unknown;
   clearTimer?: (handle: unknown) => void;
@@ -85,6 +103,10 @@ export interface BatcherStats {
   refusedDeadline: number;
   refusedOverload: number;
   failedBatches: number;
+  /** Requests admitted against the estimate to re-measure it. */
+  probes: number;
+  /** Measured batches behind the estimate, time-decayed; it refuses only from `minSamples`. */
+  samples: number;
   /** Fitted cost model, ms. */
   cost: { fixedMs: number; perItemMs: number };
   /** EWMA of the interval between arrivals, ms (undefined before the second arrival). */
@@ -106,11 +128,16 @@ interface Entry<I, O> {
   item: I;
   deadline: number;
   enqueued: number;
+  /** Admitted against the estimate: refused at dispatch only if its deadline has passed. */
+  probe: boolean;
   resolve: (o: O) => void;
   reject: (e: unknown) => void;
 }
 
+/** Per-measurement forgetting of the least-squares sums. */
 const FORGET = 0.97;
+/** Weight that all older measurements together keep when a new one shows the estimate far too high. */
+const SURPRISE_KEEP = 0.1;
 
 export function createBatcher<I, O>({
   run,
@@ -119,6 +146,9 @@ export function createBatcher<I, O>({
   maxQueue = 1024,
   mode = 'adaptive',
   prior = { fixedMs: 0.05, perItemMs: 0.005 },
+  minSamples = 5,
+  halfLifeMs = 10_000,
+  probeEveryMs = 1000,
   now = () => performance.now(),
   setTimer = (fn, ms) => setTimeout(fn, ms),
   clearTimer = (h) => clearTimeout(h),
@@ -126,6 +156,9 @@ export function createBatcher<I, O>({
   if (!(Number.isInteger(maxBatch) && maxBatch >= 1)) throw new RangeError(`maxBatch must be a positive integer, got ${maxBatch}`);
   if (!(maxWaitMs >= 0 && maxWaitMs < Infinity)) throw new RangeError(`maxWaitMs must be finite and >= 0, got ${maxWaitMs}`);
   if (!(Number.isInteger(maxQueue) && maxQueue >= 1)) throw new RangeError(`maxQueue must be a positive integer, got ${maxQueue}`);
+  if (!(minSamples >= 1 && minSamples < Infinity)) throw new RangeError(`minSamples must be finite and >= 1, got ${minSamples}`);
+  if (!(halfLifeMs > 0)) throw new RangeError(`halfLifeMs must be > 0, got ${halfLifeMs}`);
+  if (!(probeEveryMs > 0)) throw new RangeError(`probeEveryMs must be > 0 (Infinity: never probe), got ${probeEveryMs}`);
   const batchLimit = mode === 'off' ? 1 : maxBatch;
 
   const queue: Entry<I, O>[] = [];
@@ -148,7 +181,14 @@ export function createBatcher<I, O>({
   let s2 = 0;
   let t0 = 0;
   let t1 = 0;
-  const stats = { batches: 0, items: 0, refusedDeadline: 0, refusedOverload: 0, failedBatches: 0, batchSizes: [] as number[] };
+  // Measured batches behind the estimate as of `lastMeasured`, at most 2·minSamples, so that
+  // without measurements a trusted estimate stops refusing within two half-lives. It decays
+  // with time only (unlike the sums, not per measurement: it counts evidence, it does not
+  // weigh it).
+  let samples = 0;
+  let lastMeasured = -Infinity;
+  let lastProbe = -Infinity;
+  const stats = { batches: 0, items: 0, refusedDeadline: 0, refusedOverload: 0, failedBatches: 0, probes: 0, batchSizes: [] as number[] };
 
   function cost(): { fixedMs: number; perItemMs: number } {
     if (s0 < 1e-9) return prior;
@@ -166,11 +206,37 @@ export function createBatcher<I, O>({
     return c.fixedMs + c.perItemMs * n;
   }
 
-  function record(n: number, ms: number): void {
-    // One slow batch (a cold JIT, a GC pause, the isolate descheduled) must not teach the model
-    // that every batch is slow, or every request would be refused for its deadline: once the
-    // model has a few measurements, a measurement counts for at most 4x the current estimate.
-    if (s0 >= 3) ms = Math.min(ms, 4 * estimate(n) + 1);
+  /** Measured batches behind the estimate at `at`: the count halves for every whole half-life without a measurement. */
+  function samplesAt(at: number): number {
+    return at > lastMeasured ? samples * 2 ** -Math.floor((at - lastMeasured) / halfLifeMs) : samples;
+  }
+
+  function trusted(at: number): boolean {
+    return samplesAt(at) >= minSamples;
+  }
+
+  function scaleSums(k: number): void {
+    s0 *= k;
+    s1 *= k;
+    s2 *= k;
+    t0 *= k;
+    t1 *= k;
+  }
+
+  /** `refuted`: the batch carried a probe and met the deadline that the estimate said it would miss. */
+  function record(n: number, ms: number, at: number, refuted: boolean): void {
+    samples = samplesAt(at);
+    lastMeasured = at;
+    const predicted = estimate(n);
+    if (refuted || 4 * ms + 1 < predicted) {
+      // The model no longer describes the engine: see "Robustness" in the header.
+      if (s0 > SURPRISE_KEEP) scaleSums(SURPRISE_KEEP / s0);
+      samples = 0;
+    } else if (samples >= 3) {
+      // One slow batch must not teach the model that every batch is slow.
+      ms = Math.min(ms, 4 * predicted + 1);
+    }
+    samples = Math.min(samples + 1, 2 * minSamples);
     s0 = s0 * FORGET + 1;
     s1 = s1 * FORGET + n;
     s2 = s2 * FORGET + n * n;
@@ -204,12 +270,24 @@ export function createBatcher<I, O>({
       stats.refusedOverload++;
       return Promise.reject(new OverloadedError(`queue full (${maxQueue} waiting)`, retryAfter(at)));
     }
-    if (deadline < finishEstimate(at, queue.length)) {
+    let probe = false;
+    if (deadline < at) {
       stats.refusedDeadline++;
-      return Promise.reject(new DeadlineError(`cannot finish within the latency budget (about ${Math.ceil(finishEstimate(at, queue.length) - at)} ms needed)`, retryAfter(at)));
+      return Promise.reject(new DeadlineError('the deadline has already passed', retryAfter(at)));
+    }
+    const needed = finishEstimate(at, queue.length);
+    if (deadline < needed && trusted(at)) {
+      if (at - lastProbe >= probeEveryMs && at - lastMeasured >= probeEveryMs) {
+        probe = true;
+        lastProbe = at;
+        stats.probes++;
+      } else {
+        stats.refusedDeadline++;
+        return Promise.reject(new DeadlineError(`cannot finish within the latency budget (about ${Math.ceil(needed - at)} ms needed)`, retryAfter(at)));
+      }
     }
     return new Promise<O>((resolve, reject) => {
-      queue.push({ item, deadline, enqueued: at, resolve, reject });
+      queue.push({ item, deadline, enqueued: at, probe, resolve, reject });
       schedule();
     });
   }
@@ -261,11 +339,13 @@ export function createBatcher<I, O>({
     if (running || queue.length === 0) return;
     const at = now();
     let batch = queue.splice(0, batchLimit);
-    // Refuse early what cannot be met even if it runs now.
-    const eta = at + estimate(batch.length);
-    const late = batch.filter((e) => e.deadline < eta);
+    // Refuse early what cannot be met even if it runs now: by the estimate once it is trusted
+    // (probes excepted), and always what is already past its deadline.
+    const eta = trusted(at) ? at + estimate(batch.length) : at;
+    const isLate = (e: Entry<I, O>) => e.deadline < (e.probe ? at : eta);
+    const late = batch.filter(isLate);
     if (late.length) {
-      batch = batch.filter((e) => e.deadline >= eta);
+      batch = batch.filter((e) => !isLate(e));
       for (const e of late) {
         stats.refusedDeadline++;
         e.reject(new DeadlineError('cannot finish within the latency budget', retryAfter(at)));
@@ -291,7 +371,9 @@ export function createBatcher<I, O>({
     // Bookkeeping happens before the callers are answered, so that a caller who submits again
     // as soon as it has its answer finds the engine idle (not "arriving during a run").
     const finish = (ok: boolean) => {
-      if (ok) record(batch.length, now() - at); // a failed batch says nothing about cost
+      const end = now();
+      // A failed batch says nothing about cost.
+      if (ok) record(batch.length, end - at, end, batch.some((e) => e.probe && end <= e.deadline));
       pressure = 0.8 * pressure + 0.2 * Math.min(arrivedDuringRun, 4);
       arrivedDuringRun = 0;
       running = false;
@@ -339,6 +421,8 @@ export function createBatcher<I, O>({
       refusedDeadline: stats.refusedDeadline,
       refusedOverload: stats.refusedOverload,
       failedBatches: stats.failedBatches,
+      probes: stats.probes,
+      samples: samplesAt(now()),
       cost: cost(),
       arrivalIntervalMs: interval,
       pressure,
