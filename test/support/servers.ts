@@ -4,8 +4,8 @@
  * stopping it stops its children (wrangler's workerd, npx's node).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -22,8 +22,8 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function start(cmd: string, args: string[]): ChildProcess {
-  const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: 'false' }, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+function start(cmd: string, args: string[], cwd = ROOT): ChildProcess {
+  const child = spawn(cmd, args, { cwd, env: { ...process.env, WRANGLER_SEND_METRICS: 'false' }, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   child.stderr!.on('data', () => undefined);
   return child;
 }
@@ -39,16 +39,26 @@ process.once('exit', () => {
   for (const d of stateDirs) rmSync(d, { recursive: true, force: true });
 });
 
-/** The worker under wrangler dev, with its own inspector port and state folder (so several can run). */
-export async function startWorker(port: number, vars: Record<string, string>): Promise<ChildProcess> {
+/**
+ * The worker under wrangler dev, with its own inspector port and state folder (so several can run).
+ * `cwd`: another checkout to run (e.g. a snapshot of this one, which wrangler's file watcher then
+ * cannot reload mid-measurement when someone edits the tree).
+ */
+export async function startWorker(port: number, vars: Record<string, string>, { cwd = ROOT }: { cwd?: string } = {}): Promise<ChildProcess> {
   const state = join(tmpdir(), `dw-wrangler-${port}`);
   stateDirs.add(state);
-  return start('npx', [
-    'wrangler', 'dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(await freePort()),
+  const inspector = await freePort();
+  const child = start('npx', [
+    'wrangler', 'dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspector),
     '--persist-to', state, '--log-level', 'error', '--show-interactive-dev-session=false',
     ...Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
-  ]);
+  ], cwd);
+  inspectorPorts.set(child, inspector);
+  return child;
 }
+
+/** The inspector port of each worker started by startWorker (wrangler's DevTools proxy to the user worker). */
+const inspectorPorts = new WeakMap<ChildProcess, number>();
 
 export function stop(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
@@ -75,4 +85,134 @@ export async function waitFor(url: string, ms = 90_000): Promise<void> {
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`${url} did not come up in ${ms} ms`);
+}
+
+/**
+ * The processes named `name` (as /proc/<pid>/stat spells it, e.g. "workerd") in `child`'s process
+ * group: start() makes each child a group leader, so wrangler's workerd is in its child's group.
+ * Linux only (reads /proc); empty when none is running.
+ */
+export function groupProcesses(child: ChildProcess, name: string): number[] {
+  const pgid = child.pid!;
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited while listing
+    }
+    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so split at the last ')'.
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (comm === name && Number(fields[2]) === pgid) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+/** Resident set size of a process in bytes (VmRSS in /proc/<pid>/status); undefined once it has exited. */
+export function rssBytes(pid: number): number | undefined {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The workerd process that runs the user worker (and its Durable Objects) under `wrangler dev`:
+ * wrangler starts two, a proxy on the public port and the user worker, which alone gets
+ * `--inspector-addr`.
+ */
+export function workerdPids(child: ChildProcess): { worker: number | undefined; proxy: number | undefined } {
+  let worker: number | undefined;
+  let proxy: number | undefined;
+  for (const pid of groupProcesses(child, 'workerd')) {
+    let cmd = '';
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (cmd.includes('--inspector-addr')) worker = pid;
+    else proxy = pid;
+  }
+  return { worker, proxy };
+}
+
+/**
+ * The user worker's memory as its inspector reports it (through wrangler's DevTools proxy, which
+ * wants a local Origin), in bytes: the JS heap used and reserved and ArrayBuffer backing stores
+ * (Runtime.getHeapUsage), and the WebAssembly memories (onnxruntime-web's heap: the byteLength
+ * of every live WebAssembly.Memory, found with Runtime.queryObjects), which the others leave out.
+ * One session for all readings: the execution context is announced once, at Runtime.enable.
+ */
+export async function workerInspector(child: ChildProcess, timeoutMs = 5000): Promise<{ heap(): Promise<{ used: number; total: number; backing: number; wasm: number }>; close(): void }> {
+  const port = inspectorPorts.get(child);
+  if (port === undefined) throw new Error('not a worker started by startWorker');
+  const url = `ws://127.0.0.1:${port}/ws`;
+  // Node's WebSocket (undici) takes headers as a second argument; typed structurally here.
+  type Socket = { send(data: string): void; close(): void; addEventListener(type: 'open' | 'error' | 'message', listener: (e: { data?: unknown }) => void): void };
+  const WS = (globalThis as unknown as { WebSocket: new (url: string, init: { headers: Record<string, string> }) => Socket }).WebSocket;
+  const ws = new WS(url, { headers: { origin: `http://127.0.0.1:${port}` } });
+  const pending = new Map<number, (m: { result?: any; error?: { message: string } }) => void>();
+  const contexts: number[] = [];
+  let id = 0;
+  ws.addEventListener('message', (e) => {
+    const m = JSON.parse(String(e.data)) as { id?: number; method?: string; params?: { context?: { id: number } }; result?: unknown; error?: { message: string } };
+    if (m.method === 'Runtime.executionContextCreated' && m.params?.context) contexts.push(m.params.context.id);
+    if (m.id !== undefined) pending.get(m.id)?.(m);
+  });
+  const send = (method: string, params: Record<string, unknown> = {}) =>
+    new Promise<any>((resolve, reject) => {
+      const i = ++id;
+      const timer = setTimeout(() => reject(new Error(`${method}: no answer from ${url} in ${timeoutMs} ms`)), timeoutMs);
+      pending.set(i, (m) => {
+        clearTimeout(timer);
+        pending.delete(i);
+        if (m.error) reject(new Error(`${method}: ${m.error.message}`));
+        else resolve(m.result);
+      });
+      ws.send(JSON.stringify({ id: i, method, params }));
+    });
+  await new Promise<void>((resolve, reject) => {
+    ws.addEventListener('open', () => resolve());
+    ws.addEventListener('error', () => reject(new Error(`cannot reach the inspector at ${url}`)));
+  });
+  await send('Runtime.enable');
+  for (let i = 0; i < 100 && contexts.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  return {
+    async heap() {
+      const heap = (await send('Runtime.getHeapUsage')) as { usedSize: number; totalSize: number; backingStorageSize?: number };
+      const proto = await send('Runtime.evaluate', { expression: 'WebAssembly.Memory.prototype', contextId: contexts.at(-1) });
+      const found = await send('Runtime.queryObjects', { prototypeObjectId: proto.result.objectId });
+      const sum = await send('Runtime.callFunctionOn', { objectId: found.objects.objectId, functionDeclaration: 'function () { return this.reduce((a, m) => a + m.buffer.byteLength, 0); }', returnByValue: true });
+      await send('Runtime.releaseObjectGroup', { objectGroup: 'console' }).catch(() => undefined);
+      return { used: heap.usedSize, total: heap.totalSize, backing: heap.backingStorageSize ?? NaN, wasm: Number(sum.result.value) };
+    },
+    close: () => ws.close(),
+  };
+}
+
+/**
+ * Waits until something accepts TCP connections on 127.0.0.1:`port`, without sending a request:
+ * for tests whose first HTTP request must be the isolate's first (wrangler's proxy listens before
+ * the worker is ready and holds requests until it is).
+ */
+export async function waitForPort(port: number, ms = 90_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    const open = await new Promise<boolean>((resolve) => {
+      const sock = connect({ host: '127.0.0.1', port }, () => {
+        sock.destroy();
+        resolve(true);
+      });
+      sock.once('error', () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port} after ${ms} ms`);
 }
