@@ -11,7 +11,15 @@
  *   refused, as the manifest says); id lists mapped, the most recent `maxLength` kept;
  * - tensors (`/v2/models/{name}/infer`, the Open Inference Protocol JSON form), checked for
  *   names, datatypes, shapes, element counts, finiteness and index ranges.
+ *
+ * Both first refuse a body holding a string (value or key) that is not well-formed UTF-16: a
+ * lone surrogate has no UTF-8 form, so it could be served but never sketched or stored. The
+ * request is refused whole, before anything of it is encoded or observed.
+ *
+ * Keys a client sends are looked up only as own properties (Object.hasOwn) or in Maps, never
+ * through the prototype chain (`"constructor" in {}` is true).
  */
+import { isWellFormed } from './bytes.ts';
 import type { CategoricalFeature, CategoricalListFeature, FeatureSpec, ModelManifest, TensorDType, TensorSpec } from './manifest.ts';
 
 /** A client error: the HTTP status to answer with, a stable code, and the field at fault. */
@@ -55,6 +63,41 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+const JSON_PATH_KEY = /^[A-Za-z_$][\w$]*$/;
+
+/**
+ * Throws ValidationError (400) naming the first string, value or key, in `body` that is not
+ * well-formed UTF-16 (a lone surrogate). Iterative, so a deeply nested body cannot overflow the
+ * stack; paths are built only for containers, as `instances[0].origin`.
+ */
+export function assertWellFormedStrings(body: unknown, root = 'body'): void {
+  const stack: [unknown, string][] = [[body, root]];
+  const at = (path: string, key: string | number) =>
+    typeof key === 'number' ? `${path}[${key}]` : JSON_PATH_KEY.test(key) ? (path === root ? key : `${path}.${key}`) : `${path}[${JSON.stringify(key)}]`;
+  const refuse = (field: string): never => {
+    throw new ValidationError(`${field} is not well-formed Unicode (it holds a lone surrogate)`, field, 400, 'invalid_string');
+  };
+  while (stack.length) {
+    const [v, path] = stack.pop()!;
+    if (typeof v === 'string') {
+      if (!isWellFormed(v)) refuse(path);
+    } else if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const x = v[i];
+        if (typeof x === 'string') {
+          if (!isWellFormed(x)) refuse(at(path, i));
+        } else if (typeof x === 'object' && x !== null) stack.push([x, at(path, i)]);
+      }
+    } else if (typeof v === 'object' && v !== null) {
+      for (const k of Object.keys(v)) {
+        // A bad key is named by where it sits, escaped (JSON.stringify writes \ud800).
+        if (!isWellFormed(k)) refuse(`${path}[${JSON.stringify(k)}]`);
+        stack.push([(v as Record<string, unknown>)[k], at(path, k)]); // proto-safe: k is an own key from Object.keys
+      }
+    }
+  }
+}
+
 function vocabularyIndex(f: CategoricalFeature | CategoricalListFeature): Map<string, number> {
   let m = indexCache.get(f);
   if (!m) {
@@ -92,6 +135,7 @@ function inputSpec(manifest: ModelManifest, name: string): TensorSpec {
  */
 export function encodeInstances(manifest: ModelManifest, body: unknown, { maxBatch = manifest.serving.maxBatch }: { maxBatch?: number } = {}): EncodedRequest {
   if (!isObject(body)) throw new ValidationError('the body must be a JSON object with "instances"', 'body');
+  assertWellFormedStrings(body);
   for (const k of Object.keys(body)) {
     if (k !== 'instances' && k !== 'parameters') throw new ValidationError(`unknown field "${k}" (expected "instances" and optional "parameters")`, k);
   }
@@ -112,8 +156,8 @@ export function encodeInstances(manifest: ModelManifest, body: unknown, { maxBat
     const seen: EncodedRequest['observed'][number] = {};
     for (const f of manifest.features) {
       const field = `${at}.${f.name}`;
-      if (!(f.name in inst)) throw new ValidationError(`${field} is missing`, field);
-      const v = inst[f.name];
+      if (!Object.hasOwn(inst, f.name)) throw new ValidationError(`${field} is missing`, field);
+      const v = inst[f.name]; // proto-safe: an own property (checked above)
       columns.get(f)!.push(encodeFeature(f, v, field, seen));
     }
     observed.push(seen);
@@ -156,10 +200,10 @@ function parameters(manifest: ModelManifest, given: unknown, instances: unknown[
     if (!(manifest.parameters ?? []).some((p) => p.name === k)) throw new ValidationError(`unknown parameter "${k}"`, `parameters.${k}`);
   }
   for (const p of manifest.parameters ?? []) {
-    let v: unknown = (given as Record<string, unknown> | undefined)?.[p.name];
+    let v: unknown = given !== undefined && Object.hasOwn(given, p.name) ? (given as Record<string, unknown>)[p.name] : undefined; // proto-safe: own property
     let field = `parameters.${p.name}`;
     instances.forEach((inst, i) => {
-      if (isObject(inst) && p.name in inst) {
+      if (isObject(inst) && Object.hasOwn(inst, p.name)) {
         if (v !== undefined && inst[p.name] !== v) throw new ValidationError(`"${p.name}" must be the same for every instance of a request`, `instances[${i}].${p.name}`);
         v = inst[p.name];
         field = `instances[${i}].${p.name}`;
@@ -234,6 +278,7 @@ function flatten(value: unknown, field: string, out: unknown[], depth = 0): void
  */
 export function decodeV2Inputs(manifest: ModelManifest, body: unknown, { maxBatch = manifest.serving.maxBatch }: { maxBatch?: number } = {}): { rows: number; feeds: Record<string, Tensor>; id?: string; outputs?: string[] } {
   if (!isObject(body)) throw new ValidationError('the body must be a JSON object with "inputs"', 'body');
+  assertWellFormedStrings(body);
   for (const k of Object.keys(body)) {
     if (!['id', 'inputs', 'outputs', 'parameters'].includes(k)) throw new ValidationError(`unknown field "${k}"`, k);
   }
@@ -248,7 +293,7 @@ export function decodeV2Inputs(manifest: ModelManifest, body: unknown, { maxBatc
       return o.name;
     });
   }
-  const feeds: Record<string, Tensor> = {};
+  const byName = new Map<string, Tensor>();
   let rows: number | undefined;
   const dynamic = new Map<string, number>();
   body.inputs.forEach((t, i) => {
@@ -258,7 +303,7 @@ export function decodeV2Inputs(manifest: ModelManifest, body: unknown, { maxBatc
     if (typeof name !== 'string') throw new ValidationError(`${at}.name must be a string`, `${at}.name`);
     const spec = manifest.inputs.find((s) => s.name === name);
     if (!spec) throw new ValidationError(`${at}: unknown input "${name}" (expected ${manifest.inputs.map((s) => s.name).join(', ')})`, `${at}.name`);
-    if (feeds[name]) throw new ValidationError(`${at}: input "${name}" given twice`, `${at}.name`);
+    if (byName.has(name)) throw new ValidationError(`${at}: input "${name}" given twice`, `${at}.name`);
     if (t.datatype !== V2_DATATYPE[spec.dtype]) throw new ValidationError(`${at}: "${name}" must have datatype ${V2_DATATYPE[spec.dtype]}, got ${JSON.stringify(t.datatype)}`, `${at}.datatype`);
     if (!Array.isArray(t.shape) || t.shape.length !== spec.shape.length || !t.shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
       throw new ValidationError(`${at}: "${name}" must have a shape of ${spec.shape.length} non-negative integers like [${spec.shape.join(', ')}]`, `${at}.shape`);
@@ -290,9 +335,11 @@ export function decodeV2Inputs(manifest: ModelManifest, body: unknown, { maxBatc
       if (rows !== undefined && rows !== shape[0]) throw new ValidationError(`${at}: batch size ${shape[0]} differs from ${rows}`, `${at}.shape`);
       rows = shape[0];
     }
-    feeds[name] = { dtype: spec.dtype, dims: shape, data };
+    byName.set(name, { dtype: spec.dtype, dims: shape, data });
   });
-  for (const s of manifest.inputs) if (!feeds[s.name]) throw new ValidationError(`input "${s.name}" is missing`, 'inputs');
+  for (const s of manifest.inputs) if (!byName.has(s.name)) throw new ValidationError(`input "${s.name}" is missing`, 'inputs');
+  // Every key is a manifest input name (checked above).
+  const feeds: Record<string, Tensor> = Object.fromEntries(byName);
   if (rows === undefined || rows === 0) throw new ValidationError('the batch is empty', 'inputs');
   if (rows > maxBatch) throw new ValidationError(`batch of ${rows} exceeds the limit of ${maxBatch}`, 'inputs', 413, 'batch_too_large');
   return { rows, feeds, id: body.id as string | undefined, outputs };

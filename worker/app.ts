@@ -4,10 +4,22 @@
  * model's manifest (core/validate.ts) before it can reach the engine; answers are cached per
  * instance; concurrent requests are micro-batched per model (core/batcher.ts).
  *
- * Errors are JSON, always: { "error": { "code", "message", "field"? } }, 4xx for the caller's
- * mistakes, 503 with Retry-After when the engine cannot serve in time, 500 without internals.
+ * Errors are JSON, always, 4xx for the caller's mistakes, 503 with Retry-After when the engine
+ * cannot serve in time, 500 without internals. Under /v2 the body is the Open Inference
+ * Protocol's `{ "error": "<message>" }` with `code` and `field` beside it as extra members;
+ * elsewhere `{ "error": { "code", "message", "field"? } }`. A path served for other methods
+ * answers 405 with `Allow`.
+ *
+ * Lookups by a client's string (model, version, reference) go through Maps or own-property
+ * checks only: `__proto__`, `constructor` and friends are unknown names like any other
+ * (test/node/proto-scan.test.ts keeps it so).
+ *
+ * Time: a request's budget runs from the moment the worker received it (the first middleware),
+ * and inference answers carry `Server-Timing` with the worker's own time and the engine's.
  */
 import { Hono, type Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { TrieRouter } from 'hono/router/trie-router';
 import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import {
@@ -42,6 +54,7 @@ import {
 } from '../core/index.ts';
 import { createModelEngine, ModelLoadError, type EngineRequest, type ModelEngine, type SessionFactory } from './engine/model-engine.ts';
 import { createFallbackClient, FallbackError, type FallbackClient } from './fallback.ts';
+import { checkOperator, OperatorAuthError } from './auth.ts';
 import type { BundledModel } from './models.ts';
 import { mountBenchRoutes } from './bench-routes.ts';
 import { configNumber } from './config.ts';
@@ -143,8 +156,115 @@ interface Runtime {
 
 const BUDGET_HEADER = 'x-latency-budget-ms';
 const MAX_BUDGET_MS = 60_000;
+/** Times the routes accept, ms since the epoch: the range of a JS Date (ECMA-262 §21.4.1.22), so every one has an ISO form. */
+export const MAX_TIME_MS = 8.64e15;
+
+/**
+ * When the worker received a request, and what its inference spent; keyed by the Context, the one
+ * object every middleware and the handler share (bodyLimit replaces c.req.raw), so no route
+ * needs typed variables for it.
+ */
+interface RequestClock {
+  received: number;
+  /** Set by inference routes: the engine's share (queue and run together; the batcher does not report them apart). */
+  engineMs?: number;
+  /** Time spent waiting on the hosted fallback. */
+  fallbackMs?: number;
+  timed: boolean;
+}
+const clocks = new WeakMap<Context, RequestClock>();
+const clockOf = (c: Context): RequestClock => {
+  let k = clocks.get(c);
+  if (!k) clocks.set(c, (k = { received: performance.now(), timed: false }));
+  return k;
+};
+
+/**
+ * Pages that must not be framed (clickjacking): CSP `frame-ancestors 'none'` and, for browsers
+ * without CSP level 2, `X-Frame-Options: DENY`. A route that sets its own CSP (the dashboard pins
+ * its inline script and style by hash) keeps it; others get PAGE_CSP.
+ *
+ * PAGE_CSP fits /demo: its script, the Web Worker and service worker are same-origin files,
+ * onnxruntime-web compiles WebAssembly ('wasm-unsafe-eval'), it fetches only this origin; its one
+ * inline <style> is allowed by hash (computed from the page at first use).
+ */
+const FRAMED_PAGES = new Set(['/demo', '/dashboard']);
+const PAGE_CSP = (styleHashes: string[]) =>
+  `default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self'; img-src 'self' data:; style-src ${styleHashes.length ? styleHashes.join(' ') : "'none'"}; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`;
+
+async function sha256Source(text: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)));
+  let bin = '';
+  for (const b of digest) bin += String.fromCharCode(b);
+  return `'sha256-${btoa(bin)}'`;
+}
+
+/** The CSP hash sources of every inline <style> element of an HTML page. */
+async function inlineStyleHashes(html: string): Promise<string[]> {
+  return Promise.all([...html.matchAll(/<style>([\s\S]*?)<\/style>/g)].map((m) => sha256Source(m[1])));
+}
+
+/** Whether a path is under the Open Inference Protocol's prefix, whose error body is `{ "error": "<message>" }`. */
+const isV2 = (path: string) => path === '/v2' || path.startsWith('/v2/');
+
+/**
+ * An error answer in the shape of the route's protocol: under /v2 `{ error: message, code,
+ * field? }` (OIP: "error" is a string; extra members are allowed), elsewhere
+ * `{ error: { code, message, field? } }`. `extra` holds further members (field, reason).
+ */
+export function errorJson(c: Context, status: number, code: string, message: string, extra: Record<string, unknown> = {}): Response {
+  const defined = Object.fromEntries(Object.entries(extra).filter(([, v]) => v !== undefined));
+  return c.json(isV2(c.req.path) ? { error: message, code, ...defined } : { error: { code, message, ...defined } }, status as ContentfulStatusCode);
+}
+
+/** Methods every path answers besides its routes': HEAD wherever GET is (Hono serves HEAD from GET), OPTIONS. */
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
 const num = (v: string | undefined, fallback: number, name: string) => configNumber(v, fallback, name);
+
+/**
+ * Early shedding for one isolate. An isolate runs one request's JavaScript at a time, so a request
+ * arriving behind `inflight` others waits about inflight × gap, where gap is the EWMA of the time
+ * between consecutive completions while other requests stayed in flight (1 / throughput under
+ * load, whatever the requests wait on: Little's law). A lone request's latency is no sample: with
+ * batching, concurrent requests complete far faster than one after another. When that wait alone exceeds the request's budget it is refused at once with
+ * 503 and Retry-After, before its body is read, instead of queueing past its budget.
+ *
+ * It refuses nothing before `minSamples` gaps are measured nor below `minInflight` requests in
+ * flight, so a lone caller (or a few) is never refused by it; refusals drain the isolate, and the
+ * estimate is corrected by the completions that follow. In workerd the clock moves only across
+ * I/O, so pure CPU work reads as gap 0 and sheds nothing (the batcher's deadline checks remain).
+ */
+export function createAdmission({ minInflight = 8, minSamples = 16, alpha = 0.2, now = () => performance.now() }: { minInflight?: number; minSamples?: number; alpha?: number; now?: () => number } = {}) {
+  let inflight = 0;
+  let last: number | undefined;
+  let gap = 0;
+  let samples = 0;
+  let shed = 0;
+  return {
+    /** The ms to suggest in Retry-After when a request with this budget must be refused now, else undefined. */
+    refuse(budgetMs: number): number | undefined {
+      if (inflight < minInflight || samples < minSamples) return undefined;
+      const wait = inflight * gap;
+      if (wait <= budgetMs) return undefined;
+      shed++;
+      return wait;
+    },
+    start(): void {
+      inflight++;
+    },
+    done(): void {
+      const t = now();
+      if (last !== undefined) {
+        gap = samples === 0 ? t - last : gap + alpha * (t - last - gap);
+        samples++;
+      }
+      // The next completion is a sample only if the isolate stays busy until then.
+      last = --inflight === 0 ? undefined : t;
+    },
+    stats: () => ({ inflight, gapMs: gap, samples, shed }),
+  };
+}
 
 export function createApp({ models, createSession, servedBy: selfName = 'edge' }: AppOptions) {
   let runtime: Runtime | undefined;
@@ -229,9 +349,109 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
   }
 
   const app = new Hono<{ Bindings: Env }>();
+  const admission = createAdmission();
+
+  /**
+   * The first middleware: the request's clock starts here, before any body is read, so budgets
+   * and Server-Timing count the worker's whole time. After the first answer of an isolate, every
+   * stable engine starts loading in the background (warm), so a cold load is on no later
+   * request's clock.
+   */
+  let warmed = false;
+  let inflight = 0;
+  let idleWaiters: (() => void)[] = [];
+  const pageCsp = new Map<string, Promise<string>>();
+  app.use('*', async function clock(c, next) {
+    const k = clockOf(c);
+    // Received during a warm load (its async steps let requests in): the load is not this
+    // request's to pay, so its clock starts when the load is done.
+    if (warming) {
+      await warming;
+      k.received = performance.now();
+    }
+    inflight++;
+    try {
+      await next();
+    } finally {
+      if (--inflight === 0) {
+        const waiters = idleWaiters;
+        idleWaiters = [];
+        for (const w of waiters) w();
+      }
+    }
+    if (FRAMED_PAGES.has(c.req.path) && c.res.headers.get('content-type')?.startsWith('text/html')) {
+      const h = c.res.headers;
+      if (!h.has('content-security-policy')) {
+        let csp = pageCsp.get(c.req.path);
+        if (!csp) pageCsp.set(c.req.path, (csp = c.res.clone().text().then(inlineStyleHashes).then(PAGE_CSP)));
+        h.set('content-security-policy', await csp);
+      }
+      h.set('x-frame-options', 'DENY');
+      h.set('x-content-type-options', 'nosniff');
+    }
+    if (k.timed) c.res.headers.set('server-timing', serverTiming(k));
+    // Without bindings (app.request with no env) there is no runtime to warm.
+    if (!warmed && c.env) {
+      warmed = true;
+      warm(c, () => [...rt(c.env).engines.values()]);
+    }
+  });
+
+  /**
+   * Loads engines in the background, one at a time, each only once no request is in flight:
+   * creating a session blocks the isolate for most of its length, and a request that arrives
+   * meanwhile is received (its clock starts) only after it, and so is one that arrives during
+   * an await of the load (see the clock middleware). No request is in flight when a load starts.
+   */
+  let warming: Promise<void> | undefined;
+  function warm(c: Context<{ Bindings: Env }>, engines: () => ModelEngine[]): void {
+    const work = (async () => {
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 0));
+        if (inflight > 0) {
+          await new Promise<void>((r) => idleWaiters.push(r));
+          continue;
+        }
+        const e = engines().find((x) => x.status().state === 'unloaded');
+        if (!e) return;
+        // A failure is remembered by the engine (status 'failed'); requests take their fallback path.
+        warming = e.load().catch(() => undefined);
+        await warming;
+        warming = undefined;
+      }
+    })();
+    work.catch((err) => console.error('warm-up failed', err));
+    try {
+      c.executionCtx.waitUntil(work);
+    } catch {
+      // No execution context (app.request in tests, Node): the promise runs anyway.
+    }
+  }
 
   app.onError((err, c) => errorResponse(c, err));
-  app.notFound((c) => c.json({ error: { code: 'not_found', message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
+
+  // Which methods a path is served for: Hono's own matcher over the routes (middleware left out),
+  // built at the first miss, when every route is registered.
+  let methodsRouter: TrieRouter<string> | undefined;
+  const allowedMethods = (path: string): string[] => {
+    if (!methodsRouter) {
+      methodsRouter = new TrieRouter<string>();
+      for (const r of app.routes) if (r.method !== 'ALL') methodsRouter.add(r.method, r.path, r.method);
+    }
+    const served = new Set<string>();
+    for (const m of METHODS) if (methodsRouter.match(m, path)[0].length > 0) served.add(m);
+    if (served.size === 0) return [];
+    if (served.has('GET')) served.add('HEAD');
+    served.add('OPTIONS');
+    return METHODS.filter((m) => served.has(m));
+  };
+  app.notFound((c) => {
+    const allow = allowedMethods(c.req.path);
+    if (allow.length === 0) return errorJson(c, 404, 'not_found', `no route for ${c.req.path}`);
+    c.header('Allow', allow.join(', '));
+    if (c.req.method === 'OPTIONS') return c.body(null, 204);
+    return errorJson(c, 405, 'method_not_allowed', `${c.req.path} answers ${allow.join(', ')}, not ${c.req.method}`, { field: 'method' });
+  });
 
   // The inference API answers pages on any origin (no cookies are involved): the browser
   // runtime's edge step, and apps that call the edge directly. Operator routes do not.
@@ -246,42 +466,57 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
   app.get('/v2/health/live', (c) => c.json({ live: true }));
   app.get('/v2/health/ready', async (c) => {
     const { engines } = rt(c.env);
-    const models: Record<string, unknown> = {};
+    const statuses = new Map<string, unknown>();
     let ready = true;
     for (const [name, e] of engines) {
       await e.load().catch(() => undefined);
       const s = e.status();
-      models[name] = s;
+      statuses.set(name, s);
       ready &&= s.state === 'ready';
     }
-    return c.json({ ready, models }, ready ? 200 : 503);
+    const models = Object.fromEntries(statuses);
+    // OIP: "200 indicates ready, 4xx indicates not ready" (as Triton: 400).
+    return c.json({ ready, models }, ready ? 200 : 400);
   });
 
+  /**
+   * The model named in the path, and the version when the path names one: any deployed version
+   * (the manifest's and its variants), looked up in Maps only. Without a version, the manifest's
+   * (the routing table may then send the request to another, see pick).
+   */
   const engineOf = (c: Context<{ Bindings: Env }>): ModelEngine => {
     const name = c.req.param('name')!;
-    const e = rt(c.env).engines.get(name);
-    if (!e) throw new ValidationError(`unknown model "${name}" (serving ${[...rt(c.env).engines.keys()].join(', ')})`, 'name', 404, 'model_not_found');
+    const r = rt(c.env);
+    const e = r.engines.get(name);
+    if (!e) throw new ValidationError(`unknown model ${JSON.stringify(name)} (serving ${[...r.engines.keys()].join(', ')})`, 'name', 404, 'model_not_found');
     const version = c.req.param('version');
-    if (version !== undefined && version !== e.manifest.version) {
-      throw new ValidationError(`model "${name}" has no version "${version}" (serving ${e.manifest.version})`, 'version', 404, 'version_not_found');
-    }
-    return e;
+    if (version === undefined) return e;
+    const byVersion = r.versions.get(name)!;
+    const pinned = byVersion.get(version);
+    if (!pinned) throw new ValidationError(`model "${name}" has no version ${JSON.stringify(version)} (deployed: ${[...byVersion.keys()].join(', ')})`, 'version', 404, 'version_not_found');
+    return pinned;
   };
 
-  const metadata = (m: ModelManifest) => ({
+  const metadata = (c: Context<{ Bindings: Env }>, m: ModelManifest) => ({
     name: m.name,
-    versions: [m.version],
+    // OIP: "the model versions that may be explicitly requested via the appropriate endpoint".
+    versions: [...rt(c.env).versions.get(m.name)!.keys()],
     platform: 'onnxruntime_onnx',
     inputs: m.inputs.map((i) => ({ name: i.name, datatype: V2_DATATYPE[i.dtype], shape: i.shape.map((d) => (typeof d === 'number' ? d : -1)) })),
     outputs: m.outputs.map((o) => ({ name: o.name, datatype: V2_DATATYPE[o.dtype], shape: o.shape.map((d) => (typeof d === 'number' ? d : -1)) })),
   });
-  app.get('/v2/models/:name', (c) => c.json(metadata(engineOf(c).manifest)));
-  app.get('/v2/models/:name/versions/:version', (c) => c.json(metadata(engineOf(c).manifest)));
+  app.get('/v2/models/:name', (c) => c.json(metadata(c, engineOf(c).manifest)));
+  app.get('/v2/models/:name/versions/:version', (c) => c.json(metadata(c, engineOf(c).manifest)));
+  /**
+   * OIP model ready: "200 indicates model ready, 4xx indicates not ready" (Triton answers 400).
+   * A model that failed to load says why in `error`, the OIP error member (a string).
+   */
   const readyRoute = async (c: Context<{ Bindings: Env }>) => {
     const e = engineOf(c);
     await e.load().catch(() => undefined);
     const s = e.status();
-    return c.json({ name: e.manifest.name, ready: s.state === 'ready', ...(s.state === 'failed' ? { error: s.error } : {}) }, s.state === 'ready' ? 200 : 503);
+    const ready = s.state === 'ready';
+    return c.json({ name: e.manifest.name, version: e.manifest.version, ready, ...(s.state === 'failed' ? { error: s.error, code: 'model_unavailable' } : ready ? {} : { error: `model ${e.manifest.name} version ${e.manifest.version} is ${s.state}`, code: 'model_not_ready' }) }, ready ? 200 : 400);
   };
   app.get('/v2/models/:name/ready', readyRoute);
   app.get('/v2/models/:name/versions/:version/ready', readyRoute);
@@ -289,12 +524,19 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
   // --- Inference -------------------------------------------------------------------------
   const limit = bodyLimit({
     maxSize: 256 * 1024,
-    onError: (c) => c.json({ error: { code: 'body_too_large', message: 'request body exceeds 262144 bytes', field: 'body' } }, 413),
+    onError: (c) => errorJson(c, 413, 'body_too_large', 'request body exceeds 262144 bytes', { field: 'body' }),
   });
 
+  /**
+   * The JSON body. A content-type, when given, must be the media type application/json, with
+   * parameters or not (RFC 9110 §8.3.1: type and subtype are case-insensitive); "text/json-ish"
+   * or "application/jsonp" are not it.
+   */
   async function body(c: Context<{ Bindings: Env }>): Promise<unknown> {
-    const type = c.req.header('content-type') ?? '';
-    if (type && !type.includes('json')) throw new ValidationError(`content-type must be application/json, got ${type}`, 'content-type', 400, 'unsupported_media_type');
+    const type = c.req.header('content-type');
+    if (type && !/^application\/json[ \t]*(;.*)?$/is.test(type.trim())) {
+      throw new ValidationError(`content-type must be application/json, got ${JSON.stringify(type.slice(0, 100))}`, 'content-type', 400, 'unsupported_media_type');
+    }
     try {
       return await c.req.json();
     } catch {
@@ -302,6 +544,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     }
   }
 
+  /** The request's budget and its deadline, counted from when the worker received it (clock middleware). */
   function deadline(c: Context<{ Bindings: Env }>, m: ModelManifest): { budgetMs: number; deadline: number } {
     const h = c.req.header(BUDGET_HEADER);
     let budgetMs = m.serving.defaultLatencyBudgetMs;
@@ -311,7 +554,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
         throw new ValidationError(`${BUDGET_HEADER} must be a number of milliseconds in (0, ${MAX_BUDGET_MS}], got ${JSON.stringify(h)}`, BUDGET_HEADER);
       }
     }
-    return { budgetMs, deadline: performance.now() + budgetMs };
+    return { budgetMs, deadline: clockOf(c).received + budgetMs };
   }
 
   /** The model's routing table: from its RoutingStore, cached per isolate for 5 s. */
@@ -332,11 +575,19 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       }
     }
     r.routing.set(name, { table, until: Date.now() + 5000 });
+    // A table may make another deployed version stable: it is warmed like the default one.
+    const stable = r.versions.get(name)?.get(table.stable);
+    if (stable && stable.status().state === 'unloaded') warm(c, () => [stable]);
     return table;
   }
 
-  /** The engine (version) that serves this caller: sticky by x-user-key, else by the request. */
-  async function pick(c: Context<{ Bindings: Env }>, e: ModelEngine, requestKey: string): Promise<{ engine: ModelEngine; key: string; table: RoutingTable }> {
+  /**
+   * The engine (version) that serves this caller: the path's version when it names one (exactly
+   * that version: no canary assignment, no shadows), else by the routing table, sticky by
+   * x-user-key, else by the request.
+   */
+  async function pick(c: Context<{ Bindings: Env }>, e: ModelEngine, requestKey: string): Promise<{ engine: ModelEngine; key: string; table: RoutingTable | undefined }> {
+    if (c.req.param('version') !== undefined) return { engine: e, key: requestKey, table: undefined };
     const table = await tableOf(c, e);
     const key = c.req.header('x-user-key') ?? requestKey;
     const version = assignVersion(table, key);
@@ -410,7 +661,8 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
    * never delay or change it and never use the caller's budget. Their agreement with the served
    * output is recorded per version; a shadow that fails is counted and harms nothing.
    */
-  function shadow(c: Context<{ Bindings: Env }>, e: ModelEngine, table: RoutingTable, key: string, served: string, req: EngineRequest, outputs: Record<string, Tensor>): void {
+  function shadow(c: Context<{ Bindings: Env }>, e: ModelEngine, table: RoutingTable | undefined, key: string, served: string, req: EngineRequest, outputs: Record<string, Tensor>): void {
+    if (!table) return;
     const names = shadowVersions(table, key, served);
     if (names.length === 0) return;
     const r = rt(c.env);
@@ -485,6 +737,9 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       await e.load().catch(() => undefined);
       dl += performance.now() - t;
     }
+    // Spent before it reached the engine (waiting behind other requests' work): refused now,
+    // neither queued nor sent to the fallback with no time left.
+    if (performance.now() >= dl) throw new DeadlineError('the latency budget was spent before the request reached the engine', 1000);
     const edge = e.infer(req, { deadline: dl }).then((outputs) => {
       digest.add(Math.max(0, performance.now() - t0));
       return { outputs, servedBy: selfName };
@@ -527,8 +782,44 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     return { outputs: await fallback.infer(e.manifest, req, dl - performance.now()), servedBy: 'fallback' };
   }
 
+  /**
+   * Inference admission (see createAdmission), before the body is read. A name or budget header
+   * that is not valid is left to the route to refuse.
+   */
+  const shed = async (c: Context<{ Bindings: Env }>, next: () => Promise<void>) => {
+    const e = rt(c.env).engines.get(c.req.param('name') ?? '');
+    const header = Number(c.req.header(BUDGET_HEADER));
+    const budgetMs = Number.isFinite(header) && header > 0 ? header : e?.manifest.serving.defaultLatencyBudgetMs;
+    const wait = budgetMs === undefined ? undefined : admission.refuse(budgetMs - (performance.now() - clockOf(c).received));
+    if (wait !== undefined) throw new OverloadedError(`this edge is busy: about ${Math.ceil(wait)} ms of requests are ahead of this one, over its budget`, wait);
+    admission.start();
+    try {
+      await next();
+    } finally {
+      admission.done();
+    }
+  };
+
+  /** serve(), timed for Server-Timing: the engine's share (queue and run) or the fallback's. */
+  async function timedServe(c: Context<{ Bindings: Env }>, e: ModelEngine, req: EngineRequest, dl: number): Promise<{ outputs: Record<string, Tensor>; servedBy: string }> {
+    const k = clockOf(c);
+    k.timed = true;
+    const t = performance.now();
+    let servedBy = selfName;
+    try {
+      const served = await serve(c, e, req, dl);
+      servedBy = served.servedBy;
+      return served;
+    } finally {
+      const ms = performance.now() - t;
+      if (servedBy === 'fallback') k.fallbackMs = (k.fallbackMs ?? 0) + ms;
+      else k.engineMs = (k.engineMs ?? 0) + ms;
+    }
+  }
+
   const infer = async (c: Context<{ Bindings: Env }>) => {
-    const started = performance.now();
+    clockOf(c).timed = true;
+    const started = clockOf(c).received;
     const e = engineOf(c);
     const m = e.manifest;
     const req = decodeV2Inputs(m, await body(c));
@@ -542,7 +833,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     let outputs = cache?.get(versionKey) as Record<string, Tensor> | undefined;
     if (!outputs) {
       const engineReq = { rows: req.rows, feeds: req.feeds, params: paramsOf(m, req.feeds) };
-      const served = await serve(c, route.engine, engineReq, dl);
+      const served = await timedServe(c, route.engine, engineReq, dl);
       outputs = served.outputs;
       servedBy = served.servedBy;
       cache?.set(versionKey, outputs, Object.values(outputs).reduce((a, t) => a + t.data.byteLength, 0));
@@ -559,7 +850,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       ...(req.id !== undefined ? { id: req.id } : {}),
       parameters: { served_by: servedBy },
       outputs: wanted.map((name) => {
-        const t = outputs[name];
+        const t = outputs[name]; // proto-safe: `wanted` holds manifest output names (decodeV2Inputs checks the client's)
         return { name, datatype: V2_DATATYPE[t.dtype], shape: t.dims, data: Array.from(t.data as ArrayLike<number | bigint>, Number) };
       }),
     });
@@ -578,11 +869,12 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     }
     await next();
   };
-  app.post('/v2/models/:name/infer', limit, eventTime, infer);
-  app.post('/v2/models/:name/versions/:version/infer', limit, eventTime, infer);
+  app.post('/v2/models/:name/infer', shed, limit, eventTime, infer);
+  app.post('/v2/models/:name/versions/:version/infer', shed, limit, eventTime, infer);
 
-  app.post('/v1/models/:name/predict', limit, eventTime, async (c) => {
-    const started = performance.now();
+  app.post('/v1/models/:name/predict', shed, limit, eventTime, async (c) => {
+    clockOf(c).timed = true;
+    const started = clockOf(c).received;
     const e = engineOf(c);
     const m = e.manifest;
     const raw = await body(c);
@@ -599,7 +891,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     if (missing.length) {
       const sub = missing.length === enc.rows ? enc : subset(m, enc, missing);
       const engineReq = { rows: sub.rows, feeds: sub.feeds, params: enc.params };
-      const served = await serve(c, route.engine, engineReq, dl);
+      const served = await timedServe(c, route.engine, engineReq, dl);
       servedBy = served.servedBy;
       shadow(c, e, route.table, route.key, version, engineReq, served.outputs);
       const preds = toPredictions(m, served.outputs, sub.rows);
@@ -618,7 +910,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
   // Benchmarks only (BENCH_ROUTES=1): time direct session runs of the posted instances inside
   // this isolate, so that ort-web in workerd can be compared with onnxruntime-node.
   app.post('/v1/models/:name/bench', limit, async (c) => {
-    if (c.env.BENCH_ROUTES !== '1') return c.json({ error: { code: 'not_found', message: 'bench routes are off (BENCH_ROUTES=1 turns them on)' } }, 404);
+    if (c.env.BENCH_ROUTES !== '1') return errorJson(c, 404, 'not_found', 'bench routes are off (BENCH_ROUTES=1 turns them on)');
     const e = engineOf(c);
     const raw = (await body(c)) as { instances?: unknown; runs?: unknown };
     const runs = Number(raw.runs ?? 200);
@@ -651,12 +943,8 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
   mountBenchRoutes(app, { models });
 
   // --- Operators: routing tables (canary and shadow) ----------------------------------------
-  const operator = (c: Context<{ Bindings: Env }>) => {
-    const token = c.env.OPERATOR_TOKEN;
-    const given = c.req.header('authorization');
-    if (!token) throw new ValidationError('operator routes are disabled: set the OPERATOR_TOKEN secret', 'authorization', 404, 'operator_disabled');
-    if (given !== `Bearer ${token}`) throw new OperatorAuthError();
-  };
+  // Every operator route needs the operator token (worker/auth.ts: constant-time, any case of "Bearer").
+  const operator = checkOperator;
   app.get('/v1/models/:name/routing', async (c) => {
     operator(c);
     const e = engineOf(c);
@@ -675,10 +963,23 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     return c.json({ model: e.manifest.name, table, updated_at: updatedAt });
   });
 
+  /** `from` and `to` of an operator query: times (see time()), to defaulting to a minute ahead, from to a day before to. */
+  const range = (c: Context<{ Bindings: Env }>) => {
+    const q = (k: string) => {
+      const v = c.req.query(k);
+      return v === undefined ? undefined : time(v, k);
+    };
+    const to = q('to') ?? Math.min(MAX_TIME_MS, Date.now() + 60_000);
+    const from = q('from') ?? Math.max(0, to - 24 * 3600_000);
+    if (!(from < to)) throw new ValidationError('from must be before to', 'from');
+    return { from, to };
+  };
+
   // --- Operators: drift against the training baseline ---------------------------------------
   const baselines = new Map<string, Profile>();
   const baselineOf = (name: string): Profile => {
     let b = baselines.get(name);
+    // proto-safe: `name` is a served manifest's name (engineOf found it in the engines Map)
     if (!b) baselines.set(name, (b = decodeSummary(new Uint8Array(models[name].baseline))));
     return b;
   };
@@ -693,25 +994,22 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     const e = engineOf(c);
     const m = e.manifest;
     if (!c.env.AGGREGATOR) throw new ValidationError('no aggregator is bound (AGGREGATOR)', 'AGGREGATOR', 404, 'aggregator_unavailable');
-    const q = (k: string, fallback: number) => {
-      const v = c.req.query(k);
-      if (v === undefined) return fallback;
-      const n = instant(v);
-      if (!Number.isFinite(n)) throw new ValidationError(`${k} must be ms since the epoch or an ISO date, got ${JSON.stringify(v)}`, k);
-      return n;
-    };
-    const to = q('to', Date.now() + 60_000);
-    const from = q('from', to - 24 * 3600_000);
-    const step = q('step', to - from);
-    if (!(from < to)) throw new ValidationError('from must be before to', 'from');
+    const { from, to } = range(c);
+    const step = c.req.query('step') === undefined ? to - from : duration(c.req.query('step')!, 'step');
     if (!(step >= 60_000) || (to - from) / step > 500) throw new ValidationError('step must be at least 60000 ms and give at most 500 windows', 'step');
     const version = c.req.query('version');
     // The reference: the baseline in force (training, or an operator's re-baseline), or a moving
     // one: the same window a day or a week earlier, or the window just before.
+    // A moving reference before the epoch has no data: its windows compare against nothing.
     const reference = c.req.query('reference') ?? 'baseline';
-    const shifts: Record<string, ((t: number) => number) | undefined> = { baseline: undefined, previous_day: (t) => t - 86_400_000, previous_week: (t) => t - 7 * 86_400_000, previous_window: (t) => t - step };
-    if (!(reference in shifts)) throw new ValidationError(`reference must be one of ${Object.keys(shifts).join(', ')}; got ${JSON.stringify(reference)}`, 'reference');
-    const shift = shifts[reference];
+    const shifts = new Map<string, ((t: number) => number) | undefined>([
+      ['baseline', undefined],
+      ['previous_day', (t) => Math.max(0, t - 86_400_000)],
+      ['previous_week', (t) => Math.max(0, t - 7 * 86_400_000)],
+      ['previous_window', (t) => Math.max(0, t - step)],
+    ]);
+    if (!shifts.has(reference)) throw new ValidationError(`reference must be one of ${[...shifts.keys()].join(', ')}; got ${JSON.stringify(reference.slice(0, 64))}`, 'reference');
+    const shift = shifts.get(reference);
     const agg = c.env.AGGREGATOR.get(c.env.AGGREGATOR.idFromName(m.name));
     const inForce = await agg.baseline(m.name);
     const baseline = inForce.training ? baselineOf(m.name) : decodeSummary(inForce.bytes);
@@ -787,12 +1085,10 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     const e = engineOf(c);
     const m = e.manifest;
     if (!c.env.AGGREGATOR) throw new ValidationError('no aggregator is bound (AGGREGATOR)', 'AGGREGATOR', 404, 'aggregator_unavailable');
-    const to = Number(c.req.query('to') ?? Date.now() + 60_000);
-    const from = Number(c.req.query('from') ?? to - 24 * 3600_000);
-    if (!(Number.isFinite(from) && Number.isFinite(to) && from < to)) throw new ValidationError('from and to must be ms since the epoch with from < to', 'from');
+    const { from, to } = range(c);
     const table = await tableOf(c, e);
     const raw = await c.env.AGGREGATOR.get(c.env.AGGREGATOR.idFromName(m.name)).versions(from, to);
-    const profiles = Object.fromEntries(Object.entries(raw).map(([v, b]) => [v, decodeSummary(new Uint8Array(b))]));
+    const profiles = new Map(Object.entries(raw).map(([v, b]) => [v, decodeSummary(new Uint8Array(b))]));
     const rate = (p: Profile, k: string) => (p.counters.rows ? (p.counters[k] ?? 0) / p.counters.rows : 0);
     const summary = (p: Profile) => ({
       rows: p.counters.rows,
@@ -804,9 +1100,9 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       // Shadow runs (counted apart from served rows) and their agreement with the served answer.
       ...(p.counters.shadowRows ? { shadow_rows: p.counters.shadowRows, shadow_agreement: p.counters.shadowCompared ? (p.counters.shadowAgree ?? 0) / p.counters.shadowCompared : null } : {}),
     });
-    const stable = profiles[table.stable];
+    const stable = profiles.get(table.stable);
     const versions = Object.fromEntries(
-      Object.entries(profiles).map(([v, p]) => {
+      [...profiles].map(([v, p]) => {
         const role = v === table.stable ? 'stable' : v === table.canary?.version ? 'canary' : (table.shadows ?? []).some((x) => x.version === v) ? 'shadow' : 'other';
         let verdict: string | undefined;
         const reasons: string[] = [];
@@ -836,16 +1132,14 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     operator(c);
     const e = engineOf(c);
     if (!c.env.AGGREGATOR) throw new ValidationError('no aggregator is bound (AGGREGATOR)', 'AGGREGATOR', 404, 'aggregator_unavailable');
-    const b = (await body(c)) as { from?: unknown; to?: unknown };
-    const when = (v: unknown, f: string) => {
-      const n = instant(v);
-      if (!Number.isFinite(n)) throw new ValidationError(`${f} must be ms since the epoch or an ISO date`, f);
-      return n;
-    };
-    const from = when(b?.from, 'from');
-    const to = when(b?.to, 'to');
+    const b = await body(c);
+    if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new ValidationError('the body must be {"from": ..., "to": ...}', 'body');
+    const own = (k: string) => (Object.hasOwn(b, k) ? (b as Record<string, unknown>)[k] : undefined); // proto-safe: own property
+    const from = time(own('from'), 'from');
+    const to = time(own('to'), 'to');
     if (!(from < to)) throw new ValidationError('from must be before to', 'from');
     const res = await c.env.AGGREGATOR.get(c.env.AGGREGATOR.idFromName(e.manifest.name)).setBaseline(from, to);
+    // proto-safe: `res` is the aggregator's typed union, not a client's object.
     if ('error' in res) throw new ValidationError(`cannot re-baseline: ${res.error}`, 'from', 422, 'baseline_window_unusable');
     return c.json({ model: e.manifest.name, baseline: { from: new Date(from).toISOString(), to: new Date(to).toISOString(), rows: res.rows } });
   });
@@ -858,8 +1152,9 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     return c.json({ model: e.manifest.name, open: alerts.filter((a) => a.resolved_at === null).length, alerts });
   });
 
-  // Operators: what this isolate's engine and cache are doing.
+  // Operators: what this isolate's engine and cache are doing (the fallback's URL among them).
   app.get('/v1/models/:name/stats', (c) => {
+    operator(c);
     const e = engineOf(c);
     const fb = rt(c.env).fallbacks.get(e.manifest.name);
     return c.json({
@@ -878,6 +1173,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
         ]),
       ),
       config: rt(c.env).config,
+      admission: admission.stats(),
     });
   });
 
@@ -900,11 +1196,28 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
   return app;
 }
 
-/** A time as the operator routes and x-event-time take it: ms since the epoch (number or digits) or an ISO date; NaN otherwise. */
+/**
+ * A time as the operator routes and x-event-time take it: ms since the epoch (number or digits)
+ * or an ISO date, within [0, MAX_TIME_MS] (so `new Date(t).toISOString()` cannot throw); NaN
+ * otherwise.
+ */
 function instant(v: unknown): number {
-  if (typeof v === 'number') return v;
-  if (typeof v !== 'string') return NaN;
-  return /^\d+$/.test(v) ? Number(v) : Date.parse(v);
+  const n = typeof v === 'number' ? v : typeof v !== 'string' ? NaN : /^\d+$/.test(v) ? Number(v) : Date.parse(v);
+  return Number.isFinite(n) && n >= 0 && n <= MAX_TIME_MS ? n : NaN;
+}
+
+/** instant(), or a 400 naming the field. */
+function time(v: unknown, field: string): number {
+  const n = instant(v);
+  if (Number.isNaN(n)) throw new ValidationError(`${field} must be ms since the epoch or an ISO date, from 1970 to ${new Date(MAX_TIME_MS).toISOString()}; got ${JSON.stringify(v)?.slice(0, 64)}`, field);
+  return n;
+}
+
+/** A step in ms (digits), at most the whole Date range; a 400 naming the field otherwise. */
+function duration(v: string, field: string): number {
+  const n = /^\d+$/.test(v) ? Number(v) : NaN;
+  if (!(n >= 0 && n <= MAX_TIME_MS)) throw new ValidationError(`${field} must be a whole number of ms; got ${JSON.stringify(v.slice(0, 64))}`, field);
+  return n;
 }
 
 /** The request parameters (k) as the engine needs them, read back from the feeds. */
@@ -952,9 +1265,9 @@ function toPredictions(m: ModelManifest, out: Record<string, Tensor>, rows: numb
  */
 function compare(m: ModelManifest, served: Record<string, Tensor>, shadow: Record<string, Tensor>, st: ShadowStats): { shadowCompared: number; shadowAgree: number } {
   if (m.task === 'binary-classification') {
-    const name = m.outputs[0].name;
-    const a = served[name].data as Float32Array;
-    const b = shadow[name].data as Float32Array;
+    const output = m.outputs[0].name;
+    const a = served[output].data as Float32Array;
+    const b = shadow[output].data as Float32Array;
     let agree = 0;
     for (let i = 0; i < a.length; i++) {
       if (a[i] >= 0.5 === b[i] >= 0.5) agree++;
@@ -980,10 +1293,6 @@ function compare(m: ModelManifest, served: Record<string, Tensor>, shadow: Recor
   return { shadowCompared: a.dims[0] * k, shadowAgree: agree };
 }
 
-class OperatorAuthError extends Error {
-  override readonly name = 'OperatorAuthError';
-}
-
 /** How long the edge says to wait after its own failure. */
 function retryMs(err: unknown): number {
   if (err instanceof DeadlineError || err instanceof OverloadedError) return err.retryAfterMs;
@@ -991,31 +1300,55 @@ function retryMs(err: unknown): number {
   return 1000;
 }
 
+/**
+ * What a fallback failure tells the client, by reason: never the fallback's URL, its answer's
+ * text or a network error's message (those go to the log).
+ */
+const FALLBACK_PUBLIC: ReadonlyMap<string, string> = new Map([
+  ['budget', 'the fallback cannot answer within the latency budget left'],
+  ['timeout', 'the fallback did not answer in time'],
+  ['network', 'the fallback is unreachable'],
+  ['breaker_open', 'the fallback is unavailable (circuit open)'],
+  ['upstream', 'the fallback failed'],
+]);
+
+/** The answer for a thrown error: 4xx with its message for the caller's mistakes, 503 + Retry-After when serving failed, 500 with nothing internal. */
 function errorResponse(c: Context, err: unknown): Response {
   if (err instanceof OperatorAuthError) {
     c.header('WWW-Authenticate', 'Bearer');
-    return c.json({ error: { code: 'unauthorized', message: 'a valid operator bearer token is required', field: 'authorization' } }, 401);
+    return errorJson(c, 401, 'unauthorized', 'a valid operator bearer token is required', { field: 'authorization' });
   }
-  if (err instanceof ValidationError) {
-    return c.json({ error: { code: err.code, message: err.message, field: err.field } }, err.status);
-  }
+  if (err instanceof ValidationError) return errorJson(c, err.status, err.code, err.message, { field: err.field });
   const retry = (ms: number) => c.header('Retry-After', String(Math.max(1, Math.ceil(ms / 1000))));
   if (err instanceof DeadlineError) {
     retry(err.retryAfterMs);
-    return c.json({ error: { code: 'deadline', message: err.message } }, 503);
+    return errorJson(c, 503, 'deadline', err.message);
   }
   if (err instanceof OverloadedError) {
     retry(err.retryAfterMs);
-    return c.json({ error: { code: 'overloaded', message: err.message } }, 503);
+    return errorJson(c, 503, 'overloaded', err.message);
   }
   if (err instanceof ModelLoadError) {
+    console.error('model load failed', err.message);
     retry(err.retryAt - performance.now());
-    return c.json({ error: { code: 'model_unavailable', message: err.message } }, 503);
+    return errorJson(c, 503, 'model_unavailable', 'the model failed to load on this edge and no fallback answered; retry later');
   }
   if (err instanceof FallbackError) {
+    console.error('fallback failed', err.message);
     retry(err.retryAfterMs);
-    return c.json({ error: { code: 'unavailable', message: err.message, reason: err.reason } }, 503);
+    return errorJson(c, 503, 'unavailable', FALLBACK_PUBLIC.get(err.reason) ?? 'the fallback failed', { reason: err.reason });
   }
   console.error('internal error', err);
-  return c.json({ error: { code: 'internal', message: 'internal error' } }, 500);
+  return errorJson(c, 500, 'internal', 'internal error');
+}
+
+/** `Server-Timing` (W3C Server Timing) of an inference answer: the worker's own time, the engine's (queue and run together), the fallback's, and the total, from receipt. */
+function serverTiming(k: RequestClock): string {
+  const ms = (x: number) => Math.max(0, x).toFixed(1);
+  const total = performance.now() - k.received;
+  const parts = [`edge;dur=${ms(total - (k.engineMs ?? 0) - (k.fallbackMs ?? 0))};desc="worker"`];
+  if (k.engineMs !== undefined) parts.push(`engine;dur=${ms(k.engineMs)};desc="queue+inference"`);
+  if (k.fallbackMs !== undefined) parts.push(`fallback;dur=${ms(k.fallbackMs)}`);
+  parts.push(`total;dur=${ms(total)}`);
+  return parts.join(', ');
 }

@@ -76,7 +76,7 @@ describe('routing tables', () => {
     await call('PUT', '/v1/models/flight-delay/routing', { stable: '1', shadows: [{ version: '1-float32', sampleRate: 1 }] }, auth);
     for (let i = 0; i < 20; i++) expect((await predict(call, i, `u${i}`)).json).toEqual(expected[i]);
     await new Promise((r) => setTimeout(r, 50)); // shadows run after the responses
-    const stats = (await call('GET', '/v1/models/flight-delay/stats')).json;
+    const stats = (await call('GET', '/v1/models/flight-delay/stats', undefined, auth)).json;
     expect(stats.shadows['1-float32'].runs).toBe(20);
     expect(stats.shadows['1-float32'].errors).toBe(0);
     expect(stats.shadows['1-float32'].same_class).toBeGreaterThanOrEqual(19);
@@ -86,7 +86,7 @@ describe('routing tables', () => {
     await broken.call('PUT', '/v1/models/flight-delay/routing', { stable: '1', shadows: [{ version: '1-float32', sampleRate: 1 }] }, broken.auth);
     for (let i = 0; i < 10; i++) expect((await predict(broken.call, i, `u${i}`)).json).toEqual(expected[i]);
     await new Promise((r) => setTimeout(r, 50));
-    const bstats = (await broken.call('GET', '/v1/models/flight-delay/stats')).json;
+    const bstats = (await broken.call('GET', '/v1/models/flight-delay/stats', undefined, broken.auth)).json;
     expect(bstats.shadows['1-float32'].errors).toBe(10);
     await broken.call('PUT', '/v1/models/flight-delay/routing', { stable: '1' }, broken.auth);
   });
