@@ -440,6 +440,16 @@ describe('mergeProfiles', () => {
     expect(() => mergeInto(a, other)).toThrow(SketchMergeError);
   });
 
+  // A counter named like a member of Object.prototype read back the inherited function on the
+  // side that lacked it: mergeInto made "function Object() {...}5" of it.
+  it('mergeInto never reads a counter through the prototype', () => {
+    const a = createProfile({ model: 'm', modelVersion: '1', windowStart: 0 });
+    const b = createProfile({ model: 'm', modelVersion: '1', windowStart: 0 });
+    Object.defineProperty(b.counters, 'constructor', { value: 5, enumerable: true, writable: true, configurable: true });
+    mergeInto(a, b);
+    expect(Object.hasOwn(a.counters, 'constructor') && a.counters.constructor).toBe(5);
+  });
+
   it('property: whatever two decodable profiles hold, mergeInto either throws SketchMergeError or leaves a profile that encodes', () => {
     const MAX = Number.MAX_SAFE_INTEGER;
     const big = fc.oneof(fc.integer({ min: 0, max: 1000 }), fc.integer({ min: MAX - 1000, max: MAX }), fc.integer({ min: Math.floor(MAX / 2) - 10, max: Math.floor(MAX / 2) + 10 }));
@@ -728,6 +738,15 @@ describe('decodeSummary on hostile input throws only SummaryDecodeError, with a 
     const p = createProfile({ model: 'm', modelVersion: '1', windowStart: 0 });
     Object.defineProperty(p.counters, '__proto__', { value: 5, enumerable: true });
     expect(() => encodeSummary(p)).toThrow(/counter name "__proto__" must match/);
+  });
+
+  it('counter names that Object.prototype holds (constructor, toString, valueOf, ...) are refused on decode and encode', () => {
+    for (const name of ['constructor', 'toString', 'valueOf', 'hasOwnProperty', 'isPrototypeOf']) {
+      expectDecodeError(craft({ counters: (w) => void w.varint(1).string(name).varint(5) }), /Object\.prototype/);
+      const p = createProfile({ model: 'm', modelVersion: '1', windowStart: 0 });
+      p.counters[name] = 5;
+      expect(() => encodeSummary(p), name).toThrow(/Object\.prototype/);
+    }
   });
 
   it('duplicate feature, output, counter and category names', () => {

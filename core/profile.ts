@@ -162,12 +162,13 @@ export function mergeInto(into: Profile, from: Profile): Profile {
   }
   // Checked arithmetic: every integer the summary format stores as a varint must stay exact, so
   // that nothing merged can later fail to encode (a fold or a flush that throws there wedges).
+  const counterOf = (c: Counters, k: string) => (Object.hasOwn(c, k) ? c[k] : 0);
   for (const [k, v] of Object.entries(from.counters)) {
-    if (!Number.isSafeInteger((into.counters[k] ?? 0) + v)) throw new SketchMergeError(`counter "${k}" would pass 2^53 - 1 (${into.counters[k] ?? 0} + ${v})`);
+    if (!Number.isSafeInteger(counterOf(into.counters, k) + v)) throw new SketchMergeError(`counter "${k}" would pass 2^53 - 1 (${counterOf(into.counters, k)} + ${v})`);
   }
   checkSums('latency', into.latency, from.latency);
   const sameSource = into.source.kind === from.source.kind && into.source.id === from.source.id;
-  for (const [k, v] of Object.entries(from.counters)) into.counters[k] = (into.counters[k] ?? 0) + v;
+  for (const [k, v] of Object.entries(from.counters)) into.counters[k] = counterOf(into.counters, k) + v; // proto-safe: own properties only (counterOf)
   if (sameSource) into.sequence = Math.max(into.sequence, from.sequence);
   else {
     into.source = { kind: into.source.kind === from.source.kind ? into.source.kind : 'merged', id: '' };
@@ -247,6 +248,7 @@ export function encodeSummary(profile: Profile, opts: TDigestBytesOptions = {}):
   w.varint(counters.length);
   for (const [name, value] of counters) {
     if (!COUNTER_NAME.test(name)) throw new RangeError(`counter name ${JSON.stringify(name)} must match ${COUNTER_NAME}`);
+    if (Object.hasOwn(Object.prototype, name)) throw new RangeError(`counter name ${JSON.stringify(name)} is a member of Object.prototype`);
     if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`counter ${name} must be a non-negative integer, got ${value}`);
     w.string(name).varint(value);
   }
@@ -342,9 +344,10 @@ function decodeUnchecked(bytes: Uint8Array): Profile {
   for (let i = 0; i < nCounters; i++) {
     const name = r.string('counter name', 64);
     if (!COUNTER_NAME.test(name)) r.fail(`counter name ${JSON.stringify(name)} must match ${COUNTER_NAME}`);
+    if (Object.hasOwn(Object.prototype, name)) r.fail(`counter name ${JSON.stringify(name)} is a member of Object.prototype`);
     if (seen.has(name)) r.fail(`counter ${JSON.stringify(name)} appears twice`);
     seen.add(name);
-    counters[name] = r.varint(`counter ${name}`);
+    counters[name] = r.varint(`counter ${name}`); // proto-safe: name matches COUNTER_NAME and is no Object.prototype member
   }
   // The four standard counters are always present, and count against the limit.
   if (Object.keys(counters).length > SUMMARY_LIMITS.counters) r.fail(`more than ${SUMMARY_LIMITS.counters} counters with the standard four`);
@@ -511,7 +514,7 @@ export function profileFromJSON(json: unknown): Profile {
     for (const [k, v] of counters) w.string(k).varint(num(v, `counters.${k}`));
     w.bytes(sketchBytes(p.latency, 'latency'));
     for (const key of ['features', 'outputs'] as const) {
-      const entries = Object.entries(obj(p[key], key));
+      const entries = Object.entries(obj(p[key], key)); // proto-safe: key is 'features' or 'outputs'
       w.varint(entries.length);
       for (const [k, v] of entries) w.string(k).bytes(sketchBytes(v, `${key}.${k}`));
     }

@@ -287,12 +287,19 @@ export function decodeV2Inputs(manifest: ModelManifest, body: unknown, { maxBatc
   let outputs: string[] | undefined;
   if (body.outputs !== undefined) {
     if (!Array.isArray(body.outputs)) throw new ValidationError('"outputs" must be an array', 'outputs');
+    // Each output at most once: a repeated name would repeat its data in the answer (10,000 of
+    // them turned a 191 KB request into a 12 MB answer).
+    if (body.outputs.length > manifest.outputs.length) throw new ValidationError(`"outputs" names at most the model's ${manifest.outputs.length} output(s)`, 'outputs');
+    const seen = new Set<string>();
     outputs = body.outputs.map((o, i) => {
       if (!isObject(o) || typeof o.name !== 'string') throw new ValidationError(`outputs[${i}] must be {"name": ...}`, `outputs[${i}]`);
       if (!manifest.outputs.some((m) => m.name === o.name)) throw new ValidationError(`outputs[${i}]: unknown output "${o.name}"`, `outputs[${i}].name`);
+      if (seen.has(o.name)) throw new ValidationError(`outputs[${i}]: output "${o.name}" asked for twice`, `outputs[${i}].name`);
+      seen.add(o.name);
       return o.name;
     });
   }
+  if (body.parameters !== undefined && !isObject(body.parameters)) throw new ValidationError('"parameters" must be an object', 'parameters');
   const byName = new Map<string, Tensor>();
   let rows: number | undefined;
   const dynamic = new Map<string, number>();
@@ -317,6 +324,12 @@ export function decodeV2Inputs(manifest: ModelManifest, body: unknown, { maxBatc
         dynamic.set(d, shape[k]);
       }
     });
+    // An id list is at most its feature's maxLength wide (as /v1 allows): a wider one costs the
+    // engine, and every request batched with it (padded to the widest), hundreds of ms.
+    const list = manifest.features.find((f) => f.input === name && f.kind === 'categorical-list');
+    if (list?.kind === 'categorical-list' && shape.length > 1 && shape[shape.length - 1] > list.maxLength) {
+      throw new ValidationError(`${at}: "${name}" holds lists of at most ${list.maxLength} ids, got ${shape[shape.length - 1]}`, `${at}.shape`, 413, 'too_large');
+    }
     const count = shape.reduce((a, b) => a * b, 1);
     if (count > 1_000_000) throw new ValidationError(`${at}: "${name}" has ${count} elements, over the limit`, `${at}.shape`, 413, 'too_large');
     const flat: unknown[] = [];

@@ -27,7 +27,7 @@
  * traffic is rolled up by its own timeline, not all at once.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { compareSketches, decodeSummary, encodeSummary, mergeInto, mergeProfiles, seasonalFeatures, SketchMergeError, SOURCES_COUNTER, SummaryDecodeError, type Profile, type Sketch } from '../core/index.ts';
+import { compareSketches, decodeSummary, encodeSummary, mergeInto, mergeProfiles, seasonalFeatures, SketchMergeError, SummaryDecodeError, type Profile, type Sketch } from '../core/index.ts';
 import type { Env } from './app.ts';
 import { configNumber } from './config.ts';
 import { BUNDLED_MODELS } from './models.ts';
@@ -37,7 +37,11 @@ export const HOUR_MS = 3_600_000;
 export const DAY_MS = 86_400_000;
 /** Consecutive drifted (or clean) evaluated windows that open (or resolve) an alert, by default. */
 export const ALERT_HYSTERESIS = 3;
-/** Distinct browser sources whose evidence alone may drift a window, by default (ALERT_MIN_SOURCES). */
+/**
+ * Distinct client address groups (a /24 of IPv4, a /48 of IPv6, hashed by the edge) whose browser
+ * evidence may drift a window, by default (ALERT_MIN_SOURCES). Address groups, not token source
+ * ids: one client mints as many sources as it likes, not as many networks.
+ */
 export const ALERT_MIN_SOURCES = 3;
 /**
  * Largest bucket kept: a Durable Object's SQLite row holds at most 2 MB. A fold that would grow
@@ -59,6 +63,10 @@ const WEBHOOK_MAX_ATTEMPTS = 10;
 // Live traffic touches a few minutes between folds; a replay more. Each memo is a decoded profile
 // (tens of KB for a model with large categorical sketches), so keep few: past this, folds decode rows.
 const MAX_MEMO = 64;
+/** The bundled models by name (a Map: the name this object was addressed by is looked up). */
+const BUNDLED = new Map(Object.entries(BUNDLED_MODELS));
+/** Address groups remembered per (version, minute): far above any ALERT_MIN_SOURCES. */
+const MAX_GROUPS_PER_MINUTE = 64;
 /** Summaries per ingestMany call. */
 export const MAX_BATCH = 256;
 
@@ -93,7 +101,7 @@ export interface AggregatorConfig {
   retentionMs: number;
   webhookUrl: string | undefined;
   webhookSecret: string | undefined;
-  /** Distinct browser sources a window's browser-sourced evidence needs before it counts (edge isolates are trusted). */
+  /** Distinct client address groups a window's browser-sourced evidence needs before it counts (edge isolates are trusted). */
   minSources: number;
 }
 
@@ -113,7 +121,7 @@ type AggregatorEnv = { ALERT_MIN_SOURCES?: string } & Pick<
 
 /** The aggregator's settings from the environment; a bad value is an Error naming it. */
 export function aggregatorConfig(env: AggregatorEnv): AggregatorConfig {
-  const num = (name: keyof AggregatorEnv, fallback: number, min: number) => configNumber(env[name], fallback, name, min);
+  const num = (name: keyof AggregatorEnv, fallback: number, min: number) => configNumber(env[name], fallback, name, min); // proto-safe: name is a setting's name, not a client's
   const windowMs = num('ALERT_WINDOW_MS', MINUTE_MS, MINUTE_MS);
   if (windowMs % MINUTE_MS !== 0) throw new Error(`configuration ALERT_WINDOW_MS=${windowMs} must be a whole number of minutes`);
   const webhookUrl = env.ALERT_WEBHOOK_URL || undefined;
@@ -269,6 +277,8 @@ export class DriftAggregator extends DurableObject<Env> {
     );
     sql.exec(`CREATE TABLE IF NOT EXISTS pending (id INTEGER PRIMARY KEY AUTOINCREMENT, model_version TEXT NOT NULL, minute INTEGER NOT NULL, origin TEXT NOT NULL DEFAULT 'edge', summary BLOB NOT NULL)`);
     sql.exec(`CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)`);
+    // The client address groups behind each minute's browser rows (hashes; see ALERT_MIN_SOURCES).
+    sql.exec(`CREATE TABLE IF NOT EXISTS browser_groups (model_version TEXT NOT NULL, minute INTEGER NOT NULL, grp TEXT NOT NULL, PRIMARY KEY (model_version, minute, grp))`);
     sql.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
     sql.exec(`CREATE TABLE IF NOT EXISTS streaks (model_version TEXT NOT NULL, feature TEXT NOT NULL, drifted INTEGER NOT NULL, clean INTEGER NOT NULL, since INTEGER, PRIMARY KEY (model_version, feature))`);
     sql.exec(
@@ -333,11 +343,11 @@ export class DriftAggregator extends DurableObject<Env> {
    * single object take thousands of summaries a second (the per-call cost alone capped it at
    * ~1,000/s on a 2-core machine). At most MAX_BATCH summaries; a larger batch is refused whole.
    */
-  async ingestMany(model: string, summaries: (Uint8Array | ArrayBuffer)[]): Promise<IngestResult[]> {
+  async ingestMany(model: string, summaries: (Uint8Array | ArrayBuffer)[], groups?: (readonly string[] | undefined)[]): Promise<IngestResult[]> {
     this.#schema();
     if (!Array.isArray(summaries)) return [this.#refuse('ingestMany takes an array of summaries')];
     if (summaries.length > MAX_BATCH) return summaries.map(() => this.#refuse(`a batch holds at most ${MAX_BATCH} summaries; this one had ${summaries.length}`));
-    const results = summaries.map((b) => this.#ingestOne(model, b));
+    const results = summaries.map((b, i) => this.#ingestOne(model, b, Array.isArray(groups) ? groups[i] : undefined));
     if (results.some((r) => r.status === 'stored')) await this.#arm();
     return results;
   }
@@ -347,7 +357,12 @@ export class DriftAggregator extends DurableObject<Env> {
     return { status: 'rejected', reason };
   }
 
-  #ingestOne(model: string, bytes: Uint8Array | ArrayBuffer): IngestResult {
+  /**
+   * `groups`: for a browser summary an edge isolate forwards, the hashed client address groups
+   * its rows came from (see ALERT_MIN_SOURCES); recorded for its minute, also for a duplicate
+   * (the same groups again change nothing).
+   */
+  #ingestOne(model: string, bytes: Uint8Array | ArrayBuffer, groups?: readonly string[]): IngestResult {
     if (!(bytes instanceof Uint8Array || bytes instanceof ArrayBuffer)) return this.#refuse('a summary must be bytes (Uint8Array or ArrayBuffer)');
     if (bytes.byteLength > MAX_SUMMARY_BYTES) return this.#refuse(`summary is ${bytes.byteLength} bytes, more than ${MAX_SUMMARY_BYTES}`);
     const raw = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
@@ -383,6 +398,7 @@ export class DriftAggregator extends DurableObject<Env> {
       if (p.windowEnd > this.#maxEnd) this.#setMeta('max_end', p.windowEnd);
       return { status: 'stored' as const, minute, id };
     });
+    if (origin === 'browser' && Array.isArray(groups)) this.#recordGroups(p.modelVersion, minute, groups);
     if (result.status === 'stored') {
       // In-memory state follows storage only once the transaction committed.
       if (p.windowEnd > (this.#maxEnd ?? -Infinity)) this.#maxEnd = p.windowEnd;
@@ -405,6 +421,16 @@ export class DriftAggregator extends DurableObject<Env> {
       }
     }
     return { status: result.status, minute: result.minute };
+  }
+
+  #recordGroups(version: string, minute: number, groups: readonly string[]): void {
+    const sql = this.ctx.storage.sql;
+    let room = MAX_GROUPS_PER_MINUTE - (sql.exec(`SELECT COUNT(*) AS n FROM browser_groups WHERE model_version = ? AND minute = ?`, version, minute).one().n as number);
+    for (const g of groups.slice(0, MAX_GROUPS_PER_MINUTE)) {
+      if (room <= 0) break;
+      if (typeof g !== 'string' || !/^[0-9a-f]{16,64}$/.test(g)) continue;
+      room -= sql.exec(`INSERT OR IGNORE INTO browser_groups (model_version, minute, grp) VALUES (?, ?, ?)`, version, minute, g).rowsWritten;
+    }
   }
 
   /** Ingest arms the alarm, which evaluates, rolls up and notifies. */
@@ -447,7 +473,7 @@ export class DriftAggregator extends DurableObject<Env> {
     const { windowMs: W, minRows, hysteresis, graceMs, minSources } = this.config;
     const sql = this.ctx.storage.sql;
     const model = this.#meta('model');
-    const bundled = model && Object.hasOwn(BUNDLED_MODELS, model) ? BUNDLED_MODELS[model] : undefined;
+    const bundled = model ? BUNDLED.get(model) : undefined;
     if (!bundled) return 0;
     const maxEnd = Number(this.#meta('max_end') ?? -Infinity);
     if (!Number.isFinite(maxEnd)) return 0;
@@ -469,12 +495,10 @@ export class DriftAggregator extends DurableObject<Env> {
     const baseline = this.#baselineProfile(bundled.baseline);
     const seasonal = seasonalFeatures(bundled.manifest);
     // Merge the buckets of each (window, version), in time order: everything, and the edge's own
-    // rows apart (trusted), with the distinct browser sources behind the rest.
+    // rows apart (trusted); the address groups behind the rest are in browser_groups.
     interface Judged {
       all: Profile;
       edge: Profile | undefined;
-      /** Distinct browser sources: the most any one minute of the window had (a lower bound, so never too generous). */
-      sources: number;
       browserRows: number;
     }
     const windows = new Map<number, Map<string, Judged>>();
@@ -490,7 +514,7 @@ export class DriftAggregator extends DurableObject<Env> {
       if (!j) {
         // `all` is merged into in place: the edge's part starts as a copy of its own.
         const edge = fromEdge ? decodeSummary(new Uint8Array(row.summary as ArrayBuffer)) : undefined;
-        byVersion.set(version, { all: p, edge, sources: fromEdge ? 0 : (p.counters[SOURCES_COUNTER] ?? 1), browserRows: fromEdge ? 0 : p.counters.rows });
+        byVersion.set(version, { all: p, edge, browserRows: fromEdge ? 0 : p.counters.rows });
         continue;
       }
       if (!tryMerge(j.all, p)) continue;
@@ -498,17 +522,15 @@ export class DriftAggregator extends DurableObject<Env> {
         // mergeInto leaves its source untouched: p may start the edge's part itself.
         if (!j.edge) j.edge = p;
         else tryMerge(j.edge, p);
-      } else {
-        j.sources = Math.max(j.sources, p.counters[SOURCES_COUNTER] ?? 1);
-        j.browserRows += p.counters.rows;
-      }
+      } else j.browserRows += p.counters.rows;
     }
     let evaluated = 0;
     for (const w of [...windows.keys()].sort((a, b) => a - b)) {
       for (const [version, j] of windows.get(w)!) {
         // Browser evidence counts only from enough distinct sources; below that, the window is
         // judged on the edge's own rows, and not at all when those are too few.
-        const trusted = j.browserRows === 0 || j.sources >= minSources;
+        const groups = () => sql.exec(`SELECT COUNT(DISTINCT grp) AS n FROM browser_groups WHERE model_version = ? AND minute >= ? AND minute < ?`, version, w, w + W).one().n as number;
+        const trusted = j.browserRows === 0 || groups() >= minSources;
         const p = trusted ? j.all : j.edge;
         if (!p || p.counters.rows < minRows) {
           if (!trusted && j.all.counters.rows >= minRows) this.#count('windows_untrusted');
@@ -603,6 +625,7 @@ export class DriftAggregator extends DurableObject<Env> {
     const horizon = clock - hourlyAfterMs;
     if (horizon > Number(this.#meta('pruned_before') ?? -Infinity)) {
       sql.exec(`DELETE FROM seen WHERE window_start < ?`, horizon);
+      sql.exec(`DELETE FROM browser_groups WHERE minute < ?`, Math.min(horizon, evaluatedEnd));
       this.#setMeta('pruned_before', horizon);
     }
     return more;
@@ -718,7 +741,7 @@ export class DriftAggregator extends DurableObject<Env> {
     this.#schema();
     const stored = this.#meta('baseline');
     if (stored) return { bytes: base64ToBytes(stored), training: false };
-    const bundled = Object.hasOwn(BUNDLED_MODELS, model) ? BUNDLED_MODELS[model] : undefined;
+    const bundled = BUNDLED.get(model);
     if (!bundled) throw new Error(`no bundled model "${model}"`);
     return { bytes: new Uint8Array(bundled.baseline), training: true };
   }

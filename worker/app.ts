@@ -155,6 +155,10 @@ interface Runtime {
 }
 
 const BUDGET_HEADER = 'x-latency-budget-ms';
+/** Longest an isolate's start waits for the routing tables (see startIsolate). */
+const ISOLATE_START_WAIT_MS = 500;
+/** Longest a request waits for its model's routing store (see tableOf). */
+const ROUTING_WAIT_MS = 20;
 const MAX_BUDGET_MS = 60_000;
 /** Times the routes accept, ms since the epoch: the range of a JS Date (ECMA-262 §21.4.1.22), so every one has an ISO form. */
 export const MAX_TIME_MS = 8.64e15;
@@ -166,6 +170,10 @@ export const MAX_TIME_MS = 8.64e15;
  */
 interface RequestClock {
   received: number;
+  /** TELEMETRY_CLOCK=event: this request's x-event-time, the profiler's clock once it is sketched. */
+  eventTime?: number;
+  /** The isolate's start, waited for before `received` (its first requests only). */
+  isolateMs?: number;
   /** Set by inference routes: the engine's share (queue and run together; the batcher does not report them apart). */
   engineMs?: number;
   /** Time spent waiting on the hosted fallback. */
@@ -363,6 +371,13 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
   const pageCsp = new Map<string, Promise<string>>();
   app.use('*', async function clock(c, next) {
     const k = clockOf(c);
+    // The isolate's first requests wait for its start (see startIsolate), which is not theirs to pay.
+    if (!started && c.env) {
+      const t = performance.now();
+      await (starting ??= startIsolate(c).finally(() => (started = true)));
+      k.isolateMs = performance.now() - t;
+      k.received = performance.now();
+    }
     // Received during a warm load (its async steps let requests in): the load is not this
     // request's to pay, so its clock starts when the load is done.
     if (warming) {
@@ -396,6 +411,32 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       warm(c, () => [...rt(c.env).engines.values()]);
     }
   });
+
+  /**
+   * An isolate's start, once, before its first request is timed: the runtime built from the
+   * environment, each model's request path run once on a made-up instance (validation, encoding,
+   * keys, sketching: the first run of this code costs tens of ms, JIT and lazy setup), and the
+   * routing tables read (a Durable Object that starts, tens of ms more under wrangler dev, where it
+   * shares this thread). Measured on the cold first request through wrangler dev: 75 ms of this
+   * before its engine or fallback was called, against a 50 ms budget. Engines load later (warm).
+   */
+  let started = false;
+  let starting: Promise<void> | undefined;
+  async function startIsolate(c: Context<{ Bindings: Env }>): Promise<void> {
+    const r = rt(c.env);
+    for (const e of r.engines.values()) {
+      try {
+        const m = e.manifest;
+        const enc = encodeInstances(m, JSON.parse(JSON.stringify({ instances: [sampleInstance(m)] })));
+        canonicalKey(enc.observed);
+        r.profiler && observedFromFeeds(m, enc.feeds, enc.rows);
+      } catch (err) {
+        console.error('isolate start: the request path of a model did not run', err);
+      }
+    }
+    const reads = [...r.engines.values()].map((e) => tableOf(c, e).catch(() => undefined));
+    await Promise.race([Promise.all(reads), new Promise((res) => setTimeout(res, ISOLATE_START_WAIT_MS))]);
+  }
 
   /**
    * Loads engines in the background, one at a time, each only once no request is in flight:
@@ -471,7 +512,8 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     for (const [name, e] of engines) {
       await e.load().catch(() => undefined);
       const s = e.status();
-      statuses.set(name, s);
+      // Public: the state only; why a load failed is for operators (/v1/models/{name}/stats).
+      statuses.set(name, { state: s.state });
       ready &&= s.state === 'ready';
     }
     const models = Object.fromEntries(statuses);
@@ -516,7 +558,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     await e.load().catch(() => undefined);
     const s = e.status();
     const ready = s.state === 'ready';
-    return c.json({ name: e.manifest.name, version: e.manifest.version, ready, ...(s.state === 'failed' ? { error: s.error, code: 'model_unavailable' } : ready ? {} : { error: `model ${e.manifest.name} version ${e.manifest.version} is ${s.state}`, code: 'model_not_ready' }) }, ready ? 200 : 400);
+    return c.json({ name: e.manifest.name, version: e.manifest.version, ready, ...(s.state === 'failed' ? { error: `model ${e.manifest.name} version ${e.manifest.version} failed to load (operators: see /v1/models/${e.manifest.name}/stats)`, code: 'model_unavailable' } : ready ? {} : { error: `model ${e.manifest.name} version ${e.manifest.version} is ${s.state}`, code: 'model_not_ready' }) }, ready ? 200 : 400);
   };
   app.get('/v2/models/:name/ready', readyRoute);
   app.get('/v2/models/:name/versions/:version/ready', readyRoute);
@@ -549,7 +591,8 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     const h = c.req.header(BUDGET_HEADER);
     let budgetMs = m.serving.defaultLatencyBudgetMs;
     if (h !== undefined) {
-      budgetMs = Number(h);
+      // Decimal milliseconds only (Number() would also read "0x20", "1e3" or " 5 ").
+      budgetMs = /^\d+(\.\d+)?$/.test(h) ? Number(h) : NaN;
       if (!Number.isFinite(budgetMs) || budgetMs <= 0 || budgetMs > MAX_BUDGET_MS) {
         throw new ValidationError(`${BUDGET_HEADER} must be a number of milliseconds in (0, ${MAX_BUDGET_MS}], got ${JSON.stringify(h)}`, BUDGET_HEADER);
       }
@@ -558,22 +601,54 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
   }
 
   /** The model's routing table: from its RoutingStore, cached per isolate for 5 s. */
-  async function tableOf(c: Context<{ Bindings: Env }>, e: ModelEngine): Promise<RoutingTable> {
+  /** Reads of each model's RoutingStore in flight: one at a time, shared by the requests that wait for it. */
+  const tableReads = new Map<string, Promise<RoutingTable | undefined>>();
+
+  /**
+   * The model's routing table: from its RoutingStore, cached per isolate for 5 s. A request waits
+   * for the store at most `waitMs` (a part of its budget): a cold store (its object starting, tens
+   * of ms under load) must not spend a request's budget, so past that the request goes on with the
+   * last table known (the default one if none), and the read completes in the background for the
+   * requests that follow. An unreachable store keeps the last table as well.
+   */
+  async function tableOf(c: Context<{ Bindings: Env }>, e: ModelEngine, waitMs = Infinity): Promise<RoutingTable> {
     const r = rt(c.env);
     const name = e.manifest.name;
     const cached = r.routing.get(name);
     if (cached && cached.until > Date.now()) return cached.table;
-    let table: RoutingTable = { stable: e.manifest.version };
-    if (c.env.ROUTING) {
+    const fallback: RoutingTable = cached?.table ?? { stable: e.manifest.version };
+    const store = c.env.ROUTING;
+    if (!store) return remember(c, r, name, fallback);
+    let read = tableReads.get(name);
+    if (!read) {
+      read = store
+        .get(store.idFromName(name))
+        .getTable()
+        .then((stored) => remember(c, r, name, stored.table ?? { stable: e.manifest.version }))
+        .catch((err) => {
+          console.error('routing table unavailable', err);
+          remember(c, r, name, fallback);
+          return undefined;
+        })
+        .finally(() => tableReads.delete(name));
+      tableReads.set(name, read);
       try {
-        const stored = await c.env.ROUTING.get(c.env.ROUTING.idFromName(name)).getTable();
-        if (stored.table) table = stored.table;
-      } catch (err) {
-        // The store being unreachable must not take serving down: keep the last table.
-        console.error('routing table unavailable', err);
-        if (cached) table = cached.table;
+        c.executionCtx.waitUntil(read);
+      } catch {
+        // No execution context (tests calling app.request, or Node): the read runs anyway.
       }
     }
+    if (waitMs === Infinity) return (await read) ?? fallback;
+    let timer: unknown;
+    const late = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, Math.max(0, waitMs))));
+    try {
+      return (await Promise.race([read, late])) ?? fallback;
+    } finally {
+      clearTimeout(timer as Parameters<typeof clearTimeout>[0]);
+    }
+  }
+
+  function remember(c: Context<{ Bindings: Env }>, r: Runtime, name: string, table: RoutingTable): RoutingTable {
     r.routing.set(name, { table, until: Date.now() + 5000 });
     // A table may make another deployed version stable: it is warmed like the default one.
     const stable = r.versions.get(name)?.get(table.stable);
@@ -586,9 +661,10 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
    * that version: no canary assignment, no shadows), else by the routing table, sticky by
    * x-user-key, else by the request.
    */
-  async function pick(c: Context<{ Bindings: Env }>, e: ModelEngine, requestKey: string): Promise<{ engine: ModelEngine; key: string; table: RoutingTable | undefined }> {
+  async function pick(c: Context<{ Bindings: Env }>, e: ModelEngine, requestKey: string, dl: number): Promise<{ engine: ModelEngine; key: string; table: RoutingTable | undefined }> {
     if (c.req.param('version') !== undefined) return { engine: e, key: requestKey, table: undefined };
-    const table = await tableOf(c, e);
+    // At most a fifth of the budget left, and 20 ms, on the routing store.
+    const table = await tableOf(c, e, Math.min(ROUTING_WAIT_MS, (dl - performance.now()) / 5));
     const key = c.req.header('x-user-key') ?? requestKey;
     const version = assignVersion(table, key);
     const engine = rt(c.env).versions.get(e.manifest.name)?.get(version) ?? e;
@@ -611,6 +687,8 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
   function telemetry(c: Context<{ Bindings: Env }>, m: ModelManifest, version: string, observed: ReturnType<typeof observedFromFeeds>, predictions: Record<string, unknown>[], latencyMs: number, outcome: string): void {
     const r = rt(c.env);
     if (!r.profiler) return;
+    const at = clockOf(c).eventTime;
+    if (at !== undefined) eventClock = at;
     try {
       r.profiler.observe(m, version, observed.map((features, i) => ({ features, outputs: (predictions[i] ?? {}) as Record<string, number> })), latencyMs, outcome as Outcome);
       r.profiler.tick();
@@ -826,7 +904,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     const { deadline: dl } = deadline(c, m);
     const { cache } = rt(c.env);
     const key = `v2|${m.name}@${m.version}|${canonicalKey({ i: Object.fromEntries(Object.entries(req.feeds).map(([k, t]) => [k, [t.dims, t.data]])), o: req.outputs ?? null })}`;
-    const route = await pick(c, e, key);
+    const route = await pick(c, e, key, dl);
     const version = route.engine.manifest.version;
     const versionKey = `${key}|${version}`;
     let servedBy = 'cache';
@@ -864,8 +942,10 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     const raw = c.req.header('x-event-time');
     if (raw !== undefined && c.env.TELEMETRY_CLOCK === 'event') {
       const t = instant(raw);
-      if (!Number.isFinite(t) || t < 0 || t > Date.now() + 3600_000) throw new ValidationError(`x-event-time must be an ISO date or ms since the epoch, not in the future; got ${JSON.stringify(raw.slice(0, 64))}`, 'x-event-time');
-      eventClock = t;
+      if (!Number.isFinite(t) || t < 0 || t > Date.now() + 5 * 60_000) throw new ValidationError(`x-event-time must be an ISO date or ms since the epoch, not in the future; got ${JSON.stringify(raw.slice(0, 64))}`, 'x-event-time');
+      // The clock moves only when this request is sketched (telemetry()): a request refused for
+      // its body or its model must not move the isolate's windows.
+      clockOf(c).eventTime = t;
     }
     await next();
   };
@@ -882,7 +962,7 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     const { deadline: dl } = deadline(c, m);
     const { cache } = rt(c.env);
     const instances = (raw as { instances: unknown[] }).instances;
-    const route = await pick(c, e, canonicalKey(instances));
+    const route = await pick(c, e, canonicalKey(instances), dl);
     const version = route.engine.manifest.version;
     const keys = instances.map((inst) => `v1|${m.name}@${version}|${canonicalKey({ inst, p: enc.params })}`);
     const predictions: unknown[] = keys.map((k) => cache?.get(k));
@@ -1306,7 +1386,7 @@ function retryMs(err: unknown): number {
  */
 const FALLBACK_PUBLIC: ReadonlyMap<string, string> = new Map([
   ['budget', 'the fallback cannot answer within the latency budget left'],
-  ['timeout', 'the fallback did not answer in time'],
+  ['timeout', 'the fallback did not answer within the latency budget left'],
   ['network', 'the fallback is unreachable'],
   ['breaker_open', 'the fallback is unavailable (circuit open)'],
   ['upstream', 'the fallback failed'],
@@ -1342,6 +1422,18 @@ function errorResponse(c: Context, err: unknown): Response {
   return errorJson(c, 500, 'internal', 'internal error');
 }
 
+/** An instance of `m` made of allowed values (each range's low end, the first vocabulary entry): runs the request path before a request needs it. */
+function sampleInstance(m: ModelManifest): Record<string, unknown> {
+  const inst: Record<string, unknown> = {};
+  for (const f of m.features) {
+    if (f.kind === 'numeric') inst[f.name] = f.range[0];
+    else if (f.kind === 'categorical') inst[f.name] = f.vocabulary[0] ?? 'unknown';
+    else inst[f.name] = Array.from({ length: Math.max(1, f.minLength) }, () => f.vocabulary[0]);
+  }
+  for (const p of m.parameters ?? []) inst[p.name] = p.default;
+  return inst;
+}
+
 /** `Server-Timing` (W3C Server Timing) of an inference answer: the worker's own time, the engine's (queue and run together), the fallback's, and the total, from receipt. */
 function serverTiming(k: RequestClock): string {
   const ms = (x: number) => Math.max(0, x).toFixed(1);
@@ -1350,5 +1442,7 @@ function serverTiming(k: RequestClock): string {
   if (k.engineMs !== undefined) parts.push(`engine;dur=${ms(k.engineMs)};desc="queue+inference"`);
   if (k.fallbackMs !== undefined) parts.push(`fallback;dur=${ms(k.fallbackMs)}`);
   parts.push(`total;dur=${ms(total)}`);
+  // Before `received`, so outside the total: the isolate's start, paid by its first requests.
+  if (k.isolateMs !== undefined) parts.push(`isolate;dur=${ms(k.isolateMs)};desc="isolate start"`);
   return parts.join(', ');
 }

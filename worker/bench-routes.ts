@@ -107,7 +107,7 @@ export function mountBenchRoutes(app: Hono<{ Bindings: Env }>, deps: { models: R
     return n;
   };
   const manifestOf = (name: unknown): ModelManifest => {
-    const m = typeof name === 'string' ? models[name]?.manifest : undefined;
+    const m = typeof name === 'string' && Object.hasOwn(models, name) ? models[name].manifest : undefined; // proto-safe: own property checked
     if (!m) throw new ValidationError(`unknown model ${JSON.stringify(name)} (serving ${Object.keys(models).join(', ')})`, 'model', 404, 'model_not_found');
     return m;
   };

@@ -229,8 +229,10 @@ describe('POST /v1/telemetry', () => {
       p.sequence = sequence;
       return encodeSummary(p);
     };
-    for (let i = 0; i < PENDING_SLOTS; i++) expect((await post(`/v1/telemetry?token=${d.telemetry.token}`, at(i, i + 1))).status).toBe(202);
-    const busy = await post(`/v1/telemetry?token=${d.telemetry.token}`, at(PENDING_SLOTS, PENDING_SLOTS + 1));
+    // Each window from a network of its own: one network may open only SLOTS_PER_GROUP between flushes.
+    const ip = (i: number) => ({ 'cf-connecting-ip': `10.${(i >> 8) & 255}.${i & 255}.1` });
+    for (let i = 0; i < PENDING_SLOTS; i++) expect((await post(`/v1/telemetry?token=${d.telemetry.token}`, at(i, i + 1), ip(i))).status).toBe(202);
+    const busy = await post(`/v1/telemetry?token=${d.telemetry.token}`, at(PENDING_SLOTS, PENDING_SLOTS + 1), ip(PENDING_SLOTS));
     expect(busy.status).toBe(503);
     expect(busy.headers.get('retry-after')).toBe('5');
     // A window whose slot is already open still merges.

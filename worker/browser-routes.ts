@@ -24,7 +24,7 @@
  */
 import type { Context, Hono } from 'hono';
 import { cors } from 'hono/cors';
-import { CategoricalSketch, decodeSummary, encodeSummary, mergeInto, SketchMergeError, SOURCES_COUNTER, SummaryDecodeError, TDigest, type ModelManifest, type Profile } from '../core/index.ts';
+import { CategoricalSketch, decodeSummary, encodeSummary, mergeInto, SketchMergeError, SummaryDecodeError, TDigest, type ModelManifest, type Profile } from '../core/index.ts';
 import { demoPage } from '../browser/demo/page.ts';
 import { demoServiceWorker } from '../browser/demo/sw.ts';
 import flightGolden from '../models/flight-delay/golden.json';
@@ -67,6 +67,10 @@ const RENEW_GRACE_MS = 24 * 3600_000;
  * its outbox merged windows while offline). Every one of them counts at most one per row.
  */
 const BROWSER_COUNTERS = new Set(['rows', 'errors', 'cacheHits', 'fallbacks', 'mergedWindows']);
+/** Compression of every digest a browser's profiler makes (core's createWindowProfiler default). */
+const COMPRESSION = 100;
+/** Longest latency a browser may report, ms (a minute: far past any budget, short of a hostile 1e300). */
+const MAX_LATENCY_MS = 60_000;
 /** Longest category a browser may report: what core/validate.ts accepts for a categorical value and a list id. */
 const MAX_LABEL = { categorical: 256, 'categorical-list': 64 } as const;
 /** Oldest window start accepted (a browser may have been offline), and the clock skew allowed. */
@@ -159,7 +163,7 @@ interface SketchRule {
   capacity?: number;
   maxLabel?: number;
   labels?: ReadonlySet<string>;
-  /** Numeric: the values the edge's validation lets through (a feature's range); NaN and ±Infinity never. */
+  /** Numeric: the values the edge's validation lets through (a feature's range, a probability); NaN and ±Infinity never. */
   range?: [number, number];
 }
 
@@ -188,7 +192,9 @@ function sketchRules(m: ModelManifest): { features: Map<string, SketchRule>; out
       const param = typeof d === 'string' ? m.parameters?.find((p) => p.name.toUpperCase() === d) : undefined;
       perRow *= typeof d === 'number' ? d : (param?.range[1] ?? 1);
     }
-    outputs.set(o.name, o.kind === 'numeric' ? { kind: 'numeric', perRow } : { kind: 'categorical', perRow, capacity: o.sketchCapacity ?? 256, maxLabel: 64 });
+    // A binary classifier's score is a probability.
+    const range: [number, number] | undefined = m.task === 'binary-classification' && o.name === m.outputs[0]?.name ? [0, 1] : undefined;
+    outputs.set(o.name, o.kind === 'numeric' ? { kind: 'numeric', perRow, range } : { kind: 'categorical', perRow, capacity: o.sketchCapacity ?? 256, maxLabel: 64 });
   }
   rules = { features, outputs };
   rulesCache.set(m, rules);
@@ -226,6 +232,10 @@ function refuse(p: Profile, claims: TokenClaims, m: ModelManifest, now: number, 
   }
   const weight = (s: TDigest) => s.count + s.nanCount + s.posInfCount + s.negInfCount;
   if (weight(p.latency) > rows) return { status: 422, code: 'invalid_rows', message: 'more latency observations than rows' };
+  if (p.latency.compression !== COMPRESSION) return { status: 422, code: 'invalid_sketch', message: `latency: compression ${p.latency.compression} is not the profiler's ${COMPRESSION}` };
+  if (p.latency.nanCount + p.latency.posInfCount + p.latency.negInfCount > 0 || (p.latency.count > 0 && (p.latency.min < 0 || p.latency.max > MAX_LATENCY_MS))) {
+    return { status: 422, code: 'invalid_sketch', message: `latency: values must be finite ms in [0, ${MAX_LATENCY_MS}]` };
+  }
   const rules = sketchRules(m);
   for (const [section, live, expected] of [['feature', p.features, rules.features], ['output', p.outputs, rules.outputs]] as const) {
     for (const [name, s] of live) {
@@ -235,8 +245,10 @@ function refuse(p: Profile, claims: TokenClaims, m: ModelManifest, now: number, 
       const bound = rows * rule.perRow;
       const bad = (message: string): Refusal => ({ status: 422, code: 'invalid_sketch', message: `${section} "${name}": ${message}` });
       if (s instanceof TDigest) {
+        // A digest of another compression would decide the compression of every digest merged into it.
+        if (s.compression !== COMPRESSION) return bad(`compression ${s.compression} is not the profiler's ${COMPRESSION}`);
         if (weight(s) > bound) return bad(`weight ${weight(s)} is more than ${rows} rows can add (${bound})`);
-        if (rule.range && (s.nanCount || s.posInfCount || s.negInfCount)) return bad('holds NaN or infinite values, which the edge never accepts');
+        if (s.nanCount || s.posInfCount || s.negInfCount) return bad('holds NaN or infinite values, which neither the edge nor a model answer gives');
         if (rule.range && s.count > 0 && (s.min < rule.range[0] || s.max > rule.range[1])) return bad(`values [${s.min}, ${s.max}] are outside the feature's range [${rule.range[0]}, ${rule.range[1]}]`);
       } else if (s instanceof CategoricalSketch) {
         if (s.capacity !== rule.capacity) return bad(`capacity ${s.capacity} is not the manifest's ${rule.capacity}`);
@@ -258,8 +270,8 @@ function refuse(p: Profile, claims: TokenClaims, m: ModelManifest, now: number, 
 interface Pending {
   model: string;
   profile: Profile;
-  /** Distinct browser sources merged into this slot (saturates at MAX_SLOT_SOURCES). */
-  sources: Set<string>;
+  /** Hashed client address groups whose summaries this slot merges (saturates at MAX_SLOT_GROUPS). */
+  groups: Set<string>;
 }
 
 interface Bucket {
@@ -269,15 +281,23 @@ interface Bucket {
 
 const RATE_KEYS = 10_000;
 const SEEN_KEYS = 50_000;
-/** Distinct sources remembered per slot: far above any ALERT_MIN_SOURCES, so the count it gives is exact where it matters. */
-const MAX_SLOT_SOURCES = 4096;
+/** Address groups remembered per slot: far above any ALERT_MIN_SOURCES, so the count they give is exact where it matters. */
+const MAX_SLOT_GROUPS = 64;
+/** New slots one address group may open between two flushes (so that one client cannot take them all). */
+export const SLOTS_PER_GROUP = 16;
+/** (source, minute) row counts remembered (see add): a bounded map, oldest first out. */
+const WINDOW_ROW_KEYS = 50_000;
 /** (model, version, minute) slots merged at once; a summary for a new slot past this waits (503). */
 export const PENDING_SLOTS = 256;
 
 function createBrowserTelemetry() {
   const pending = new Map<string, Pending>();
   /** Forwarded-but-failed merged summaries, retried with the same sequence (bounded). */
-  const retry: { model: string; bytes: Uint8Array; rows: number }[] = [];
+  const retry: { model: string; bytes: Uint8Array; rows: number; groups: string[] }[] = [];
+  /** Slots each address group opened since the last flush. */
+  const opened = new Map<string, number>();
+  /** Rows each source reported for each window minute: its share of a window is capped, whenever it reports. */
+  const windowRows = new Map<string, number>();
   const rate = new Map<string, Bucket>();
   /** (source, version, sequence) seen in this isolate: a browser's retried summary is counted once. */
   const seen = new Set<string>();
@@ -320,19 +340,35 @@ function createBrowserTelemetry() {
      * if seen, 'full' if no slot is free. Throws SketchMergeError (the slot left as it was) when
      * it cannot merge; the summary is then not counted as seen.
      */
-    add(p: Profile): 'accepted' | 'duplicate' | 'full' {
+    /** Whether this source may still report p's rows for p's window minute (see add). */
+    fitsWindow(p: Profile, rowsPerWindow: number): boolean {
+      return (windowRows.get(`${p.source.id}\u0000${p.modelVersion}\u0000${Math.floor(p.windowStart / 60_000)}`) ?? 0) + p.counters.rows <= rowsPerWindow;
+    },
+    add(p: Profile, group: string, rowsPerWindow: number): 'accepted' | 'duplicate' | 'full' | 'window_full' | 'group_full' {
       const id = `${p.source.id}\u0000${p.modelVersion}\u0000${p.sequence}`;
       if (seen.has(id)) {
         stats.duplicates++;
         return 'duplicate';
       }
-      const key = `${p.model}\u0000${p.modelVersion}\u0000${Math.floor(p.windowStart / 60_000)}`;
+      const minute = Math.floor(p.windowStart / 60_000);
+      // One source's rows in one window minute, whenever they are reported (late, or in pieces).
+      const share = `${p.source.id}\u0000${p.modelVersion}\u0000${minute}`;
+      const had = windowRows.get(share) ?? 0;
+      if (had + p.counters.rows > rowsPerWindow) return 'window_full';
+      const key = `${p.model}\u0000${p.modelVersion}\u0000${minute}`;
       const cur = pending.get(key);
       if (!cur && pending.size >= PENDING_SLOTS) return 'full';
+      if (!cur && (opened.get(group) ?? 0) >= SLOTS_PER_GROUP) return 'group_full';
       if (cur) {
         mergeInto(cur.profile, p);
-        if (cur.sources.size < MAX_SLOT_SOURCES) cur.sources.add(p.source.id);
-      } else pending.set(key, { model: p.model, profile: p, sources: new Set([p.source.id]) });
+        if (cur.groups.size < MAX_SLOT_GROUPS) cur.groups.add(group);
+      } else {
+        pending.set(key, { model: p.model, profile: p, groups: new Set([group]) });
+        opened.set(group, (opened.get(group) ?? 0) + 1);
+      }
+      windowRows.delete(share);
+      windowRows.set(share, had + p.counters.rows);
+      if (windowRows.size > WINDOW_ROW_KEYS) windowRows.delete(windowRows.keys().next().value!);
       if (seen.size >= SEEN_KEYS) seen.delete(seen.values().next().value!);
       seen.add(id);
       stats.accepted++;
@@ -355,14 +391,14 @@ function createBrowserTelemetry() {
       const out = retry.splice(0);
       const slots = [...pending.values()];
       pending.clear();
-      for (const { model, profile, sources } of slots) {
+      opened.clear();
+      for (const { model, profile, groups } of slots) {
         // Forwarded as a browser summary of this isolate's own: the aggregator tells browser
-        // evidence from the edge's by the source kind, and counts distinct sources.
+        // evidence from the edge's by the source kind; the address groups travel beside it.
         profile.source = { kind: 'browser', id: (sourceId ??= `browsers-${crypto.randomUUID().slice(0, 8)}`) };
         profile.sequence = ++sequence;
-        profile.counters[SOURCES_COUNTER] = sources.size;
         try {
-          out.push({ model, bytes: encodeSummary(profile), rows: profile.counters.rows });
+          out.push({ model, bytes: encodeSummary(profile), rows: profile.counters.rows, groups: [...groups] });
         } catch (err) {
           console.error('browser telemetry: a merged window cannot be encoded, dropped', err);
           stats.unencodable++;
@@ -377,7 +413,11 @@ function createBrowserTelemetry() {
       }
       for (const [model, batch] of byModel) {
         try {
-          const results = await agg.get(agg.idFromName(model)).ingestMany(model, batch.map((s) => s.bytes));
+          const results = await agg.get(agg.idFromName(model)).ingestMany(
+            model,
+            batch.map((s) => s.bytes),
+            batch.map((s) => s.groups),
+          );
           for (const res of results) if (res.status === 'rejected') console.error(`browser telemetry: aggregator refused a merged summary: ${res.reason}`);
           stats.forwarded += batch.length;
           stats.forwardedRows += batch.reduce((a, s) => a + s.rows, 0);
@@ -407,6 +447,33 @@ const num = (v: string | undefined, fallback: number, name: string, min = 0) => 
 /** The client's address as Cloudflare (and `wrangler dev`) reports it, or undefined. */
 const clientAddress = (c: Context) => c.req.header('cf-connecting-ip') || undefined;
 
+/** The first three 16-bit groups of an IPv6 address ("::" expanded), canonical hex. */
+function ipv6Prefix48(ip: string): string {
+  const [head, tail] = ip.toLowerCase().split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const full = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
+  return full.slice(0, 3).map((x) => (parseInt(x, 16) || 0).toString(16)).join(':');
+}
+
+const groupCache = new Map<string, Promise<string>>();
+/**
+ * The client's address group, hashed: its IPv4 /24 or IPv6 /48 (what one client rarely spans),
+ * as 16 hex digits of SHA-256 over the group and the signing key, so that the aggregator counts
+ * distinct networks (ALERT_MIN_SOURCES) without storing an address.
+ */
+function addressGroup(ip: string, key: string | undefined): Promise<string> {
+  const group = ip.includes(':') ? ipv6Prefix48(ip) : ip.split('.').slice(0, 3).join('.');
+  const id = `${group}\u0000${key ?? ''}`;
+  let h = groupCache.get(id);
+  if (!h) {
+    if (groupCache.size >= RATE_KEYS) groupCache.delete(groupCache.keys().next().value!);
+    h = crypto.subtle.digest('SHA-256', te.encode(id)).then((d) => Array.from(new Uint8Array(d).subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join(''));
+    groupCache.set(id, h);
+  }
+  return h;
+}
+
 export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { models: Record<string, BundledModel> }): void {
   const telemetry = createBrowserTelemetry();
   // Own-property lookups only: a model name comes from the client ("__proto__", "constructor").
@@ -431,7 +498,7 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
     const previous = bearer(c.req.header('authorization'));
     if (previous) {
       const old = await verifyToken(previous, v.TELEMETRY_SIGNING_KEY, Date.now() - RENEW_GRACE_MS);
-      if ('claims' in old && old.claims.m === manifest.name) source = old.claims.s;
+      if ('claims' in old && old.claims.m === manifest.name) source = old.claims.s; // proto-safe: narrows verifyToken's own union
     }
     source ??= Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('');
     const expires = Date.now() + num(v.TELEMETRY_TOKEN_TTL_MS, 15 * 60_000, 'TELEMETRY_TOKEN_TTL_MS', 1000);
@@ -460,7 +527,7 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
       manifest,
       artifact: { url: `/v1/models/${manifest.name}/artifact/${spec.sha256}`, sha256: spec.sha256, bytes: spec.bytes, quantization: manifest.serve },
       golden: golden ? { tolerance: golden.tolerance, rows: golden.rows.slice(0, GOLDEN_ROWS).map((r) => ({ features: r.features, expected: r.expected[manifest.serve as 'int8'] })) } : null,
-      telemetry: g && 'token' in g ? g : null,
+      telemetry: g && 'token' in g ? g : null, // proto-safe: narrows grant()'s own union
     });
   });
 
@@ -470,7 +537,7 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
     if (!m) return json(c, 404, 'model_not_found', `unknown model "${c.req.param('name')}"`, 'name');
     if (!c.env.AGGREGATOR) return json(c, 404, 'telemetry_unavailable', 'no aggregator is bound (AGGREGATOR): telemetry is off', 'name');
     const g = await grant(c, m.manifest);
-    if (!('token' in g)) {
+    if (!('token' in g)) { // proto-safe: narrows grant()'s own union
       telemetry.refused(g.code);
       return json(c, g.status, g.code, g.message, undefined, g.retryMs ? { 'retry-after': String(Math.max(1, Math.ceil(g.retryMs / 1000))) } : {});
     }
@@ -510,7 +577,7 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
       return json(c, 401, 'missing_token', 'a telemetry token is required (?token= or authorization: Bearer), from GET /v1/models/{name}/artifact', 'token', { 'www-authenticate': 'Bearer' });
     }
     const verdict = await verifyToken(token, v.TELEMETRY_SIGNING_KEY);
-    if ('error' in verdict) {
+    if ('error' in verdict) { // proto-safe: narrows verifyToken's own union
       telemetry.refused(verdict.error);
       return json(c, 401, verdict.error, verdict.error === 'token_expired' ? 'the telemetry token has expired; fetch the artifact descriptor again' : 'the telemetry token is not valid', 'token', { 'www-authenticate': 'Bearer' });
     }
@@ -557,24 +624,34 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
       telemetry.refused(why.code);
       return json(c, why.status, why.code, why.message, 'body');
     }
-    // One source's rows per minute: what bounds its share of any window the aggregator judges.
+    // One source's rows per window minute, whenever they come (late, or in pieces)...
+    if (!telemetry.fitsWindow(p, rowsPerMin)) {
+      telemetry.refused('window_full');
+      return json(c, 422, 'window_full', `this source has reported rows for that minute already; ${rowsPerMin} is the most one source may`, 'body');
+    }
+    // ...and per minute of the clock: together they bound its share of any window the aggregator judges.
     const rowsWait = telemetry.allow(`r:${claims.s}`, rowsPerMin, now, p.counters.rows);
     if (rowsWait > 0) {
       telemetry.refused('rows_rate_limited');
       return json(c, 429, 'rate_limited', `this source has reported its ${rowsPerMin} rows for this minute`, 'body', { 'retry-after': String(Math.max(1, Math.ceil(rowsWait / 1000))) });
     }
-    let added: 'accepted' | 'duplicate' | 'full';
+    let added: ReturnType<typeof telemetry.add>;
     try {
-      added = telemetry.add(p);
+      added = telemetry.add(p, await addressGroup(ip, v.TELEMETRY_SIGNING_KEY), rowsPerMin);
     } catch (err) {
       // A sketch that cannot merge with the others (or whose counts would overflow): refused, the slot intact.
       if (!(err instanceof SketchMergeError)) throw err;
       telemetry.refused('unexpected_sketch');
       return json(c, 422, 'unexpected_sketch', err.message, 'body');
     }
-    if (added === 'full') {
+    if (added === 'window_full') {
+      telemetry.refused('window_full');
+      return json(c, 422, 'window_full', `this source has reported rows for that minute already; ${rowsPerMin} is the most one source may`, 'body');
+    }
+    if (added === 'full' || added === 'group_full') {
       telemetry.refused('busy');
-      return json(c, 503, 'busy', `${PENDING_SLOTS} windows are being merged here; send this one again later`, undefined, { 'retry-after': '5' });
+      const why = added === 'full' ? `${PENDING_SLOTS} windows are being merged here` : `clients of this network opened ${SLOTS_PER_GROUP} windows since the last flush`;
+      return json(c, 503, 'busy', `${why}; send this one again later`, undefined, { 'retry-after': '5' });
     }
     if (added === 'accepted' && telemetry.claimSchedule()) {
       const agg = c.env.AGGREGATOR;

@@ -281,13 +281,16 @@ describe('the Open Inference Protocol on errors and readiness', () => {
     const { call } = newApp({ FAIL_MODEL_LOAD: 'flight-delay@1-float32' });
     const version = await call('GET', '/v2/models/flight-delay/versions/1-float32/ready');
     expect(version.status).toBe(400);
-    expect(version.json).toMatchObject({ ready: false, error: expect.stringMatching(/FAIL_MODEL_LOAD/) });
+    // Why it failed is for operators (/stats); the public answer names no internals.
+    expect(version.json).toMatchObject({ ready: false, code: 'model_unavailable', error: expect.stringMatching(/failed to load/) });
+    expect(version.text).not.toMatch(/FAIL_MODEL_LOAD/);
     expect((await call('GET', '/v2/models/flight-delay/versions/1/ready')).status).toBe(200);
     const broken = newApp({ FAIL_MODEL_LOAD: 'movielens-topk' });
     expect((await broken.call('GET', '/v2/models/movielens-topk/ready')).status).toBe(400);
     const server = await broken.call('GET', '/v2/health/ready');
     expect(server.status).toBe(400);
     expect(server.json?.ready).toBe(false);
+    expect(server.text).not.toMatch(/FAIL_MODEL_LOAD/);
   });
 });
 
@@ -368,6 +371,9 @@ describe('pages', () => {
 describe('time budgets and Server-Timing', () => {
   it('inference answers say where their time went, from receipt', async () => {
     const { call } = newApp();
+    // The isolate's first request waits for its start, outside its own clock, and says so.
+    const first = await call('POST', '/v1/models/flight-delay/predict', { instances: [(flightGolden.rows as { features: Json }[])[1].features] }, { 'x-latency-budget-ms': '10000' });
+    expect(first.headers.get('server-timing')).toMatch(/, isolate;dur=\d+\.\d;desc="isolate start"$/);
     const res = await call('POST', '/v1/models/flight-delay/predict', { instances: [good] }, { 'x-latency-budget-ms': '10000' });
     expect(res.status).toBe(200);
     const timing = res.headers.get('server-timing')!;
@@ -414,5 +420,52 @@ describe('time budgets and Server-Timing', () => {
     }
     // 3 in flight: under minInflight, nothing is shed.
     expect(a.refuse(1)).toBeUndefined();
+  });
+});
+
+describe('red-team findings on the inference routes', () => {
+  const { call } = newApp();
+  const history = (n: number) => Array.from({ length: n }, (_, i) => (i % 100) + 1);
+  const movies = (h: number[], extra: Json = {}) => ({ inputs: [{ name: 'history', datatype: 'INT64', shape: [1, h.length], data: h }, { name: 'k', datatype: 'INT64', shape: [1], data: [10] }], ...extra });
+
+  it('an id list on /v2 is at most its feature maxLength wide (a 100,000-wide history cost the engine ~0.4-0.9 s)', async () => {
+    expect((await call('POST', '/v2/models/movielens-topk/infer', movies(history(50)))).status).toBe(200);
+    const wide = await call('POST', '/v2/models/movielens-topk/infer', movies(history(51)));
+    expect(wide.status).toBe(413);
+    expect(wide.json).toMatchObject({ code: 'too_large', field: 'inputs[0].shape' });
+  });
+
+  it('outputs named twice, or more than the model has, are refused (10,000 copies made a 12 MB answer)', async () => {
+    const twice = await call('POST', '/v2/models/movielens-topk/infer', movies(history(5), { outputs: [{ name: 'scores' }, { name: 'scores' }] }));
+    expect(twice.status).toBe(400);
+    expect(twice.json?.error).toMatch(/twice/);
+    expect((await call('POST', '/v2/models/flight-delay/infer', { ...v2Body, outputs: [{ name: 'p_delay' }, { name: 'p_delay' }] })).status).toBe(400);
+    const many = await call('POST', '/v2/models/flight-delay/infer', { ...v2Body, outputs: Array.from({ length: 10_000 }, () => ({ name: 'p_delay' })) });
+    expect(many.status).toBe(400);
+    expect((await call('POST', '/v2/models/flight-delay/infer', { ...v2Body, outputs: [{ name: 'p_delay' }] })).status).toBe(200);
+  });
+
+  it('"parameters" must be an object, and the budget header decimal milliseconds', async () => {
+    expect((await call('POST', '/v2/models/flight-delay/infer', { ...v2Body, parameters: [1] })).json).toMatchObject({ field: 'parameters' });
+    expect((await call('POST', '/v2/models/flight-delay/infer', { ...v2Body, parameters: {} })).status).toBe(200);
+    for (const h of ['0x20', '1e3', '5ms', 'Infinity', '-1']) {
+      const res = await call('POST', '/v2/models/flight-delay/infer', v2Body, { 'x-latency-budget-ms': h });
+      expect(res.status, h).toBe(400);
+      expect(res.json?.field, h).toBe('x-latency-budget-ms');
+    }
+    expect((await call('POST', '/v2/models/flight-delay/infer', v2Body, { 'x-latency-budget-ms': '2500.5' })).status).toBe(200);
+  });
+
+  it('with TELEMETRY_CLOCK=event, a refused request does not move the telemetry clock, nor can one from the future', async () => {
+    const { call: replay, app, bindings } = newApp({ TELEMETRY_CLOCK: 'event', TELEMETRY_WINDOW_MS: '60000' });
+    const past = Date.UTC(2025, 0, 1, 12, 0, 0);
+    expect((await replay('POST', '/v2/models/flight-delay/infer', v2Body, { 'x-event-time': String(past) })).status).toBe(200);
+    // A bad body with a time an hour ahead, and a good one half an hour ahead: neither opens a window in the future.
+    expect((await replay('POST', '/v2/models/flight-delay/infer', { nope: 1 }, { 'x-event-time': String(Date.now() + 3_600_000) })).status).toBe(400);
+    expect((await replay('POST', '/v2/models/flight-delay/infer', v2Body, { 'x-event-time': String(Date.now() + 1_800_000) })).status).toBe(400);
+    expect((await replay('POST', '/v2/models/flight-delay/infer', v2Body, { 'x-event-time': String(past + 1000) })).status).toBe(200);
+    const stats = (await (await app.request('/v1/models/flight-delay/stats', { headers: OP }, bindings)).json()) as Json;
+    // Both served requests landed in one open window of their own time: the clock never left it.
+    expect(stats.telemetry).toMatchObject({ open: 1, rows: 4 });
   });
 });

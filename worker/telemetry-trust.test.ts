@@ -1,13 +1,14 @@
 // Issue 11: no anonymous client can break or poison the drift data. Each finding of the attack
 // on `npm start` is replayed here against the real worker app and the real DriftAggregator
 // (Durable Object SQLite storage), and must now be refused at the door or contained in the fold.
-import { abortAllDurableObjects, env } from 'cloudflare:test';
+import { abortAllDurableObjects, env, runInDurableObject } from 'cloudflare:test';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CategoricalSketch, createProfile, createWindowProfiler, decodeSummary, encodeSummary, SOURCES_COUNTER, TDigest, type ModelManifest, type Profile } from '../core/index.ts';
+import { CategoricalSketch, createProfile, createWindowProfiler, decodeSummary, encodeSummary, TDigest, type ModelManifest, type Profile } from '../core/index.ts';
 import flightGolden from '../models/flight-delay/golden.json';
 import { rng } from '../test/support/data.ts';
 import { ALERT_HYSTERESIS, MAX_BUCKET_BYTES, type DriftAggregator } from './aggregator.ts';
+import { SLOTS_PER_GROUP } from './browser-routes.ts';
 import { createApp, type Env } from './app.ts';
 import { createWasmSession } from './engine/ort-workerd.ts';
 import { BUNDLED_MODELS } from './models.ts';
@@ -75,6 +76,14 @@ describe('browser summaries are judged before they are accepted', () => {
       ['a backend no runtime has', (p) => p.features.set('backend', new CategoricalSketch({ capacity: 8 }).add('quantum')), 422, 'invalid_sketch'],
       ['latency weight above rows', (p) => p.latency.add(1, 1000), 422, 'invalid_rows'],
       ['an output digest heavier than the rows', (p) => p.outputs.set('p_delay', new TDigest().add(0.5, 1e6)), 422, 'invalid_sketch'],
+      // Red-team findings: outputs, latency and compression were taken as sent.
+      ['a probability of 1e300', (p) => p.outputs.set('p_delay', new TDigest().add(1e300)), 422, 'invalid_sketch'],
+      ['a probability of -5', (p) => p.outputs.set('p_delay', new TDigest().add(-5)), 422, 'invalid_sketch'],
+      ['a NaN output', (p) => p.outputs.set('p_delay', new TDigest().add(NaN)), 422, 'invalid_sketch'],
+      ['a latency of 1e300 ms', (p) => (p.latency = new TDigest().add(1e300)), 422, 'invalid_sketch'],
+      ['a NaN latency', (p) => (p.latency = new TDigest().add(NaN)), 422, 'invalid_sketch'],
+      ['a digest of compression 10,000', (p) => p.features.set('distance', new TDigest({ compression: 10_000 }).add(500)), 422, 'invalid_sketch'],
+      ['a latency digest of compression 10,000', (p) => (p.latency = new TDigest({ compression: 10_000 }).add(3)), 422, 'invalid_sketch'],
     ];
     let seq = 0;
     for (const [what, mutate, status, reason] of cases) {
@@ -93,16 +102,52 @@ describe('browser summaries are judged before they are accepted', () => {
   it('one source reports at most TELEMETRY_SOURCE_ROWS_PER_MIN rows a minute (429 with Retry-After past it), whatever tokens it holds', async () => {
     const { post, grant, get, drained } = setup({ TELEMETRY_SOURCE_ROWS_PER_MIN: '100', TELEMETRY_RATE_PER_MIN: '1000' });
     const g = await grant();
-    expect((await post(g.token, encodeSummary(honest(g.source, 60, 1)))).status).toBe(202);
-    const over = await post(g.token, encodeSummary(honest(g.source, 60, 2)));
+    // Windows of three different minutes (a backlog): each fits its window, not the clock's minute.
+    const ago = (p: Profile, minutes: number) => {
+      p.windowStart = Math.floor(Date.now() / 60_000 - minutes) * 60_000;
+      p.windowEnd = p.windowStart + 1000;
+      return encodeSummary(p);
+    };
+    expect((await post(g.token, ago(honest(g.source, 60, 1), 1))).status).toBe(202);
+    const over = await post(g.token, ago(honest(g.source, 60, 2), 2));
     expect(await code(over)).toEqual([429, 'rate_limited']);
     expect(Number(over.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     // A renewed token names the same source, so it shares the same allowance.
     const renewed = (await (await get('/v1/models/flight-delay/telemetry-token', { authorization: `Bearer ${g.token}` })).json()) as { token: string; source: string };
     expect(renewed.source).toBe(g.source);
-    expect((await post(renewed.token, encodeSummary(honest(g.source, 60, 3)))).status).toBe(429);
-    expect((await post(renewed.token, encodeSummary(honest(g.source, 30, 4)))).status).toBe(202);
+    expect((await post(renewed.token, ago(honest(g.source, 60, 3), 3))).status).toBe(429);
+    expect((await post(renewed.token, ago(honest(g.source, 30, 4), 3))).status).toBe(202);
+    // The same window again: its minute has 30 of its 100 rows, so 80 more are refused for good (422).
+    expect(await code(await post(renewed.token, ago(honest(g.source, 80, 5), 3)))).toEqual([422, 'window_full']);
     await drained();
+  });
+
+  it(`one network opens at most SLOTS_PER_GROUP windows between flushes; one source's rows in one window minute are capped however late they come`, async () => {
+    const { post, grant, drained } = setup({ TELEMETRY_SOURCE_ROWS_PER_MIN: '600', TELEMETRY_RATE_PER_MIN: '1000', TELEMETRY_BROWSER_FLUSH_MS: '5000' });
+    const at = (p: Profile, minutesAgo: number) => {
+      p.windowStart = Math.floor(Date.now() / 60_000 - minutesAgo) * 60_000;
+      p.windowEnd = p.windowStart + 1000;
+      return encodeSummary(p);
+    };
+    // Windows opened by one network (one /24): SLOTS_PER_GROUP, then 503 until the next flush;
+    // another network is not held up.
+    const statuses: number[] = [];
+    for (let i = 0; i < SLOTS_PER_GROUP + 2; i++) {
+      const t = await grant();
+      statuses.push((await post(t.token, at(honest(t.source, 1, 1), 10 + i), `198.51.100.${10 + i}`)).status);
+    }
+    expect(statuses.slice(0, SLOTS_PER_GROUP).every((x) => x === 202)).toBe(true);
+    expect(statuses.slice(SLOTS_PER_GROUP)).toEqual([503, 503]);
+    const other = await grant();
+    expect((await post(other.token, at(honest(other.source, 1, 1), 40), '203.0.113.5')).status).toBe(202);
+    // A source's rows for one window minute: the wall-clock allowance refills (10 rows a second
+    // here), the window's does not.
+    const g = await grant();
+    expect((await post(g.token, at(honest(g.source, 600, 1), 5), '192.0.2.1')).status).toBe(202);
+    await new Promise((r) => setTimeout(r, 3200));
+    expect(await code(await post(g.token, at(honest(g.source, 30, 2), 5), '192.0.2.1'))).toEqual([422, 'window_full']);
+    expect((await post(g.token, at(honest(g.source, 30, 3), 6), '192.0.2.1')).status).toBe(202);
+    await drained(20_000);
   });
 
   it('an unknown client address fails closed, and minting tokens is limited per address', async () => {
@@ -150,7 +195,7 @@ describe('browser summaries are judged before they are accepted', () => {
 });
 
 /** A minute of flight-delay rows drawn from the baseline; `shift` sets month to 5 (never in training), from `source`. */
-function minute(start: number, sequence: number, seed: number, shift: boolean, source: Profile['source'], rows = 500, sources?: number): Uint8Array {
+function minute(start: number, sequence: number, seed: number, shift: boolean, source: Profile['source'], rows = 500): Uint8Array {
   const r = rng(seed);
   const p = createProfile({ model: 'flight-delay', modelVersion: '1', source, sequence, windowStart: start, windowEnd: start + 59_000 });
   for (const [name, sketch] of baseline.features) {
@@ -170,36 +215,58 @@ function minute(start: number, sequence: number, seed: number, shift: boolean, s
     }
   }
   p.counters.rows = rows;
-  if (sources !== undefined) p.counters[SOURCES_COUNTER] = sources;
   return encodeSummary(p);
 }
 
 describe('no lone browser source decides an alert', () => {
   // An object of its own per case (named apart, holding flight-delay: it judges against that baseline).
-  const run = async (name: string, source: Profile['source'], sources: number | undefined, honestEdgeRows = 0) => {
+  const run = async (name: string, source: Profile['source'], groups: string[] | undefined, honestEdgeRows = 0) => {
     const agg = ns.get(ns.idFromName(`trust-${name}`));
     const t0 = Date.UTC(2026, 1, 1, 0, 0, 0);
     let seq = 0;
     for (let i = 0; i < 8; i++) {
-      // Shifted from the second minute on, for longer than the hysteresis.
-      expect((await agg.ingest('flight-delay', minute(t0 + i * 60_000, ++seq, i + 1, i >= 1, source, 500, sources))).status).toBe('stored');
+      // Shifted from the second minute on, for longer than the hysteresis; forwarded as an isolate does (groups beside).
+      const [r] = await agg.ingestMany('flight-delay', [minute(t0 + i * 60_000, ++seq, i + 1, i >= 1, source, 500)], [groups]);
+      expect(r.status).toBe('stored');
       if (honestEdgeRows) expect((await agg.ingest('flight-delay', minute(t0 + i * 60_000, ++seq, 100 + i, false, { kind: 'edge', id: 'isolate-a' }, honestEdgeRows))).status).toBe('stored');
     }
     await agg.evaluate(Date.now());
     return { alerts: (await agg.alerts()).map((a) => a.feature), counters: await agg.counters() };
   };
+  const g = (n: number) => Array.from({ length: n }, (_, i) => `${i}`.padStart(16, 'a'));
 
-  it(`browser evidence from fewer than ALERT_MIN_SOURCES sources opens nothing; from enough it does; the edge's own rows always count`, async () => {
-    // One isolate forwarding one browser source's shifted minutes: not enough to judge.
-    const lone = await run('lone', { kind: 'browser', id: 'browsers-1' }, 1);
+  it(`browser evidence from fewer than ALERT_MIN_SOURCES address groups opens nothing; from enough it does; the edge's own rows always count`, async () => {
+    // One isolate forwarding one network's shifted minutes: not enough to judge.
+    const lone = await run('lone', { kind: 'browser', id: 'browsers-1' }, g(1));
     expect(lone.alerts).not.toContain('month');
     expect(lone.counters.windows_untrusted).toBeGreaterThanOrEqual(ALERT_HYSTERESIS);
-    // The same shifted minutes, from three distinct sources: an alert.
-    expect((await run('many', { kind: 'browser', id: 'browsers-2' }, 3)).alerts).toContain('month');
-    // A lone source beside the edge's own honest rows: judged on the edge's rows, which did not move.
-    expect((await run('beside', { kind: 'browser', id: 'browsers-3' }, 1, 300)).alerts).not.toContain('month');
+    // The same group again and again (many flushes, many isolates) is still one.
+    const repeated = await run('repeated', { kind: 'browser', id: 'browsers-1b' }, [...g(1), ...g(1), ...g(1)]);
+    expect(repeated.alerts).not.toContain('month');
+    // The same shifted minutes from three networks: an alert.
+    expect((await run('many', { kind: 'browser', id: 'browsers-2' }, g(3))).alerts).toContain('month');
+    // A lone network beside the edge's own honest rows: judged on the edge's rows, which did not move.
+    expect((await run('beside', { kind: 'browser', id: 'browsers-3' }, g(1), 300)).alerts).not.toContain('month');
     // The edge is trusted.
     expect((await run('edge', { kind: 'edge', id: 'isolate-e' }, undefined)).alerts).toContain('month');
+  });
+
+  it('through the worker: one address minting many sources, flushed many times, is one group', async () => {
+    // Red-team finding: the per-flush count of distinct sources was summed by the fold, so one
+    // source flushed three times counted as three; and one address minted three sources.
+    const { post, grant, drained } = setup({ TELEMETRY_BROWSER_FLUSH_MS: '0', TELEMETRY_RATE_PER_MIN: '1000' });
+    const agg = ns.get(ns.idFromName('flight-delay'));
+    const minuteAgo = Math.floor(Date.now() / 60_000) * 60_000 - 120_000;
+    for (let k = 0; k < 3; k++) {
+      const token = await grant();
+      const p = honest(token.source, 50, 1);
+      p.windowStart = minuteAgo + k;
+      p.windowEnd = minuteAgo + k + 1000;
+      expect((await post(token.token, encodeSummary(p))).status).toBe(202);
+      await drained();
+    }
+    const groups = await runInDurableObject(agg, (_, state) => state.storage.sql.exec(`SELECT COUNT(DISTINCT grp) AS n FROM browser_groups WHERE minute = ?`, minuteAgo).one().n);
+    expect(groups).toBe(1);
   });
 });
 
@@ -307,7 +374,7 @@ describe('property: whatever an anonymous client sends within its limits', () =>
     expect(after.incompatible ?? 0).toBe(before.incompatible ?? 0);
     const now = Date.now();
     const w = decodeSummary((await agg.window(now - 3 * 3600_000, now + 60_000))!);
-    for (const [k, v] of Object.entries(w.counters)) if (k !== SOURCES_COUNTER) expect(v, k).toBeLessThanOrEqual(w.counters.rows);
+    for (const [k, v] of Object.entries(w.counters)) expect(v, k).toBeLessThanOrEqual(w.counters.rows);
     for (const s of w.features.values()) if (s instanceof TDigest) expect(s.count).toBeLessThanOrEqual(w.counters.rows);
     for (const path of ['/v1/models/flight-delay/drift', '/v1/models/flight-delay/versions', '/v1/models/flight-delay/alerts']) {
       const res = await op(path);

@@ -77,7 +77,9 @@ describe('cold engine with a hosted fallback (wrangler dev + origin)', () => {
     }
   }, 120_000);
 
-  it.skip('at the default budgets (50 and 100 ms): the first request is answered by the fallback, and the edge takes over — blocked on worker/app.ts fix: the isolate\'s first request spends its 50 ms before the fallback call (503 "the fallback cannot answer within the latency budget left" / "the latency budget was spent before the request reached the engine")', async () => {
+  // The claim is a wall-clock one (50 ms through two processes) on a shared 2-core machine where
+  // other test files run beside it: a fresh pair of isolates gets up to two more tries.
+  it('at the default budgets (50 and 100 ms): the first request is answered by the fallback, and the edge takes over', { retry: 2, timeout: 120_000 }, async () => {
     const ports = await Promise.all(cases.map(() => coldWorker()));
     for (const [i, [model, rows]] of cases.entries()) {
       const first = await predict(ports[i], model, rows[0].features, undefined, 90_000);
@@ -85,5 +87,5 @@ describe('cold engine with a hosted fallback (wrangler dev + origin)', () => {
       const later = await untilEdge(ports[i], model, rows, 40);
       expect(later.at(-1), later.join(' / ')).toBe('edge');
     }
-  }, 120_000);
+  });
 });

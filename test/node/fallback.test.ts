@@ -68,14 +68,20 @@ async function drive(port: number, model: 'flight-delay' | 'movielens-topk', n: 
           body: v2Body(model, i, id),
           signal: AbortSignal.timeout(15_000),
         });
-        const json = (await res.json()) as { id?: string; parameters?: { served_by: string }; error?: { code: string; message: string } };
+        // /v2 errors as the Open Inference Protocol has them: {"error": "<message>"}, the code beside it.
+        const json = (await res.json()) as { id?: string; parameters?: { served_by: string }; error?: string; code?: string };
         if (res.status === 200) expect(json.id).toBe(id);
-        out[i] = { status: res.status, servedBy: json.parameters?.served_by, code: json.error?.code, message: json.error?.message, retryAfter: res.headers.get('retry-after'), ms: performance.now() - t };
+        out[i] = { status: res.status, servedBy: json.parameters?.served_by, code: json.code, message: json.error, retryAfter: res.headers.get('retry-after'), ms: performance.now() - t };
       }
     }),
   );
   return out;
 }
+
+const OPERATOR = 'fallback-drills';
+/** A worker's /stats for a model (operator token). */
+const stats = async (port: number, model: string) =>
+  (await (await fetch(`http://127.0.0.1:${port}/v1/models/${model}/stats`, { headers: { authorization: `Bearer ${OPERATOR}` } })).json()) as { engine: { error?: string }; fallback: { breaker: { opened: number; rejected: number; state: string } } };
 
 const count = (xs: Outcome[], f: (o: Outcome) => boolean) => xs.filter(f).length;
 /** "200 edge: 190, 200 fallback: 10" — the assertion message when counts are off. */
@@ -94,13 +100,13 @@ beforeAll(async () => {
   o1 = origin(ports.o1);
   origin(ports.o2, 400); // a slow origin: 400 ms per inference
   // W1: flight-delay on the edge, movielens-topk's engine fails to load; both fall back to O1.
-  await worker(ports.w1, { FALLBACK_URL: `http://127.0.0.1:${ports.o1}`, FAIL_MODEL_LOAD: 'movielens-topk', CACHE_MAX_BYTES: '0', BREAKER_FAILURES: '3', BREAKER_OPEN_MS: '1500', FALLBACK_TIMEOUT_MS: '1000' });
+  await worker(ports.w1, { OPERATOR_TOKEN: OPERATOR, FALLBACK_URL: `http://127.0.0.1:${ports.o1}`, FAIL_MODEL_LOAD: 'movielens-topk', CACHE_MAX_BYTES: '0', BREAKER_FAILURES: '3', BREAKER_OPEN_MS: '1500', FALLBACK_TIMEOUT_MS: '1000' });
   // W2: flight-delay's engine fails to load and its fallback is the slow origin.
-  await worker(ports.w2, { FALLBACK_URL: `http://127.0.0.1:${ports.o2}`, FAIL_MODEL_LOAD: 'flight-delay', CACHE_MAX_BYTES: '0', FALLBACK_RETRIES: '0' });
+  await worker(ports.w2, { OPERATOR_TOKEN: OPERATOR, FALLBACK_URL: `http://127.0.0.1:${ports.o2}`, FAIL_MODEL_LOAD: 'flight-delay', CACHE_MAX_BYTES: '0', FALLBACK_RETRIES: '0' });
   await Promise.all([waitFor(`http://127.0.0.1:${ports.o1}/v2/health/ready`), waitFor(`http://127.0.0.1:${ports.o2}/v2/health/ready`), waitFor(`http://127.0.0.1:${ports.w1}/v2/health/live`), waitFor(`http://127.0.0.1:${ports.w2}/v2/health/live`)]);
   // Load the edge engines before the drills (a cold load blocks the isolate for ~0.4 s; the
   // cold path itself is covered by the worker's tests). Readiness is 503 here by design: one
-  // model of each worker fails its load.
+  // model of each worker fails its load (400: not ready).
   for (const w of [ports.w1, ports.w2]) await fetch(`http://127.0.0.1:${w}/v2/health/ready`);
 }, 180_000);
 
@@ -119,9 +125,13 @@ describe('hosted fallback and circuit breaker, real processes', () => {
   it('the engine fails its load: every request is served by the fallback, and /v2/health/ready says why', async () => {
     const out = await drive(ports.w1, 'movielens-topk', 150, 8, 2000);
     expect(count(out, (o) => o.status === 200 && o.servedBy === 'fallback'), summary(out)).toBe(150);
+    // The Open Inference Protocol: not ready is a 4xx; why is for operators only.
     const ready = await fetch(`http://127.0.0.1:${ports.w1}/v2/models/movielens-topk/ready`);
-    expect(ready.status).toBe(503);
-    expect(((await ready.json()) as { error: string }).error).toMatch(/FAIL_MODEL_LOAD/);
+    expect(ready.status).toBe(400);
+    const body = (await ready.json()) as { error: string; code: string };
+    expect(body.code).toBe('model_unavailable');
+    expect(body.error).not.toMatch(/FAIL_MODEL_LOAD/);
+    expect((await stats(ports.w1, 'movielens-topk')).engine.error).toMatch(/FAIL_MODEL_LOAD/);
   });
 
   it('the origin killed mid-run: the healthy edge keeps answering; the failing model gets JSON 503s with Retry-After, fast, and the breaker opens', async () => {
@@ -142,9 +152,9 @@ describe('hosted fallback and circuit breaker, real processes', () => {
       expect(Number(o.retryAfter)).toBeGreaterThanOrEqual(1);
       expect(o.ms).toBeLessThan(3000);
     }
-    const stats = (await (await fetch(`http://127.0.0.1:${ports.w1}/v1/models/movielens-topk/stats`)).json()) as { fallback: { breaker: { opened: number; rejected: number } } };
-    expect(stats.fallback.breaker.opened).toBeGreaterThanOrEqual(1);
-    expect(stats.fallback.breaker.rejected).toBeGreaterThan(0);
+    const s = await stats(ports.w1, 'movielens-topk');
+    expect(s.fallback.breaker.opened).toBeGreaterThanOrEqual(1);
+    expect(s.fallback.breaker.rejected).toBeGreaterThan(0);
   });
 
   it('the origin restarted: the breaker half-opens, closes, and the fallback serves again', async () => {
@@ -153,8 +163,7 @@ describe('hosted fallback and circuit breaker, real processes', () => {
     await new Promise((r) => setTimeout(r, 1600)); // BREAKER_OPEN_MS
     const out = await drive(ports.w1, 'movielens-topk', 40, 2, 2000);
     expect(count(out.slice(5), (o) => o.status === 200 && o.servedBy === 'fallback'), summary(out)).toBe(35);
-    const stats = (await (await fetch(`http://127.0.0.1:${ports.w1}/v1/models/movielens-topk/stats`)).json()) as { fallback: { breaker: { state: string } } };
-    expect(stats.fallback.breaker.state).toBe('closed');
+    expect((await stats(ports.w1, 'movielens-topk')).fallback.breaker.state).toBe('closed');
   });
 
   it('a slow origin and a 150 ms budget: a clear 503 within about the budget, never a hang', async () => {

@@ -104,7 +104,7 @@ describe('replayed drift through wrangler dev', () => {
     const settled = async (sent: number) => {
       // Until the isolate's outbox is empty (flushes run after the responses).
       for (let i = 0; i < 100; i++) {
-        const s = await (await fetch(`${base}/v1/models/flight-delay/stats`)).json() as { telemetry: { outbox: number; rows: number } };
+        const s = await (await fetch(`${base}/v1/models/flight-delay/stats`, { headers: { authorization: `Bearer ${TOKEN}` } })).json() as { telemetry: { outbox: number; rows: number } };
         // wrangler dev reloads the worker when project files change, which drops the isolate's
         // open window: say so rather than report it as lost data.
         expect(s.telemetry.rows, 'the isolate restarted during the replay (files changed under wrangler dev?)').toBe(sent);
