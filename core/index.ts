@@ -28,7 +28,6 @@ export {
   SUMMARY_VERSION,
   SUMMARY_LIMITS,
   SOURCE_KINDS,
-  SOURCES_COUNTER,
   type Profile,
   type ProfileJSON,
   type SketchJSON,

@@ -33,12 +33,6 @@ export type Sketch = TDigest | Histogram | CategoricalSketch;
 export type SourceKind = 'edge' | 'browser' | 'baseline' | 'merged';
 export const SOURCE_KINDS: readonly SourceKind[] = ['edge', 'browser', 'baseline', 'merged'];
 
-/**
- * Counter of a browser summary that an edge isolate forwards: how many distinct browser sources
- * it merges. The aggregator needs it to tell one source's say from many (ALERT_MIN_SOURCES).
- */
-export const SOURCES_COUNTER = 'sources';
-
 /** Counters every profile carries; others may be added by name. */
 export interface Counters {
   rows: number;
