@@ -10,8 +10,9 @@
 //
 // Options: --requests 12000 --warmup 2000 --concurrency 16 --every 2000 --seconds 300
 //          --configs default,nocache,notelemetry,neither --burst 200 --rounds 3 --port 8795
-//          --only soak|burst
-import { readFileSync } from 'node:fs';
+//          --only soak|burst|control (control: the same load on an echo worker, the peer)
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { drive, noModelMix, quantile, soak, tally, type Planned } from '../test/support/load.ts';
 import { freePort, ROOT, rssBytes, startWorker, stop, waitFor, workerdPids } from '../test/support/servers.ts';
@@ -97,6 +98,43 @@ async function burst(): Promise<void> {
   }
 }
 
-if (ONLY !== 'burst') await soaks();
-if (ONLY !== 'soak') await burst();
+/**
+ * The peer: a worker that only echoes (no Hono, no models, no state) under the same wrangler dev,
+ * the same request count and concurrency: how much of the growth is workerd's own under wrangler
+ * dev, whatever the worker does.
+ */
+async function control(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'dw-echo-'));
+  writeFileSync(join(dir, 'worker.js'), 'export default { async fetch(req) { await req.arrayBuffer(); return Response.json({ ok: true }); } };\n');
+  writeFileSync(join(dir, 'wrangler.toml'), 'name = "echo"\nmain = "worker.js"\ncompatibility_date = "2026-11-01"\n');
+  const port = await freePort();
+  const child = await startWorker(port, {}, { cwd: dir });
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    await waitFor(`${base}/`, 90_000);
+    const body = JSON.stringify({ instances: [{ month: 4, day_of_week: 5, hour: 18, distance: 1846, origin: 'ORD', destination: 'LAX' }] });
+    const next = (): Planned => ({ kind: 'flight', path: '/v1/models/flight-delay/predict', body, rows: 1, ok: (s) => s === 200 });
+    await drive(base, next, { n: WARMUP, concurrency: CONCURRENCY });
+    const pid = workerdPids(child).worker!;
+    const rows = [`| 0 | ${((rssBytes(pid) ?? NaN) / 2 ** 20).toFixed(1)} |`];
+    for (let done = 0; done < REQUESTS; done += EVERY) {
+      await drive(base, next, { n: Math.min(EVERY, REQUESTS - done), concurrency: CONCURRENCY });
+      rows.push(`| ${Math.min(done + EVERY, REQUESTS)} | ${((rssBytes(pid) ?? NaN) / 2 ** 20).toFixed(1)} |`);
+    }
+    console.log(`\ncontrol: an echo worker under the same wrangler dev, ${REQUESTS} requests after a ${WARMUP}-request warm-up, concurrency ${CONCURRENCY}`);
+    console.log('| requests after warm-up | workerd RSS MiB |');
+    console.log('| --- | --- |');
+    for (const r of rows) console.log(r);
+  } finally {
+    await stop(child);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (ONLY === 'control') await control();
+else {
+  if (ONLY !== 'burst') await soaks();
+  if (ONLY !== 'soak') await burst();
+  if (ONLY === '') await control();
+}
 process.exit(0);
