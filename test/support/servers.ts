@@ -23,7 +23,9 @@ export async function freePort(): Promise<number> {
 }
 
 function start(cmd: string, args: string[], cwd = ROOT): ChildProcess {
-  const child = spawn(cmd, args, { cwd, env: { ...process.env, WRANGLER_SEND_METRICS: 'false' }, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  // The project's own binaries (its Node 22, wrangler, tsx) first, also from a folder outside it.
+  const PATH = `${join(ROOT, 'node_modules/.bin')}:${process.env.PATH ?? ''}`;
+  const child = spawn(cmd, args, { cwd, env: { ...process.env, PATH, WRANGLER_SEND_METRICS: 'false' }, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   child.stderr!.on('data', () => undefined);
   return child;
 }
@@ -48,8 +50,8 @@ export async function startWorker(port: number, vars: Record<string, string>, { 
   const state = join(tmpdir(), `dw-wrangler-${port}`);
   stateDirs.add(state);
   const inspector = await freePort();
-  const child = start('npx', [
-    'wrangler', 'dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspector),
+  const child = start(join(ROOT, 'node_modules/.bin/wrangler'), [
+    'dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspector),
     '--persist-to', state, '--log-level', 'error', '--show-interactive-dev-session=false',
     ...Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
   ], cwd);
