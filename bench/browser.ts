@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Page } from 'playwright-core';
 import { buildBrowser } from '../browser/build.ts';
-import { launchChromium } from '../test/support/chromium.ts';
+import { launchChromium, resolveChromium } from '../test/support/chromium.ts';
 import { freePort, ROOT, startWorker, stop, waitFor } from '../test/support/servers.ts';
 
 const { values: opts } = parseArgs({
@@ -158,7 +158,7 @@ const lines = [
       `| ${r.label} | ${f(r.loadFirstMs)} ms (${r.first.fetchMs} + ${r.first.ladderMs}) | ${f(r.loadCachedMs)} ms (${r.cached.fetchMs} + ${r.cached.ladderMs}${r.cached.artifactFromCache ? ', artifact from Cache Storage' : ''}) | ${f(r.batch1.p50)} / ${f(r.batch1.p99)} ms (n=${r.batch1.n}) | ${f(r.batch16.p50)} / ${f(r.batch16.p99)} ms (${f(r.batch16.perUserP50)}) (n=${r.batch16.n}) | ${f(r.stallLoadMs)} / ${f(r.stallInferMs)} ms |`,
   ),
 ];
-console.log(`\nmovielens-topk int8 in Chromium ${process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'} (headless), ${new Date().toISOString()}\n`);
+console.log(`\nmovielens-topk int8 in Chromium ${(await resolveChromium()).path} (headless), ${new Date().toISOString()}\n`);
 console.log(lines.join('\n'));
 await mkdir(join(ROOT, 'bench/out'), { recursive: true });
 await writeFile(opts.json, JSON.stringify({ at: new Date().toISOString(), results }, null, 2));
