@@ -28,7 +28,7 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import { compareSketches, decodeSummary, encodeSummary, mergeInto, mergeProfiles, seasonalFeatures, SketchMergeError, SummaryDecodeError, type Profile, type Sketch } from '../core/index.ts';
-import type { Env } from './app.ts';
+import type { Env } from './env.ts';
 import { configNumber } from './config.ts';
 import { BUNDLED_MODELS } from './models.ts';
 

@@ -34,7 +34,7 @@
  */
 import type { Context, Hono } from 'hono';
 import { createWindowProfiler, decodeSummary, encodeInstances, encodeSummary, ValidationError, type ModelManifest, type ObservedRow, type Profile } from '../core/index.ts';
-import type { Env } from './app.ts';
+import type { Env } from './env.ts';
 import type { BundledModel } from './models.ts';
 
 export interface StreamOptions {

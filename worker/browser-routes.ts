@@ -29,7 +29,7 @@ import { demoPage } from '../browser/demo/page.ts';
 import { demoServiceWorker } from '../browser/demo/sw.ts';
 import flightGolden from '../models/flight-delay/golden.json';
 import movieGolden from '../models/movielens-topk/golden.json';
-import type { Env } from './app.ts';
+import type { Env } from './env.ts';
 import { bearerToken as bearer, checkOperator } from './auth.ts';
 import { configNumber } from './config.ts';
 import type { BundledModel } from './models.ts';

@@ -16,7 +16,7 @@
  * (aligned to whole steps, since the aggregator keeps minute buckets).
  */
 import type { Hono } from 'hono';
-import type { Env } from './app.ts';
+import type { Env } from './env.ts';
 
 const STYLE = String.raw`
 :root {

@@ -1,0 +1,65 @@
+/**
+ * The worker's bindings and settings, as wrangler passes them (vars and secrets are strings; see
+ * the README's configuration table). Its own module so that every part of the worker can name it
+ * without importing the app (which imports them: that made four import circles).
+ */
+import type { DriftAggregator } from './aggregator.ts';
+import type { RoutingStore } from './routing-store.ts';
+
+export interface Env {
+  /** 'adaptive' (default), 'fixed' or 'off'. */
+  BATCH_MODE?: string;
+  BATCH_MAX_WAIT_MS?: string;
+  BATCH_MAX_QUEUE?: string;
+  /** Cache budget in bytes; "0" turns the cache off. Default 8 MiB. */
+  CACHE_MAX_BYTES?: string;
+  CACHE_TTL_MS?: string;
+  /** "1" enables POST /v1/models/{name}/bench (timed direct session runs), for npm run bench:serve. */
+  BENCH_ROUTES?: string;
+  /** Base URL of the hosted fallback (KServe v2), for every model; FALLBACK_URL_<MODEL> overrides per model (MODEL in upper snake case, e.g. FALLBACK_URL_FLIGHT_DELAY). */
+  FALLBACK_URL?: string;
+  [perModelUrl: `FALLBACK_URL_${string}`]: string | undefined;
+  /** Per attempt, ms (never more than the request's budget left). Default 2000. */
+  FALLBACK_TIMEOUT_MS?: string;
+  /** Authorization header value for the fallback (a secret: `wrangler secret put FALLBACK_AUTH`). */
+  FALLBACK_AUTH?: string;
+  /** Retries after a failed attempt, within the budget. Default 1. */
+  FALLBACK_RETRIES?: string;
+  /** Circuit breaker per fallback target: failures within the window that open it, window, open time. Defaults 5, 10000, 5000. */
+  BREAKER_FAILURES?: string;
+  BREAKER_WINDOW_MS?: string;
+  BREAKER_OPEN_MS?: string;
+  /** Hedging: when set (e.g. "0.95"), a request the edge has not answered by that quantile of its own latency also goes to the fallback; the first answer wins. */
+  HEDGE_QUANTILE?: string;
+  /** Testing and drills: comma-separated models (or model@version) whose edge engine fails to load ("*" for all). */
+  FAIL_MODEL_LOAD?: string;
+  /** Bearer token for the operator routes (a secret; locally from .dev.vars). */
+  OPERATOR_TOKEN?: string;
+  /** Drift summaries: the window each isolate sketches before flushing (ms), and rows per window. Defaults 5000 and 2000; TELEMETRY=off disables. */
+  TELEMETRY?: string;
+  TELEMETRY_WINDOW_MS?: string;
+  TELEMETRY_MAX_ROWS?: string;
+  /**
+   * Replays: "event" makes the profiler's clock the request's `x-event-time` header (ISO date or
+   * ms since the epoch), so replayed traffic is sketched into windows of its own time.
+   */
+  TELEMETRY_CLOCK?: string;
+  /** Aggregator: the evaluation window (ms, whole minutes; default 60000), rows it needs (200), windows in a row that open or resolve an alert (3). */
+  ALERT_WINDOW_MS?: string;
+  ALERT_MIN_ROWS?: string;
+  ALERT_HYSTERESIS?: string;
+  /** Aggregator: how far behind the newest data a window must end to be judged (ms, default 30000), and the alarm period (ms, default 60000). */
+  ALERT_GRACE_MS?: string;
+  ALERT_EVAL_INTERVAL_MS?: string;
+  /** Aggregator: each alert's opening and resolution is POSTed here as JSON; the secret signs it (x-driftwatch-signature: sha256=HMAC). */
+  ALERT_WEBHOOK_URL?: string;
+  ALERT_WEBHOOK_SECRET?: string;
+  /** Aggregator storage: minutes roll up into hours after 48 h, hours into days after 30 days; buckets are deleted after 400 days. */
+  ROLLUP_HOURLY_AFTER_HOURS?: string;
+  ROLLUP_DAILY_AFTER_DAYS?: string;
+  RETENTION_DAYS?: string;
+  /** Durable Object namespace of the per-model drift aggregators (DriftAggregator). */
+  AGGREGATOR?: DurableObjectNamespace<DriftAggregator>;
+  /** Durable Object namespace holding each model's routing table (RoutingStore). */
+  ROUTING?: DurableObjectNamespace<RoutingStore>;
+}
