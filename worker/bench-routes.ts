@@ -34,6 +34,7 @@
  */
 import type { Context, Hono } from 'hono';
 import { createWindowProfiler, decodeSummary, encodeInstances, encodeSummary, ValidationError, type ModelManifest, type ObservedRow, type Profile } from '../core/index.ts';
+import { configNumber } from './config.ts';
 import type { Env } from './env.ts';
 import type { BundledModel } from './models.ts';
 
@@ -128,8 +129,8 @@ export function mountBenchRoutes(app: Hono<{ Bindings: Env }>, deps: { models: R
     const runs = int(b.runs, 'runs', 0, 1_000_000);
     const profiler = createWindowProfiler({
       source: { kind: 'edge', id: `bench-${crypto.randomUUID().slice(0, 8)}` },
-      windowMs: Number(c.env.TELEMETRY_WINDOW_MS ?? 5000),
-      maxRows: Number(c.env.TELEMETRY_MAX_ROWS ?? 2000),
+      windowMs: configNumber(c.env.TELEMETRY_WINDOW_MS, 5000, 'TELEMETRY_WINDOW_MS', 1),
+      maxRows: configNumber(c.env.TELEMETRY_MAX_ROWS, 2000, 'TELEMETRY_MAX_ROWS', 1),
     });
     let flushed = 0;
     let bytes = 0;
