@@ -15,6 +15,7 @@ export {
   type DriftMethod,
   type NumericSketch,
 } from './drift.ts';
+export { judgeSketch, judgeWindow, nextStreak, alertStep, type SketchJudgement, type WindowJudgement, type JudgeWindowOptions, type Streak } from './judge.ts';
 export {
   createProfile,
   mergeProfiles,

@@ -27,7 +27,7 @@
  * traffic is rolled up by its own timeline, not all at once.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { compareSketches, decodeSummary, encodeSummary, mergeInto, mergeProfiles, seasonalFeatures, SketchMergeError, SummaryDecodeError, type Profile, type Sketch } from '../core/index.ts';
+import { alertStep, decodeSummary, encodeSummary, judgeWindow, mergeInto, mergeProfiles, nextStreak, seasonalFeatures, SketchMergeError, SummaryDecodeError, type Profile, type Streak } from '../core/index.ts';
 import type { Env } from './env.ts';
 import { configNumber } from './config.ts';
 import { BUNDLED_MODELS } from './models.ts';
@@ -538,35 +538,27 @@ export class DriftAggregator extends DurableObject<Env> {
         }
         evaluated++;
         // A version seen only as a shadow saw the same inputs as the served one: only its outputs are its own.
-        const shadowOnly = (p.counters.shadowRows ?? 0) >= p.counters.rows;
-        for (const [kind, live, base] of [['feature', shadowOnly ? new Map() : p.features, baseline.features], ['output', p.outputs, baseline.outputs]] as const) {
-          for (const [name, sketch] of live as Map<string, Sketch>) {
-            const b = (base as Map<string, Sketch>).get(name);
-            if (!b || b.constructor !== sketch.constructor) continue;
-            const results = compareSketches(b, sketch, { seasonal: kind === 'feature' && seasonal.has(name) });
-            const drifted = Object.values(results).some((r) => r?.drifted);
-            const key = kind === 'output' ? `output:${name}` : name;
-            const st = sql.exec(`SELECT drifted, clean, since FROM streaks WHERE model_version = ? AND feature = ?`, version, key).toArray()[0] as { drifted: number; clean: number; since: number | null } | undefined;
-            const d = drifted ? (st?.drifted ?? 0) + 1 : 0;
-            const c = drifted ? 0 : (st?.clean ?? 0) + 1;
-            const since = drifted ? (d === 1 ? w : (st?.since ?? w)) : null;
-            sql.exec(
-              `INSERT INTO streaks (model_version, feature, drifted, clean, since) VALUES (?, ?, ?, ?, ?) ON CONFLICT(model_version, feature) DO UPDATE SET drifted = excluded.drifted, clean = excluded.clean, since = excluded.since`,
-              version,
-              key,
-              d,
-              c,
-              since,
-            );
-            const open = sql.exec(`SELECT id FROM alerts WHERE model_version = ? AND feature = ? AND resolved_at IS NULL`, version, key).toArray()[0];
-            if (!open && d >= hysteresis) {
-              const evidence = Object.fromEntries(Object.entries(results).filter(([, r]) => r?.drifted).map(([m, r]) => [m, { statistic: r!.statistic, threshold: r!.threshold }]));
-              sql.exec(`INSERT INTO alerts (model_version, feature, opened_at, since, evidence) VALUES (?, ?, ?, ?, ?)`, version, key, w + W, since, JSON.stringify(evidence));
-              this.#count('alerts_opened');
-            } else if (open && c >= hysteresis) {
-              sql.exec(`UPDATE alerts SET resolved_at = ? WHERE id = ?`, w + W, open.id as number);
-              this.#count('alerts_resolved');
-            }
+        const judged = judgeWindow(baseline, p, { seasonal, shadowOnly: (p.counters.shadowRows ?? 0) >= p.counters.rows });
+        for (const [key, j] of [...judged.features, ...[...judged.outputs].map(([name, x]) => [`output:${name}`, x] as const)]) {
+          const st = sql.exec(`SELECT drifted, clean, since FROM streaks WHERE model_version = ? AND feature = ?`, version, key).toArray()[0] as unknown as Streak | undefined;
+          const streak = nextStreak(st, j.drifted, w);
+          sql.exec(
+            `INSERT INTO streaks (model_version, feature, drifted, clean, since) VALUES (?, ?, ?, ?, ?) ON CONFLICT(model_version, feature) DO UPDATE SET drifted = excluded.drifted, clean = excluded.clean, since = excluded.since`,
+            version,
+            key,
+            streak.drifted,
+            streak.clean,
+            streak.since,
+          );
+          const open = sql.exec(`SELECT id FROM alerts WHERE model_version = ? AND feature = ? AND resolved_at IS NULL`, version, key).toArray()[0];
+          const step = alertStep(streak, open !== undefined, hysteresis);
+          if (step === 'open') {
+            const evidence = Object.fromEntries(Object.entries(j.drift).filter(([, r]) => r?.drifted).map(([m, r]) => [m, { statistic: r!.statistic, threshold: r!.threshold }]));
+            sql.exec(`INSERT INTO alerts (model_version, feature, opened_at, since, evidence) VALUES (?, ?, ?, ?, ?)`, version, key, w + W, streak.since, JSON.stringify(evidence));
+            this.#count('alerts_opened');
+          } else if (step === 'resolve') {
+            sql.exec(`UPDATE alerts SET resolved_at = ? WHERE id = ?`, w + W, open!.id as number);
+            this.#count('alerts_resolved');
           }
         }
       }

@@ -31,7 +31,7 @@ import {
   validateRoutingTable,
   createWindowProfiler,
   observedFromFeeds,
-  compareSketches,
+  judgeSketch,
   seasonalFeatures,
   decodeSummary,
   CategoricalSketch,
@@ -1060,10 +1060,9 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       const section = (live: Map<string, Sketch>, base: Map<string, Sketch>, isFeature: boolean) =>
         Object.fromEntries(
           [...live].map(([name, sketch]) => {
-            const b = base.get(name);
             // Against a moving reference of the same season, calendar features compare in full.
-            const drift = b && b.constructor === sketch.constructor ? compareSketches(b, sketch, { seasonal: isFeature && !shift && seasonal.has(name) }) : {};
-            return [name, { ...describeSketch(sketch), drifted: Object.values(drift).some((d) => d?.drifted), drift }];
+            const j = judgeSketch(base.get(name), sketch, { seasonal: isFeature && !shift && seasonal.has(name) });
+            return [name, { ...describeSketch(sketch), drifted: j?.drifted ?? false, drift: j?.drift ?? {} }];
           }),
         );
       const features = section(w.features, ref.features, true);
@@ -1140,8 +1139,8 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
             const p99 = (q: Profile) => (q.latency.count ? q.latency.quantile(0.99) : 0);
             if (p99(p) > 1.5 * p99(stable) && p99(p) - p99(stable) > 5) reasons.push(`p99 latency (${p99(p).toFixed(1)} ms against ${p99(stable).toFixed(1)} ms)`);
             for (const [k, s] of p.outputs) {
-              const b = stable.outputs.get(k);
-              const flagged = b && b.constructor === s.constructor ? Object.entries(compareSketches(b, s, { range: false })).filter(([, r]) => r?.drifted).map(([m]) => m) : [];
+              const j = judgeSketch(stable.outputs.get(k), s, { range: false });
+              const flagged = j ? Object.entries(j.drift).filter(([, r]) => r?.drifted).map(([m]) => m) : [];
               if (flagged.length) reasons.push(`output ${k} distribution (${flagged.join(', ')})`);
             }
             verdict = reasons.length ? 'worse' : 'no worse';
