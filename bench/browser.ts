@@ -50,7 +50,7 @@ interface Measured {
  * Runs in the page: the whole measurement for one backend. Plain JavaScript in a string, since
  * tsx's transform would add helpers (__name) that do not exist in the page.
  */
-const MEASURE = String.raw`async ({ backend, runs, batchRuns, budgetMs }) => {
+const MEASURE = `async ({ backend, runs, batchRuns, budgetMs }) => {
   const { createRuntime } = globalThis;
   let last = performance.now();
   let maxGap = 0;
@@ -136,7 +136,12 @@ try {
       await page.waitForFunction(() => 'createRuntime' in globalThis);
       const m = await measure(page, backend, Number(opts.runs), Number(opts['batch-runs']), Number(opts['budget-s']) * 1000);
       const software = m.adapter && /swiftshader|llvmpipe|lavapipe|software/i.test(m.adapter);
-      const label = backend === 'webgpu' ? `webgpu (${software ? 'SwiftShader, software adapter: not a GPU figure' : m.adapter})` : backend === 'edge' ? 'edge (wrangler dev, local HTTP)' : 'wasm (SIMD, 1 thread)';
+      const label =
+        backend === 'webgpu'
+          ? `webgpu (${software ? 'SwiftShader, software adapter: not a GPU figure' : m.adapter})`
+          : backend === 'edge'
+            ? 'edge (wrangler dev, local HTTP)'
+            : 'wasm (SIMD, 1 thread)';
       results.push({ ...m, label });
       console.log(`${backend}: done`);
     } catch (err) {

@@ -45,7 +45,12 @@ async function drive(port: number): Promise<Result> {
         const body = replay[next++ % replay.length];
         const t = performance.now();
         try {
-          const res = await fetch(`http://127.0.0.1:${port}/v1/models/flight-delay/predict`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-latency-budget-ms': String(BUDGET) }, body, signal: AbortSignal.timeout(10_000) });
+          const res = await fetch(`http://127.0.0.1:${port}/v1/models/flight-delay/predict`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'x-latency-budget-ms': String(BUDGET) },
+            body,
+            signal: AbortSignal.timeout(10_000),
+          });
           const json = (await res.json()) as { served_by?: string; error?: { code: string } };
           if (res.status === 200) {
             ok++;
@@ -73,8 +78,16 @@ const scenarios: { name: string; originHealthy: boolean; vars: Record<string, st
   { name: 'edge healthy', originHealthy: true, vars: { ...base, FALLBACK_URL: `http://127.0.0.1:${healthyOrigin}` } },
   { name: 'edge healthy, hedging on (p95)', originHealthy: true, vars: { ...base, FALLBACK_URL: `http://127.0.0.1:${healthyOrigin}`, HEDGE_QUANTILE: '0.95' } },
   { name: 'edge fails its load', originHealthy: true, vars: { ...base, FALLBACK_URL: `http://127.0.0.1:${healthyOrigin}`, FAIL_MODEL_LOAD: 'flight-delay' } },
-  { name: 'edge fails, origin slow (+40 ms)', originHealthy: false, vars: { ...base, FALLBACK_URL: `http://127.0.0.1:${slowOrigin}`, FAIL_MODEL_LOAD: 'flight-delay' } },
-  { name: 'edge healthy, origin slow, hedging on', originHealthy: false, vars: { ...base, FALLBACK_URL: `http://127.0.0.1:${slowOrigin}`, HEDGE_QUANTILE: '0.95' } },
+  {
+    name: 'edge fails, origin slow (+40 ms)',
+    originHealthy: false,
+    vars: { ...base, FALLBACK_URL: `http://127.0.0.1:${slowOrigin}`, FAIL_MODEL_LOAD: 'flight-delay' },
+  },
+  {
+    name: 'edge healthy, origin slow, hedging on',
+    originHealthy: false,
+    vars: { ...base, FALLBACK_URL: `http://127.0.0.1:${slowOrigin}`, HEDGE_QUANTILE: '0.95' },
+  },
 ];
 
 const results: [string, boolean, Result][] = [];
@@ -100,7 +113,24 @@ const fmt = (m: Record<string, number>, n: number) =>
   Object.entries(m)
     .map(([k, v]) => `${k} ${((100 * v) / n).toFixed(1)}%`)
     .join(', ') || '-';
-console.log(`\n## Fallback under faults: flight-delay, ${SECONDS} s per scenario, concurrency ${CONCURRENCY}, budget ${BUDGET} ms (${new Date().toISOString().slice(0, 10)})\n`);
-console.log(markdownTable(['scenario', 'requests', 'success', 'p50 ms', 'p99 ms', 'served by', 'failures'], results.map(([name, , r]) => [name, r.requests, `${((100 * r.ok) / r.requests).toFixed(2)}%`, r.p50.toFixed(2), r.p99.toFixed(2), fmt(r.servedBy, r.requests), fmt(r.codes, r.requests)])));
+console.log(
+  `\n## Fallback under faults: flight-delay, ${SECONDS} s per scenario, concurrency ${CONCURRENCY}, budget ${BUDGET} ms (${new Date().toISOString().slice(0, 10)})\n`,
+);
+console.log(
+  markdownTable(
+    ['scenario', 'requests', 'success', 'p50 ms', 'p99 ms', 'served by', 'failures'],
+    results.map(([name, , r]) => [
+      name,
+      r.requests,
+      `${((100 * r.ok) / r.requests).toFixed(2)}%`,
+      r.p50.toFixed(2),
+      r.p99.toFixed(2),
+      fmt(r.servedBy, r.requests),
+      fmt(r.codes, r.requests),
+    ]),
+  ),
+);
 const failedWithHealthyOrigin = results.filter(([, healthy, r]) => healthy && r.ok !== r.requests);
-console.log('\n' + markdownTable(['target', 'measured', 'verdict'], [['origin healthy: zero failed requests in every fault scenario', failedWithHealthyOrigin.length ? failedWithHealthyOrigin.map(([n, , r]) => `${n}: ${r.requests - r.ok} failed`).join('; ') : 'none failed', failedWithHealthyOrigin.length ? 'MISSED' : 'met']]));
+console.log(
+  `\n${markdownTable(['target', 'measured', 'verdict'], [['origin healthy: zero failed requests in every fault scenario', failedWithHealthyOrigin.length ? failedWithHealthyOrigin.map(([n, , r]) => `${n}: ${r.requests - r.ok} failed`).join('; ') : 'none failed', failedWithHealthyOrigin.length ? 'MISSED' : 'met']])}`,
+);

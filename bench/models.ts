@@ -32,7 +32,10 @@ function batch(manifest: ModelManifest, golden: Golden, n: number): Record<strin
       feeds[inp.name] = { name: inp.name, dataType: 'int64', dims: [n, h], data };
     } else {
       const col = rows.map((r) => r[inp.name] as number);
-      feeds[inp.name] = inp.dtype === 'int64' ? { name: inp.name, dataType: 'int64', dims: [n], data: BigInt64Array.from(col, (v) => BigInt(v)) } : { name: inp.name, dataType: 'float32', dims: [n], data: Float32Array.from(col) };
+      feeds[inp.name] =
+        inp.dtype === 'int64'
+          ? { name: inp.name, dataType: 'int64', dims: [n], data: BigInt64Array.from(col, (v) => BigInt(v)) }
+          : { name: inp.name, dataType: 'float32', dims: [n], data: Float32Array.from(col) };
     }
   }
   return feeds;
@@ -79,5 +82,10 @@ for (const name of ['flight-delay', 'movielens-topk']) {
 }
 
 console.log(`\n## Models: float32 vs int8, per-call latency p50 / p99 in µs (Node ${process.versions.node}, ${new Date().toISOString().slice(0, 10)})\n`);
-console.log(markdownTable(['model', 'precision', 'size', 'quality (held-out later period)', 'ort-web wasm b=1', 'ort-web wasm b=32', 'ort-node b=1', 'ort-node b=32'], rows));
+console.log(
+  markdownTable(
+    ['model', 'precision', 'size', 'quality (held-out later period)', 'ort-web wasm b=1', 'ort-web wasm b=32', 'ort-node b=1', 'ort-node b=32'],
+    rows,
+  ),
+);
 console.log('\nQuality baselines: flight-delay naive Bayes AUC and movielens-topk popularity recall@10 are in each manifest (quality.metrics.*.baseline).');

@@ -71,7 +71,10 @@ interface Sample {
 async function batcherCounts(port: number, model: string): Promise<{ batches: number; items: number } | undefined> {
   try {
     const res = await fetch(`http://127.0.0.1:${port}/v1/models/${model}/stats`, { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } });
-    if (!res.ok) return (await res.text(), undefined);
+    if (!res.ok) {
+      await res.text();
+      return undefined;
+    }
     const s = (await res.json()) as { batcher: { batches: number; items: number } | null };
     return s.batcher ? { batches: s.batcher.batches, items: s.batcher.items } : { batches: 0, items: 0 };
   } catch {
@@ -165,7 +168,11 @@ try {
       for (const c of CONCURRENCY) {
         progress(`${m.name}, ${cfg.name}: ${ENGINE_REQUESTS} requests through the engine at concurrency ${c}, no HTTP`);
         const post = () =>
-          fetch(`http://127.0.0.1:${port}/v1/models/${m.name}/bench`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ instances: m.instances.slice(0, 256), runs: ENGINE_REQUESTS, concurrency: c }) });
+          fetch(`http://127.0.0.1:${port}/v1/models/${m.name}/bench`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ instances: m.instances.slice(0, 256), runs: ENGINE_REQUESTS, concurrency: c }),
+          });
         let best = Infinity;
         let meanBatch = NaN;
         for (let rep = 0; rep < 2; rep++) {
@@ -192,7 +199,11 @@ try {
       let best = Infinity;
       for (let rep = 0; rep < 5; rep++) {
         const t = performance.now();
-        const res = await fetch(`http://127.0.0.1:${adaptivePort}/v1/models/${m.name}/bench`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ instances: m.instances.slice(0, n), runs }) });
+        const res = await fetch(`http://127.0.0.1:${adaptivePort}/v1/models/${m.name}/bench`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ instances: m.instances.slice(0, n), runs }),
+        });
         await res.text();
         best = Math.min(best, performance.now() - t);
       }
@@ -225,7 +236,9 @@ function median(xs: number[]): number {
 
 const minutes = ((performance.now() - started) / 60_000).toFixed(1);
 console.log(`\n## Edge serving through wrangler dev (Node ${process.versions.node}, ${new Date().toISOString().slice(0, 10)}, ${minutes} min)\n`);
-console.log(`Per cell: ${REPS} interleaved rounds of ${SECONDS} s, pooled; cache off; one request = one instance. req/s · p50 · p99 ms (· mean batch size run by the engine).\n`);
+console.log(
+  `Per cell: ${REPS} interleaved rounds of ${SECONDS} s, pooled; cache off; one request = one instance. req/s · p50 · p99 ms (· mean batch size run by the engine).\n`,
+);
 for (const m of models) {
   console.log(`### ${m.name} (default budget ${m.manifest.serving.defaultLatencyBudgetMs} ms, maxBatch ${m.manifest.serving.maxBatch})\n`);
   console.log(
@@ -243,15 +256,36 @@ for (const m of models) {
   console.log('');
 }
 
-console.log(`### The engine alone: ${ENGINE_REQUESTS} one-row requests through the batcher inside workerd, no HTTP (req/s · mean batch size; wall time of one request, best of 2)\n`);
+console.log(
+  `### The engine alone: ${ENGINE_REQUESTS} one-row requests through the batcher inside workerd, no HTTP (req/s · mean batch size; wall time of one request, best of 2)\n`,
+);
 console.log(
   markdownTable(
     ['model', 'configuration', ...CONCURRENCY.map((c) => `c=${c}`)],
-    models.flatMap((m) => configs.map((cfg) => [m.name, cfg.name, ...CONCURRENCY.map((c) => { const e = engine.get(key(m.name, cfg.name, c))!; return `${e.rps.toFixed(0)} · ${e.meanBatch.toFixed(1)}`; })])),
+    models.flatMap((m) =>
+      configs.map((cfg) => [
+        m.name,
+        cfg.name,
+        ...CONCURRENCY.map((c) => {
+          const e = engine.get(key(m.name, cfg.name, c))!;
+          return `${e.rps.toFixed(0)} · ${e.meanBatch.toFixed(1)}`;
+        }),
+      ]),
+    ),
   ),
 );
 console.log('\n### session.run per call, int8 (µs; workerd: (wall time of 1,001 runs − 1 run) / 1,000, best of 5; Node: median of 1,000 after 200 warm-up)\n');
-console.log(markdownTable(['model', 'batch', 'ort-web WASM in workerd', 'onnxruntime-node', 'ratio'], models.flatMap((m) => [1, 32].map((n) => { const s = sessionUs.get(key(m.name, n))!; return [m.name, n, s.workerd.toFixed(1), s.node.toFixed(1), `${(s.workerd / s.node).toFixed(2)}x`]; }))));
+console.log(
+  markdownTable(
+    ['model', 'batch', 'ort-web WASM in workerd', 'onnxruntime-node', 'ratio'],
+    models.flatMap((m) =>
+      [1, 32].map((n) => {
+        const s = sessionUs.get(key(m.name, n))!;
+        return [m.name, n, s.workerd.toFixed(1), s.node.toFixed(1), `${(s.workerd / s.node).toFixed(2)}x`];
+      }),
+    ),
+  ),
+);
 
 // Targets. "No worse" allows 5% (the interleaved rounds of one cell still differ by about that here).
 const rows: string[][] = [];
@@ -261,12 +295,22 @@ for (const m of models) {
   const p50 = get('adaptive', c1).p50 / get('batching off', c1).p50 - 1;
   rows.push([`${m.name}: adaptive p50 within 5% of batching off at c=${c1}`, `${(p50 * 100).toFixed(1)}%`, p50 <= 0.05 ? 'met' : 'MISSED']);
   const ratios = CONCURRENCY.map((c) => ({ c, r: get('adaptive', c).rps / get('batching off', c).rps }));
-  rows.push([`${m.name}: adaptive req/s no worse than batching off at any c (≥ 0.95x)`, ratios.map(({ c, r }) => `c=${c}: ${r.toFixed(2)}x`).join('; '), ratios.every(({ r }) => r >= 0.95) ? 'met' : 'MISSED']);
+  rows.push([
+    `${m.name}: adaptive req/s no worse than batching off at any c (≥ 0.95x)`,
+    ratios.map(({ c, r }) => `c=${c}: ${r.toFixed(2)}x`).join('; '),
+    ratios.every(({ r }) => r >= 0.95) ? 'met' : 'MISSED',
+  ]);
   // Errors are 503s from the worker's end-to-end budget, which refuses in every mode once HTTP
   // queueing alone exceeds the budget; the batcher must not add to them.
   const errs = (cfg: ConfigName) => CONCURRENCY.reduce((a, c) => a + get(cfg, c).errors, 0);
-  rows.push([`${m.name}: adaptive errors no more than batching off's (+5% of off's, at least 5)`, `${errs('adaptive')} vs ${errs('batching off')}`, errs('adaptive') <= errs('batching off') * 1.05 + 5 ? 'met' : 'MISSED']);
-  const eng = CONCURRENCY.map((c) => ({ c, g: engine.get(key(m.name, 'adaptive', c))!.rps / engine.get(key(m.name, 'batching off', c))!.rps })).sort((a, b) => b.g - a.g)[0];
+  rows.push([
+    `${m.name}: adaptive errors no more than batching off's (+5% of off's, at least 5)`,
+    `${errs('adaptive')} vs ${errs('batching off')}`,
+    errs('adaptive') <= errs('batching off') * 1.05 + 5 ? 'met' : 'MISSED',
+  ]);
+  const eng = CONCURRENCY.map((c) => ({ c, g: engine.get(key(m.name, 'adaptive', c))!.rps / engine.get(key(m.name, 'batching off', c))!.rps })).sort(
+    (a, b) => b.g - a.g,
+  )[0];
   rows.push([`${m.name}: engine alone, adaptive ≥ 2x batching off where it matters`, `${eng.g.toFixed(2)}x at c=${eng.c}`, eng.g >= 2 ? 'met' : 'MISSED']);
 }
-console.log('\n' + markdownTable(['target', 'measured', 'verdict'], rows));
+console.log(`\n${markdownTable(['target', 'measured', 'verdict'], rows)}`);

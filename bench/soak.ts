@@ -43,16 +43,39 @@ async function soaks(): Promise<void> {
   const rows: string[][] = [];
   for (const name of chosen) {
     const port = Number(opt('port', '0')) || (await freePort());
-    const r = await soak({ port, vars: CONFIGS[name], warmup: WARMUP, requests: REQUESTS, concurrency: CONCURRENCY, every: EVERY, budgetMs: SECONDS * 1000, cwd: CWD, ...(name === 'nomodel' ? { mix: noModelMix } : {}) });
+    const r = await soak({
+      port,
+      vars: CONFIGS[name],
+      warmup: WARMUP,
+      requests: REQUESTS,
+      concurrency: CONCURRENCY,
+      every: EVERY,
+      budgetMs: SECONDS * 1000,
+      cwd: CWD,
+      ...(name === 'nomodel' ? { mix: noModelMix } : {}),
+    });
     const base = r.samples[1].rssMiB;
     const last = r.samples.at(-1)!;
     const bad = r.results.filter((x) => !x.ok);
-    console.log(`\n${name} (${JSON.stringify(CONFIGS[name])}): ${r.results.length} requests in ${(r.elapsedMs / 1000).toFixed(1)} s; wrong answers: ${bad.length}${bad.length ? ` (${tally(bad)})` : ''}${r.workerPids.length > 1 ? `; WARNING: wrangler restarted the worker ${r.workerPids.length - 1} time(s) (pids ${r.workerPids.join(', ')}), figures across a restart do not compare` : ''}`);
+    console.log(
+      `\n${name} (${JSON.stringify(CONFIGS[name])}): ${r.results.length} requests in ${(r.elapsedMs / 1000).toFixed(1)} s; wrong answers: ${bad.length}${bad.length ? ` (${tally(bad)})` : ''}${r.workerPids.length > 1 ? `; WARNING: wrangler restarted the worker ${r.workerPids.length - 1} time(s) (pids ${r.workerPids.join(', ')}), figures across a restart do not compare` : ''}`,
+    );
     console.log('| requests | workerd RSS MiB | proxy workerd RSS MiB | JS heap used MiB | ArrayBuffer backing MiB | wasm memory MiB |');
     console.log('| --- | --- | --- | --- | --- | --- |');
-    for (const s of r.samples) console.log(`| ${s.requests} | ${s.rssMiB.toFixed(1)} | ${s.proxyMiB.toFixed(1)} | ${s.heapMiB.toFixed(1)} | ${s.backingMiB.toFixed(1)} | ${s.wasmMiB.toFixed(1)} |`);
+    for (const s of r.samples)
+      console.log(
+        `| ${s.requests} | ${s.rssMiB.toFixed(1)} | ${s.proxyMiB.toFixed(1)} | ${s.heapMiB.toFixed(1)} | ${s.backingMiB.toFixed(1)} | ${s.wasmMiB.toFixed(1)} |`,
+      );
     console.log(JSON.stringify(r.stats));
-    rows.push([name, r.samples[0].rssMiB.toFixed(0), base.toFixed(0), last.rssMiB.toFixed(0), String(last.requests), (last.rssMiB - base).toFixed(1), Math.max(...r.samples.slice(1).map((s) => s.rssMiB)).toFixed(0)]);
+    rows.push([
+      name,
+      r.samples[0].rssMiB.toFixed(0),
+      base.toFixed(0),
+      last.rssMiB.toFixed(0),
+      String(last.requests),
+      (last.rssMiB - base).toFixed(1),
+      Math.max(...r.samples.slice(1).map((s) => s.rssMiB)).toFixed(0),
+    ]);
   }
   console.log('\n| config | RSS at start (MiB) | after warm-up | at end | requests | growth after warm-up | peak |');
   console.log('| --- | --- | --- | --- | --- | --- | --- |');
@@ -70,13 +93,26 @@ async function burst(): Promise<void> {
     const movies = JSON.parse(readFileSync(join(ROOT, 'models/movielens-topk/golden.json'), 'utf8')) as { rows: { features: Record<string, unknown> }[] };
     const pid = workerdPids(child).worker;
     const table: string[] = [];
-    for (const [model, maxBatch, rows] of [['flight-delay', 64, golden.rows], ['movielens-topk', 16, movies.rows]] as const) {
+    for (const [model, maxBatch, rows] of [
+      ['flight-delay', 64, golden.rows],
+      ['movielens-topk', 16, movies.rows],
+    ] as const) {
       let i = 0;
       // Distinct instances per request (distance / k varied), so the cache answers none of them.
       const next = (): Planned => {
         const n = i++;
-        const instances = Array.from({ length: maxBatch }, (_, j) => (model === 'flight-delay' ? { ...rows[j % rows.length].features, distance: 100 + ((n * maxBatch + j) % 2500) } : { history: [...(rows[j % rows.length].features.history as number[]), 1 + ((n * maxBatch + j) % 2000)], k: 10 }));
-        return { kind: model === 'flight-delay' ? 'flight' : 'movies', path: `/v1/models/${model}/predict`, body: JSON.stringify({ instances }), rows: maxBatch, ok: (s) => s === 200 || s === 503 };
+        const instances = Array.from({ length: maxBatch }, (_, j) =>
+          model === 'flight-delay'
+            ? { ...rows[j % rows.length].features, distance: 100 + ((n * maxBatch + j) % 2500) }
+            : { history: [...(rows[j % rows.length].features.history as number[]), 1 + ((n * maxBatch + j) % 2000)], k: 10 },
+        );
+        return {
+          kind: model === 'flight-delay' ? 'flight' : 'movies',
+          path: `/v1/models/${model}/predict`,
+          body: JSON.stringify({ instances }),
+          rows: maxBatch,
+          ok: (s) => s === 200 || s === 503,
+        };
       };
       await drive(base, next, { n: 20, concurrency: 1 }); // warm
       for (let round = 0; round < ROUNDS; round++) {
@@ -86,11 +122,22 @@ async function burst(): Promise<void> {
         const ok = out.filter((x) => x.status === 200).map((x) => x.ms);
         const shed = out.filter((x) => x.status === 503);
         const all = out.map((x) => x.ms);
-        table.push(`| ${model} | ${round + 1} | ${BURST} | ${quantile(all, 0.5).toFixed(0)} | ${quantile(all, 0.99).toFixed(0)} | ${ok.length} | ${quantile(ok, 0.5).toFixed(0)} | ${quantile(ok, 0.99).toFixed(0)} | ${shed.length} (${[...new Set(shed.map((x) => x.code))].join(', ')}) | ${shed.length ? quantile(shed.map((x) => x.ms), 0.5).toFixed(0) : '-'} | ${out.filter((x) => !x.ok).length} | ${(wall / 1000).toFixed(1)} | ${((pid ? (rssBytes(pid) ?? NaN) : NaN) / 2 ** 20).toFixed(0)} |`);
+        table.push(
+          `| ${model} | ${round + 1} | ${BURST} | ${quantile(all, 0.5).toFixed(0)} | ${quantile(all, 0.99).toFixed(0)} | ${ok.length} | ${quantile(ok, 0.5).toFixed(0)} | ${quantile(ok, 0.99).toFixed(0)} | ${shed.length} (${[...new Set(shed.map((x) => x.code))].join(', ')}) | ${
+            shed.length
+              ? quantile(
+                  shed.map((x) => x.ms),
+                  0.5,
+                ).toFixed(0)
+              : '-'
+          } | ${out.filter((x) => !x.ok).length} | ${(wall / 1000).toFixed(1)} | ${((pid ? (rssBytes(pid) ?? NaN) : NaN) / 2 ** 20).toFixed(0)} |`,
+        );
       }
     }
     console.log(`\nburst: ${BURST} concurrent requests of a full batch (64 and 16 rows) at the default budgets (50 and 100 ms)`);
-    console.log('| model | round | requests | p50 ms (all) | p99 ms (all) | 200 | p50 ms (200) | p99 ms (200) | 503 | p50 ms (503) | other | wall s | workerd RSS MiB |');
+    console.log(
+      '| model | round | requests | p50 ms (all) | p99 ms (all) | 200 | p50 ms (200) | p99 ms (200) | 503 | p50 ms (503) | other | wall s | workerd RSS MiB |',
+    );
     console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const r of table) console.log(r);
   } finally {

@@ -31,7 +31,16 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { createWindowProfiler, decodeSummary, encodeInstances, encodeSummary, mergeInto, type ModelManifest, type ObservedRow, type Profile } from '../core/index.ts';
+import {
+  createWindowProfiler,
+  decodeSummary,
+  encodeInstances,
+  encodeSummary,
+  mergeInto,
+  type ModelManifest,
+  type ObservedRow,
+  type Profile,
+} from '../core/index.ts';
 import { freePort, ROOT, startWorker, stop, waitFor } from '../test/support/servers.ts';
 import { streamProfile, type StreamOptions } from '../worker/bench-routes.ts';
 import { rng } from '../models/lib/rng.ts';
@@ -58,7 +67,9 @@ const MODELS = ['flight-delay', 'movielens-topk'] as const;
 type Model = (typeof MODELS)[number];
 const started = Date.now();
 
-const manifests = Object.fromEntries(MODELS.map((m) => [m, JSON.parse(readFileSync(join(ROOT, 'models', m, 'manifest.json'), 'utf8')) as ModelManifest])) as Record<Model, ModelManifest>;
+const manifests = Object.fromEntries(
+  MODELS.map((m) => [m, JSON.parse(readFileSync(join(ROOT, 'models', m, 'manifest.json'), 'utf8')) as ModelManifest]),
+) as Record<Model, ModelManifest>;
 const replay = Object.fromEntries(
   MODELS.map((m) => [
     m,
@@ -72,7 +83,12 @@ const replay = Object.fromEntries(
 // --- helpers ------------------------------------------------------------------------------------
 async function post(port: number, path: string, body: unknown): Promise<{ status: number; json: any; ms: number }> {
   const t = performance.now();
-  const res = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-latency-budget-ms': '10000' }, body: typeof body === 'string' ? body : JSON.stringify(body), signal: AbortSignal.timeout(120_000) });
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-latency-budget-ms': '10000' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    signal: AbortSignal.timeout(120_000),
+  });
   const json = await res.json();
   return { status: res.status, json, ms: performance.now() - t };
 }
@@ -92,7 +108,6 @@ async function best(reps: number, fn: () => Promise<{ ms: number }>): Promise<nu
 
 const q = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 const sortNum = (xs: number[]) => [...xs].sort((a, b) => a - b);
-
 
 /** Relative difference of the p-quantile (on / off − 1) with a percentile-bootstrap 95% interval. */
 function relDiff(off: number[], on: number[], p: number, resamples = 400): { d: number; lo: number; hi: number } {
@@ -146,7 +161,20 @@ interface Sustained {
   fold: IngestRun;
   sustained: IngestRun;
 }
-const ingest: Partial<Record<Model, { meanBytes: number; runs: IngestRun[]; repeats: Sustained[]; batched: Record<number, Sustained[]>; stored: { buckets: number; bytes: number; counters: Record<string, number> } | null; bases: string[]; stream: StreamOptions }>> = {};
+const ingest: Partial<
+  Record<
+    Model,
+    {
+      meanBytes: number;
+      runs: IngestRun[];
+      repeats: Sustained[];
+      batched: Record<number, Sustained[]>;
+      stored: { buckets: number; bytes: number; counters: Record<string, number> } | null;
+      bases: string[];
+      stream: StreamOptions;
+    }
+  >
+> = {};
 /** Client latencies of the warm-up requests (--only aggregator), for the summaries' latency digests. */
 const warmLat: Partial<Record<Model, number[]>> = {};
 const latOf = (m: Model): number[] => e2e[m]?.on ?? warmLat[m]!;
@@ -205,7 +233,12 @@ try {
       const bodies = replay[m].map((f) => JSON.stringify({ instances: [f] }));
       const send = async (port: number, body: string) => {
         const t = performance.now();
-        const res = await fetch(`http://127.0.0.1:${port}/v1/models/${m}/predict`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-latency-budget-ms': String(BUDGET_MS) }, body, signal: AbortSignal.timeout(10_000) });
+        const res = await fetch(`http://127.0.0.1:${port}/v1/models/${m}/predict`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-latency-budget-ms': String(BUDGET_MS) },
+          body,
+          signal: AbortSignal.timeout(10_000),
+        });
         await res.text();
         return { ms: performance.now() - t, ok: res.status === 200 };
       };
@@ -262,7 +295,14 @@ try {
     const session = (runs: number) => JSON.stringify({ instances: instances.slice(0, 1), runs });
     const sN = await best(5, () => must(OFF, `/v1/models/${m}/bench`, session(inferRuns + 1)));
     const s1 = await best(5, () => must(OFF, `/v1/models/${m}/bench`, session(1)));
-    hot[m] = { sketchUs: ((tN - t0) / sketchRuns) * 1000, inferUs: ((eN - e1) / inferRuns) * 1000, sessionUs: ((sN - s1) / inferRuns) * 1000, flushed: warm.json.flushed, flushedBytes: warm.json.bytes, runs: sketchRuns };
+    hot[m] = {
+      sketchUs: ((tN - t0) / sketchRuns) * 1000,
+      inferUs: ((eN - e1) / inferRuns) * 1000,
+      sessionUs: ((sN - s1) / inferRuns) * 1000,
+      flushed: warm.json.flushed,
+      flushedBytes: warm.json.bytes,
+      runs: sketchRuns,
+    };
   }
 
   // 3. Ingest into one DriftAggregator object (off worker: its own telemetry does not flush).
@@ -272,7 +312,17 @@ try {
   for (const m of MODELS) {
     const { instances, predictions } = rowsOf[m]!;
     progress(`${m}: building ${SUMMARIES} summaries (64 distinct 500-row windows, 50 sources, 5 s windows)`);
-    const prep = await must(OFF, '/v1/bench/telemetry/summaries', { model: m, instances, predictions, latencies: latOf(m), count: SUMMARIES, distinct: 64, rowsPerWindow: 500, sources: 50, windowMs: 5000 });
+    const prep = await must(OFF, '/v1/bench/telemetry/summaries', {
+      model: m,
+      instances,
+      predictions,
+      latencies: latOf(m),
+      count: SUMMARIES,
+      distinct: 64,
+      rowsPerWindow: 500,
+      sources: 50,
+      windowMs: 5000,
+    });
     const token = prep.json.token as string;
     if (emptyIngestMs === Infinity) {
       // Baselines: the same request doing no ingest (no RPC), and a fold of an object with nothing pending (one RPC, no fold work).
@@ -280,7 +330,15 @@ try {
       emptyFoldMs = await best(5, () => must(OFF, '/v1/bench/telemetry/fold', { object: `bench-${run}-empty` }));
     }
     const runs: IngestRun[] = [];
-    const ingestRun = async (mode: IngestRun['mode'], what: string, object: string, concurrency: number, count: number, probe?: 'reject' | 'read', batch?: number): Promise<IngestRun> => {
+    const ingestRun = async (
+      mode: IngestRun['mode'],
+      what: string,
+      object: string,
+      concurrency: number,
+      count: number,
+      probe?: 'reject' | 'read',
+      batch?: number,
+    ): Promise<IngestRun> => {
       progress(`${m}: ${what}: ${count} into ${object} at concurrency ${concurrency}${batch ? `, ingestMany of ${batch}` : ''}`);
       const r = await must(OFF, '/v1/bench/telemetry/ingest', { token, model: m, object, concurrency, count, maxMs: 60_000, probe, batch });
       const ms = Math.max(0.001, r.ms - emptyIngestMs);
@@ -294,12 +352,33 @@ try {
       const f = await must(OFF, '/v1/bench/telemetry/fold', { object });
       const foldMs = Math.max(0.001, f.ms - emptyFoldMs);
       const stored = ing.statuses.stored ?? 0;
-      const fold: IngestRun = { mode: 'fold', what: 'fold of those (a minutes() read)', concurrency: 1, batch, calls: 1, done: stored, statuses: { [`into ${f.json.buckets} buckets`]: stored }, ms: foldMs, rate: stored / (foldMs / 1000) };
+      const fold: IngestRun = {
+        mode: 'fold',
+        what: 'fold of those (a minutes() read)',
+        concurrency: 1,
+        batch,
+        calls: 1,
+        done: stored,
+        statuses: { [`into ${f.json.buckets} buckets`]: stored },
+        ms: foldMs,
+        rate: stored / (foldMs / 1000),
+      };
       const total = ing.ms + foldMs;
-      const sus: IngestRun = { mode: 'sustained', what: 'sustained: ingest + fold', concurrency, batch, calls: (ing.calls ?? 0) + 1, done: stored, statuses: { stored }, ms: total, rate: stored / (total / 1000) };
+      const sus: IngestRun = {
+        mode: 'sustained',
+        what: 'sustained: ingest + fold',
+        concurrency,
+        batch,
+        calls: (ing.calls ?? 0) + 1,
+        done: stored,
+        statuses: { stored },
+        ms: total,
+        rate: stored / (total / 1000),
+      };
       return { concurrency, batch, ingest: ing, fold, sustained: sus };
     };
-    const pushSustained = (x: Sustained, label = '') => runs.push({ ...x.ingest, what: x.ingest.what + label }, { ...x.fold, what: x.fold.what + label }, { ...x.sustained, what: x.sustained.what + label });
+    const pushSustained = (x: Sustained, label = '') =>
+      runs.push({ ...x.ingest, what: x.ingest.what + label }, { ...x.fold, what: x.fold.what + label }, { ...x.sustained, what: x.sustained.what + label });
     if (m === 'flight-delay') pushSustained(await sustainedRun(`bench-${run}-${m}-c1`, 1, Math.min(SUMMARIES, 500)));
     /** REPEATS fresh objects at c=16 (one ingest() per summary, or ingestMany of `batch`); pushes the median's rows, answers all and the median's object. */
     const repeated = async (batch?: number): Promise<{ all: Sustained[]; object: string }> => {
@@ -308,12 +387,24 @@ try {
       for (let i = 0; i < REPEATS; i++) all.push(await sustainedRun(name(i), 16, SUMMARIES, batch));
       const order = all.map((x, i) => [x.sustained.rate, i]).sort((a, b) => a[0] - b[0]);
       const median = order[Math.floor((order.length - 1) / 2)][1];
-      pushSustained(all[median], REPEATS > 1 ? ` (median of ${REPEATS} fresh objects by sustained rate; sustained ${order.map(([r]) => r.toFixed(0)).join(', ')}/s)` : '');
+      pushSustained(
+        all[median],
+        REPEATS > 1 ? ` (median of ${REPEATS} fresh objects by sustained rate; sustained ${order.map(([r]) => r.toFixed(0)).join(', ')}/s)` : '',
+      );
       return { all, object: name(median) };
     };
     const { all: repeats, object: obj16 } = await repeated();
     runs.push(await ingestRun('retries', 'retries (duplicates)', obj16, 16, SUMMARIES));
-    runs.push(await ingestRun('reject floor', 'floor: the same bytes with a bad magic byte (refused at once: RPC, clone, one counter write)', `bench-${run}-${m}-probe`, 16, SUMMARIES, 'reject'));
+    runs.push(
+      await ingestRun(
+        'reject floor',
+        'floor: the same bytes with a bad magic byte (refused at once: RPC, clone, one counter write)',
+        `bench-${run}-${m}-probe`,
+        16,
+        SUMMARIES,
+        'reject',
+      ),
+    );
     runs.push(await ingestRun('read floor', 'floor: as many counters() reads (RPC only, nothing written)', obj16, 16, SUMMARIES, 'read'));
     // As an edge isolate ships them: one ingestMany call per flush and model, a full outbox (32),
     // a partial one (8), and a single window (1, the steady state of an isolate whose flushes keep up).
@@ -323,9 +414,21 @@ try {
       batched[batch] = all;
       if (batch === 32) runs.push(await ingestRun('retries', 'retries (duplicates)', object, 16, SUMMARIES, undefined, batch));
     }
-    runs.push(await ingestRun('reject floor', 'floor: the same bytes with a bad magic byte (refused at once: RPC, clone, one counter write per summary)', `bench-${run}-${m}-probe-b32`, 16, SUMMARIES, 'reject', 32));
+    runs.push(
+      await ingestRun(
+        'reject floor',
+        'floor: the same bytes with a bad magic byte (refused at once: RPC, clone, one counter write per summary)',
+        `bench-${run}-${m}-probe-b32`,
+        16,
+        SUMMARIES,
+        'reject',
+        32,
+      ),
+    );
     const st = await fetch(`http://127.0.0.1:${OFF}/v1/bench/telemetry/stored?object=${encodeURIComponent(obj16)}`).then((r) => r.json() as Promise<any>);
-    const stored = st?.buckets ? { buckets: st.buckets.length, bytes: (st.buckets as { bytes: number }[]).reduce((a, b) => a + b.bytes, 0), counters: st.counters } : null;
+    const stored = st?.buckets
+      ? { buckets: st.buckets.length, bytes: (st.buckets as { bytes: number }[]).reduce((a, b) => a + b.bytes, 0), counters: st.counters }
+      : null;
     ingest[m] = { meanBytes: prep.json.bytes.total / SUMMARIES, runs, repeats, batched, stored, bases: prep.json.bases, stream: prep.json.stream };
   }
   markLoad('part 3 end');
@@ -352,12 +455,26 @@ for (const m of AGG_ONLY ? [] : MODELS) {
     const profiler = createWindowProfiler({ source: { kind: 'edge', id: 'edge-1a2b3c4d' }, windowMs: Number.MAX_SAFE_INTEGER, maxRows: n + 1 });
     const lines: string[] = [];
     for (let i = 0; i < n; i++) {
-      profiler.observe(manifests[m], manifests[m].version, [{ features: enc.observed[i], outputs: predictions[i] as ObservedRow['outputs'] }], lat[i % lat.length], 'edge');
-      lines.push(JSON.stringify({ time: Date.now(), features: instances[i], outputs: predictions[i], latency_ms: Number(lat[i % lat.length].toFixed(3)), served_by: 'edge' }));
+      profiler.observe(
+        manifests[m],
+        manifests[m].version,
+        [{ features: enc.observed[i], outputs: predictions[i] as ObservedRow['outputs'] }],
+        lat[i % lat.length],
+        'edge',
+      );
+      lines.push(
+        JSON.stringify({
+          time: Date.now(),
+          features: instances[i],
+          outputs: predictions[i],
+          latency_ms: Number(lat[i % lat.length].toFixed(3)),
+          served_by: 'edge',
+        }),
+      );
     }
     profiler.closeAll();
     const s = profiler.take()[0].bytes;
-    const raw = Buffer.from(lines.join('\n') + '\n');
+    const raw = Buffer.from(`${lines.join('\n')}\n`);
     bytes.push({ model: m, rows: n, summary: s.length, summaryGz: gzipSync(s).length, json: raw.length, jsonGz: gzipSync(raw).length });
   }
 }
@@ -408,7 +525,9 @@ for (const m of MODELS) {
     groupCount: db.prepare(`SELECT COUNT(*) AS n FROM pending WHERE model_version = ? AND minute = ?`),
     groups: db.prepare(`SELECT model_version, minute, MAX(id) AS last, COUNT(*) AS n FROM pending GROUP BY model_version, minute`),
     get: db.prepare(`SELECT summary FROM buckets WHERE model_version = ? AND minute = ?`),
-    put: db.prepare(`INSERT INTO buckets (model_version, minute, summary) VALUES (?, ?, ?) ON CONFLICT(model_version, minute) DO UPDATE SET summary = excluded.summary`),
+    put: db.prepare(
+      `INSERT INTO buckets (model_version, minute, summary) VALUES (?, ?, ?) ON CONFLICT(model_version, minute) DO UPDATE SET summary = excluded.summary`,
+    ),
     del: db.prepare(`DELETE FROM pending WHERE model_version = ? AND minute = ? AND id <= ?`),
   };
   const b: Breakdown = { decode: 0, merge: 0, sql: db ? 0 : null, foldEncode: 0, foldSql: db ? 0 : null, bucketDecodeMerge: 0, minutes: 0, n: SUMMARIES };
@@ -500,28 +619,64 @@ for (const m of MODELS) {
 const date = new Date().toISOString().slice(0, 10);
 const loadText = loads.map((l) => `${l.at} ${l.load.join(' / ')}`).join('; ');
 const note = `shared ${cpus().length}-core machine, other agents loading the CPU during the run; load average (1 / 5 / 15 min): ${loadText}`;
-console.log(`\n## ${AGG_ONLY ? 'Aggregator ingest (part 3 alone, --only aggregator)' : 'Telemetry cost, summary bytes and aggregator ingest'} (Node ${process.versions.node}, ${date}; ${note})\n`);
+console.log(
+  `\n## ${AGG_ONLY ? 'Aggregator ingest (part 3 alone, --only aggregator)' : 'Telemetry cost, summary bytes and aggregator ingest'} (Node ${process.versions.node}, ${date}; ${note})\n`,
+);
 
 if (!AGG_ONLY) {
-  console.log(`### 1a. Edge latency, telemetry off vs on: one-row POST /v1/models/{name}/predict, two wrangler dev processes (${ROUNDS} pairs in turn), cache off, budget ${BUDGET_MS} ms, requests alternated (ms)\n`);
+  console.log(
+    `### 1a. Edge latency, telemetry off vs on: one-row POST /v1/models/{name}/predict, two wrangler dev processes (${ROUNDS} pairs in turn), cache off, budget ${BUDGET_MS} ms, requests alternated (ms)\n`,
+  );
   const e2eRows = MODELS.map((m) => {
     const r = e2e[m]!;
     const off = sortNum(r.off);
     const on = sortNum(r.on);
     const d50 = relDiff(r.off, r.on, 0.5);
     const d99 = relDiff(r.off, r.on, 0.99);
-    return [m, r.off.length, q(off, 0.5).toFixed(2), q(on, 0.5).toFixed(2), `${pct(d50.d)} [${pct(d50.lo)}, ${pct(d50.hi)}]`, r.rounds.map(pct).join(', '), q(off, 0.99).toFixed(2), q(on, 0.99).toFixed(2), `${pct(d99.d)} [${pct(d99.lo)}, ${pct(d99.hi)}]`, r.errors];
+    return [
+      m,
+      r.off.length,
+      q(off, 0.5).toFixed(2),
+      q(on, 0.5).toFixed(2),
+      `${pct(d50.d)} [${pct(d50.lo)}, ${pct(d50.hi)}]`,
+      r.rounds.map(pct).join(', '),
+      q(off, 0.99).toFixed(2),
+      q(on, 0.99).toFixed(2),
+      `${pct(d99.d)} [${pct(d99.lo)}, ${pct(d99.hi)}]`,
+      r.errors,
+    ];
   });
-  console.log(markdownTable(['model', 'requests each', 'p50 off', 'p50 on', 'Δ p50 [95% CI]', 'Δ p50 per process pair', 'p99 off', 'p99 on', 'Δ p99 [95% CI]', 'errors'], e2eRows));
+  console.log(
+    markdownTable(
+      ['model', 'requests each', 'p50 off', 'p50 on', 'Δ p50 [95% CI]', 'Δ p50 per process pair', 'p99 off', 'p99 on', 'Δ p99 [95% CI]', 'errors'],
+      e2eRows,
+    ),
+  );
 
   console.log(`\n### 1b. Inside the isolate, per one-row request (µs; (wall time of N runs − empty run) / N, best of 5)\n`);
   console.log(
     markdownTable(
-      ['model', 'telemetry: observe + tick', 'engine.infer (batcher + session.run)', 'session.run alone', 'telemetry / infer', 'telemetry / edge p50 off', 'windows closed (bytes)'],
+      [
+        'model',
+        'telemetry: observe + tick',
+        'engine.infer (batcher + session.run)',
+        'session.run alone',
+        'telemetry / infer',
+        'telemetry / edge p50 off',
+        'windows closed (bytes)',
+      ],
       MODELS.map((m) => {
         const h = hot[m]!;
         const p50off = q(sortNum(e2e[m]!.off), 0.5);
-        return [m, h.sketchUs.toFixed(2), h.inferUs.toFixed(1), h.sessionUs.toFixed(1), `${((100 * h.sketchUs) / h.inferUs).toFixed(1)}%`, `${((100 * h.sketchUs) / (p50off * 1000)).toFixed(2)}%`, `${h.flushed} in ${h.runs} (${h.flushedBytes} B)`];
+        return [
+          m,
+          h.sketchUs.toFixed(2),
+          h.inferUs.toFixed(1),
+          h.sessionUs.toFixed(1),
+          `${((100 * h.sketchUs) / h.inferUs).toFixed(1)}%`,
+          `${((100 * h.sketchUs) / (p50off * 1000)).toFixed(2)}%`,
+          `${h.flushed} in ${h.runs} (${h.flushedBytes} B)`,
+        ];
       }),
     ),
   );
@@ -530,7 +685,17 @@ if (!AGG_ONLY) {
   console.log(
     markdownTable(
       ['model', 'rows', 'summary B', 'B/row', 'summary gzip B', 'rows as JSON B', 'JSON gzip B', 'JSON / summary', 'JSON gzip / summary'],
-      bytes.map((b) => [b.model, b.rows, b.summary, (b.summary / b.rows).toFixed(1), b.summaryGz, b.json, b.jsonGz, `${(b.json / b.summary).toFixed(1)}x`, `${(b.jsonGz / b.summary).toFixed(1)}x`]),
+      bytes.map((b) => [
+        b.model,
+        b.rows,
+        b.summary,
+        (b.summary / b.rows).toFixed(1),
+        b.summaryGz,
+        b.json,
+        b.jsonGz,
+        `${(b.json / b.summary).toFixed(1)}x`,
+        `${(b.jsonGz / b.summary).toFixed(1)}x`,
+      ]),
     ),
   );
 }
@@ -545,10 +710,27 @@ for (const m of MODELS) {
   for (const r of ig.runs) {
     // A fold shorter than the noise of the baseline read (it can even come out negative) has no meaningful rate.
     const noise = r.mode === 'fold' && r.ms < 1;
-    ingestRows.push([m, ig.meanBytes.toFixed(0), r.mode === 'read floor' ? 'counters()' : r.batch ? `ingestMany ×${r.batch}` : 'ingest()', r.what, r.concurrency, r.mode === 'fold' ? 1 : (r.calls ?? '-'), `${r.done} (${Object.entries(r.statuses).map(([k, v]) => (k.startsWith('into') ? k : `${v} ${k}`)).join(', ')})`, noise ? '< 1' : r.ms.toFixed(0), noise ? '(within noise)' : r.rate.toFixed(0)]);
+    ingestRows.push([
+      m,
+      ig.meanBytes.toFixed(0),
+      r.mode === 'read floor' ? 'counters()' : r.batch ? `ingestMany ×${r.batch}` : 'ingest()',
+      r.what,
+      r.concurrency,
+      r.mode === 'fold' ? 1 : (r.calls ?? '-'),
+      `${r.done} (${Object.entries(r.statuses)
+        .map(([k, v]) => (k.startsWith('into') ? k : `${v} ${k}`))
+        .join(', ')})`,
+      noise ? '< 1' : r.ms.toFixed(0),
+      noise ? '(within noise)' : r.rate.toFixed(0),
+    ]);
   }
 }
-console.log(markdownTable(['model', 'summary B (mean)', 'call (summaries per RPC)', 'what', 'concurrency (RPCs in flight)', 'RPCs', 'summaries', 'ms', 'summaries/s'], ingestRows));
+console.log(
+  markdownTable(
+    ['model', 'summary B (mean)', 'call (summaries per RPC)', 'what', 'concurrency (RPCs in flight)', 'RPCs', 'summaries', 'ms', 'summaries/s'],
+    ingestRows,
+  ),
+);
 console.log(
   '\n' +
     markdownTable(
@@ -556,16 +738,41 @@ console.log(
       MODELS.filter((m) => ingest[m]?.stored).map((m) => {
         const s = ingest[m]!.stored!;
         const storedN = s.counters.stored ?? SUMMARIES;
-        return [m, s.buckets, s.bytes, `${(s.bytes / storedN).toFixed(0)} B + one seen row`, Object.entries(s.counters).map(([k, v]) => `${k} ${v}`).join(', ')];
+        return [
+          m,
+          s.buckets,
+          s.bytes,
+          `${(s.bytes / storedN).toFixed(0)} B + one seen row`,
+          Object.entries(s.counters)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', '),
+        ];
       }),
     ),
 );
 
-console.log(`\n### 3b. Where the time goes: the same ${SUMMARIES} summaries through the same steps in Node (µs per summary; the fold's per-minute work spread over the summaries it folds)\n`);
-const cRow = (m: Model, mode: IngestRun['mode']) => ingest[m]!.runs.find((r) => r.concurrency === 16 && r.batch === undefined && r.mode === mode) ?? ingest[m]!.runs.find((r) => r.batch === undefined && r.mode === mode);
+console.log(
+  `\n### 3b. Where the time goes: the same ${SUMMARIES} summaries through the same steps in Node (µs per summary; the fold's per-minute work spread over the summaries it folds)\n`,
+);
+const cRow = (m: Model, mode: IngestRun['mode']) =>
+  ingest[m]!.runs.find((r) => r.concurrency === 16 && r.batch === undefined && r.mode === mode) ??
+  ingest[m]!.runs.find((r) => r.batch === undefined && r.mode === mode);
 console.log(
   markdownTable(
-    ['model', 'decode summary', 'merge in memory', 'SQL at ingest (node:sqlite, in memory)', 'ingest sum (Node)', 'ingest measured in the object (c=16)', 'floor measured: refused at once (RPC + a write)', 'of which a read RPC', 'rest: measured − sum − floor', 'fold: encode + SQL, per summary (Node)', 'fold measured, per summary', 'a later fold into an existing bucket: + decode + merge, per bucket'],
+    [
+      'model',
+      'decode summary',
+      'merge in memory',
+      'SQL at ingest (node:sqlite, in memory)',
+      'ingest sum (Node)',
+      'ingest measured in the object (c=16)',
+      'floor measured: refused at once (RPC + a write)',
+      'of which a read RPC',
+      'rest: measured − sum − floor',
+      'fold: encode + SQL, per summary (Node)',
+      'fold measured, per summary',
+      'a later fold into an existing bucket: + decode + merge, per bucket',
+    ],
     MODELS.filter((m) => breakdown[m]).map((m) => {
       const b = breakdown[m]!;
       const per = (x: number) => (x / b.n) * 1000;
@@ -604,7 +811,11 @@ if (!AGG_ONLY) {
   }
   for (const m of MODELS) {
     const share = hot[m]!.sketchUs / (q(sortNum(e2e[m]!.off), 0.5) * 1000);
-    targets.push([`the same, from the in-isolate cost (${m})`, `${hot[m]!.sketchUs.toFixed(2)} µs = ${(100 * share).toFixed(2)}% of p50`, share < 0.05 ? 'met' : 'MISSED']);
+    targets.push([
+      `the same, from the in-isolate cost (${m})`,
+      `${hot[m]!.sketchUs.toFixed(2)} µs = ${(100 * share).toFixed(2)}% of p50`,
+      share < 0.05 ? 'met' : 'MISSED',
+    ]);
   }
 }
 for (const m of MODELS) {
@@ -613,19 +824,47 @@ for (const m of MODELS) {
   const rates = ig.repeats.map((x) => x.sustained.rate);
   const med = sortNum(rates)[Math.floor((rates.length - 1) / 2)];
   const ing = cRow(m, 'ingest');
-  if (ing) targets.push([`one aggregator object: ingest alone, as the sender sees it (${m}, c=16; not the target: the fold is deferred)`, `${ing.rate.toFixed(0)}/s`, ing.rate >= 1000 ? '(≥ 1,000)' : '(< 1,000)']);
-  targets.push([`one aggregator object merges ≥ 1,000 summaries/s, sustained: ingest + fold (${m}, c=16, one ingest() per summary)`, `${med.toFixed(0)}/s${rates.length > 1 ? ` (median of ${rates.length}: ${rates.map((r) => r.toFixed(0)).join(', ')})` : ''}`, med >= 1000 ? 'met' : 'MISSED']);
+  if (ing)
+    targets.push([
+      `one aggregator object: ingest alone, as the sender sees it (${m}, c=16; not the target: the fold is deferred)`,
+      `${ing.rate.toFixed(0)}/s`,
+      ing.rate >= 1000 ? '(≥ 1,000)' : '(< 1,000)',
+    ]);
+  targets.push([
+    `one aggregator object merges ≥ 1,000 summaries/s, sustained: ingest + fold (${m}, c=16, one ingest() per summary)`,
+    `${med.toFixed(0)}/s${rates.length > 1 ? ` (median of ${rates.length}: ${rates.map((r) => r.toFixed(0)).join(', ')})` : ''}`,
+    med >= 1000 ? 'met' : 'MISSED',
+  ]);
   for (const [batch, xs] of Object.entries(ig.batched ?? {}).sort((a, b) => Number(b[0]) - Number(a[0]))) {
     const rs = xs.map((x) => x.sustained.rate);
     const bm = sortNum(rs)[Math.floor((rs.length - 1) / 2)];
-    targets.push([`the same, through ingestMany, ${batch} per call (${m}, c=16)`, `${bm.toFixed(0)}/s${rs.length > 1 ? ` (median of ${rs.length}: ${rs.map((r) => r.toFixed(0)).join(', ')})` : ''}`, bm >= 1000 ? 'met' : 'MISSED']);
+    targets.push([
+      `the same, through ingestMany, ${batch} per call (${m}, c=16)`,
+      `${bm.toFixed(0)}/s${rs.length > 1 ? ` (median of ${rs.length}: ${rs.map((r) => r.toFixed(0)).join(', ')})` : ''}`,
+      bm >= 1000 ? 'met' : 'MISSED',
+    ]);
   }
 }
-console.log('\n' + markdownTable(['target', 'measured', 'verdict'], targets));
+console.log(`\n${markdownTable(['target', 'measured', 'verdict'], targets)}`);
 console.log(`\n(whole run ${((Date.now() - started) / 1000).toFixed(0)} s)`);
 
 mkdirSync(join(ROOT, 'bench/out'), { recursive: true });
 writeFileSync(
   join(ROOT, AGG_ONLY ? 'bench/out/telemetry-aggregator.json' : 'bench/out/telemetry.json'),
-  JSON.stringify({ date, node: process.versions.node, loads, e2e, hot, bytes, ingest: Object.fromEntries(Object.entries(ingest).map(([k, v]) => [k, { ...v, bases: undefined }])), breakdown, emptyIngestMs, emptyFoldMs }, null, 1),
+  JSON.stringify(
+    {
+      date,
+      node: process.versions.node,
+      loads,
+      e2e,
+      hot,
+      bytes,
+      ingest: Object.fromEntries(Object.entries(ingest).map(([k, v]) => [k, { ...v, bases: undefined }])),
+      breakdown,
+      emptyIngestMs,
+      emptyFoldMs,
+    },
+    null,
+    1,
+  ),
 );

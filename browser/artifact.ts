@@ -64,7 +64,8 @@ export async function loadArtifact(endpoint: string, d: ArtifactDescriptor, cach
     await cache.put(url, new Response(bytes as Uint8Array<ArrayBuffer>, { headers: { 'content-type': 'application/octet-stream' } })).catch(() => undefined);
     // Older versions of this model's artifact are no longer needed.
     const prefix = new URL(`/v1/models/${encodeURIComponent(d.model)}/artifact/`, endpoint).href;
-    for (const req of await (cache as unknown as { keys(): Promise<Request[]> }).keys()) if (req.url.startsWith(prefix) && req.url !== url) await cache.delete(req);
+    for (const req of await (cache as unknown as { keys(): Promise<Request[]> }).keys())
+      if (req.url.startsWith(prefix) && req.url !== url) await cache.delete(req);
   }
   return { bytes, fromCache: false };
 }

@@ -50,14 +50,15 @@ export function ortFor(kind: 'wasm' | 'webgpu', ortBase: string): Promise<Ort> {
 export async function probeWebGpu(): Promise<{ reason?: string; adapter?: string }> {
   const gpu = dom.navigator.gpu;
   if (!gpu) return { reason: 'navigator.gpu is missing (WebGPU disabled or unsupported)' };
-  let adapter;
+  let adapter: Awaited<ReturnType<typeof gpu.requestAdapter>>;
   try {
     adapter = await gpu.requestAdapter();
   } catch (err) {
     return { reason: `requestAdapter failed: ${(err as Error).message}` };
   }
   if (!adapter) return { reason: 'no WebGPU adapter' };
-  if (typeof (WebAssembly as unknown as { Suspending?: unknown }).Suspending !== 'function') return { reason: 'no JSPI (WebAssembly.Suspending) for the native WebGPU build' };
+  if (typeof (WebAssembly as unknown as { Suspending?: unknown }).Suspending !== 'function')
+    return { reason: 'no JSPI (WebAssembly.Suspending) for the native WebGPU build' };
   const info = adapter.info ?? {};
   return { adapter: [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unknown adapter' };
 }
@@ -94,7 +95,14 @@ export function createEdgeBackend(endpoint: string, manifest: ModelManifest, { t
   return {
     name: 'edge',
     async run(feeds) {
-      const body = { inputs: Object.entries(feeds).map(([name, t]) => ({ name, datatype: V2_DATATYPE[t.dtype], shape: t.dims, data: Array.from(t.data as ArrayLike<number | bigint>, Number) })) };
+      const body = {
+        inputs: Object.entries(feeds).map(([name, t]) => ({
+          name,
+          datatype: V2_DATATYPE[t.dtype],
+          shape: t.dims,
+          data: Array.from(t.data as ArrayLike<number | bigint>, Number),
+        })),
+      };
       const json = JSON.stringify(body);
       const post = () =>
         fetch(`${endpoint}/v2/models/${encodeURIComponent(manifest.name)}/infer`, {

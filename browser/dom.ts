@@ -27,7 +27,11 @@ export interface BrowserGlobals {
     serviceWorker?: { register(url: string, options: { scope: string }): Promise<unknown>; controller: unknown; ready: Promise<unknown> };
   };
   Worker: new (url: string | URL, options: { type: 'module'; name?: string }) => Endpoint & { terminate(): void };
-  document: { getElementById(id: string): DomElement | null; addEventListener(type: string, listener: (event: { target: unknown }) => void): void; body: DomElement };
+  document: {
+    getElementById(id: string): DomElement | null;
+    addEventListener(type: string, listener: (event: { target: unknown }) => void): void;
+    body: DomElement;
+  };
   addEventListener(type: string, listener: () => void): void;
   removeEventListener(type: string, listener: () => void): void;
 }

@@ -16,7 +16,13 @@ export interface GoldenVerdict {
   reason?: string;
 }
 
-export function compareGolden(manifest: ModelManifest, got: Prediction[], want: Prediction[], tolerance: Record<string, number>, { scores = true }: { scores?: boolean } = {}): GoldenVerdict {
+export function compareGolden(
+  manifest: ModelManifest,
+  got: Prediction[],
+  want: Prediction[],
+  tolerance: Record<string, number>,
+  { scores = true }: { scores?: boolean } = {},
+): GoldenVerdict {
   let maxAbsDiff = 0;
   let minOverlap: number | undefined;
   const fail = (reason: string): GoldenVerdict => ({ ok: false, rows: got.length, maxAbsDiff, ...(minOverlap !== undefined ? { minOverlap } : {}), reason });

@@ -83,7 +83,16 @@ interface Item {
   params: Record<string, number>;
 }
 
-export function createRuntime({ model, endpoint = dom.location.origin, prefer = [...BACKENDS], telemetry = true, baseUrl, cacheName = 'driftwatch-models-v1', cache: cacheOptions = {}, batch = {} }: RuntimeOptions): Runtime {
+export function createRuntime({
+  model,
+  endpoint = dom.location.origin,
+  prefer = [...BACKENDS],
+  telemetry = true,
+  baseUrl,
+  cacheName = 'driftwatch-models-v1',
+  cache: cacheOptions = {},
+  batch = {},
+}: RuntimeOptions): Runtime {
   for (const b of prefer) if (!BACKENDS.includes(b)) throw new TypeError(`prefer: unknown backend "${b}" (expected ${BACKENDS.join(', ')})`);
   if (prefer.length === 0) throw new TypeError('prefer must name at least one backend');
   const base = new URL(baseUrl ?? './', baseUrl ? dom.location.href : import.meta.url).href;
@@ -98,7 +107,10 @@ export function createRuntime({ model, endpoint = dom.location.origin, prefer = 
   let disposed = false;
   const served: RuntimeStats['served'] = { webgpu: 0, wasm: 0, edge: 0, cache: 0 };
   let last: RuntimeStats['last'];
-  const cache = (cacheOptions.maxBytes ?? 1 << 20) > 0 ? createCache<Prediction>({ maxBytes: cacheOptions.maxBytes ?? 1 << 20, ttlMs: cacheOptions.ttlMs ?? 600_000 }) : undefined;
+  const cache =
+    (cacheOptions.maxBytes ?? 1 << 20) > 0
+      ? createCache<Prediction>({ maxBytes: cacheOptions.maxBytes ?? 1 << 20, ttlMs: cacheOptions.ttlMs ?? 600_000 })
+      : undefined;
 
   const onChange = (c: BackendChange, attempts: Attempt[]) => {
     backend = c.to;
@@ -115,8 +127,8 @@ export function createRuntime({ model, endpoint = dom.location.origin, prefer = 
     }),
   );
   failed.catch(() => undefined);
-  const ready = Promise.race([remote.init({ model, endpoint, prefer, ortBase: new URL('ort/', base).href, cacheName }, Comlink.proxy(onChange)), failed])
-    .then((r) => {
+  const ready = Promise.race([remote.init({ model, endpoint, prefer, ortBase: new URL('ort/', base).href, cacheName }, Comlink.proxy(onChange)), failed]).then(
+    (r) => {
       report = r;
       backend = r.backend;
       manifest = r.descriptor.manifest;
@@ -133,9 +145,11 @@ export function createRuntime({ model, endpoint = dom.location.origin, prefer = 
           return toPredictions(m, res.outputs, merged.rows, keep).map((prediction) => ({ prediction, backend: res.backend }));
         },
       });
-      if (telemetry !== false && r.descriptor.telemetry) reporter = createReporter({ endpoint, manifest: m, grant: r.descriptor.telemetry, options: telemetry === true ? {} : telemetry });
+      if (telemetry !== false && r.descriptor.telemetry)
+        reporter = createReporter({ endpoint, manifest: m, grant: r.descriptor.telemetry, options: telemetry === true ? {} : telemetry });
       return r;
-    });
+    },
+  );
   ready.catch(() => undefined);
 
   async function predict(instances: Record<string, unknown>[]): Promise<Prediction[]> {
@@ -193,7 +207,16 @@ export function createRuntime({ model, endpoint = dom.location.origin, prefer = 
       const scores = p.scores as number[];
       return ids.map((id, i) => ({ id, score: scores[i] }));
     },
-    stats: (): RuntimeStats => ({ backend, attempts: report?.attempts ?? [], served: { ...served }, last, load: report?.load, batcher: batcher?.stats(), cache: cache?.stats(), telemetry: reporter?.stats() }),
+    stats: (): RuntimeStats => ({
+      backend,
+      attempts: report?.attempts ?? [],
+      served: { ...served },
+      last,
+      load: report?.load,
+      batcher: batcher?.stats(),
+      cache: cache?.stats(),
+      telemetry: reporter?.stats(),
+    }),
     flushTelemetry: async () => {
       await ready;
       await reporter?.flushAll();

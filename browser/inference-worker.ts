@@ -53,7 +53,10 @@ async function attempt(name: BackendName, s: Omit<State, 'backend' | 'index'>): 
   const m = s.descriptor.manifest;
   const golden = goldenRequest(m, s.descriptor);
   const tolerance = s.descriptor.golden?.tolerance ?? {};
-  const done = (a: Omit<Attempt, 'backend' | 'ms'>, backend?: Backend) => ({ backend, attempt: { backend: name, ms: Math.round(performance.now() - t0), ...a } });
+  const done = (a: Omit<Attempt, 'backend' | 'ms'>, backend?: Backend) => ({
+    backend,
+    attempt: { backend: name, ms: Math.round(performance.now() - t0), ...a },
+  });
   const check = async (b: Backend, reference: Prediction[], opts?: { scores?: boolean }): Promise<GoldenVerdict> => {
     const out = await b.run(golden!.feeds);
     return compareGolden(m, toPredictions(m, out, golden!.rows), reference, tolerance, opts);
@@ -63,7 +66,14 @@ async function attempt(name: BackendName, s: Omit<State, 'backend' | 'index'>): 
       const b = createEdgeBackend(s.options.endpoint, m);
       if (!golden) return done({ ok: true }, b);
       const v = await check(b, golden.expected, { scores: false });
-      return done({ ok: v.ok, ...(v.reason ? { reason: `disagrees with the golden set: ${v.reason}` } : {}), golden: { rows: v.rows, maxAbsDiff: v.maxAbsDiff, minOverlap: v.minOverlap, against: 'golden.json' } }, v.ok ? b : undefined);
+      return done(
+        {
+          ok: v.ok,
+          ...(v.reason ? { reason: `disagrees with the golden set: ${v.reason}` } : {}),
+          golden: { rows: v.rows, maxAbsDiff: v.maxAbsDiff, minOverlap: v.minOverlap, against: 'golden.json' },
+        },
+        v.ok ? b : undefined,
+      );
     }
     if (!s.bytes) return done({ ok: false, reason: `no artifact: ${s.artifactError}` });
     if (name === 'wasm') {
@@ -71,7 +81,14 @@ async function attempt(name: BackendName, s: Omit<State, 'backend' | 'index'>): 
       if (!golden) return done({ ok: true }, b);
       const v = await check(b, golden.expected);
       if (!v.ok) await b.release();
-      return done({ ok: v.ok, ...(v.reason ? { reason: `disagrees with onnxruntime-node on the golden set: ${v.reason}` } : {}), golden: { rows: v.rows, maxAbsDiff: v.maxAbsDiff, minOverlap: v.minOverlap, against: 'golden.json' } }, v.ok ? b : undefined);
+      return done(
+        {
+          ok: v.ok,
+          ...(v.reason ? { reason: `disagrees with onnxruntime-node on the golden set: ${v.reason}` } : {}),
+          golden: { rows: v.rows, maxAbsDiff: v.maxAbsDiff, minOverlap: v.minOverlap, against: 'golden.json' },
+        },
+        v.ok ? b : undefined,
+      );
     }
     const probe = await probeWebGpu();
     if (probe.reason) return done({ ok: false, reason: probe.reason });
@@ -87,7 +104,14 @@ async function attempt(name: BackendName, s: Omit<State, 'backend' | 'index'>): 
     }
     const v = await check(b, reference);
     if (!v.ok) await b.release();
-    return done({ ok: v.ok, ...(v.reason ? { reason: `disagrees with the WASM backend on the golden set: ${v.reason}` } : {}), golden: { rows: v.rows, maxAbsDiff: v.maxAbsDiff, minOverlap: v.minOverlap, against: `wasm (adapter: ${probe.adapter})` } }, v.ok ? b : undefined);
+    return done(
+      {
+        ok: v.ok,
+        ...(v.reason ? { reason: `disagrees with the WASM backend on the golden set: ${v.reason}` } : {}),
+        golden: { rows: v.rows, maxAbsDiff: v.maxAbsDiff, minOverlap: v.minOverlap, against: `wasm (adapter: ${probe.adapter})` },
+      },
+      v.ok ? b : undefined,
+    );
   } catch (err) {
     return done({ ok: false, reason: message(err) });
   }
@@ -134,7 +158,12 @@ const api: InferenceApi = {
       base.attempts.push(a);
       if (backend) {
         state = { ...base, backend, index: i };
-        const report: InitReport = { backend: backend.name, descriptor, attempts: base.attempts, load: { ms: Math.round(loadMs), artifactFromCache, descriptorFromCache, sessionMs: Math.round(performance.now() - t1) } };
+        const report: InitReport = {
+          backend: backend.name,
+          descriptor,
+          attempts: base.attempts,
+          load: { ms: Math.round(loadMs), artifactFromCache, descriptorFromCache, sessionMs: Math.round(performance.now() - t1) },
+        };
         return report;
       }
     }

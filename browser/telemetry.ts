@@ -47,11 +47,26 @@ export function withBackendFeature(m: ModelManifest): ModelManifest {
   return { ...m, features: [...m.features, { name: BACKEND_FEATURE, kind: 'categorical', input: '', vocabulary: [], oov: 'unknown', sketchCapacity: 8 }] };
 }
 
-export function createReporter({ endpoint, manifest, grant: initial, options = {} }: { endpoint: string; manifest: ModelManifest; grant: TelemetryGrant; options?: TelemetryOptions }) {
+export function createReporter({
+  endpoint,
+  manifest,
+  grant: initial,
+  options = {},
+}: {
+  endpoint: string;
+  manifest: ModelManifest;
+  grant: TelemetryGrant;
+  options?: TelemetryOptions;
+}) {
   const intervalMs = options.intervalMs ?? 10_000;
   let grant = initial;
   const profiled = withBackendFeature(manifest);
-  const profiler: WindowProfiler = createWindowProfiler({ source: { kind: 'browser', id: grant.source }, windowMs: options.windowMs ?? intervalMs, maxRows: options.maxRows ?? 1000, maxOutbox: options.maxOutbox ?? 8 });
+  const profiler: WindowProfiler = createWindowProfiler({
+    source: { kind: 'browser', id: grant.source },
+    windowMs: options.windowMs ?? intervalMs,
+    maxRows: options.maxRows ?? 1000,
+    maxOutbox: options.maxOutbox ?? 8,
+  });
   const stats: TelemetryStats = { sent: 0, dropped: 0, failures: 0, beacons: 0, outbox: 0, rows: 0 };
   let flushing: Promise<void> | undefined;
   let disposed = false;
@@ -60,7 +75,10 @@ export function createReporter({ endpoint, manifest, grant: initial, options = {
 
   async function renew(): Promise<boolean> {
     try {
-      const res = await fetch(`${endpoint}/v1/models/${encodeURIComponent(manifest.name)}/telemetry-token`, { cache: 'no-store', headers: { authorization: `Bearer ${grant.token}` } });
+      const res = await fetch(`${endpoint}/v1/models/${encodeURIComponent(manifest.name)}/telemetry-token`, {
+        cache: 'no-store',
+        headers: { authorization: `Bearer ${grant.token}` },
+      });
       if (!res.ok) return false;
       grant = (await res.json()) as TelemetryGrant;
       return true;
@@ -120,8 +138,19 @@ export function createReporter({ endpoint, manifest, grant: initial, options = {
   dom.addEventListener('pagehide', onHide);
 
   return {
-    observe(rows: { features: Record<string, number | string | (number | string)[]>; outputs: Record<string, number | number[]> }[], backend: BackendName | 'cache', latencyMs: number, outcome: Outcome): void {
-      profiler.observe(profiled, manifest.version, rows.map((r) => ({ features: { ...r.features, [BACKEND_FEATURE]: backend }, outputs: r.outputs })), latencyMs, outcome);
+    observe(
+      rows: { features: Record<string, number | string | (number | string)[]>; outputs: Record<string, number | number[]> }[],
+      backend: BackendName | 'cache',
+      latencyMs: number,
+      outcome: Outcome,
+    ): void {
+      profiler.observe(
+        profiled,
+        manifest.version,
+        rows.map((r) => ({ features: { ...r.features, [BACKEND_FEATURE]: backend }, outputs: r.outputs })),
+        latencyMs,
+        outcome,
+      );
       stats.rows += rows.length;
     },
     /** Closes the open window and sends everything now (tests, or an app that knows best). */

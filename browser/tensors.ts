@@ -13,7 +13,10 @@ function allocate(like: TensorData, n: number): TensorData {
 }
 
 /** One batch from requests of one or more rows each, in order. */
-export function concatRequests(manifest: ModelManifest, requests: { rows: number; feeds: Record<string, Tensor> }[]): { rows: number; feeds: Record<string, Tensor> } {
+export function concatRequests(
+  manifest: ModelManifest,
+  requests: { rows: number; feeds: Record<string, Tensor> }[],
+): { rows: number; feeds: Record<string, Tensor> } {
   const rows = requests.reduce((a, r) => a + r.rows, 0);
   const feeds: Record<string, Tensor> = {};
   for (const spec of manifest.inputs) {

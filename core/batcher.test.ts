@@ -431,7 +431,9 @@ describe("createBatcher: mode 'adaptive'", () => {
     const waited = inner.callTimes[k] - first;
     const { interval, fixedMs } = atDispatch[k];
     // It left by timer, so by the contract either the cap was reached or waiting no longer paid.
-    expect(waited >= maxWaitMs - 1e-9 || interval * n >= fixedMs, `left after ${waited} ms with n = ${n}, interval·n = ${interval * n} < a = ${fixedMs}`).toBe(true);
+    expect(waited >= maxWaitMs - 1e-9 || interval * n >= fixedMs, `left after ${waited} ms with n = ${n}, interval·n = ${interval * n} < a = ${fixedMs}`).toBe(
+      true,
+    );
   });
 });
 
@@ -655,10 +657,7 @@ const arrivalArb: fc.Arbitrary<Arrival> = fc.record({
     { weight: 1, arbitrary: fc.oneof(fc.double({ min: 0, max: 60, noNaN: true }), fc.integer({ min: 0, max: 60 })) },
   ),
   // About one request in twenty poisons its batch.
-  poison: fc.oneof(
-    { weight: 57, arbitrary: fc.constant<Poison>('none') },
-    { weight: 3, arbitrary: fc.constantFrom<Poison>('throw', 'reject', 'short') },
-  ),
+  poison: fc.oneof({ weight: 57, arbitrary: fc.constant<Poison>('none') }, { weight: 3, arbitrary: fc.constantFrom<Poison>('throw', 'reject', 'short') }),
 });
 
 const scenarioArb = fc.record({
@@ -858,11 +857,14 @@ describe('createBatcher: trusting the estimate', () => {
           budget: fc.integer({ min: 20, max: 100 }),
           maxBatch: fc.integer({ min: 1, max: 16 }),
           mode: fc.constantFrom<BatchMode>('adaptive', 'fixed', 'off'),
-          arrivals: fc.array(fc.record({ gap: fc.double({ min: 1, max: 20, noNaN: true }), burst: fc.integer({ min: 1, max: 4 }) }), { minLength: 20, maxLength: 120 }),
+          arrivals: fc.array(fc.record({ gap: fc.double({ min: 1, max: 20, noNaN: true }), burst: fc.integer({ min: 1, max: 4 }) }), {
+            minLength: 20,
+            maxLength: 120,
+          }),
         }),
         async (sc) => {
           let k = 0;
-          const h = harness((n) => (k++ === 0 ? sc.firstMs : (sc.a + sc.b * n) * (1 + sc.jitter * ((k * 7919) % 10) / 10)));
+          const h = harness((n) => (k++ === 0 ? sc.firstMs : (sc.a + sc.b * n) * (1 + (sc.jitter * ((k * 7919) % 10)) / 10)));
           const b = createBatcher({ run: h.run, maxBatch: sc.maxBatch, mode: sc.mode, ...timing(h.clock) });
           const cold = b.submit(-1);
           await h.clock.drain();
@@ -892,25 +894,28 @@ describe('createBatcher: trusting the estimate', () => {
   it.each([
     { stale: 200, now: 1 }, // the new measurement is far below the estimate
     { stale: 60, now: 20 }, // it is not, but the probe meets the deadline the estimate said it would miss
-  ])('a trusted estimate gone stale ($stale ms, now $now ms) refuses for at most probeEveryMs: then one probe runs, is served in time, and everything after it is served', async ({ stale, now }) => {
-    let ms = stale;
-    const h = harness(() => ms);
-    const b = createBatcher({ run: h.run, probeEveryMs: 1000, ...timing(h.clock) });
-    await measureLone(h, b, 20);
-    expect(b.stats().samples).toBeGreaterThanOrEqual(5);
-    const lastMeasured = h.clock.t;
-    ms = now;
-    const results = await closedLoop(h, b, { count: 300, gap: 10, budget: 50 });
-    const firstServed = results.findIndex((r) => r.ok);
-    expect(firstServed).toBeGreaterThan(0);
-    expect(results.slice(0, firstServed).every((r) => r.error instanceof DeadlineError)).toBe(true);
-    expect(results[firstServed].at - lastMeasured).toBeGreaterThanOrEqual(1000);
-    expect(results[firstServed].at - lastMeasured).toBeLessThan(1000 + 10 + 1e-9);
-    expect(results.slice(firstServed).every((r) => r.ok)).toBe(true);
-    expect(b.stats().probes).toBe(1);
-    expect(b.stats().samples).toBeGreaterThanOrEqual(5);
-    expect(b.estimate(1)).toBeLessThan(now * 1.1 + 1);
-  });
+  ])(
+    'a trusted estimate gone stale ($stale ms, now $now ms) refuses for at most probeEveryMs: then one probe runs, is served in time, and everything after it is served',
+    async ({ stale, now }) => {
+      let ms = stale;
+      const h = harness(() => ms);
+      const b = createBatcher({ run: h.run, probeEveryMs: 1000, ...timing(h.clock) });
+      await measureLone(h, b, 20);
+      expect(b.stats().samples).toBeGreaterThanOrEqual(5);
+      const lastMeasured = h.clock.t;
+      ms = now;
+      const results = await closedLoop(h, b, { count: 300, gap: 10, budget: 50 });
+      const firstServed = results.findIndex((r) => r.ok);
+      expect(firstServed).toBeGreaterThan(0);
+      expect(results.slice(0, firstServed).every((r) => r.error instanceof DeadlineError)).toBe(true);
+      expect(results[firstServed].at - lastMeasured).toBeGreaterThanOrEqual(1000);
+      expect(results[firstServed].at - lastMeasured).toBeLessThan(1000 + 10 + 1e-9);
+      expect(results.slice(firstServed).every((r) => r.ok)).toBe(true);
+      expect(b.stats().probes).toBe(1);
+      expect(b.stats().samples).toBeGreaterThanOrEqual(5);
+      expect(b.estimate(1)).toBeLessThan(now * 1.1 + 1);
+    },
+  );
 
   it('with probes off, a stale estimate stops refusing after two half-lives without a measurement', async () => {
     let ms = 200;
@@ -968,13 +973,10 @@ describe('createBatcher: trusting the estimate', () => {
     expect(past.error).toBeInstanceOf(DeadlineError);
   });
 
-  it.each([
-    { minSamples: 0 },
-    { minSamples: Infinity },
-    { halfLifeMs: 0 },
-    { probeEveryMs: 0 },
-    { probeEveryMs: Number.NaN },
-  ])('rejects %o with RangeError', (options) => {
-    expect(() => createBatcher({ run: async (xs: number[]) => xs, ...options })).toThrow(RangeError);
-  });
+  it.each([{ minSamples: 0 }, { minSamples: Infinity }, { halfLifeMs: 0 }, { probeEveryMs: 0 }, { probeEveryMs: Number.NaN }])(
+    'rejects %o with RangeError',
+    (options) => {
+      expect(() => createBatcher({ run: async (xs: number[]) => xs, ...options })).toThrow(RangeError);
+    },
+  );
 });

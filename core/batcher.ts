@@ -373,7 +373,13 @@ export function createBatcher<I, O>({
     const finish = (ok: boolean) => {
       const end = now();
       // A failed batch says nothing about cost.
-      if (ok) record(batch.length, end - at, end, batch.some((e) => e.probe && end <= e.deadline));
+      if (ok)
+        record(
+          batch.length,
+          end - at,
+          end,
+          batch.some((e) => e.probe && end <= e.deadline),
+        );
       pressure = 0.8 * pressure + 0.2 * Math.min(arrivedDuringRun, 4);
       arrivedDuringRun = 0;
       running = false;

@@ -330,7 +330,10 @@ class ReferenceBreaker {
   failure(t: number): void {
     this.#tick(t);
     if (this.mode === 'open') return;
-    if (this.mode === 'half-open') return this.#trip(t);
+    if (this.mode === 'half-open') {
+      this.#trip(t);
+      return;
+    }
     this.recent = this.recent.filter((f) => f > t - this.cfg.windowMs);
     this.recent.push(t);
     if (this.recent.length >= this.cfg.failureThreshold) this.#trip(t);

@@ -36,8 +36,15 @@ export interface CircuitBreaker {
   stats(): BreakerStats;
 }
 
-export function createCircuitBreaker({ failureThreshold = 5, windowMs = 10_000, openMs = 5_000, halfOpenMax = 1, now = () => Date.now() }: BreakerOptions = {}): CircuitBreaker {
-  if (!(Number.isInteger(failureThreshold) && failureThreshold >= 1)) throw new RangeError(`failureThreshold must be a positive integer, got ${failureThreshold}`);
+export function createCircuitBreaker({
+  failureThreshold = 5,
+  windowMs = 10_000,
+  openMs = 5_000,
+  halfOpenMax = 1,
+  now = () => Date.now(),
+}: BreakerOptions = {}): CircuitBreaker {
+  if (!(Number.isInteger(failureThreshold) && failureThreshold >= 1))
+    throw new RangeError(`failureThreshold must be a positive integer, got ${failureThreshold}`);
   if (!(windowMs > 0 && openMs > 0)) throw new RangeError('windowMs and openMs must be > 0');
   if (!(Number.isInteger(halfOpenMax) && halfOpenMax >= 1)) throw new RangeError(`halfOpenMax must be a positive integer, got ${halfOpenMax}`);
   let state: BreakerState = 'closed';
@@ -95,6 +102,12 @@ export function createCircuitBreaker({ failureThreshold = 5, windowMs = 10_000, 
     get state() {
       return current();
     },
-    stats: () => ({ state: current(), failures: failures.filter((f) => now() - f < windowMs).length, opened: s.opened, rejected: s.rejected, ...(state === 'open' ? { retryAt: openedAt + openMs } : {}) }),
+    stats: () => ({
+      state: current(),
+      failures: failures.filter((f) => now() - f < windowMs).length,
+      opened: s.opened,
+      rejected: s.rejected,
+      ...(state === 'open' ? { retryAt: openedAt + openMs } : {}),
+    }),
   };
 }

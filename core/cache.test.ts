@@ -158,16 +158,12 @@ describe('createCache', () => {
     expect(cache.stats()).toMatchObject({ entries: 0, bytes: 0 });
   });
 
-  it.each([
-    { maxBytes: 0 },
-    { maxBytes: -5 },
-    { maxBytes: Number.NaN },
-    { ttlMs: 0 },
-    { ttlMs: -1 },
-    { ttlMs: Number.NaN },
-  ])('rejects options %o with RangeError', (options) => {
-    expect(() => createCache(options)).toThrow(RangeError);
-  });
+  it.each([{ maxBytes: 0 }, { maxBytes: -5 }, { maxBytes: Number.NaN }, { ttlMs: 0 }, { ttlMs: -1 }, { ttlMs: Number.NaN }])(
+    'rejects options %o with RangeError',
+    (options) => {
+      expect(() => createCache(options)).toThrow(RangeError);
+    },
+  );
 
   it('uses sensible defaults', () => {
     const cache = createCache<number>();
@@ -248,53 +244,58 @@ class ReferenceCache {
 const keyArb = fc.constantFrom('', 'a', 'b', 'cc', 'dddd', 'model@1:[1,2]', 'é', '\u{1F600}');
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ op: fc.constant('get' as const), key: keyArb }) },
-  { weight: 4, arbitrary: fc.record({ op: fc.constant('set' as const), key: keyArb, bytes: fc.oneof(fc.integer({ min: 0, max: 400 }), fc.double({ min: 0, max: 400, noNaN: true })) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      op: fc.constant('set' as const),
+      key: keyArb,
+      bytes: fc.oneof(fc.integer({ min: 0, max: 400 }), fc.double({ min: 0, max: 400, noNaN: true })),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('delete' as const), key: keyArb }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('advance' as const), ms: fc.oneof(fc.integer({ min: 0, max: 60 }), fc.double({ min: 0, max: 60, noNaN: true })) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ op: fc.constant('advance' as const), ms: fc.oneof(fc.integer({ min: 0, max: 60 }), fc.double({ min: 0, max: 60, noNaN: true })) }),
+  },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('clear' as const) }) },
 );
 
 describe('createCache: against a reference model', () => {
   it('agrees with a list-based LRU on every get, delete and stats, and never exceeds the budget', () => {
     fc.assert(
-      fc.property(
-        fc.integer({ min: 64, max: 1200 }),
-        fc.integer({ min: 1, max: 100 }),
-        fc.array(opArb, { maxLength: 120 }),
-        (maxBytes, ttlMs, ops) => {
-          const c = clock(0);
-          const cache = createCache<number>({ maxBytes, ttlMs, now: c.now });
-          const model = new ReferenceCache(maxBytes, ttlMs);
-          let serial = 0;
-          for (const o of ops) {
-            switch (o.op) {
-              case 'get':
-                expect(cache.get(o.key)).toBe(model.get(o.key, c.t));
-                break;
-              case 'set': {
-                const v = serial++;
-                cache.set(o.key, v, o.bytes);
-                model.set(o.key, v, o.bytes, c.t);
-                break;
-              }
-              case 'delete':
-                expect(cache.delete(o.key)).toBe(model.delete(o.key));
-                break;
-              case 'advance':
-                c.t += o.ms;
-                break;
-              case 'clear':
-                cache.clear();
-                model.clear();
-                break;
+      fc.property(fc.integer({ min: 64, max: 1200 }), fc.integer({ min: 1, max: 100 }), fc.array(opArb, { maxLength: 120 }), (maxBytes, ttlMs, ops) => {
+        const c = clock(0);
+        const cache = createCache<number>({ maxBytes, ttlMs, now: c.now });
+        const model = new ReferenceCache(maxBytes, ttlMs);
+        let serial = 0;
+        for (const o of ops) {
+          switch (o.op) {
+            case 'get':
+              expect(cache.get(o.key)).toBe(model.get(o.key, c.t));
+              break;
+            case 'set': {
+              const v = serial++;
+              cache.set(o.key, v, o.bytes);
+              model.set(o.key, v, o.bytes, c.t);
+              break;
             }
-            const s = cache.stats();
-            expect(s).toEqual(model.stats());
-            expect(s.bytes).toBeLessThanOrEqual(maxBytes);
-            expect(s.bytes).toBeGreaterThanOrEqual(0);
+            case 'delete':
+              expect(cache.delete(o.key)).toBe(model.delete(o.key));
+              break;
+            case 'advance':
+              c.t += o.ms;
+              break;
+            case 'clear':
+              cache.clear();
+              model.clear();
+              break;
           }
-        },
-      ),
+          const s = cache.stats();
+          expect(s).toEqual(model.stats());
+          expect(s.bytes).toBeLessThanOrEqual(maxBytes);
+          expect(s.bytes).toBeGreaterThanOrEqual(0);
+        }
+      }),
       { seed: 4242, numRuns: 300 },
     );
   });
@@ -337,9 +338,12 @@ describe('canonicalKey', () => {
     expect(new Set(keys).size).toBe(values.length);
   });
 
-  it.each([Number.NaN, Infinity, -Infinity, [1, Number.NaN], { a: Infinity }, new Float64Array([1, Number.NaN])])('throws RangeError on non-finite numbers: %o', (v) => {
-    expect(() => canonicalKey(v)).toThrow(RangeError);
-  });
+  it.each([Number.NaN, Infinity, -Infinity, [1, Number.NaN], { a: Infinity }, new Float64Array([1, Number.NaN])])(
+    'throws RangeError on non-finite numbers: %o',
+    (v) => {
+      expect(() => canonicalKey(v)).toThrow(RangeError);
+    },
+  );
 
   it.each([() => 1, Symbol('s'), [1, () => 2], { f: Symbol.iterator }])('throws TypeError on functions and symbols: %o', (v) => {
     expect(() => canonicalKey(v)).toThrow(TypeError);
@@ -363,7 +367,8 @@ describe('canonicalKey', () => {
     if (Array.isArray(v)) return v.map(reorder);
     if (v !== null && typeof v === 'object') {
       const out: Record<string, unknown> = {};
-      for (const k of Object.keys(v).reverse()) Object.defineProperty(out, k, { value: reorder((v as Record<string, unknown>)[k]), enumerable: true, writable: true, configurable: true });
+      for (const k of Object.keys(v).reverse())
+        Object.defineProperty(out, k, { value: reorder((v as Record<string, unknown>)[k]), enumerable: true, writable: true, configurable: true });
       return out;
     }
     return v;

@@ -117,7 +117,8 @@ export function canonicalKey(value: unknown): string {
   if (typeof value === 'object') {
     // Plain objects only: a Map, Set, Date or ArrayBuffer would otherwise all key as "{}".
     const proto = Object.getPrototypeOf(value);
-    if (proto !== Object.prototype && proto !== null) throw new TypeError(`canonicalKey: cannot key a ${(value as object).constructor?.name ?? 'non-plain object'}`);
+    if (proto !== Object.prototype && proto !== null)
+      throw new TypeError(`canonicalKey: cannot key a ${(value as object).constructor?.name ?? 'non-plain object'}`);
     const keys = Object.keys(value as object).sort();
     return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalKey((value as Record<string, unknown>)[k])}`).join(',')}}`;
   }

@@ -6,7 +6,12 @@ import { SummaryDecodeError } from './errors.ts';
 
 function zipfStream(n: number, distinct: number, seed: number, s = 1.1): string[] {
   const names = Array.from({ length: distinct }, (_, i) => `v${i}`);
-  return categories(n, seed, names, names.map((_, i) => 1 / (i + 1) ** s));
+  return categories(
+    n,
+    seed,
+    names,
+    names.map((_, i) => 1 / (i + 1) ** s),
+  );
 }
 
 function exactCounts(xs: string[]): Map<string, number> {

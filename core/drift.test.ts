@@ -38,7 +38,6 @@ function bimodal(n: number, seed: number, left: number): Float64Array {
   return out;
 }
 
-
 const CATS = Array.from({ length: 12 }, (_, i) => `c${i}`);
 const ZIPF = CATS.map((_, i) => 1 / (i + 1));
 

@@ -56,7 +56,11 @@ export interface PsiOptions {
  * use their own edges. Shares below `epsilon` are raised to it (a bin empty on one side
  * would otherwise make PSI infinite).
  */
-export function psi(baseline: NumericSketch, current: NumericSketch, { bins = 10, warn = 0.1, alert = 0.25, epsilon = PSI_EPSILON }: PsiOptions = {}): DriftResult {
+export function psi(
+  baseline: NumericSketch,
+  current: NumericSketch,
+  { bins = 10, warn = 0.1, alert = 0.25, epsilon = PSI_EPSILON }: PsiOptions = {},
+): DriftResult {
   const [b, w] = binShares(baseline, current, bins);
   let statistic = 0;
   if (w) {
@@ -316,7 +320,12 @@ export function compareSketches(
 ): Partial<Record<DriftMethod, DriftResult>> {
   if (baseline instanceof TDigest && current instanceof TDigest) {
     if (seasonal) return { out_of_range: outOfRange(baseline, current) };
-    const shape = { psi: psi(baseline, current), ks: ks(baseline, current), wasserstein: wasserstein(baseline, current), jensen_shannon: jensenShannon(baseline, current) };
+    const shape = {
+      psi: psi(baseline, current),
+      ks: ks(baseline, current),
+      wasserstein: wasserstein(baseline, current),
+      jensen_shannon: jensenShannon(baseline, current),
+    };
     return range ? { ...shape, out_of_range: outOfRange(baseline, current) } : shape;
   }
   if (baseline instanceof Histogram && current instanceof Histogram) {
@@ -327,7 +336,6 @@ export function compareSketches(
   }
   throw new TypeError(`cannot compare a ${kindOf(baseline)} baseline with a ${kindOf(current)} window`);
 }
-
 
 function kindOf(s: unknown): string {
   return s instanceof TDigest ? 't-digest' : s instanceof Histogram ? 'histogram' : s instanceof CategoricalSketch ? 'categorical' : typeof s;
@@ -403,7 +411,7 @@ function alignCategories(baseline: CategoricalSketch, current: CategoricalSketch
   const reliable = (s: CategoricalSketch) =>
     s
       .top()
-      .filter((c) => c.error === 0 ? s.absentBound === 0 || c.count >= 2 * s.absentBound : c.count - c.error >= 2 * s.absentBound)
+      .filter((c) => (c.error === 0 ? s.absentBound === 0 || c.count >= 2 * s.absentBound : c.count - c.error >= 2 * s.absentBound))
       .map((c) => c.value);
   const keys = [...new Set([...reliable(baseline), ...reliable(current)])].sort();
   const estimates = (s: CategoricalSketch): Float64Array => {

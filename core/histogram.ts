@@ -114,7 +114,9 @@ export class Histogram {
     let integral = Number.isSafeInteger(this.#nan);
     for (let i = 0; i < counts.length && integral; i++) integral = Number.isSafeInteger(counts[i]);
     const w = new ByteWriter(16 + this.edges.length * 10);
-    w.u8(FORMAT).u8(integral ? 0 : 1).varint(this.edges.length);
+    w.u8(FORMAT)
+      .u8(integral ? 0 : 1)
+      .varint(this.edges.length);
     for (const e of this.edges) w.f64(e);
     for (const c of counts) integral ? w.varint(c) : w.f64(c);
     integral ? w.varint(this.#nan) : w.f64(this.#nan);

@@ -39,11 +39,38 @@ export {
 } from './profile.ts';
 export { SummaryDecodeError, SketchMergeError } from './errors.ts';
 export { crc32 } from './crc32.ts';
-export type { ModelManifest, FeatureSpec, TensorSpec, TensorDType, NumericFeature, CategoricalFeature, CategoricalListFeature, ArtifactSpec } from './manifest.ts';
+export type {
+  ModelManifest,
+  FeatureSpec,
+  TensorSpec,
+  TensorDType,
+  NumericFeature,
+  CategoricalFeature,
+  CategoricalListFeature,
+  ArtifactSpec,
+} from './manifest.ts';
 export { seasonalFeatures } from './manifest.ts';
-export { createBatcher, DeadlineError, OverloadedError, type Batcher, type BatcherOptions, type BatcherStats, type BatchMode, type SubmitOptions } from './batcher.ts';
+export {
+  createBatcher,
+  DeadlineError,
+  OverloadedError,
+  type Batcher,
+  type BatcherOptions,
+  type BatcherStats,
+  type BatchMode,
+  type SubmitOptions,
+} from './batcher.ts';
 export { createCache, canonicalKey, type Cache, type CacheOptions, type CacheStats } from './cache.ts';
-export { encodeInstances, decodeV2Inputs, observedFromFeeds, ValidationError, V2_DATATYPE, type Tensor, type TensorData, type EncodedRequest } from './validate.ts';
+export {
+  encodeInstances,
+  decodeV2Inputs,
+  observedFromFeeds,
+  ValidationError,
+  V2_DATATYPE,
+  type Tensor,
+  type TensorData,
+  type EncodedRequest,
+} from './validate.ts';
 export { createCircuitBreaker, type CircuitBreaker, type BreakerOptions, type BreakerState, type BreakerStats } from './breaker.ts';
 export { assignVersion, shadowVersions, validateRoutingTable, callerPoint, hash32, type RoutingTable } from './routing.ts';
 export { createWindowProfiler, type WindowProfiler, type ProfilerOptions, type ObservedRow, type Shipment, type Outcome } from './profiler.ts';

@@ -40,7 +40,11 @@ export interface JudgeWindowOptions {
 }
 
 /** Every feature and output of `window` that `reference` has a comparable sketch for. */
-export function judgeWindow(reference: Pick<Profile, 'features' | 'outputs'>, window: Pick<Profile, 'features' | 'outputs'>, { seasonal = new Set(), shadowOnly = false }: JudgeWindowOptions = {}): WindowJudgement {
+export function judgeWindow(
+  reference: Pick<Profile, 'features' | 'outputs'>,
+  window: Pick<Profile, 'features' | 'outputs'>,
+  { seasonal = new Set(), shadowOnly = false }: JudgeWindowOptions = {},
+): WindowJudgement {
   const features = new Map<string, SketchJudgement>();
   const outputs = new Map<string, SketchJudgement>();
   if (!shadowOnly) {

@@ -140,9 +140,14 @@ const sketch = (w: ByteWriter, kind: number, body: ArrayLike<number>): ByteWrite
 
 function craftBody(o: Craft = {}): Uint8Array {
   const w = new ByteWriter();
-  w.bytes(SUMMARY_MAGIC).u8(o.version ?? SUMMARY_VERSION).u8(o.flags ?? 0);
+  w.bytes(SUMMARY_MAGIC)
+    .u8(o.version ?? SUMMARY_VERSION)
+    .u8(o.flags ?? 0);
   (o.model ?? ((x) => x.string('model')))(w);
-  w.string('1.0').u8(o.sourceKind ?? 0).string('colo-1').varint(7);
+  w.string('1.0')
+    .u8(o.sourceKind ?? 0)
+    .string('colo-1')
+    .varint(7);
   const [start, end] = o.window ?? [1000, 2000];
   w.f64(start).f64(end);
   (o.counters ?? ((x) => x.varint(1).string('rows').varint(3)))(w);
@@ -155,7 +160,10 @@ function craftBody(o: Craft = {}): Uint8Array {
 const craft = (o?: Craft): Uint8Array => seal(craftBody(o));
 
 /** A raw varint byte sequence (for values ByteWriter refuses to write). */
-const rawVarint = (bytes: number[]): Section => (w) => void w.bytes(Uint8Array.from(bytes));
+const rawVarint =
+  (bytes: number[]): Section =>
+  (w) =>
+    void w.bytes(Uint8Array.from(bytes));
 const TWO_40 = 2 ** 40;
 
 // ---------------------------------------------------------------------------------------
@@ -308,7 +316,9 @@ describe('mergeProfiles', () => {
     expect([...m.outputs.keys()].sort()).toEqual(['y', 'z']);
     expect((m.features.get('x') as TDigest).count).toBe(10_000);
     const h = m.features.get('h') as Histogram;
-    expect(Array.from(h.counts())).toEqual(Array.from((a.features.get('h') as Histogram).counts()).map((c, i) => c + (b.features.get('h') as Histogram).counts()[i]));
+    expect(Array.from(h.counts())).toEqual(
+      Array.from((a.features.get('h') as Histogram).counts()).map((c, i) => c + (b.features.get('h') as Histogram).counts()[i]),
+    );
     expect(h.nanCount).toBe(1);
     expect((m.features.get('c') as CategoricalSketch).top()).toEqual([
       { value: 'red', count: 11, error: 0 },
@@ -376,7 +386,13 @@ describe('mergeProfiles', () => {
       // The same content: mergeProfiles clones its first side (a digest re-merged into itself
       // may compress its centroids differently), so digests agree within their rank error.
       const e = decodeSummary(expected);
-      expect([target.counters, target.windowStart, target.windowEnd, target.source, target.sequence]).toEqual([e.counters, e.windowStart, e.windowEnd, e.source, e.sequence]);
+      expect([target.counters, target.windowStart, target.windowEnd, target.source, target.sequence]).toEqual([
+        e.counters,
+        e.windowStart,
+        e.windowEnd,
+        e.source,
+        e.sequence,
+      ]);
       for (const section of ['features', 'outputs'] as const) {
         expect([...target[section].keys()].sort()).toEqual([...e[section].keys()].sort());
         for (const [k, got] of target[section]) {
@@ -384,7 +400,8 @@ describe('mergeProfiles', () => {
           if (got instanceof TDigest) {
             const w = want as TDigest;
             expect([got.count, got.min, got.max, got.nanCount]).toEqual([w.count, w.min, w.max, w.nanCount]);
-            for (const q of [0.01, 0.25, 0.5, 0.75, 0.99]) expect(Math.abs(got.quantile(q) - w.quantile(q)), `${k} q=${q}`).toBeLessThanOrEqual(0.01 * (w.max - w.min));
+            for (const q of [0.01, 0.25, 0.5, 0.75, 0.99])
+              expect(Math.abs(got.quantile(q) - w.quantile(q)), `${k} q=${q}`).toBeLessThanOrEqual(0.01 * (w.max - w.min));
           } else if (got instanceof Histogram) expect(Array.from(got.counts())).toEqual(Array.from((want as Histogram).counts()));
           else expect((got as CategoricalSketch).top()).toEqual((want as CategoricalSketch).top());
         }
@@ -430,7 +447,15 @@ describe('mergeProfiles', () => {
     // A decoded categorical sketch may hold one count far above its total (its error as large):
     // the bound is on counts, not only totals.
     const big = new ByteWriter();
-    big.u8(1).varint(4).varint(1).varint(0).varint(1).string('a').varint(MAX - 1).varint(MAX - 1);
+    big
+      .u8(1)
+      .varint(4)
+      .varint(1)
+      .varint(0)
+      .varint(1)
+      .string('a')
+      .varint(MAX - 1)
+      .varint(MAX - 1);
     const huge = CategoricalSketch.fromBytes(big.finish());
     expect(huge.count).toBe(1);
     const a = base();
@@ -452,7 +477,11 @@ describe('mergeProfiles', () => {
 
   it('property: whatever two decodable profiles hold, mergeInto either throws SketchMergeError or leaves a profile that encodes', () => {
     const MAX = Number.MAX_SAFE_INTEGER;
-    const big = fc.oneof(fc.integer({ min: 0, max: 1000 }), fc.integer({ min: MAX - 1000, max: MAX }), fc.integer({ min: Math.floor(MAX / 2) - 10, max: Math.floor(MAX / 2) + 10 }));
+    const big = fc.oneof(
+      fc.integer({ min: 0, max: 1000 }),
+      fc.integer({ min: MAX - 1000, max: MAX }),
+      fc.integer({ min: Math.floor(MAX / 2) - 10, max: Math.floor(MAX / 2) + 10 }),
+    );
     const profile = fc.record({ rows: big, other: big, cat: big, nan: fc.integer({ min: 1, max: MAX }) }).map(({ rows, other, cat, nan }) => {
       const p = createProfile({ model: 'm', modelVersion: '1', windowStart: 0 });
       p.counters.rows = rows;
@@ -628,11 +657,21 @@ describe('decodeSummary on hostile input throws only SummaryDecodeError, with a 
           } else if (e.op === 'insert') {
             body = new ByteWriter(body.length + e.bytes.length).bytes(before).bytes(e.bytes).bytes(body.subarray(at)).finish();
           } else if (e.op === 'delete') {
-            body = new ByteWriter(body.length).bytes(before).bytes(body.subarray(at + e.len)).finish();
+            body = new ByteWriter(body.length)
+              .bytes(before)
+              .bytes(body.subarray(at + e.len))
+              .finish();
           } else if (e.op === 'duplicate') {
-            body = new ByteWriter(body.length * 2).bytes(body.subarray(0, at + e.len)).bytes(body.subarray(at)).finish();
+            body = new ByteWriter(body.length * 2)
+              .bytes(body.subarray(0, at + e.len))
+              .bytes(body.subarray(at))
+              .finish();
           } else {
-            body = new ByteWriter(body.length + 8).bytes(before).varint(e.value).bytes(body.subarray(at + 1)).finish();
+            body = new ByteWriter(body.length + 8)
+              .bytes(before)
+              .varint(e.value)
+              .bytes(body.subarray(at + 1))
+              .finish();
           }
         }
         const sealed = seal(body);
@@ -670,7 +709,17 @@ describe('decodeSummary on hostile input throws only SummaryDecodeError, with a 
       ['feature count 1000 in a few bytes', { features: (w) => void w.varint(1000) }, /feature count 1000 cannot fit/],
       ['output count 2^40', { outputs: (w) => void w.varint(TWO_40) }, /output count 1099511627776 exceeds the limit/],
       ['model length 2^40', { model: (w) => void w.varint(TWO_40) }, /model is 1099511627776 bytes, over the limit of 128/],
-      ['output name length 100, 3 bytes present', { outputs: (w) => void w.varint(1).varint(100).bytes(Uint8Array.of(1, 2, 3)) }, /truncated: output name needs 100 bytes, 3 left/],
+      [
+        'output name length 100, 3 bytes present',
+        {
+          outputs: (w) =>
+            void w
+              .varint(1)
+              .varint(100)
+              .bytes(Uint8Array.of(1, 2, 3)),
+        },
+        /truncated: output name needs 100 bytes, 3 left/,
+      ],
       ['latency sketch length 2^40', { latency: (w) => void w.u8(1).varint(TWO_40) }, /latency length 1099511627776 cannot fit/],
       ['feature sketch length 2^40', { features: (w) => void w.varint(1).string('f').u8(1).varint(TWO_40) }, /feature "f" length 1099511627776 cannot fit/],
       [
@@ -698,11 +747,21 @@ describe('decodeSummary on hostile input throws only SummaryDecodeError, with a 
         { features: (w) => void sketch(w.varint(1).string('f'), 3, new ByteWriter().u8(1).varint(64).varint(0).varint(0).varint(TWO_40).finish()) },
         /categorical item count 1099511627776 exceeds the limit 64/,
       ],
-      ['a counter of 2^53 (beyond safe integers)', { counters: (w) => void w.varint(1).string('rows').bytes(Uint8Array.of(0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10)) }, /exceeds 2\^53 - 1/],
+      [
+        'a counter of 2^53 (beyond safe integers)',
+        {
+          counters: (w) =>
+            void w
+              .varint(1)
+              .string('rows')
+              .bytes(Uint8Array.of(0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10)),
+        },
+        /exceeds 2\^53 - 1/,
+      ],
       ['a varint longer than 8 bytes', { features: rawVarint([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]) }, /longer than 8 bytes/],
       ['a non-minimal varint', { features: rawVarint([0x81, 0x00]) }, /not minimally encoded/],
     ];
-    for (const [label, o, pattern] of cases) expectDecodeError(craft(o), pattern);
+    for (const [, o, pattern] of cases) expectDecodeError(craft(o), pattern);
   });
 
   it('invalid UTF-8 in the model, a counter, a feature or output name, a category value', () => {
@@ -750,7 +809,9 @@ describe('decodeSummary on hostile input throws only SummaryDecodeError, with a 
   });
 
   it('duplicate feature, output, counter and category names', () => {
-    const twice = (what: 'features' | 'outputs'): Craft => ({ [what]: (w: ByteWriter) => void sketch(sketch(w.varint(2).string('a'), 1, DIGEST_123).string('a'), 1, DIGEST_123) });
+    const twice = (what: 'features' | 'outputs'): Craft => ({
+      [what]: (w: ByteWriter) => void sketch(sketch(w.varint(2).string('a'), 1, DIGEST_123).string('a'), 1, DIGEST_123),
+    });
     expectDecodeError(craft(twice('features')), /feature "a" appears twice/);
     expectDecodeError(craft(twice('outputs')), /output "a" appears twice/);
     expectDecodeError(craft({ counters: (w) => void w.varint(2).string('rows').varint(1).string('rows').varint(2) }), /counter "rows" appears twice/);
@@ -775,10 +836,22 @@ describe('decodeSummary on hostile input throws only SummaryDecodeError, with a 
     expectDecodeError(craft({ features: (w) => void sketch(w.varint(1).string('f'), 4, [1, 2, 3]) }), /feature "f" has unknown kind 4/);
     expectDecodeError(craft({ features: (w) => void sketch(w.varint(1).string('f'), 1, []) }), /feature "f".*truncated/);
     const body = (f: (w: ByteWriter) => ByteWriter) => craft({ features: (w) => void sketch(w.varint(1).string('f'), 1, f(new ByteWriter()).finish()) });
-    expectDecodeError(body((w) => w.u8(2)), /unsupported t-digest format 2/);
-    expectDecodeError(body((w) => w.u8(1).u8(4)), /unknown t-digest flags/);
-    expectDecodeError(body((w) => w.u8(1).u8(0).f64(5).varint(0).varint(0).varint(0).varint(0)), /compression 5 is outside/);
-    expectDecodeError(body((w) => w.u8(1).u8(0).f64(NaN).varint(0).varint(0).varint(0).varint(0)), /compression NaN/);
+    expectDecodeError(
+      body((w) => w.u8(2)),
+      /unsupported t-digest format 2/,
+    );
+    expectDecodeError(
+      body((w) => w.u8(1).u8(4)),
+      /unknown t-digest flags/,
+    );
+    expectDecodeError(
+      body((w) => w.u8(1).u8(0).f64(5).varint(0).varint(0).varint(0).varint(0)),
+      /compression 5 is outside/,
+    );
+    expectDecodeError(
+      body((w) => w.u8(1).u8(0).f64(NaN).varint(0).varint(0).varint(0).varint(0)),
+      /compression NaN/,
+    );
     const twoCentroids = (min: number, max: number, m1: number, m2: number, w1: number, w2: number) => (w: ByteWriter) =>
       w.u8(1).u8(1).f64(100).varint(0).varint(0).varint(0).varint(2).f64(min).f64(max).f64(m1).f64(m2).varint(w1).varint(w2);
     expect(decodeSummary(body(twoCentroids(0, 3, 1, 2, 1, 1))).features.get('f')!.count).toBe(2); // the template is valid

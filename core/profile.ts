@@ -150,7 +150,8 @@ export function mergeInto(into: Profile, from: Profile): Profile {
       const m = mine.get(k);
       if (!m) continue;
       if (m.constructor !== v.constructor) throw new SketchMergeError(`sketch "${k}" has different kinds in the two profiles`);
-      if (m instanceof Histogram && !sameEdges(m.edges, (v as Histogram).edges)) throw new SketchMergeError(`cannot merge histograms "${k}" with different edges`);
+      if (m instanceof Histogram && !sameEdges(m.edges, (v as Histogram).edges))
+        throw new SketchMergeError(`cannot merge histograms "${k}" with different edges`);
       checkSums(`sketch "${k}"`, m, v);
     }
   }
@@ -158,7 +159,8 @@ export function mergeInto(into: Profile, from: Profile): Profile {
   // that nothing merged can later fail to encode (a fold or a flush that throws there wedges).
   const counterOf = (c: Counters, k: string) => (Object.hasOwn(c, k) ? c[k] : 0);
   for (const [k, v] of Object.entries(from.counters)) {
-    if (!Number.isSafeInteger(counterOf(into.counters, k) + v)) throw new SketchMergeError(`counter "${k}" would pass 2^53 - 1 (${counterOf(into.counters, k)} + ${v})`);
+    if (!Number.isSafeInteger(counterOf(into.counters, k) + v))
+      throw new SketchMergeError(`counter "${k}" would pass 2^53 - 1 (${counterOf(into.counters, k)} + ${v})`);
   }
   checkSums('latency', into.latency, from.latency);
   const sameSource = into.source.kind === from.source.kind && into.source.id === from.source.id;
@@ -238,7 +240,9 @@ export function encodeSummary(profile: Profile, opts: TDigestBytesOptions = {}):
   w.bytes(SUMMARY_MAGIC).u8(SUMMARY_VERSION).u8(0);
   w.string(model).string(modelVersion).u8(kind).string(source.id);
   // + 0 turns −0 into +0: the format is canonical, and JSON cannot carry −0.
-  w.varint(sequence).f64(windowStart + 0).f64(windowEnd + 0);
+  w.varint(sequence)
+    .f64(windowStart + 0)
+    .f64(windowEnd + 0);
   w.varint(counters.length);
   for (const [name, value] of counters) {
     if (!COUNTER_NAME.test(name)) throw new RangeError(`counter name ${JSON.stringify(name)} must match ${COUNTER_NAME}`);
@@ -311,7 +315,8 @@ function decodeUnchecked(bytes: Uint8Array): Profile {
   for (let i = 0; i < 4; i++) {
     if (bytes[i] !== SUMMARY_MAGIC[i]) throw new SummaryDecodeError('not a summary: bad magic bytes', { offset: 0 });
   }
-  if (bytes[4] !== SUMMARY_VERSION) throw new SummaryDecodeError(`unsupported summary version ${bytes[4]} (this build reads ${SUMMARY_VERSION})`, { offset: 4 });
+  if (bytes[4] !== SUMMARY_VERSION)
+    throw new SummaryDecodeError(`unsupported summary version ${bytes[4]} (this build reads ${SUMMARY_VERSION})`, { offset: 4 });
   const end = bytes.length - 4;
   const stored = new DataView(bytes.buffer, bytes.byteOffset + end, 4).getUint32(0, true);
   const actual = crc32(bytes, 0, end);
@@ -393,7 +398,15 @@ export interface ProfileJSON {
   outputs: Record<string, SketchJSON>;
 }
 
-const JSON_QUANTILES: [string, number][] = [['p1', 0.01], ['p5', 0.05], ['p25', 0.25], ['p50', 0.5], ['p75', 0.75], ['p95', 0.95], ['p99', 0.99]];
+const JSON_QUANTILES: [string, number][] = [
+  ['p1', 0.01],
+  ['p5', 0.05],
+  ['p25', 0.25],
+  ['p50', 0.5],
+  ['p75', 0.75],
+  ['p95', 0.95],
+  ['p99', 0.99],
+];
 
 export function sketchToJSON(s: Sketch): SketchJSON {
   if (s instanceof TDigest) {
@@ -458,8 +471,12 @@ export function profileFromJSON(json: unknown): Profile {
         const centroids = arr(s.centroids, `${what}.centroids`).map((c, i) => arr(c, `${what}.centroids[${i}]`));
         let integral = true;
         for (const c of centroids) integral &&= Number.isSafeInteger(c[1]);
-        w.u8(1).u8(1 | (integral ? 0 : 2)).f64(num(s.compression, `${what}.compression`));
-        w.varint(num(s.nanCount, `${what}.nanCount`)).varint(num(s.posInfCount, `${what}.posInfCount`)).varint(num(s.negInfCount, `${what}.negInfCount`));
+        w.u8(1)
+          .u8(1 | (integral ? 0 : 2))
+          .f64(num(s.compression, `${what}.compression`));
+        w.varint(num(s.nanCount, `${what}.nanCount`))
+          .varint(num(s.posInfCount, `${what}.posInfCount`))
+          .varint(num(s.negInfCount, `${what}.negInfCount`));
         w.varint(centroids.length);
         if (centroids.length > 0) {
           w.f64(num(s.min, `${what}.min`)).f64(num(s.max, `${what}.max`));
@@ -474,16 +491,24 @@ export function profileFromJSON(json: unknown): Profile {
         if (counts.length !== edges.length + 1) fail(`${what}.counts must have one more entry than edges`);
         const nan = num(s.nanCount, `${what}.nanCount`);
         const integral = [...counts, nan].every((c) => Number.isSafeInteger(c));
-        w.u8(1).u8(integral ? 0 : 1).varint(edges.length);
+        w.u8(1)
+          .u8(integral ? 0 : 1)
+          .varint(edges.length);
         for (const e of edges) w.f64(e);
         for (const c of [...counts, nan]) integral ? w.varint(c) : w.f64(c);
         return withKind(KIND_HISTOGRAM, w.finish());
       }
       if (s.kind === 'categorical') {
         const items = arr(s.items, `${what}.items`).map((it, i) => obj(it, `${what}.items[${i}]`));
-        w.u8(1).varint(num(s.capacity, `${what}.capacity`)).varint(num(s.count, `${what}.count`)).varint(num(s.absentBound, `${what}.absentBound`));
+        w.u8(1)
+          .varint(num(s.capacity, `${what}.capacity`))
+          .varint(num(s.count, `${what}.count`))
+          .varint(num(s.absentBound, `${what}.absentBound`));
         w.varint(items.length);
-        for (const it of items) w.string(str(it.value, `${what} item value`)).varint(num(it.count, `${what} item count`)).varint(num(it.error, `${what} item error`));
+        for (const it of items)
+          w.string(str(it.value, `${what} item value`))
+            .varint(num(it.count, `${what} item count`))
+            .varint(num(it.error, `${what} item error`));
         return withKind(KIND_CATEGORICAL, w.finish());
       }
     } catch (e) {

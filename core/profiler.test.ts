@@ -155,7 +155,16 @@ describe('observe: sketches follow the manifest', () => {
     const manifest = structuredClone(MOVIELENS);
     for (const s of manifest.sketchedOutputs) delete s.sketchCapacity;
     const { p } = profiler();
-    p.observe(manifest, '1', [{ features: {}, outputs: { movie_ids: 7 } }, { features: { history: [] }, outputs: { scores: 0.5 } }], 1, 'edge');
+    p.observe(
+      manifest,
+      '1',
+      [
+        { features: {}, outputs: { movie_ids: 7 } },
+        { features: { history: [] }, outputs: { scores: 0.5 } },
+      ],
+      1,
+      'edge',
+    );
     p.closeAll();
     const [{ profile }] = takeDecoded(p);
     expect(categorical(profile, 'outputs', 'movie_ids').capacity).toBe(256);
@@ -482,7 +491,10 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       outcome: fc.constantFrom<Outcome>('edge', 'cache', 'fallback', 'error'),
     }),
   },
-  { weight: 3, arbitrary: fc.record({ op: fc.constant('advance' as const), ms: fc.oneof(fc.nat(2500), fc.constantFrom(WINDOW_MS - 1, WINDOW_MS, WINDOW_MS + 1)) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({ op: fc.constant('advance' as const), ms: fc.oneof(fc.nat(2500), fc.constantFrom(WINDOW_MS - 1, WINDOW_MS, WINDOW_MS + 1)) }),
+  },
   { weight: 2, arbitrary: fc.constant({ op: 'tick' as const }) },
   { weight: 1, arbitrary: fc.constant({ op: 'closeAll' as const }) },
   { weight: 2, arbitrary: fc.constant({ op: 'take' as const }) },

@@ -87,7 +87,15 @@ interface Open {
   end: number;
 }
 
-export function createWindowProfiler({ source, windowMs = 10_000, maxRows = 5000, maxOutbox = 32, compression = 100, now = () => Date.now(), align = false }: ProfilerOptions): WindowProfiler {
+export function createWindowProfiler({
+  source,
+  windowMs = 10_000,
+  maxRows = 5000,
+  maxOutbox = 32,
+  compression = 100,
+  now = () => Date.now(),
+  align = false,
+}: ProfilerOptions): WindowProfiler {
   const open = new Map<string, Open>();
   const outbox: { profile: Profile; shipment: Shipment; inFlight: boolean }[] = [];
   let sequence = 0;
@@ -114,7 +122,8 @@ export function createWindowProfiler({ source, windowMs = 10_000, maxRows = 5000
           p.features.set(`${f.name}_length`, new TDigest({ compression }));
         }
       }
-      for (const s of manifest.sketchedOutputs) p.outputs.set(s.name, s.kind === 'numeric' ? new TDigest({ compression }) : new CategoricalSketch({ capacity: s.sketchCapacity ?? 256 }));
+      for (const s of manifest.sketchedOutputs)
+        p.outputs.set(s.name, s.kind === 'numeric' ? new TDigest({ compression }) : new CategoricalSketch({ capacity: s.sketchCapacity ?? 256 }));
       o = { profile: p, rows: 0, manifest, end: align ? Math.floor(t / windowMs) * windowMs + windowMs : t + windowMs };
       open.set(key, o);
     }

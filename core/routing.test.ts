@@ -29,7 +29,11 @@ function expectShare(hits: number, n: number, p: number, what: string): void {
   expect(Math.abs(observed - p), `${what}: observed ${observed}, expected ${p} ± ${(4 * se).toFixed(5)}`).toBeLessThanOrEqual(4 * se);
 }
 
-const table = (share: number, shadows?: RoutingTable['shadows']): RoutingTable => ({ stable: 'v1', canary: { version: 'v2', share }, ...(shadows ? { shadows } : {}) });
+const table = (share: number, shadows?: RoutingTable['shadows']): RoutingTable => ({
+  stable: 'v1',
+  canary: { version: 'v2', share },
+  ...(shadows ? { shadows } : {}),
+});
 
 // ---------------------------------------------------------------------------------------
 
@@ -325,7 +329,18 @@ describe('validateRoutingTable', () => {
     refuses({ stable: 'V1' }, 'stable', 422, 'unknown_version');
     refuses({ stable: 'v1', canary: { version: 'v9', share: 0.1 } }, 'canary.version', 422, 'unknown_version');
     refuses({ stable: 'v1', canary: { share: 0.1 } }, 'canary.version', 422, 'unknown_version');
-    refuses({ stable: 'v1', shadows: [{ version: 'v3', sampleRate: 0.1 }, { version: 'nope', sampleRate: 0.1 }] }, 'shadows[1].version', 422, 'unknown_version');
+    refuses(
+      {
+        stable: 'v1',
+        shadows: [
+          { version: 'v3', sampleRate: 0.1 },
+          { version: 'nope', sampleRate: 0.1 },
+        ],
+      },
+      'shadows[1].version',
+      422,
+      'unknown_version',
+    );
     expect(() => validateRoutingTable({ stable: 'v1' }, [])).toThrow(ValidationError);
   });
 
@@ -344,7 +359,16 @@ describe('validateRoutingTable', () => {
   });
 
   it('refuses duplicate shadows and more than 4', () => {
-    refuses({ stable: 'v1', shadows: [{ version: 'v3', sampleRate: 0.1 }, { version: 'v3', sampleRate: 0.2 }] }, 'shadows[1].version');
+    refuses(
+      {
+        stable: 'v1',
+        shadows: [
+          { version: 'v3', sampleRate: 0.1 },
+          { version: 'v3', sampleRate: 0.2 },
+        ],
+      },
+      'shadows[1].version',
+    );
     refuses(
       {
         stable: 'v1',
@@ -371,7 +395,7 @@ describe('validateRoutingTable', () => {
   it('throws only ValidationError, and what it returns is a valid table (property, arbitrary JSON)', () => {
     // Mostly good parts with the odd arbitrary JSON value, so the property reaches the deeper
     // checks (and sometimes succeeds) rather than stopping at the first field.
-    const mostly = <T,>(good: fc.Arbitrary<T>) => fc.oneof({ weight: 8, arbitrary: good }, { weight: 1, arbitrary: fc.jsonValue() });
+    const mostly = <T>(good: fc.Arbitrary<T>) => fc.oneof({ weight: 8, arbitrary: good }, { weight: 1, arbitrary: fc.jsonValue() });
     const versionArb = mostly(fc.constantFrom(...VERSIONS));
     const rateArb = mostly(fc.double({ min: 0, max: 1, noNaN: true }));
     const nearArb = fc.record(

@@ -55,7 +55,13 @@ export function validateRoutingTable(value: unknown, versions: readonly string[]
     return v as Record<string, unknown>;
   };
   const version = (v: unknown, f: string) => {
-    if (typeof v !== 'string' || !versions.includes(v)) throw new ValidationError(`${f} must be one of the deployed versions ${versions.map((x) => JSON.stringify(x)).join(', ')}, got ${JSON.stringify(v)}`, f, 422, 'unknown_version');
+    if (typeof v !== 'string' || !versions.includes(v))
+      throw new ValidationError(
+        `${f} must be one of the deployed versions ${versions.map((x) => JSON.stringify(x)).join(', ')}, got ${JSON.stringify(v)}`,
+        f,
+        422,
+        'unknown_version',
+      );
     return v;
   };
   const rate = (v: unknown, f: string) => {
@@ -76,7 +82,8 @@ export function validateRoutingTable(value: unknown, versions: readonly string[]
     const seen = new Set<string>();
     table.shadows = t.shadows.map((s, i) => {
       const o = obj(s, `shadows[${i}]`);
-      for (const k of Object.keys(o)) if (!['version', 'sampleRate'].includes(k)) throw new ValidationError(`unknown field "shadows[${i}].${k}"`, `shadows[${i}].${k}`);
+      for (const k of Object.keys(o))
+        if (!['version', 'sampleRate'].includes(k)) throw new ValidationError(`unknown field "shadows[${i}].${k}"`, `shadows[${i}].${k}`);
       const v = version(o.version, `shadows[${i}].version`);
       if (seen.has(v)) throw new ValidationError(`shadows[${i}].version ${v} is listed twice`, `shadows[${i}].version`);
       seen.add(v);

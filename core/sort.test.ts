@@ -29,7 +29,10 @@ describe('sortFloat64', () => {
         const v = Float64Array.from(uniq.map((p) => p[0] / 7));
         const w = Float64Array.from(uniq.map((p) => p[1]));
         sortFloat64(v, v.length, w);
-        const want = reference(uniq.map((p) => p[0] / 7), uniq.map((p) => p[1]));
+        const want = reference(
+          uniq.map((p) => p[0] / 7),
+          uniq.map((p) => p[1]),
+        );
         return Array.from(v).every((x, i) => x === want.v[i]) && Array.from(w).every((x, i) => x === want.w![i]);
       }),
       { seed: 32, numRuns: 200 },

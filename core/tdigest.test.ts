@@ -180,7 +180,9 @@ describe('TDigest merge', () => {
         expect(rankError(sorted, q, merged.quantile(q)), `${sa}+${sb} merged q=${q}`).toBeLessThan(worstCase(q) / 4);
         expect(rankError(sorted, q, built.quantile(q)), `${sa}+${sb} built q=${q}`).toBeLessThan(worstCase(q) / 4);
       }
-      console.log(`merge ${sa}+${sb}: max rank error merged ${maxRankError(merged, sorted).toExponential(2)}, built ${maxRankError(built, sorted).toExponential(2)}`);
+      console.log(
+        `merge ${sa}+${sb}: max rank error merged ${maxRankError(merged, sorted).toExponential(2)}, built ${maxRankError(built, sorted).toExponential(2)}`,
+      );
     }
   });
 

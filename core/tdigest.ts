@@ -232,7 +232,7 @@ export class TDigest {
     if (n === 1) return means[0];
     const total = this.#centroidWeight;
     const index = q * total;
-    const clamp = (v: number) => (v < min ? min : v > max ? max : v);
+    const clamp = (v: number) => (v < min ? min : Math.min(v, max));
 
     if (index < 1) return min;
     if (weights[0] > 1 && index < weights[0] / 2) {
@@ -624,6 +624,4 @@ export class TDigest {
     }
     return out + 1;
   }
-
-
 }

@@ -55,7 +55,6 @@ export interface EncodedRequest {
 
 /** Open Inference Protocol datatype names. */
 export const V2_DATATYPE: Record<TensorDType, string> = { float32: 'FP32', int64: 'INT64', int32: 'INT32', uint8: 'UINT8', int8: 'INT8' };
-const FROM_V2: Record<string, TensorDType> = Object.fromEntries(Object.entries(V2_DATATYPE).map(([k, v]) => [v, k as TensorDType]));
 
 const MAX_ID_LIST = 10_000;
 
@@ -142,7 +141,8 @@ export function encodeInstances(manifest: ModelManifest, body: unknown, { maxBat
   const instances = body.instances;
   if (!Array.isArray(instances)) throw new ValidationError('"instances" must be an array of objects', 'instances');
   if (instances.length === 0) throw new ValidationError('"instances" is empty', 'instances');
-  if (instances.length > maxBatch) throw new ValidationError(`${instances.length} instances exceed the limit of ${maxBatch} per request`, 'instances', 413, 'batch_too_large');
+  if (instances.length > maxBatch)
+    throw new ValidationError(`${instances.length} instances exceed the limit of ${maxBatch} per request`, 'instances', 413, 'batch_too_large');
   const rows = instances.length;
   const params = parameters(manifest, body.parameters, instances);
 
@@ -204,7 +204,8 @@ function parameters(manifest: ModelManifest, given: unknown, instances: unknown[
     let field = `parameters.${p.name}`;
     instances.forEach((inst, i) => {
       if (isObject(inst) && Object.hasOwn(inst, p.name)) {
-        if (v !== undefined && inst[p.name] !== v) throw new ValidationError(`"${p.name}" must be the same for every instance of a request`, `instances[${i}].${p.name}`);
+        if (v !== undefined && inst[p.name] !== v)
+          throw new ValidationError(`"${p.name}" must be the same for every instance of a request`, `instances[${i}].${p.name}`);
         v = inst[p.name];
         field = `instances[${i}].${p.name}`;
       }
@@ -231,7 +232,8 @@ function encodeFeature(f: FeatureSpec, v: unknown, field: string, seen: EncodedR
     const s = String(v);
     if (s.length === 0 || s.length > 256) throw new ValidationError(`${field} must be 1 to 256 characters`, field);
     const idx = vocabularyIndex(f).get(s);
-    if (idx === undefined && f.oov === 'reject') throw new ValidationError(`${field}: "${s}" is not in the model's vocabulary`, field, 422, 'out_of_vocabulary');
+    if (idx === undefined && f.oov === 'reject')
+      throw new ValidationError(`${field}: "${s}" is not in the model's vocabulary`, field, 422, 'out_of_vocabulary');
     seen[f.name] = s;
     return idx ?? 0;
   }
@@ -276,20 +278,26 @@ function flatten(value: unknown, field: string, out: unknown[], depth = 0): void
  * the feeds and the batch size. Index inputs that feed a vocabulary are checked against its
  * size, so out-of-range indices never reach the model.
  */
-export function decodeV2Inputs(manifest: ModelManifest, body: unknown, { maxBatch = manifest.serving.maxBatch }: { maxBatch?: number } = {}): { rows: number; feeds: Record<string, Tensor>; id?: string; outputs?: string[] } {
+export function decodeV2Inputs(
+  manifest: ModelManifest,
+  body: unknown,
+  { maxBatch = manifest.serving.maxBatch }: { maxBatch?: number } = {},
+): { rows: number; feeds: Record<string, Tensor>; id?: string; outputs?: string[] } {
   if (!isObject(body)) throw new ValidationError('the body must be a JSON object with "inputs"', 'body');
   assertWellFormedStrings(body);
   for (const k of Object.keys(body)) {
     if (!['id', 'inputs', 'outputs', 'parameters'].includes(k)) throw new ValidationError(`unknown field "${k}"`, k);
   }
-  if (body.id !== undefined && (typeof body.id !== 'string' || body.id.length > 256)) throw new ValidationError('"id" must be a string of at most 256 characters', 'id');
+  if (body.id !== undefined && (typeof body.id !== 'string' || body.id.length > 256))
+    throw new ValidationError('"id" must be a string of at most 256 characters', 'id');
   if (!Array.isArray(body.inputs)) throw new ValidationError('"inputs" must be an array of tensors', 'inputs');
   let outputs: string[] | undefined;
   if (body.outputs !== undefined) {
     if (!Array.isArray(body.outputs)) throw new ValidationError('"outputs" must be an array', 'outputs');
     // Each output at most once: a repeated name would repeat its data in the answer (10,000 of
     // them turned a 191 KB request into a 12 MB answer).
-    if (body.outputs.length > manifest.outputs.length) throw new ValidationError(`"outputs" names at most the model's ${manifest.outputs.length} output(s)`, 'outputs');
+    if (body.outputs.length > manifest.outputs.length)
+      throw new ValidationError(`"outputs" names at most the model's ${manifest.outputs.length} output(s)`, 'outputs');
     const seen = new Set<string>();
     outputs = body.outputs.map((o, i) => {
       if (!isObject(o) || typeof o.name !== 'string') throw new ValidationError(`outputs[${i}] must be {"name": ...}`, `outputs[${i}]`);
@@ -311,16 +319,21 @@ export function decodeV2Inputs(manifest: ModelManifest, body: unknown, { maxBatc
     const spec = manifest.inputs.find((s) => s.name === name);
     if (!spec) throw new ValidationError(`${at}: unknown input "${name}" (expected ${manifest.inputs.map((s) => s.name).join(', ')})`, `${at}.name`);
     if (byName.has(name)) throw new ValidationError(`${at}: input "${name}" given twice`, `${at}.name`);
-    if (t.datatype !== V2_DATATYPE[spec.dtype]) throw new ValidationError(`${at}: "${name}" must have datatype ${V2_DATATYPE[spec.dtype]}, got ${JSON.stringify(t.datatype)}`, `${at}.datatype`);
+    if (t.datatype !== V2_DATATYPE[spec.dtype])
+      throw new ValidationError(`${at}: "${name}" must have datatype ${V2_DATATYPE[spec.dtype]}, got ${JSON.stringify(t.datatype)}`, `${at}.datatype`);
     if (!Array.isArray(t.shape) || t.shape.length !== spec.shape.length || !t.shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
-      throw new ValidationError(`${at}: "${name}" must have a shape of ${spec.shape.length} non-negative integers like [${spec.shape.join(', ')}]`, `${at}.shape`);
+      throw new ValidationError(
+        `${at}: "${name}" must have a shape of ${spec.shape.length} non-negative integers like [${spec.shape.join(', ')}]`,
+        `${at}.shape`,
+      );
     }
     const shape = t.shape as number[];
     spec.shape.forEach((d, k) => {
       if (typeof d === 'number' && shape[k] !== d) throw new ValidationError(`${at}: "${name}" dimension ${k} must be ${d}, got ${shape[k]}`, `${at}.shape`);
       if (typeof d === 'string') {
         const prev = dynamic.get(d);
-        if (prev !== undefined && prev !== shape[k]) throw new ValidationError(`${at}: "${name}" dimension ${k} (${d}) is ${shape[k]} but another input has ${prev}`, `${at}.shape`);
+        if (prev !== undefined && prev !== shape[k])
+          throw new ValidationError(`${at}: "${name}" dimension ${k} (${d}) is ${shape[k]} but another input has ${prev}`, `${at}.shape`);
         dynamic.set(d, shape[k]);
       }
     });
@@ -328,20 +341,28 @@ export function decodeV2Inputs(manifest: ModelManifest, body: unknown, { maxBatc
     // engine, and every request batched with it (padded to the widest), hundreds of ms.
     const list = manifest.features.find((f) => f.input === name && f.kind === 'categorical-list');
     if (list?.kind === 'categorical-list' && shape.length > 1 && shape[shape.length - 1] > list.maxLength) {
-      throw new ValidationError(`${at}: "${name}" holds lists of at most ${list.maxLength} ids, got ${shape[shape.length - 1]}`, `${at}.shape`, 413, 'too_large');
+      throw new ValidationError(
+        `${at}: "${name}" holds lists of at most ${list.maxLength} ids, got ${shape[shape.length - 1]}`,
+        `${at}.shape`,
+        413,
+        'too_large',
+      );
     }
     const count = shape.reduce((a, b) => a * b, 1);
     if (count > 1_000_000) throw new ValidationError(`${at}: "${name}" has ${count} elements, over the limit`, `${at}.shape`, 413, 'too_large');
     const flat: unknown[] = [];
     flatten(t.data, `${at}.data`, flat);
-    if (flat.length !== count) throw new ValidationError(`${at}: "${name}" has ${flat.length} elements for shape [${shape.join(', ')}] (${count})`, `${at}.data`);
+    if (flat.length !== count)
+      throw new ValidationError(`${at}: "${name}" has ${flat.length} elements for shape [${shape.join(', ')}] (${count})`, `${at}.data`);
     const data = allocate(spec.dtype, count);
     const limit = indexLimit(manifest, name);
     for (let k = 0; k < count; k++) {
       const v = flat[k];
       if (typeof v !== 'number' || !Number.isFinite(v)) throw new ValidationError(`${at}.data[${k}] must be a finite number`, `${at}.data`);
-      if (spec.dtype !== 'float32' && !Number.isInteger(v)) throw new ValidationError(`${at}.data[${k}] must be an integer for ${V2_DATATYPE[spec.dtype]}`, `${at}.data`);
-      if (limit !== undefined && (v < limit[0] || v > limit[1])) throw new ValidationError(`${at}.data[${k}] = ${v} is outside [${limit[0]}, ${limit[1]}] for "${name}"`, `${at}.data`);
+      if (spec.dtype !== 'float32' && !Number.isInteger(v))
+        throw new ValidationError(`${at}.data[${k}] must be an integer for ${V2_DATATYPE[spec.dtype]}`, `${at}.data`);
+      if (limit !== undefined && (v < limit[0] || v > limit[1]))
+        throw new ValidationError(`${at}.data[${k}] = ${v} is outside [${limit[0]}, ${limit[1]}] for "${name}"`, `${at}.data`);
       setElement(data, k, v);
     }
     if (spec.shape[0] === 'N') {

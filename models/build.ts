@@ -140,13 +140,21 @@ async function buildFlightDelay(): Promise<void> {
   const quality = {
     split: 'trained on Jan-Feb 2001 (95%); test: Apr-Jun 2001; held-out: the other 5% of Jan-Feb',
     metrics: {
-      auc_test: { float32: auc(pTest.float32, yTest), int8: auc(pTest.int8, yTest), baseline: auc(nb, yTest), baselineName: 'naive Bayes over hour, day of week, origin, destination (Jan-Feb rates)' },
+      auc_test: {
+        float32: auc(pTest.float32, yTest),
+        int8: auc(pTest.int8, yTest),
+        baseline: auc(nb, yTest),
+        baselineName: 'naive Bayes over hour, day of week, origin, destination (Jan-Feb rates)',
+      },
       log_loss_test: { float32: logLoss(pTest.float32, yTest), int8: logLoss(pTest.int8, yTest) },
       auc_held_out: { float32: auc(pHeld.float32, yHeld), int8: auc(pHeld.int8, yHeld) },
       max_abs_p_difference_int8_vs_float32: { float32: 0, int8: maxDiff },
     },
   };
-  progress('flight-delay', `AUC Apr-Jun float32 ${quality.metrics.auc_test.float32.toFixed(4)}, int8 ${quality.metrics.auc_test.int8.toFixed(4)}, naive Bayes ${quality.metrics.auc_test.baseline.toFixed(4)}`);
+  progress(
+    'flight-delay',
+    `AUC Apr-Jun float32 ${quality.metrics.auc_test.float32.toFixed(4)}, int8 ${quality.metrics.auc_test.int8.toFixed(4)}, naive Bayes ${quality.metrics.auc_test.baseline.toFixed(4)}`,
+  );
 
   // Training baseline profile: every feature of every training row, and the served (int8)
   // model's output on them.
@@ -154,7 +162,13 @@ async function buildFlightDelay(): Promise<void> {
   const pTrain = await predictAll(sessions.int8, trainBatch);
   const first = new Date(f.time[train[0]]).toISOString();
   const last = new Date(f.time[train[train.length - 1]]).toISOString();
-  const profile = createProfile({ model: 'flight-delay', modelVersion: '1', source: { kind: 'baseline', id: 'training' }, windowStart: Date.parse('2001-01-01T00:00:00Z'), windowEnd: Date.parse('2001-03-01T00:00:00Z') });
+  const profile = createProfile({
+    model: 'flight-delay',
+    modelVersion: '1',
+    source: { kind: 'baseline', id: 'training' },
+    windowStart: Date.parse('2001-01-01T00:00:00Z'),
+    windowEnd: Date.parse('2001-03-01T00:00:00Z'),
+  });
   const digests = { month: new TDigest(), day_of_week: new TDigest(), hour: new TDigest(), distance: new TDigest() };
   const origin = new CategoricalSketch({ capacity: 512 });
   const destination = new CategoricalSketch({ capacity: 512 });
@@ -199,7 +213,7 @@ async function buildFlightDelay(): Promise<void> {
     replayRows.push(...shuffle(pool, rr).slice(0, 600));
   }
   replayRows.sort((a, b) => f.time[a] - f.time[b] || a - b);
-  const replay = replayRows.map((i) => JSON.stringify({ time: new Date(f.time[i]).toISOString().slice(0, 16), features: rowFeatures(f, i), delayed: f.delay[i] > 15 })).join('\n') + '\n';
+  const replay = `${replayRows.map((i) => JSON.stringify({ time: new Date(f.time[i]).toISOString().slice(0, 16), features: rowFeatures(f, i), delayed: f.delay[i] > 15 })).join('\n')}\n`;
 
   const art = { float32: write(dir, 'model.float32.onnx', bytes.float32), int8: write(dir, 'model.int8.onnx', bytes.int8) };
   const manifest: ModelManifest = {
@@ -215,8 +229,24 @@ async function buildFlightDelay(): Promise<void> {
       { name: 'day_of_week', kind: 'numeric', input: 'day_of_week', range: [0, 6], integer: true, seasonal: true, description: '0 = Sunday ... 6 = Saturday' },
       { name: 'hour', kind: 'numeric', input: 'hour', range: [0, 23], integer: true, description: 'scheduled local departure hour' },
       { name: 'distance', kind: 'numeric', input: 'distance', range: [1, 10000], description: 'great-circle distance in miles' },
-      { name: 'origin', kind: 'categorical', input: 'origin', vocabulary: model.vocab, oov: 'unknown', sketchCapacity: 512, description: 'IATA code of the departure airport' },
-      { name: 'destination', kind: 'categorical', input: 'destination', vocabulary: model.vocab, oov: 'unknown', sketchCapacity: 512, description: 'IATA code of the arrival airport' },
+      {
+        name: 'origin',
+        kind: 'categorical',
+        input: 'origin',
+        vocabulary: model.vocab,
+        oov: 'unknown',
+        sketchCapacity: 512,
+        description: 'IATA code of the departure airport',
+      },
+      {
+        name: 'destination',
+        kind: 'categorical',
+        input: 'destination',
+        vocabulary: model.vocab,
+        oov: 'unknown',
+        sketchCapacity: 512,
+        description: 'IATA code of the arrival airport',
+      },
     ],
     sketchedOutputs: [{ name: 'p_delay', kind: 'numeric' }],
     artifacts: { float32: art.float32, int8: art.int8 },
@@ -231,17 +261,18 @@ async function buildFlightDelay(): Promise<void> {
       rows: train.length,
       period: `${first.slice(0, 10)} to ${last.slice(0, 10)}`,
       label: 'delay > 15 minutes',
-      architecture: 'per-feature tables summed (embeddings with the first layer folded in) -> ReLU 32 -> dense 16 ReLU -> dense 1 sigmoid; distance as standardised log',
+      architecture:
+        'per-feature tables summed (embeddings with the first layer folded in) -> ReLU 32 -> dense 16 ReLU -> dense 1 sigmoid; distance as standardised log',
       optimizer: 'Adam, batch 512, 4 epochs, lr 3e-3 (x0.3 in the last epoch)',
       seed: 2001,
       airport_vocabulary: `${model.vocab.length} airports with >= 300 training flights; others map to index 0`,
     },
     baseline: { ...write(dir, 'baseline.dwsm', baselineBytes), rows: train.length, window: ['2001-01-01', '2001-03-01'] },
-    golden: { ...write(dir, 'golden.json', JSON.stringify(golden, null, 1) + '\n'), rows: golden.rows.length, tolerance: golden.tolerance },
+    golden: { ...write(dir, 'golden.json', `${JSON.stringify(golden, null, 1)}\n`), rows: golden.rows.length, tolerance: golden.tolerance },
     replay: { ...write(dir, 'replay.jsonl', replay), rows: replayRows.length, period: ['2001-01-01', '2001-07-01'] },
     serving: { defaultLatencyBudgetMs: 50, maxBatch: 64 },
   };
-  writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+  writeFileSync(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   progress('flight-delay', `wrote ${dir}: float32 ${art.float32.bytes} B, int8 ${art.int8.bytes} B`);
 }
 
@@ -266,7 +297,10 @@ function padHistories(histories: number[][], h = MAX_HISTORY): BigInt64Array {
 }
 
 async function runTopK(session: ort.InferenceSession, histories: number[][], k: number): Promise<{ ids: number[][]; scores: number[][] }> {
-  const out = await session.run({ history: new ort.Tensor('int64', padHistories(histories), [histories.length, MAX_HISTORY]), k: new ort.Tensor('int64', BigInt64Array.of(BigInt(k)), [1]) });
+  const out = await session.run({
+    history: new ort.Tensor('int64', padHistories(histories), [histories.length, MAX_HISTORY]),
+    k: new ort.Tensor('int64', BigInt64Array.of(BigInt(k)), [1]),
+  });
   const ids = out.movie_ids.data as BigInt64Array;
   const scores = out.scores.data as Float32Array;
   return {
@@ -302,7 +336,13 @@ function topKTestSet(train: Rating[], later: Rating[], index: Map<number, number
       .filter((i) => i > 0)
       .slice(-MAX_HISTORY);
     const seen = new Set(hist);
-    const t = new Set(list.slice(half).filter((x) => x.rating >= LIKED).map((x) => index.get(x.movie) ?? 0).filter((i) => i > 0 && !seen.has(i)));
+    const t = new Set(
+      list
+        .slice(half)
+        .filter((x) => x.rating >= LIKED)
+        .map((x) => index.get(x.movie) ?? 0)
+        .filter((i) => i > 0 && !seen.has(i)),
+    );
     if (hist.length && t.size) {
       histories.push(hist);
       targets.push(t);
@@ -362,18 +402,39 @@ async function buildMovieLensTopK(): Promise<void> {
   const quality = {
     split: `global time split at ${splitDate} (80% of ratings before); ${n} users active after it: history = liked (>= ${LIKED}) movies before plus the first half of their later ratings, targets = liked movies in the second half`,
     metrics: {
-      recall_at_10: { float32: recallAt10(toIdx(recF.ids), evalSet.targets), int8: recallAt10(toIdx(recQ.ids), evalSet.targets), baseline: recallAt10(popRecs, evalSet.targets), baselineName: 'most-liked movies before the split, excluding the history' },
+      recall_at_10: {
+        float32: recallAt10(toIdx(recF.ids), evalSet.targets),
+        int8: recallAt10(toIdx(recQ.ids), evalSet.targets),
+        baseline: recallAt10(popRecs, evalSet.targets),
+        baselineName: 'most-liked movies before the split, excluding the history',
+      },
       top10_identical_to_float32: { float32: 1, int8: sameLists / n },
       top10_overlap_with_float32: { float32: 1, int8: overlap / n },
     },
   };
-  progress('movielens-topk', `recall@10 float32 ${quality.metrics.recall_at_10.float32.toFixed(4)}, int8 ${quality.metrics.recall_at_10.int8.toFixed(4)}, popularity ${quality.metrics.recall_at_10.baseline.toFixed(4)}; int8 top-10 identical for ${(100 * quality.metrics.top10_identical_to_float32.int8).toFixed(1)}% of users`);
+  progress(
+    'movielens-topk',
+    `recall@10 float32 ${quality.metrics.recall_at_10.float32.toFixed(4)}, int8 ${quality.metrics.recall_at_10.int8.toFixed(4)}, popularity ${quality.metrics.recall_at_10.baseline.toFixed(4)}; int8 top-10 identical for ${(100 * quality.metrics.top10_identical_to_float32.int8).toFixed(1)}% of users`,
+  );
 
   // Training baseline profile: one request per training user (their last 50 liked movies),
   // as the device would send it, with the served model's outputs.
-  const trainHistories = [...likedHistories(train).values()].map((l) => l.map((x) => index.get(x.movie) ?? 0).filter((i) => i > 0).slice(-MAX_HISTORY)).filter((h) => h.length > 0);
+  const trainHistories = [...likedHistories(train).values()]
+    .map((l) =>
+      l
+        .map((x) => index.get(x.movie) ?? 0)
+        .filter((i) => i > 0)
+        .slice(-MAX_HISTORY),
+    )
+    .filter((h) => h.length > 0);
   const out = await runTopK(sessions.int8, trainHistories, 10);
-  const profile = createProfile({ model: 'movielens-topk', modelVersion: '1', source: { kind: 'baseline', id: 'training' }, windowStart: times[0] * 1000, windowEnd: split * 1000 });
+  const profile = createProfile({
+    model: 'movielens-topk',
+    modelVersion: '1',
+    source: { kind: 'baseline', id: 'training' },
+    windowStart: times[0] * 1000,
+    windowEnd: split * 1000,
+  });
   const history = new CategoricalSketch({ capacity: 1024 });
   const length = new TDigest();
   const k = new TDigest();
@@ -414,7 +475,8 @@ async function buildMovieLensTopK(): Promise<void> {
   const gQ = await runTopK(sessions.int8, goldenHist, 10);
   const golden = {
     model: 'movielens-topk',
-    description: 'Synthetic histories (seeded popularity-weighted picks from the catalogue, not user records) with the top-10 onnxruntime-node computed for each artifact. Backends must return at least 9 of the same 10 ids, with scores within the tolerance.',
+    description:
+      'Synthetic histories (seeded popularity-weighted picks from the catalogue, not user records) with the top-10 onnxruntime-node computed for each artifact. Backends must return at least 9 of the same 10 ids, with scores within the tolerance.',
     tolerance: { score_abs: 1e-3, min_overlap_at_10: 9 },
     rows: goldenHist.map((h, g) => ({
       features: { history: h.map((i) => model.movies[i - 1]), k: 10 },
@@ -449,7 +511,7 @@ async function buildMovieLensTopK(): Promise<void> {
 
   const catalogue = model.movies.map((m) => ({ id: m, ...ml.titles.get(m)! }));
   const art = { float32: write(dir, 'model.float32.onnx', bytes.float32), int8: write(dir, 'model.int8.onnx', bytes.int8) };
-  write(dir, 'catalogue.json', JSON.stringify(catalogue) + '\n');
+  write(dir, 'catalogue.json', `${JSON.stringify(catalogue)}\n`);
   const manifest: ModelManifest = {
     name: 'movielens-topk',
     version: '1',
@@ -465,7 +527,17 @@ async function buildMovieLensTopK(): Promise<void> {
       { name: 'scores', dtype: 'float32', shape: ['N', 'K'], description: 'scores, best first' },
     ],
     features: [
-      { name: 'history', kind: 'categorical-list', input: 'history', vocabulary: model.movies.map(String), oov: 'ignore', maxLength: MAX_HISTORY, minLength: 1, sketchCapacity: 1024, description: 'MovieLens ids of movies the user liked, most recent last; ids outside the catalogue are ignored' },
+      {
+        name: 'history',
+        kind: 'categorical-list',
+        input: 'history',
+        vocabulary: model.movies.map(String),
+        oov: 'ignore',
+        maxLength: MAX_HISTORY,
+        minLength: 1,
+        sketchCapacity: 1024,
+        description: 'MovieLens ids of movies the user liked, most recent last; ids outside the catalogue are ignored',
+      },
     ],
     parameters: [{ name: 'k', input: 'k', range: [1, 100], default: 10 }],
     sketchedOutputs: [
@@ -476,7 +548,8 @@ async function buildMovieLensTopK(): Promise<void> {
     serve: 'int8',
     quantization: {
       scheme: 'int8 embeddings with a float scale per row',
-      details: 'Both embedding tables (history side Y and target side Q, 32 dims) are int8 with a scale per movie. Y rows are dequantized after the Gather; Q is dequantized in the graph (Cast) and its per-row scales are applied to the score columns after the MatMul. Biases stay float32.',
+      details:
+        'Both embedding tables (history side Y and target side Q, 32 dims) are int8 with a scale per movie. Y rows are dequantized after the Gather; Q is dequantized in the graph (Cast) and its per-row scales are applied to the score columns after the MatMul. Biases stay float32.',
     },
     quality,
     training: {
@@ -484,16 +557,25 @@ async function buildMovieLensTopK(): Promise<void> {
       rows: train.length,
       period: `${new Date(times[0] * 1000).toISOString().slice(0, 10)} to ${splitDate}`,
       architecture: 'asymmetric matrix factorisation: u = sum of history embeddings / sqrt(n); score = b_i + q_i . u; 32 dims',
-      objective: 'softmax over the catalogue (history masked) on liked (>= 4) ratings; random 30% of likes as input each epoch; user weight halves every 2 years before the split; AdamW',
+      objective:
+        'softmax over the catalogue (history masked) on liked (>= 4) ratings; random 30% of likes as input each epoch; user weight halves every 2 years before the split; AdamW',
       catalogue: `${model.movies.length} movies (catalogue.json: ids and titles)`,
       seed: 1995,
     },
-    baseline: { ...write(dir, 'baseline.dwsm', baselineBytes), rows: trainHistories.length, window: [new Date(times[0] * 1000).toISOString().slice(0, 10), splitDate] },
-    golden: { ...write(dir, 'golden.json', JSON.stringify(golden, null, 1) + '\n'), rows: golden.rows.length, tolerance: golden.tolerance },
-    replay: { ...write(dir, 'replay.jsonl', replayLines.join('\n') + '\n'), rows: N_REPLAY, period: [splitDate, new Date(lastT * 1000).toISOString().slice(0, 10)] },
+    baseline: {
+      ...write(dir, 'baseline.dwsm', baselineBytes),
+      rows: trainHistories.length,
+      window: [new Date(times[0] * 1000).toISOString().slice(0, 10), splitDate],
+    },
+    golden: { ...write(dir, 'golden.json', `${JSON.stringify(golden, null, 1)}\n`), rows: golden.rows.length, tolerance: golden.tolerance },
+    replay: {
+      ...write(dir, 'replay.jsonl', `${replayLines.join('\n')}\n`),
+      rows: N_REPLAY,
+      period: [splitDate, new Date(lastT * 1000).toISOString().slice(0, 10)],
+    },
     serving: { defaultLatencyBudgetMs: 100, maxBatch: 16 },
   };
-  writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+  writeFileSync(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   progress('movielens-topk', `wrote ${dir}: float32 ${art.float32.bytes} B, int8 ${art.int8.bytes} B`);
 }
 

@@ -52,7 +52,10 @@ function feeds(manifest: ModelManifest, rows: GoldenRow[], k = 10): Record<strin
       t[inp.name] = { name: inp.name, dataType: 'int64', dims: [rows.length, h], data };
     } else {
       const col = rows.map((r) => r.inputs[inp.name] as number);
-      t[inp.name] = inp.dtype === 'int64' ? { name: inp.name, dataType: 'int64', dims: [rows.length], data: BigInt64Array.from(col, (v) => BigInt(v)) } : { name: inp.name, dataType: 'float32', dims: [rows.length], data: Float32Array.from(col) };
+      t[inp.name] =
+        inp.dtype === 'int64'
+          ? { name: inp.name, dataType: 'int64', dims: [rows.length], data: BigInt64Array.from(col, (v) => BigInt(v)) }
+          : { name: inp.name, dataType: 'float32', dims: [rows.length], data: Float32Array.from(col) };
     }
   }
   return t;

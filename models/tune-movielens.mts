@@ -56,7 +56,8 @@ function evaluate(m: TopKModel, train: Rating[], later: Rating[]): { model: Metr
   const popular = [...likeCount].sort((a, b) => b[1] - a[1]).map(([mv]) => index.get(mv)!);
   const tEnd = train.reduce((t, r) => Math.max(t, r.time), 0);
   const recentCount = new Map<number, number>();
-  for (const r of train) if (r.rating >= 4 && index.has(r.movie)) recentCount.set(r.movie, (recentCount.get(r.movie) ?? 0) + Math.pow(2, -(tEnd - r.time) / RECENT_HALF_LIFE));
+  for (const r of train)
+    if (r.rating >= 4 && index.has(r.movie)) recentCount.set(r.movie, (recentCount.get(r.movie) ?? 0) + 2 ** (-(tEnd - r.time) / RECENT_HALF_LIFE));
   const recentPopular = [...recentCount].sort((a, b) => b[1] - a[1]).map(([mv]) => index.get(mv)!);
   const zero = (): Metrics => ({ users: 0, recall: 0, ndcg: 0, hits: 0, overlap: 0 });
   const mm = zero();
@@ -91,7 +92,13 @@ function evaluate(m: TopKModel, train: Rating[], later: Rating[]): { model: Metr
       .filter((i) => i > 0)
       .slice(-MAX_HISTORY);
     const histSet = new Set(hist);
-    const targets = new Set(list.slice(half).filter((r) => r.rating >= 4).map((r) => index.get(r.movie) ?? 0).filter((i) => i > 0 && !histSet.has(i)));
+    const targets = new Set(
+      list
+        .slice(half)
+        .filter((r) => r.rating >= 4)
+        .map((r) => index.get(r.movie) ?? 0)
+        .filter((i) => i > 0 && !histSet.has(i)),
+    );
     if (!hist.length || !targets.size) continue;
     const pr = popular.filter((i) => !histSet.has(i)).slice(0, 10);
     const prSet = new Set(pr);
@@ -99,7 +106,13 @@ function evaluate(m: TopKModel, train: Rating[], later: Rating[]): { model: Metr
     add(pm, pr, targets, prSet);
     add(rm, recentPopular.filter((i) => !histSet.has(i)).slice(0, 10), targets, prSet);
   }
-  const mean = (a: Metrics): Metrics => ({ users: a.users, recall: a.recall / a.users, ndcg: a.ndcg / a.users, hits: a.hits / a.users, overlap: a.overlap / a.users });
+  const mean = (a: Metrics): Metrics => ({
+    users: a.users,
+    recall: a.recall / a.users,
+    ndcg: a.ndcg / a.users,
+    hits: a.hits / a.users,
+    overlap: a.overlap / a.users,
+  });
   return { model: mean(mm), pop: mean(pm), recent: mean(rm) };
 }
 
@@ -112,7 +125,14 @@ const test = window(ml.ratings, at(0.8));
 // Validation folds, all inside the training period: train before 64% / 72% of all ratings,
 // evaluate on [64%, 72%) / [72%, 80%) (the last 10% and the 10% before it of the test's training period).
 const valFolds = [window(ml.ratings, at(0.64), at(0.72)), window(ml.ratings, at(0.72), at(0.8))];
-console.log('ratings', ml.ratings.length, 'validation splits', valFolds.map((f) => new Date(f.T * 1000).toISOString()).join(' '), 'test split', new Date(test.T * 1000).toISOString());
+console.log(
+  'ratings',
+  ml.ratings.length,
+  'validation splits',
+  valFolds.map((f) => new Date(f.T * 1000).toISOString()).join(' '),
+  'test split',
+  new Date(test.T * 1000).toISOString(),
+);
 const seeds = (process.env.SEEDS ?? '1995').split(',').map(Number);
 const extra: TopKTrainOptions = JSON.parse(process.env.CFG ?? '{}');
 if (process.env.EPOCHS) extra.epochs = Number(process.env.EPOCHS);
@@ -141,7 +161,7 @@ for (const [name, folds] of sets) {
       const m = trainTopK(s.before, {
         ...extra,
         seed,
-        onProgress: process.env.VERBOSE ? (e, n, l) => console.log('  epoch', e, l.toFixed(4), ((performance.now() - t0) / 1000).toFixed(1), 's') : undefined,
+        onProgress: process.env.VERBOSE ? (e, _n, l) => console.log('  epoch', e, l.toFixed(4), ((performance.now() - t0) / 1000).toFixed(1), 's') : undefined,
       });
       secs = Math.max(secs, (performance.now() - t0) / 1000);
       const r = evaluate(m, s.before, s.after);
@@ -153,7 +173,10 @@ for (const [name, folds] of sets) {
       ms.push(r.model);
       ps.push(r.pop);
       rs.push(r.recent);
-      if (process.env.VERBOSE) console.log(`  ${name} fold ${new Date(s.T * 1000).toISOString().slice(0, 10)} seed ${seed} catalogue ${m.movies.length} model ${fmt(r.model)} | popularity ${fmt(r.pop)}`);
+      if (process.env.VERBOSE)
+        console.log(
+          `  ${name} fold ${new Date(s.T * 1000).toISOString().slice(0, 10)} seed ${seed} catalogue ${m.movies.length} model ${fmt(r.model)} | popularity ${fmt(r.pop)}`,
+        );
     }
     perSeed.push(pool(ms));
     pop = pool(ps);
@@ -164,5 +187,7 @@ for (const [name, folds] of sets) {
   const recalls = perSeed.map((x) => x.recall);
   console.log(`${name} popularity ${fmt(pop!)}`);
   console.log(`${name} recency-weighted popularity (half-life 1 year) ${fmt(recent!)}`);
-  console.log(`${name} MEAN over ${seeds.length} seed(s) ${fmt(mean)} | recall min ${Math.min(...recalls).toFixed(4)} max ${Math.max(...recalls).toFixed(4)} | popularity ${pop!.recall.toFixed(4)} | train ${secs.toFixed(1)}s`);
+  console.log(
+    `${name} MEAN over ${seeds.length} seed(s) ${fmt(mean)} | recall min ${Math.min(...recalls).toFixed(4)} max ${Math.max(...recalls).toFixed(4)} | popularity ${pop!.recall.toFixed(4)} | train ${secs.toFixed(1)}s`,
+  );
 }

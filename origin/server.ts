@@ -14,7 +14,8 @@ import type { SessionFactory } from '../worker/engine/model-engine.ts';
 import type { BundledModel } from '../worker/models.ts';
 
 const args = process.argv.slice(2);
-const flag = (name: string, env: string, fallback: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : (process.env[env] ?? fallback));
+const flag = (name: string, env: string, fallback: string) =>
+  args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : (process.env[env] ?? fallback);
 const port = Number(flag('port', 'ORIGIN_PORT', '8791'));
 const delayMs = Number(flag('delay-ms', 'ORIGIN_DELAY_MS', '0'));
 const precision = flag('precision', 'ORIGIN_PRECISION', 'float32') as 'float32' | 'int8';
@@ -39,7 +40,11 @@ const createNodeSession: SessionFactory = async (model) => {
   };
 };
 
-const app = createApp({ models: { 'flight-delay': load('flight-delay'), 'movielens-topk': load('movielens-topk') }, createSession: createNodeSession, servedBy: 'origin' });
+const app = createApp({
+  models: { 'flight-delay': load('flight-delay'), 'movielens-topk': load('movielens-topk') },
+  createSession: createNodeSession,
+  servedBy: 'origin',
+});
 // The origin answers every request it gets: no cache (the edge caches), batching as usual.
 const env: Env = { CACHE_MAX_BYTES: '0', BATCH_MAX_QUEUE: '4096' };
 // Load every model before listening: a fallback must not be cold.

@@ -42,5 +42,7 @@ console.log(
   ].join('\n'),
 );
 run('tsx', ['origin/server.ts', '--port', originPort]);
-run('wrangler', ['dev', '--ip', '127.0.0.1', '--port', port, '--var', `FALLBACK_URL:http://127.0.0.1:${originPort}`, ...process.argv.slice(2)], { WRANGLER_SEND_METRICS: 'false' });
+run('wrangler', ['dev', '--ip', '127.0.0.1', '--port', port, '--var', `FALLBACK_URL:http://127.0.0.1:${originPort}`, ...process.argv.slice(2)], {
+  WRANGLER_SEND_METRICS: 'false',
+});
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => children.forEach((c) => c.kill(signal)));

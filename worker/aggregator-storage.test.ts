@@ -3,13 +3,14 @@
 import { abortAllDurableObjects, env } from 'cloudflare:test';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CategoricalSketch, createProfile, decodeSummary, encodeSummary, TDigest } from '../core/index.ts';
+import { CategoricalSketch, createProfile, decodeSummary, encodeSummary, type TDigest } from '../core/index.ts';
 import { summaryBytes } from '../test/support/summaries.ts';
 import { aggregatorConfig, DAY_MS, HOUR_MS, MINUTE_MS, type DriftAggregator } from './aggregator.ts';
 
 const ns = (env as unknown as { AGGREGATOR: DurableObjectNamespace<DriftAggregator> }).AGGREGATOR;
 
-const summary = (source: string, sequence: number, windowStart: number, values: number[]) => summaryBytes('flight-delay', source, sequence, windowStart, values);
+const summary = (source: string, sequence: number, windowStart: number, values: number[]) =>
+  summaryBytes('flight-delay', source, sequence, windowStart, values);
 
 describe('DriftAggregator storage', () => {
   it('restarted mid-stream (every object aborted, storage kept) loses nothing and counts nothing twice when senders retry', async () => {
@@ -47,7 +48,9 @@ describe('DriftAggregator storage', () => {
     expect(w.counters.rows).toBe(sources * perSource * 2);
     expect((w.features.get('distance') as TDigest).count).toBe(sources * perSource * 2);
     // Everything again (every sender retrying everything after the restart): all duplicates.
-    for (let s = 0; s < sources; s++) for (let q = 1; q <= perSource; q++) expect((await agg().ingest('flight-delay', summary(`src-${s}`, q, t + q * 1000, [s + 1, q]))).status).toBe('duplicate');
+    for (let s = 0; s < sources; s++)
+      for (let q = 1; q <= perSource; q++)
+        expect((await agg().ingest('flight-delay', summary(`src-${s}`, q, t + q * 1000, [s + 1, q]))).status).toBe('duplicate');
     expect((await agg().counters()).rows).toBe(sources * perSource * 2);
   });
 
@@ -101,7 +104,14 @@ describe('DriftAggregator storage', () => {
     const agg = ns.get(ns.idFromName('flight-delay-incompatible'));
     const t = Date.UTC(2001, 6, 1);
     expect((await agg.ingest('flight-delay', summary('a', 1, t, [1, 2]))).status).toBe('stored');
-    const odd = createProfile({ model: 'flight-delay', modelVersion: '1', source: { kind: 'edge', id: 'b' }, sequence: 1, windowStart: t + 1000, windowEnd: t + 2000 });
+    const odd = createProfile({
+      model: 'flight-delay',
+      modelVersion: '1',
+      source: { kind: 'edge', id: 'b' },
+      sequence: 1,
+      windowStart: t + 1000,
+      windowEnd: t + 2000,
+    });
     odd.features.set('distance', new CategoricalSketch().add('far', 5));
     odd.counters.rows = 5;
     expect((await agg.ingest('flight-delay', encodeSummary(odd))).status).toBe('stored');
@@ -123,21 +133,27 @@ describe('DriftAggregator storage', () => {
   it('any interleaving of stored summaries and retries gives the same rows as storing each once (property)', async () => {
     let run = 0;
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.record({ source: fc.integer({ min: 0, max: 3 }), seq: fc.integer({ min: 1, max: 6 }), minute: fc.integer({ min: 0, max: 5 }) }), { minLength: 1, maxLength: 25 }), async (sends) => {
-        const agg = ns.get(ns.idFromName(`flight-delay-prop-${run++}`));
-        const t = Date.UTC(2001, 5, 1);
-        const first = new Map<string, number>();
-        for (const s of sends) {
-          // The same (source, sequence) always carries the same window (a retry), as senders guarantee.
-          const key = `${s.source}:${s.seq}`;
-          if (!first.has(key)) first.set(key, s.minute);
-          const minute = first.get(key)!;
-          await agg.ingest('flight-delay', summary(`s${s.source}`, s.seq, t + minute * MINUTE_MS, [s.source + s.seq]));
-        }
-        const bytes = await agg.window(0, 2 ** 52);
-        expect(bytes ? decodeSummary(bytes).counters.rows : 0).toBe(first.size);
-        expect((await agg.counters()).stored).toBe(first.size);
-      }),
+      fc.asyncProperty(
+        fc.array(fc.record({ source: fc.integer({ min: 0, max: 3 }), seq: fc.integer({ min: 1, max: 6 }), minute: fc.integer({ min: 0, max: 5 }) }), {
+          minLength: 1,
+          maxLength: 25,
+        }),
+        async (sends) => {
+          const agg = ns.get(ns.idFromName(`flight-delay-prop-${run++}`));
+          const t = Date.UTC(2001, 5, 1);
+          const first = new Map<string, number>();
+          for (const s of sends) {
+            // The same (source, sequence) always carries the same window (a retry), as senders guarantee.
+            const key = `${s.source}:${s.seq}`;
+            if (!first.has(key)) first.set(key, s.minute);
+            const minute = first.get(key)!;
+            await agg.ingest('flight-delay', summary(`s${s.source}`, s.seq, t + minute * MINUTE_MS, [s.source + s.seq]));
+          }
+          const bytes = await agg.window(0, 2 ** 52);
+          expect(bytes ? decodeSummary(bytes).counters.rows : 0).toBe(first.size);
+          expect((await agg.counters()).stored).toBe(first.size);
+        },
+      ),
       { numRuns: 15 },
     );
   });

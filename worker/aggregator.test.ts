@@ -51,7 +51,9 @@ describe('DriftAggregator', () => {
     const agg = ns.get(ns.idFromName('flight-delay-test-3'));
     const t = Date.UTC(2001, 4, 1, 0, 0, 0);
     const sends = [];
-    for (let s = 0; s < 20; s++) for (let q = 1; q <= 5; q++) for (let retry = 0; retry < 2; retry++) sends.push(agg.ingest('flight-delay', summary('flight-delay', `src-${s}`, q, t + q * 1000, [s, q])));
+    for (let s = 0; s < 20; s++)
+      for (let q = 1; q <= 5; q++)
+        for (let retry = 0; retry < 2; retry++) sends.push(agg.ingest('flight-delay', summary('flight-delay', `src-${s}`, q, t + q * 1000, [s, q])));
     const results = await Promise.all(sends);
     expect(results.filter((r) => r.status === 'stored')).toHaveLength(100);
     expect(results.filter((r) => r.status === 'duplicate')).toHaveLength(100);
@@ -107,12 +109,21 @@ describe('DriftAggregator.ingestMany', () => {
     const agg = ns.get(ns.idFromName('flight-delay-many'));
     const t = Date.UTC(2001, 3, 3, 12, 0, 0);
     const a = summary('flight-delay', 'a', 1, t, [1, 2]);
-    const results = await agg.ingestMany('flight-delay', [a, new Uint8Array([1, 2, 3]), summary('flight-delay', 'b', 1, t + 1000, [3]), a, summary('movielens-topk', 'c', 1, t, [1])]);
+    const results = await agg.ingestMany('flight-delay', [
+      a,
+      new Uint8Array([1, 2, 3]),
+      summary('flight-delay', 'b', 1, t + 1000, [3]),
+      a,
+      summary('movielens-topk', 'c', 1, t, [1]),
+    ]);
     expect(results.map((r) => r.status)).toEqual(['stored', 'rejected', 'stored', 'duplicate', 'rejected']);
     expect(results[4].reason).toMatch(/movielens-topk/);
     expect(decodeSummary((await agg.window(t, t + MINUTE))!).counters.rows).toBe(3);
     expect(await agg.counters()).toMatchObject({ stored: 2, duplicates: 1, rejected: 2, rows: 3 });
-    const tooMany = await agg.ingestMany('flight-delay', Array.from({ length: 257 }, (_, i) => summary('flight-delay', 'd', i + 1, t, [1])));
+    const tooMany = await agg.ingestMany(
+      'flight-delay',
+      Array.from({ length: 257 }, (_, i) => summary('flight-delay', 'd', i + 1, t, [1])),
+    );
     expect(tooMany.every((r) => r.status === 'rejected' && /at most 256/.test(r.reason!))).toBe(true);
     expect(decodeSummary((await agg.window(t, t + MINUTE))!).counters.rows).toBe(3);
   });

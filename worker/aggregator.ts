@@ -27,7 +27,20 @@
  * traffic is rolled up by its own timeline, not all at once.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { alertStep, decodeSummary, encodeSummary, judgeWindow, mergeInto, mergeProfiles, nextStreak, seasonalFeatures, SketchMergeError, SummaryDecodeError, type Profile, type Streak } from '../core/index.ts';
+import {
+  alertStep,
+  decodeSummary,
+  encodeSummary,
+  judgeWindow,
+  mergeInto,
+  mergeProfiles,
+  nextStreak,
+  seasonalFeatures,
+  SketchMergeError,
+  SummaryDecodeError,
+  type Profile,
+  type Streak,
+} from '../core/index.ts';
 import type { Env } from './env.ts';
 import { configNumber } from './config.ts';
 import { BUNDLED_MODELS } from './models.ts';
@@ -129,7 +142,8 @@ export function aggregatorConfig(env: AggregatorEnv): AggregatorConfig {
   const hourlyAfterMs = num('ROLLUP_HOURLY_AFTER_HOURS', 48, 1) * HOUR_MS;
   const dailyAfterMs = num('ROLLUP_DAILY_AFTER_DAYS', 30, 1) * DAY_MS;
   const retentionMs = num('RETENTION_DAYS', 400, 1) * DAY_MS;
-  if (!(hourlyAfterMs < dailyAfterMs && dailyAfterMs < retentionMs)) throw new Error('configuration: ROLLUP_HOURLY_AFTER_HOURS < ROLLUP_DAILY_AFTER_DAYS < RETENTION_DAYS must hold');
+  if (!(hourlyAfterMs < dailyAfterMs && dailyAfterMs < retentionMs))
+    throw new Error('configuration: ROLLUP_HOURLY_AFTER_HOURS < ROLLUP_DAILY_AFTER_DAYS < RETENTION_DAYS must hold');
   return {
     windowMs,
     minRows: num('ALERT_MIN_ROWS', MIN_ROWS_TO_EVALUATE, 1),
@@ -171,7 +185,9 @@ export class DriftAggregator extends DurableObject<Env> {
    */
   #fold(): void {
     const sql = this.ctx.storage.sql;
-    const groups = sql.exec(`SELECT model_version, minute, origin, MAX(id) AS last, COUNT(*) AS n FROM pending GROUP BY model_version, minute, origin`).toArray();
+    const groups = sql
+      .exec(`SELECT model_version, minute, origin, MAX(id) AS last, COUNT(*) AS n FROM pending GROUP BY model_version, minute, origin`)
+      .toArray();
     for (const g of groups) {
       const key = `${g.model_version}\u0000${g.minute}\u0000${g.origin}`;
       const memo = this.#memo.get(key);
@@ -180,10 +196,15 @@ export class DriftAggregator extends DurableObject<Env> {
     }
   }
 
-  #foldGroup(g: { model_version: string; minute: number; origin: string; last: number; n: number }, memo: { acc: Profile; rows: number; last: number } | undefined): void {
+  #foldGroup(
+    g: { model_version: string; minute: number; origin: string; last: number; n: number },
+    memo: { acc: Profile; rows: number; last: number } | undefined,
+  ): void {
     const sql = this.ctx.storage.sql;
     const where = [g.model_version, g.minute, g.origin] as const;
-    const stored = sql.exec(`SELECT summary FROM buckets WHERE model_version = ? AND minute = ? AND origin = ?`, ...where).toArray()[0]?.summary as ArrayBuffer | undefined;
+    const stored = sql.exec(`SELECT summary FROM buckets WHERE model_version = ? AND minute = ? AND origin = ?`, ...where).toArray()[0]?.summary as
+      | ArrayBuffer
+      | undefined;
     const bucket = (): Profile | undefined => {
       if (!stored) return undefined;
       try {
@@ -195,7 +216,11 @@ export class DriftAggregator extends DurableObject<Env> {
         return undefined;
       }
     };
-    const pendingRows = () => sql.exec(`SELECT summary FROM pending WHERE model_version = ? AND minute = ? AND origin = ? AND id <= ? ORDER BY id`, ...where, g.last).toArray().map((r) => decodeSummary(new Uint8Array(r.summary as ArrayBuffer)));
+    const pendingRows = () =>
+      sql
+        .exec(`SELECT summary FROM pending WHERE model_version = ? AND minute = ? AND origin = ? AND id <= ? ORDER BY id`, ...where, g.last)
+        .toArray()
+        .map((r) => decodeSummary(new Uint8Array(r.summary as ArrayBuffer)));
     const drop = (why: string, p: Profile) => {
       this.#count(why);
       this.#count('rows', -p.counters.rows);
@@ -269,18 +294,26 @@ export class DriftAggregator extends DurableObject<Env> {
   #schema(): void {
     if (this.#ready) return;
     const sql = this.ctx.storage.sql;
-    sql.exec(`CREATE TABLE IF NOT EXISTS seen (source TEXT NOT NULL, sequence INTEGER NOT NULL, model_version TEXT NOT NULL, window_start INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (source, sequence, model_version))`);
+    sql.exec(
+      `CREATE TABLE IF NOT EXISTS seen (source TEXT NOT NULL, sequence INTEGER NOT NULL, model_version TEXT NOT NULL, window_start INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (source, sequence, model_version))`,
+    );
     // origin: 'edge' (an edge isolate's own rows, trusted) or 'browser' (browsers' summaries that
     // an isolate merged and forwarded): kept apart so that evaluation can tell whose evidence it is.
     sql.exec(
       `CREATE TABLE IF NOT EXISTS buckets (model_version TEXT NOT NULL, minute INTEGER NOT NULL, origin TEXT NOT NULL DEFAULT 'edge', summary BLOB NOT NULL, span INTEGER NOT NULL DEFAULT ${MINUTE_MS}, PRIMARY KEY (model_version, minute, origin))`,
     );
-    sql.exec(`CREATE TABLE IF NOT EXISTS pending (id INTEGER PRIMARY KEY AUTOINCREMENT, model_version TEXT NOT NULL, minute INTEGER NOT NULL, origin TEXT NOT NULL DEFAULT 'edge', summary BLOB NOT NULL)`);
+    sql.exec(
+      `CREATE TABLE IF NOT EXISTS pending (id INTEGER PRIMARY KEY AUTOINCREMENT, model_version TEXT NOT NULL, minute INTEGER NOT NULL, origin TEXT NOT NULL DEFAULT 'edge', summary BLOB NOT NULL)`,
+    );
     sql.exec(`CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)`);
     // The client address groups behind each minute's browser rows (hashes; see ALERT_MIN_SOURCES).
-    sql.exec(`CREATE TABLE IF NOT EXISTS browser_groups (model_version TEXT NOT NULL, minute INTEGER NOT NULL, grp TEXT NOT NULL, PRIMARY KEY (model_version, minute, grp))`);
+    sql.exec(
+      `CREATE TABLE IF NOT EXISTS browser_groups (model_version TEXT NOT NULL, minute INTEGER NOT NULL, grp TEXT NOT NULL, PRIMARY KEY (model_version, minute, grp))`,
+    );
     sql.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
-    sql.exec(`CREATE TABLE IF NOT EXISTS streaks (model_version TEXT NOT NULL, feature TEXT NOT NULL, drifted INTEGER NOT NULL, clean INTEGER NOT NULL, since INTEGER, PRIMARY KEY (model_version, feature))`);
+    sql.exec(
+      `CREATE TABLE IF NOT EXISTS streaks (model_version TEXT NOT NULL, feature TEXT NOT NULL, drifted INTEGER NOT NULL, clean INTEGER NOT NULL, since INTEGER, PRIMARY KEY (model_version, feature))`,
+    );
     sql.exec(
       `CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, model_version TEXT NOT NULL, feature TEXT NOT NULL, opened_at INTEGER NOT NULL, resolved_at INTEGER, evidence TEXT NOT NULL, since INTEGER, notified_open INTEGER NOT NULL DEFAULT 0, notified_resolved INTEGER NOT NULL DEFAULT 0, notify_attempts INTEGER NOT NULL DEFAULT 0)`,
     );
@@ -346,7 +379,8 @@ export class DriftAggregator extends DurableObject<Env> {
   async ingestMany(model: string, summaries: (Uint8Array | ArrayBuffer)[], groups?: (readonly string[] | undefined)[]): Promise<IngestResult[]> {
     this.#schema();
     if (!Array.isArray(summaries)) return [this.#refuse('ingestMany takes an array of summaries')];
-    if (summaries.length > MAX_BATCH) return summaries.map(() => this.#refuse(`a batch holds at most ${MAX_BATCH} summaries; this one had ${summaries.length}`));
+    if (summaries.length > MAX_BATCH)
+      return summaries.map(() => this.#refuse(`a batch holds at most ${MAX_BATCH} summaries; this one had ${summaries.length}`));
     const results = summaries.map((b, i) => this.#ingestOne(model, b, Array.isArray(groups) ? groups[i] : undefined));
     if (results.some((r) => r.status === 'stored')) await this.#arm();
     return results;
@@ -373,9 +407,13 @@ export class DriftAggregator extends DurableObject<Env> {
       return this.#refuse(e instanceof SummaryDecodeError ? e.message : 'malformed summary');
     }
     if (p.model !== model) return this.#refuse(`summary is for model "${p.model}", not "${model}"`);
-    if (p.windowStart > Date.now() + MAX_FUTURE_MS) return this.#refuse(`summary window starts at ${new Date(p.windowStart).toISOString()}, more than an hour in the future (check the sender's clock)`);
+    if (p.windowStart > Date.now() + MAX_FUTURE_MS)
+      return this.#refuse(`summary window starts at ${new Date(p.windowStart).toISOString()}, more than an hour in the future (check the sender's clock)`);
     const horizon = Number(this.#meta('pruned_before') ?? -Infinity);
-    if (p.windowStart < horizon) return this.#refuse(`summary window starts at ${new Date(p.windowStart).toISOString()}, before the deduplication horizon ${new Date(horizon).toISOString()}: too old to be counted exactly once`);
+    if (p.windowStart < horizon)
+      return this.#refuse(
+        `summary window starts at ${new Date(p.windowStart).toISOString()}, before the deduplication horizon ${new Date(horizon).toISOString()}: too old to be counted exactly once`,
+      );
     const source = `${p.source.kind}:${p.source.id}`;
     const origin = originOf(p);
     const minute = Math.floor(p.windowStart / MINUTE_MS) * MINUTE_MS;
@@ -386,7 +424,9 @@ export class DriftAggregator extends DurableObject<Env> {
         this.#count('duplicates');
         return { status: 'duplicate' as const, minute };
       }
-      const id = sql.exec(`INSERT INTO pending (model_version, minute, origin, summary) VALUES (?, ?, ?, ?) RETURNING id`, p.modelVersion, minute, origin, raw).one().id as number;
+      const id = sql
+        .exec(`INSERT INTO pending (model_version, minute, origin, summary) VALUES (?, ?, ?, ?) RETURNING id`, p.modelVersion, minute, origin, raw)
+        .one().id as number;
       sql.exec(`INSERT INTO seen (source, sequence, model_version, window_start) VALUES (?, ?, ?, ?)`, source, p.sequence, p.modelVersion, p.windowStart);
       this.#count('stored');
       this.#count('rows', p.counters.rows);
@@ -425,7 +465,8 @@ export class DriftAggregator extends DurableObject<Env> {
 
   #recordGroups(version: string, minute: number, groups: readonly string[]): void {
     const sql = this.ctx.storage.sql;
-    let room = MAX_GROUPS_PER_MINUTE - (sql.exec(`SELECT COUNT(*) AS n FROM browser_groups WHERE model_version = ? AND minute = ?`, version, minute).one().n as number);
+    let room =
+      MAX_GROUPS_PER_MINUTE - (sql.exec(`SELECT COUNT(*) AS n FROM browser_groups WHERE model_version = ? AND minute = ?`, version, minute).one().n as number);
     for (const g of groups.slice(0, MAX_GROUPS_PER_MINUTE)) {
       if (room <= 0) break;
       if (typeof g !== 'string' || !/^[0-9a-f]{16,64}$/.test(g)) continue;
@@ -449,7 +490,8 @@ export class DriftAggregator extends DurableObject<Env> {
     const sql = this.ctx.storage.sql;
     const through = Number(this.#meta('evaluated_through') ?? -Infinity);
     const live = Number(this.#meta('max_end') ?? -Infinity) >= now - DAY_MS;
-    const pending = sql.exec(`SELECT 1 FROM buckets WHERE minute >= ? LIMIT 1`, Number.isFinite(through) ? through + this.config.windowMs : 0).toArray().length > 0;
+    const pending =
+      sql.exec(`SELECT 1 FROM buckets WHERE minute >= ? LIMIT 1`, Number.isFinite(through) ? through + this.config.windowMs : 0).toArray().length > 0;
     if ((pending && (live || evaluated > 0)) || rollupsLeft || notificationsLeft) await this.ctx.storage.setAlarm(Date.now() + this.config.intervalMs);
   }
 
@@ -489,7 +531,14 @@ export class DriftAggregator extends DurableObject<Env> {
     }
     let upper = Math.floor(watermark / W) * W;
     if (!(upper > lower)) return 0;
-    const rows = sql.exec(`SELECT model_version, minute, origin, summary FROM buckets WHERE minute >= ? AND minute < ? ORDER BY minute LIMIT ?`, lower, upper, MAX_BUCKETS_PER_CALL + 1).toArray();
+    const rows = sql
+      .exec(
+        `SELECT model_version, minute, origin, summary FROM buckets WHERE minute >= ? AND minute < ? ORDER BY minute LIMIT ?`,
+        lower,
+        upper,
+        MAX_BUCKETS_PER_CALL + 1,
+      )
+      .toArray();
     // Bounded work: stop before the window of the first bucket past the limit (the next call goes on from there).
     if (rows.length > MAX_BUCKETS_PER_CALL) upper = Math.max(lower + W, Math.floor((rows[MAX_BUCKETS_PER_CALL].minute as number) / W) * W);
     const baseline = this.#baselineProfile(bundled.baseline);
@@ -529,7 +578,9 @@ export class DriftAggregator extends DurableObject<Env> {
       for (const [version, j] of windows.get(w)!) {
         // Browser evidence counts only from enough distinct sources; below that, the window is
         // judged on the edge's own rows, and not at all when those are too few.
-        const groups = () => sql.exec(`SELECT COUNT(DISTINCT grp) AS n FROM browser_groups WHERE model_version = ? AND minute >= ? AND minute < ?`, version, w, w + W).one().n as number;
+        const groups = () =>
+          sql.exec(`SELECT COUNT(DISTINCT grp) AS n FROM browser_groups WHERE model_version = ? AND minute >= ? AND minute < ?`, version, w, w + W).one()
+            .n as number;
         const trusted = j.browserRows === 0 || groups() >= minSources;
         const p = trusted ? j.all : j.edge;
         if (!p || p.counters.rows < minRows) {
@@ -540,7 +591,9 @@ export class DriftAggregator extends DurableObject<Env> {
         // A version seen only as a shadow saw the same inputs as the served one: only its outputs are its own.
         const judged = judgeWindow(baseline, p, { seasonal, shadowOnly: (p.counters.shadowRows ?? 0) >= p.counters.rows });
         for (const [key, j] of [...judged.features, ...[...judged.outputs].map(([name, x]) => [`output:${name}`, x] as const)]) {
-          const st = sql.exec(`SELECT drifted, clean, since FROM streaks WHERE model_version = ? AND feature = ?`, version, key).toArray()[0] as unknown as Streak | undefined;
+          const st = sql.exec(`SELECT drifted, clean, since FROM streaks WHERE model_version = ? AND feature = ?`, version, key).toArray()[0] as unknown as
+            | Streak
+            | undefined;
           const streak = nextStreak(st, j.drifted, w);
           sql.exec(
             `INSERT INTO streaks (model_version, feature, drifted, clean, since) VALUES (?, ?, ?, ?, ?) ON CONFLICT(model_version, feature) DO UPDATE SET drifted = excluded.drifted, clean = excluded.clean, since = excluded.since`,
@@ -553,8 +606,19 @@ export class DriftAggregator extends DurableObject<Env> {
           const open = sql.exec(`SELECT id FROM alerts WHERE model_version = ? AND feature = ? AND resolved_at IS NULL`, version, key).toArray()[0];
           const step = alertStep(streak, open !== undefined, hysteresis);
           if (step === 'open') {
-            const evidence = Object.fromEntries(Object.entries(j.drift).filter(([, r]) => r?.drifted).map(([m, r]) => [m, { statistic: r!.statistic, threshold: r!.threshold }]));
-            sql.exec(`INSERT INTO alerts (model_version, feature, opened_at, since, evidence) VALUES (?, ?, ?, ?, ?)`, version, key, w + W, streak.since, JSON.stringify(evidence));
+            const evidence = Object.fromEntries(
+              Object.entries(j.drift)
+                .filter(([, r]) => r?.drifted)
+                .map(([m, r]) => [m, { statistic: r!.statistic, threshold: r!.threshold }]),
+            );
+            sql.exec(
+              `INSERT INTO alerts (model_version, feature, opened_at, since, evidence) VALUES (?, ?, ?, ?, ?)`,
+              version,
+              key,
+              w + W,
+              streak.since,
+              JSON.stringify(evidence),
+            );
             this.#count('alerts_opened');
           } else if (step === 'resolve') {
             sql.exec(`UPDATE alerts SET resolved_at = ? WHERE id = ?`, w + W, open!.id as number);
@@ -591,7 +655,14 @@ export class DriftAggregator extends DurableObject<Env> {
       const horizon = Math.floor(Math.min(clock - after, evaluatedEnd) / span) * span;
       if (!Number.isFinite(horizon)) continue;
       const groups = sql
-        .exec(`SELECT DISTINCT model_version, origin, CAST(minute / ? AS INTEGER) * ? AS g FROM buckets WHERE span < ? AND minute < ? ORDER BY g LIMIT ?`, span, span, span, horizon, budget + 1)
+        .exec(
+          `SELECT DISTINCT model_version, origin, CAST(minute / ? AS INTEGER) * ? AS g FROM buckets WHERE span < ? AND minute < ? ORDER BY g LIMIT ?`,
+          span,
+          span,
+          span,
+          horizon,
+          budget + 1,
+        )
         .toArray();
       for (const { model_version: version, origin, g } of groups.slice(0, budget)) {
         this.ctx.storage.transactionSync(() => {
@@ -636,7 +707,10 @@ export class DriftAggregator extends DurableObject<Env> {
     const sql = this.ctx.storage.sql;
     const model = this.#meta('model') ?? '';
     const pending = sql
-      .exec(`SELECT id, notified_open, notified_resolved, resolved_at FROM alerts WHERE (notified_open = 0 OR (resolved_at IS NOT NULL AND notified_resolved = 0)) AND notify_attempts < ? ORDER BY id LIMIT 20`, WEBHOOK_MAX_ATTEMPTS)
+      .exec(
+        `SELECT id, notified_open, notified_resolved, resolved_at FROM alerts WHERE (notified_open = 0 OR (resolved_at IS NOT NULL AND notified_resolved = 0)) AND notify_attempts < ? ORDER BY id LIMIT 20`,
+        WEBHOOK_MAX_ATTEMPTS,
+      )
       .toArray();
     const all = new Map((await this.alerts()).map((a) => [a.id, a]));
     for (const row of pending) {
@@ -693,7 +767,10 @@ export class DriftAggregator extends DurableObject<Env> {
     this.#schema();
     this.#fold();
     const rows = this.ctx.storage.sql
-      .exec(`SELECT summary FROM buckets WHERE minute >= ? AND minute < ? ${version ? 'AND model_version = ?' : ''} ORDER BY minute`, ...(version ? [from, to, version] : [from, to]))
+      .exec(
+        `SELECT summary FROM buckets WHERE minute >= ? AND minute < ? ${version ? 'AND model_version = ?' : ''} ORDER BY minute`,
+        ...(version ? [from, to, version] : [from, to]),
+      )
       .toArray();
     let acc: Profile | undefined;
     for (const r of rows) {
@@ -721,7 +798,11 @@ export class DriftAggregator extends DurableObject<Env> {
     const p = decodeSummary(bytes);
     const { minRows } = this.config;
     if (p.counters.rows < minRows) return { error: `the window has ${p.counters.rows} rows, fewer than ${minRows}` };
-    const rebased: Profile = { ...p, source: { kind: 'baseline', id: `rebaselined ${new Date(from).toISOString()}..${new Date(to).toISOString()}` }, sequence: 0 };
+    const rebased: Profile = {
+      ...p,
+      source: { kind: 'baseline', id: `rebaselined ${new Date(from).toISOString()}..${new Date(to).toISOString()}` },
+      sequence: 0,
+    };
     this.#setMeta('baseline', bytesToBase64(encodeSummary(rebased, { meanPrecision: 'f64' })));
     // Streaks restart against the new reference.
     this.ctx.storage.sql.exec(`DELETE FROM streaks`);
@@ -742,7 +823,10 @@ export class DriftAggregator extends DurableObject<Env> {
   async versions(from: number, to: number): Promise<Record<string, Uint8Array>> {
     this.#schema();
     this.#fold();
-    const names = this.ctx.storage.sql.exec(`SELECT DISTINCT model_version FROM buckets WHERE minute >= ? AND minute < ?`, from, to).toArray().map((r) => r.model_version as string);
+    const names = this.ctx.storage.sql
+      .exec(`SELECT DISTINCT model_version FROM buckets WHERE minute >= ? AND minute < ?`, from, to)
+      .toArray()
+      .map((r) => r.model_version as string);
     const out: Record<string, Uint8Array> = {};
     for (const v of names) {
       const bytes = await this.window(from, to, v);
@@ -753,7 +837,12 @@ export class DriftAggregator extends DurableObject<Env> {
 
   async counters(): Promise<Record<string, number>> {
     this.#schema();
-    return Object.fromEntries(this.ctx.storage.sql.exec(`SELECT name, value FROM counters`).toArray().map((r) => [r.name as string, r.value as number]));
+    return Object.fromEntries(
+      this.ctx.storage.sql
+        .exec(`SELECT name, value FROM counters`)
+        .toArray()
+        .map((r) => [r.name as string, r.value as number]),
+    );
   }
 
   /** Stored buckets: version, start and span (a minute, an hour or a day). */

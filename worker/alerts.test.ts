@@ -13,7 +13,14 @@ const baseline = decodeSummary(new Uint8Array(BUNDLED_MODELS['flight-delay'].bas
 /** One minute of 500 rows drawn from the baseline's own sketches; `shift` moves hour and month. */
 function minute(start: number, sequence: number, seed: number, shift: boolean): Uint8Array {
   const r = rng(seed);
-  const p = createProfile({ model: 'flight-delay', modelVersion: '1', source: { kind: 'edge', id: 'replay' }, sequence, windowStart: start, windowEnd: start + 59_000 });
+  const p = createProfile({
+    model: 'flight-delay',
+    modelVersion: '1',
+    source: { kind: 'edge', id: 'replay' },
+    sequence,
+    windowStart: start,
+    windowEnd: start + 59_000,
+  });
   for (const [name, sketch] of baseline.features) {
     if (sketch instanceof TDigest) {
       const d = new TDigest();
@@ -93,7 +100,12 @@ describe('re-baselining', () => {
     const { createWasmSession } = await import('./engine/ort-workerd.ts');
     const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
     const bindings = { ...(env as object), OPERATOR_TOKEN: 'op' };
-    const post = (body: unknown) => app.request('/v1/models/flight-delay/baseline', { method: 'POST', headers: { authorization: 'Bearer op', 'content-type': 'application/json' }, body: JSON.stringify(body) }, bindings);
+    const post = (body: unknown) =>
+      app.request(
+        '/v1/models/flight-delay/baseline',
+        { method: 'POST', headers: { authorization: 'Bearer op', 'content-type': 'application/json' }, body: JSON.stringify(body) },
+        bindings,
+      );
     const t0 = Date.UTC(2026, 0, 1, 0, 0, 0);
     // The shifted minutes of the first test (4-7) become the reference.
     const res = await post({ from: t0 + 4 * 60_000, to: t0 + 8 * 60_000 });
@@ -101,7 +113,7 @@ describe('re-baselining', () => {
     expect(((await res.json()) as { baseline: { rows: number } }).baseline.rows).toBe(2000);
     const empty = await post({ from: t0 - 3_600_000, to: t0 - 60_000 });
     expect(empty.status).toBe(422);
-    expect(((await post({ from: 'soon', to: t0 })).status)).toBe(400);
+    expect((await post({ from: 'soon', to: t0 })).status).toBe(400);
 
     const agg = ns.get(ns.idFromName('flight-delay'));
     const before = (await agg.alerts()).length;
@@ -109,7 +121,11 @@ describe('re-baselining', () => {
     for (let i = 12; i < 17; i++) expect((await agg.ingest('flight-delay', minute(t0 + i * 60_000, ++seq, i + 1, true))).status).toBe('stored');
     expect(await agg.evaluate(t0 + 20 * 60_000)).toBe(5);
     expect((await agg.alerts()).length).toBe(before); // shifted traffic is the new normal
-    const drift = await app.request(`/v1/models/flight-delay/drift?from=${t0 + 12 * 60_000}&to=${t0 + 17 * 60_000}`, { headers: { authorization: 'Bearer op' } }, bindings);
+    const drift = await app.request(
+      `/v1/models/flight-delay/drift?from=${t0 + 12 * 60_000}&to=${t0 + 17 * 60_000}`,
+      { headers: { authorization: 'Bearer op' } },
+      bindings,
+    );
     const body = (await drift.json()) as { baseline: { source: string }; windows: { drifted: string[] }[] };
     expect(body.baseline.source).toMatch(/rebaselined/);
     expect(body.windows[0].drifted).not.toContain('month');

@@ -13,7 +13,15 @@ type Json = Record<string, any>;
 function newApp(env: Env = {}) {
   const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
   const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-    const res = await app.request(path, { method, headers: { 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) }, env);
+    const res = await app.request(
+      path,
+      {
+        method,
+        headers: { 'content-type': 'application/json', ...headers },
+        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+      },
+      env,
+    );
     const text = await res.text();
     let json: Json;
     try {
@@ -27,14 +35,18 @@ function newApp(env: Env = {}) {
 }
 
 /** The error of an answer: /v2 routes answer OIP's `{ error: message, code, field }`, others `{ error: { code, message, field } }`. */
-export function errorOf(path: string, json: Json): { code: string; message: string; field?: string } {
+function errorOf(path: string, json: Json): { code: string; message: string; field?: string } {
   return path.startsWith('/v2') ? { code: json.code, message: json.error, field: json.field } : json.error;
 }
 
 const OPERATOR = { authorization: 'Bearer op' };
 
 const flightRows = flightGolden.rows as { features: Json; inputs: Json; expected: { int8: { p_delay: number } } }[];
-const movieRows = movieGolden.rows as { features: { history: number[]; k: number }; inputs: { history: number[] }; expected: { int8: { movie_ids: number[]; scores: number[] } } }[];
+const movieRows = movieGolden.rows as {
+  features: { history: number[]; k: number };
+  inputs: { history: number[] };
+  expected: { int8: { movie_ids: number[]; scores: number[] } };
+}[];
 
 describe('health and metadata', () => {
   const { call } = newApp();
@@ -61,12 +73,19 @@ describe('golden sets through the routes', () => {
     const res = await call('POST', '/v1/models/flight-delay/predict', { instances: flightRows.map((r) => r.features) });
     expect(res.status).toBe(200);
     expect(res.json.served_by).toBe('edge');
-    res.json.predictions.forEach((p: Json, i: number) => expect(Math.abs(p.p_delay - flightRows[i].expected.int8.p_delay)).toBeLessThanOrEqual(flightGolden.tolerance.p_delay_abs));
+    res.json.predictions.forEach((p: Json, i: number) =>
+      expect(Math.abs(p.p_delay - flightRows[i].expected.int8.p_delay)).toBeLessThanOrEqual(flightGolden.tolerance.p_delay_abs),
+    );
   });
 
   it('flight-delay /v2 infer with tensors matches the golden outputs', async () => {
     const rows = flightRows.slice(0, 20);
-    const inputs = ['month', 'day_of_week', 'hour', 'origin', 'destination'].map((name) => ({ name, datatype: 'INT64', shape: [rows.length], data: rows.map((r) => r.inputs[name]) }));
+    const inputs = ['month', 'day_of_week', 'hour', 'origin', 'destination'].map((name) => ({
+      name,
+      datatype: 'INT64',
+      shape: [rows.length],
+      data: rows.map((r) => r.inputs[name]),
+    }));
     inputs.push({ name: 'distance', datatype: 'FP32', shape: [rows.length], data: rows.map((r) => r.inputs.distance) });
     const res = await call('POST', '/v2/models/flight-delay/versions/1/infer', { id: 'golden', inputs });
     expect(res.status).toBe(200);
@@ -82,7 +101,9 @@ describe('golden sets through the routes', () => {
       const res = await call('POST', '/v1/models/movielens-topk/predict', { instances: [row.features] });
       expect(res.status).toBe(200);
       const [p] = res.json.predictions;
-      expect(p.movie_ids.filter((id: number) => row.expected.int8.movie_ids.includes(id)).length).toBeGreaterThanOrEqual(movieGolden.tolerance.min_overlap_at_10);
+      expect(p.movie_ids.filter((id: number) => row.expected.int8.movie_ids.includes(id)).length).toBeGreaterThanOrEqual(
+        movieGolden.tolerance.min_overlap_at_10,
+      );
       p.scores.forEach((s: number, j: number) => expect(Math.abs(s - row.expected.int8.scores[j])).toBeLessThanOrEqual(movieGolden.tolerance.score_abs));
     }
   });
@@ -117,8 +138,20 @@ describe('validation: every bad input is a 4xx JSON error naming the field', () 
     ['k out of range', '/v1/models/movielens-topk/predict', { instances: [{ history: [1], k: 0 }] }, 400, 'instances[0].k'],
     ['v2 missing tensor', '/v2/models/flight-delay/infer', { inputs: [] }, 400, 'inputs'],
     ['v2 wrong datatype', '/v2/models/flight-delay/infer', { inputs: [{ name: 'month', datatype: 'FP32', shape: [1], data: [1] }] }, 400, 'inputs[0].datatype'],
-    ['v2 wrong element count', '/v2/models/flight-delay/infer', { inputs: [{ name: 'month', datatype: 'INT64', shape: [2], data: [1] }] }, 400, 'inputs[0].data'],
-    ['v2 index out of vocabulary range', '/v2/models/flight-delay/infer', { inputs: [{ name: 'origin', datatype: 'INT64', shape: [1], data: [100000] }] }, 400, 'inputs[0].data'],
+    [
+      'v2 wrong element count',
+      '/v2/models/flight-delay/infer',
+      { inputs: [{ name: 'month', datatype: 'INT64', shape: [2], data: [1] }] },
+      400,
+      'inputs[0].data',
+    ],
+    [
+      'v2 index out of vocabulary range',
+      '/v2/models/flight-delay/infer',
+      { inputs: [{ name: 'origin', datatype: 'INT64', shape: [1], data: [100000] }] },
+      400,
+      'inputs[0].data',
+    ],
     ['v2 unknown input', '/v2/models/flight-delay/infer', { inputs: [{ name: 'wind', datatype: 'FP32', shape: [1], data: [1] }] }, 400, 'inputs[0].name'],
   ];
   for (const [what, path, body, status, field] of cases) {
@@ -143,19 +176,46 @@ describe('validation: every bad input is a 4xx JSON error naming the field', () 
   });
 
   it('generated bad bodies never cause a 5xx (property)', async () => {
-    const value = fc.oneof(fc.integer(), fc.double(), fc.string({ maxLength: 8 }), fc.constant(null), fc.boolean(), fc.array(fc.integer(), { maxLength: 4 }), fc.constantFrom(1e308, -1, 0, 'ORD', 'LAX'));
+    const value = fc.oneof(
+      fc.integer(),
+      fc.double(),
+      fc.string({ maxLength: 8 }),
+      fc.constant(null),
+      fc.boolean(),
+      fc.array(fc.integer(), { maxLength: 4 }),
+      fc.constantFrom(1e308, -1, 0, 'ORD', 'LAX'),
+    );
     const instance = fc.dictionary(fc.constantFrom('month', 'day_of_week', 'hour', 'distance', 'origin', 'destination', 'history', 'k', 'x'), value);
     const body = fc.oneof(
       fc.record({ instances: fc.array(instance, { maxLength: 4 }) }),
-      fc.record({ inputs: fc.array(fc.record({ name: fc.constantFrom('month', 'origin', 'distance', 'history', 'k'), datatype: fc.constantFrom('INT64', 'FP32', 'BYTES'), shape: fc.array(fc.integer({ min: -1, max: 3 }), { maxLength: 3 }), data: fc.array(value, { maxLength: 6 }) }), { maxLength: 7 }) }),
+      fc.record({
+        inputs: fc.array(
+          fc.record({
+            name: fc.constantFrom('month', 'origin', 'distance', 'history', 'k'),
+            datatype: fc.constantFrom('INT64', 'FP32', 'BYTES'),
+            shape: fc.array(fc.integer({ min: -1, max: 3 }), { maxLength: 3 }),
+            data: fc.array(value, { maxLength: 6 }),
+          }),
+          { maxLength: 7 },
+        ),
+      }),
       fc.jsonValue(),
     );
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom('/v1/models/flight-delay/predict', '/v1/models/movielens-topk/predict', '/v2/models/flight-delay/infer', '/v2/models/movielens-topk/infer'), body, async (path, b) => {
-        const res = await call('POST', path, b);
-        if (res.status >= 500) throw new Error(`${path} ${JSON.stringify(b)} -> ${res.status} ${JSON.stringify(res.json)}`);
-        if (res.status !== 200) expect(typeof errorOf(path, res.json).code).toBe('string');
-      }),
+      fc.asyncProperty(
+        fc.constantFrom(
+          '/v1/models/flight-delay/predict',
+          '/v1/models/movielens-topk/predict',
+          '/v2/models/flight-delay/infer',
+          '/v2/models/movielens-topk/infer',
+        ),
+        body,
+        async (path, b) => {
+          const res = await call('POST', path, b);
+          if (res.status >= 500) throw new Error(`${path} ${JSON.stringify(b)} -> ${res.status} ${JSON.stringify(res.json)}`);
+          if (res.status !== 200) expect(typeof errorOf(path, res.json).code).toBe('string');
+        },
+      ),
       { seed: 99, numRuns: 300 },
     );
   });
@@ -230,11 +290,23 @@ describe('cross-origin pages', () => {
     const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
     const bindings = { ...(env as object), OPERATOR_TOKEN: 'op' };
     const origin = { origin: 'https://shop.example' };
-    const pre = await app.request('/v2/models/movielens-topk/infer', { method: 'OPTIONS', headers: { ...origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } }, bindings);
+    const pre = await app.request(
+      '/v2/models/movielens-topk/infer',
+      { method: 'OPTIONS', headers: { ...origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } },
+      bindings,
+    );
     expect(pre.status).toBe(204);
     expect(pre.headers.get('access-control-allow-origin')).toBe('*');
     expect(pre.headers.get('access-control-allow-methods')).toMatch(/POST/);
-    const res = await app.request('/v1/models/flight-delay/predict', { method: 'POST', headers: { ...origin, 'content-type': 'application/json', 'x-latency-budget-ms': '10000' }, body: JSON.stringify({ instances: [{ month: 4, day_of_week: 5, hour: 18, distance: 1846, origin: 'ORD', destination: 'LAX' }] }) }, bindings);
+    const res = await app.request(
+      '/v1/models/flight-delay/predict',
+      {
+        method: 'POST',
+        headers: { ...origin, 'content-type': 'application/json', 'x-latency-budget-ms': '10000' },
+        body: JSON.stringify({ instances: [{ month: 4, day_of_week: 5, hour: 18, distance: 1846, origin: 'ORD', destination: 'LAX' }] }),
+      },
+      bindings,
+    );
     expect(res.status).toBe(200);
     expect(res.headers.get('access-control-allow-origin')).toBe('*');
     expect(res.headers.get('access-control-expose-headers')).toMatch(/x-served-by/);

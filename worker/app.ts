@@ -188,7 +188,17 @@ const num = (v: string | undefined, fallback: number, name: string) => configNum
  * estimate is corrected by the completions that follow. In workerd the clock moves only across
  * I/O, so pure CPU work reads as gap 0 and sheds nothing (the batcher's deadline checks remain).
  */
-export function createAdmission({ minInflight = 8, minSamples = 16, alpha = 0.2, now = () => performance.now() }: { minInflight?: number; minSamples?: number; alpha?: number; now?: () => number } = {}) {
+export function createAdmission({
+  minInflight = 8,
+  minSamples = 16,
+  alpha = 0.2,
+  now = () => performance.now(),
+}: {
+  minInflight?: number;
+  minSamples?: number;
+  alpha?: number;
+  now?: () => number;
+} = {}) {
   let inflight = 0;
   let last: number | undefined;
   let gap = 0;
@@ -236,7 +246,12 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       cacheBytes: num(env.CACHE_MAX_BYTES, 8 * 1024 * 1024, 'CACHE_MAX_BYTES'),
       cacheTtlMs: num(env.CACHE_TTL_MS, 60_000, 'CACHE_TTL_MS'),
     };
-    const failLoad = new Set((env.FAIL_MODEL_LOAD ?? '').split(',').map((x) => x.trim()).filter(Boolean));
+    const failLoad = new Set(
+      (env.FAIL_MODEL_LOAD ?? '')
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean),
+    );
     const engines = new Map<string, ModelEngine>();
     const versions = new Map<string, Map<string, ModelEngine>>();
     for (const [name, m] of Object.entries(models)) {
@@ -247,7 +262,10 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
           return new Uint8Array(bytes);
         };
         const manifest = version === m.manifest.version ? m.manifest : { ...m.manifest, version };
-        byVersion.set(version, createModelEngine({ manifest, artifact, createSession, batch: { mode, maxWaitMs: config.maxWaitMs, maxQueue: config.maxQueue } }));
+        byVersion.set(
+          version,
+          createModelEngine({ manifest, artifact, createSession, batch: { mode, maxWaitMs: config.maxWaitMs, maxQueue: config.maxQueue } }),
+        );
       }
       versions.set(name, byVersion);
       engines.set(name, byVersion.get(m.manifest.version)!);
@@ -265,7 +283,11 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
           timeoutMs: num(env.FALLBACK_TIMEOUT_MS, 2000, 'FALLBACK_TIMEOUT_MS'),
           authorization: env.FALLBACK_AUTH || undefined,
           retries: num(env.FALLBACK_RETRIES, 1, 'FALLBACK_RETRIES'),
-          breaker: createCircuitBreaker({ failureThreshold: num(env.BREAKER_FAILURES, 5, 'BREAKER_FAILURES'), windowMs: num(env.BREAKER_WINDOW_MS, 10_000, 'BREAKER_WINDOW_MS'), openMs: num(env.BREAKER_OPEN_MS, 5000, 'BREAKER_OPEN_MS') }),
+          breaker: createCircuitBreaker({
+            failureThreshold: num(env.BREAKER_FAILURES, 5, 'BREAKER_FAILURES'),
+            windowMs: num(env.BREAKER_WINDOW_MS, 10_000, 'BREAKER_WINDOW_MS'),
+            openMs: num(env.BREAKER_OPEN_MS, 5000, 'BREAKER_OPEN_MS'),
+          }),
         });
         byUrl.set(url, client);
       }
@@ -441,7 +463,13 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
 
   // The inference API answers pages on any origin (no cookies are involved): the browser
   // runtime's edge step, and apps that call the edge directly. Operator routes do not.
-  const publicApi = cors({ origin: '*', allowMethods: ['GET', 'POST', 'OPTIONS'], allowHeaders: ['content-type', 'x-latency-budget-ms', 'x-user-key'], exposeHeaders: ['x-served-by', 'x-model-version', 'retry-after'], maxAge: 600 });
+  const publicApi = cors({
+    origin: '*',
+    allowMethods: ['GET', 'POST', 'OPTIONS'],
+    allowHeaders: ['content-type', 'x-latency-budget-ms', 'x-user-key'],
+    exposeHeaders: ['x-served-by', 'x-model-version', 'retry-after'],
+    maxAge: 600,
+  });
   app.use('/v2/*', publicApi);
   app.use('/v1/models/:name/predict', publicApi);
 
@@ -480,7 +508,13 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     if (version === undefined) return e;
     const byVersion = r.versions.get(name)!;
     const pinned = byVersion.get(version);
-    if (!pinned) throw new ValidationError(`model "${name}" has no version ${JSON.stringify(version)} (deployed: ${[...byVersion.keys()].join(', ')})`, 'version', 404, 'version_not_found');
+    if (!pinned)
+      throw new ValidationError(
+        `model "${name}" has no version ${JSON.stringify(version)} (deployed: ${[...byVersion.keys()].join(', ')})`,
+        'version',
+        404,
+        'version_not_found',
+      );
     return pinned;
   };
 
@@ -503,7 +537,22 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     await e.load().catch(() => undefined);
     const s = e.status();
     const ready = s.state === 'ready';
-    return c.json({ name: e.manifest.name, version: e.manifest.version, ready, ...(s.state === 'failed' ? { error: `model ${e.manifest.name} version ${e.manifest.version} failed to load (operators: see /v1/models/${e.manifest.name}/stats)`, code: 'model_unavailable' } : ready ? {} : { error: `model ${e.manifest.name} version ${e.manifest.version} is ${s.state}`, code: 'model_not_ready' }) }, ready ? 200 : 400);
+    return c.json(
+      {
+        name: e.manifest.name,
+        version: e.manifest.version,
+        ready,
+        ...(s.state === 'failed'
+          ? {
+              error: `model ${e.manifest.name} version ${e.manifest.version} failed to load (operators: see /v1/models/${e.manifest.name}/stats)`,
+              code: 'model_unavailable',
+            }
+          : ready
+            ? {}
+            : { error: `model ${e.manifest.name} version ${e.manifest.version} is ${s.state}`, code: 'model_not_ready' }),
+      },
+      ready ? 200 : 400,
+    );
   };
   app.get('/v2/models/:name/ready', readyRoute);
   app.get('/v2/models/:name/versions/:version/ready', readyRoute);
@@ -522,7 +571,12 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
   async function body(c: Context<{ Bindings: Env }>): Promise<unknown> {
     const type = c.req.header('content-type');
     if (type && !/^application\/json[ \t]*(;.*)?$/is.test(type.trim())) {
-      throw new ValidationError(`content-type must be application/json, got ${JSON.stringify(type.slice(0, 100))}`, 'content-type', 400, 'unsupported_media_type');
+      throw new ValidationError(
+        `content-type must be application/json, got ${JSON.stringify(type.slice(0, 100))}`,
+        'content-type',
+        400,
+        'unsupported_media_type',
+      );
     }
     try {
       return await c.req.json();
@@ -606,7 +660,12 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
    * that version: no canary assignment, no shadows), else by the routing table, sticky by
    * x-user-key, else by the request.
    */
-  async function pick(c: Context<{ Bindings: Env }>, e: ModelEngine, requestKey: string, dl: number): Promise<{ engine: ModelEngine; key: string; table: RoutingTable | undefined }> {
+  async function pick(
+    c: Context<{ Bindings: Env }>,
+    e: ModelEngine,
+    requestKey: string,
+    dl: number,
+  ): Promise<{ engine: ModelEngine; key: string; table: RoutingTable | undefined }> {
     if (c.req.param('version') !== undefined) return { engine: e, key: requestKey, table: undefined };
     // At most a fifth of the budget left, and 20 ms, on the routing store.
     const table = await tableOf(c, e, Math.min(ROUTING_WAIT_MS, (dl - performance.now()) / 5));
@@ -629,13 +688,27 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
    * and goes again with the same sequence (the aggregator deduplicates); nothing here can delay
    * or fail the request.
    */
-  function telemetry(c: Context<{ Bindings: Env }>, m: ModelManifest, version: string, observed: ReturnType<typeof observedFromFeeds>, predictions: Record<string, unknown>[], latencyMs: number, outcome: string): void {
+  function telemetry(
+    c: Context<{ Bindings: Env }>,
+    m: ModelManifest,
+    version: string,
+    observed: ReturnType<typeof observedFromFeeds>,
+    predictions: Record<string, unknown>[],
+    latencyMs: number,
+    outcome: string,
+  ): void {
     const r = rt(c.env);
     if (!r.profiler) return;
     const at = clockOf(c).eventTime;
     if (at !== undefined) eventClock = at;
     try {
-      r.profiler.observe(m, version, observed.map((features, i) => ({ features, outputs: (predictions[i] ?? {}) as Record<string, number> })), latencyMs, outcome as Outcome);
+      r.profiler.observe(
+        m,
+        version,
+        observed.map((features, i) => ({ features, outputs: (predictions[i] ?? {}) as Record<string, number> })),
+        latencyMs,
+        outcome as Outcome,
+      );
       r.profiler.tick();
     } catch (err) {
       console.error('telemetry: cannot sketch', err);
@@ -657,7 +730,10 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
           }
           for (const [model, batch] of byModel) {
             try {
-              const results = await agg.get(agg.idFromName(model)).ingestMany(model, batch.map((s) => s.bytes));
+              const results = await agg.get(agg.idFromName(model)).ingestMany(
+                model,
+                batch.map((s) => s.bytes),
+              );
               for (const res of results) if (res.status === 'rejected') console.error(`telemetry: aggregator refused a summary: ${res.reason}`);
               profiler.ack(batch);
             } catch (err) {
@@ -684,7 +760,15 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
    * never delay or change it and never use the caller's budget. Their agreement with the served
    * output is recorded per version; a shadow that fails is counted and harms nothing.
    */
-  function shadow(c: Context<{ Bindings: Env }>, e: ModelEngine, table: RoutingTable | undefined, key: string, served: string, req: EngineRequest, outputs: Record<string, Tensor>): void {
+  function shadow(
+    c: Context<{ Bindings: Env }>,
+    e: ModelEngine,
+    table: RoutingTable | undefined,
+    key: string,
+    served: string,
+    req: EngineRequest,
+    outputs: Record<string, Tensor>,
+  ): void {
     if (!table) return;
     const names = shadowVersions(table, key, served);
     if (names.length === 0) return;
@@ -698,7 +782,8 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
         if (!engine) continue;
         if (!r.shadows.has(model)) r.shadows.set(model, new Map());
         const byV = r.shadows.get(model)!;
-        if (!byV.has(v)) byV.set(v, { runs: 0, errors: 0, sameClass: 0, scoreDiff: new TDigest({ compression: 50 }), overlap: new TDigest({ compression: 50 }) });
+        if (!byV.has(v))
+          byV.set(v, { runs: 0, errors: 0, sameClass: 0, scoreDiff: new TDigest({ compression: 50 }), overlap: new TDigest({ compression: 50 }) });
         const st = byV.get(v)!;
         st.runs++;
         const t0 = performance.now();
@@ -707,10 +792,24 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
           const agreement = compare(e.manifest, outputs, out, st);
           // The shadow's own profile: its outputs on the served inputs, and how often it agrees.
           const predictions = toPredictions(e.manifest, out, req.rows);
-          r.profiler?.observe(engine.manifest, v, observed.map((features, i) => ({ features, outputs: (predictions[i] ?? {}) as Record<string, number> })), performance.now() - t0, 'shadow', agreement);
+          r.profiler?.observe(
+            engine.manifest,
+            v,
+            observed.map((features, i) => ({ features, outputs: (predictions[i] ?? {}) as Record<string, number> })),
+            performance.now() - t0,
+            'shadow',
+            agreement,
+          );
         } catch {
           st.errors++;
-          r.profiler?.observe(engine.manifest, v, observed.map((features) => ({ features, outputs: {} })), performance.now() - t0, 'shadow', { errors: 1 });
+          r.profiler?.observe(
+            engine.manifest,
+            v,
+            observed.map((features) => ({ features, outputs: {} })),
+            performance.now() - t0,
+            'shadow',
+            { errors: 1 },
+          );
         }
       }
     })();
@@ -727,7 +826,12 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
    * budget that is left. With hedging on, a request the edge has not answered by the hedge
    * quantile of its own latency goes to the fallback too, and the first answer wins.
    */
-  async function serve(c: Context<{ Bindings: Env }>, e: ModelEngine, req: EngineRequest, dl: number): Promise<{ outputs: Record<string, Tensor>; servedBy: string }> {
+  async function serve(
+    c: Context<{ Bindings: Env }>,
+    e: ModelEngine,
+    req: EngineRequest,
+    dl: number,
+  ): Promise<{ outputs: Record<string, Tensor>; servedBy: string }> {
     const r = rt(c.env);
     const name = e.manifest.name;
     const fallback = r.fallbacks.get(name);
@@ -774,7 +878,12 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       } catch (fe) {
         if (edgeError === undefined) throw fe;
         const why = (x: unknown) => (x instanceof Error ? x.message : String(x));
-        throw new FallbackError(`the edge could not serve (${why(edgeError)}) and neither could the fallback (${why(fe)})`, fe instanceof FallbackError ? fe.reason : 'upstream', Math.max(fe instanceof FallbackError ? fe.retryAfterMs : 1000, retryMs(edgeError)), { cause: fe });
+        throw new FallbackError(
+          `the edge could not serve (${why(edgeError)}) and neither could the fallback (${why(fe)})`,
+          fe instanceof FallbackError ? fe.reason : 'upstream',
+          Math.max(fe instanceof FallbackError ? fe.retryAfterMs : 1000, retryMs(edgeError)),
+          { cause: fe },
+        );
       }
     };
     const onEdgeError = (err: unknown) => {
@@ -814,7 +923,8 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     const header = Number(c.req.header(BUDGET_HEADER));
     const budgetMs = Number.isFinite(header) && header > 0 ? header : e?.manifest.serving.defaultLatencyBudgetMs;
     const wait = budgetMs === undefined ? undefined : admission.refuse(budgetMs - (performance.now() - clockOf(c).received));
-    if (wait !== undefined) throw new OverloadedError(`this edge is busy: about ${Math.ceil(wait)} ms of requests are ahead of this one, over its budget`, wait);
+    if (wait !== undefined)
+      throw new OverloadedError(`this edge is busy: about ${Math.ceil(wait)} ms of requests are ahead of this one, over its budget`, wait);
     admission.start();
     try {
       await next();
@@ -824,7 +934,12 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
   };
 
   /** serve(), timed for Server-Timing: the engine's share (queue and run) or the fallback's. */
-  async function timedServe(c: Context<{ Bindings: Env }>, e: ModelEngine, req: EngineRequest, dl: number): Promise<{ outputs: Record<string, Tensor>; servedBy: string }> {
+  async function timedServe(
+    c: Context<{ Bindings: Env }>,
+    e: ModelEngine,
+    req: EngineRequest,
+    dl: number,
+  ): Promise<{ outputs: Record<string, Tensor>; servedBy: string }> {
     const k = clockOf(c);
     k.timed = true;
     const t = performance.now();
@@ -859,7 +974,11 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       const served = await timedServe(c, route.engine, engineReq, dl);
       outputs = served.outputs;
       servedBy = served.servedBy;
-      cache?.set(versionKey, outputs, Object.values(outputs).reduce((a, t) => a + t.data.byteLength, 0));
+      cache?.set(
+        versionKey,
+        outputs,
+        Object.values(outputs).reduce((a, t) => a + t.data.byteLength, 0),
+      );
       shadow(c, e, route.table, route.key, version, engineReq, outputs);
     }
     countServed(c, m.name, version);
@@ -887,7 +1006,11 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     const raw = c.req.header('x-event-time');
     if (raw !== undefined && c.env.TELEMETRY_CLOCK === 'event') {
       const t = instant(raw);
-      if (!Number.isFinite(t) || t < 0 || t > Date.now() + 5 * 60_000) throw new ValidationError(`x-event-time must be an ISO date or ms since the epoch, not in the future; got ${JSON.stringify(raw.slice(0, 64))}`, 'x-event-time');
+      if (!Number.isFinite(t) || t < 0 || t > Date.now() + 5 * 60_000)
+        throw new ValidationError(
+          `x-event-time must be an ISO date or ms since the epoch, not in the future; got ${JSON.stringify(raw.slice(0, 64))}`,
+          'x-event-time',
+        );
       // The clock moves only when this request is sketched (telemetry()): a request refused for
       // its body or its model must not move the isolate's windows.
       clockOf(c).eventTime = t;
@@ -975,7 +1098,13 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     const e = engineOf(c);
     const versions = [...rt(c.env).versions.get(e.manifest.name)!.keys()];
     const stored = c.env.ROUTING ? await c.env.ROUTING.get(c.env.ROUTING.idFromName(e.manifest.name)).getTable() : { table: null, updatedAt: null };
-    return c.json({ model: e.manifest.name, versions, table: stored.table ?? { stable: e.manifest.version }, updated_at: stored.updatedAt, default: stored.table === null });
+    return c.json({
+      model: e.manifest.name,
+      versions,
+      table: stored.table ?? { stable: e.manifest.version },
+      updated_at: stored.updatedAt,
+      default: stored.table === null,
+    });
   });
   app.put('/v1/models/:name/routing', limit, async (c) => {
     operator(c);
@@ -1010,7 +1139,15 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
   };
   const describeSketch = (s: Sketch) =>
     s instanceof TDigest
-      ? { kind: 'numeric', count: s.count, min: s.count ? s.min : null, max: s.count ? s.max : null, p05: s.count ? s.quantile(0.05) : null, p50: s.count ? s.quantile(0.5) : null, p95: s.count ? s.quantile(0.95) : null }
+      ? {
+          kind: 'numeric',
+          count: s.count,
+          min: s.count ? s.min : null,
+          max: s.count ? s.max : null,
+          p05: s.count ? s.quantile(0.05) : null,
+          p50: s.count ? s.quantile(0.5) : null,
+          p95: s.count ? s.quantile(0.95) : null,
+        }
       : s instanceof CategoricalSketch
         ? { kind: 'categorical', count: s.count, top: s.top(10) }
         : { kind: 'histogram', count: s.count };
@@ -1033,7 +1170,8 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       ['previous_week', (t) => Math.max(0, t - 7 * 86_400_000)],
       ['previous_window', (t) => Math.max(0, t - step)],
     ]);
-    if (!shifts.has(reference)) throw new ValidationError(`reference must be one of ${[...shifts.keys()].join(', ')}; got ${JSON.stringify(reference.slice(0, 64))}`, 'reference');
+    if (!shifts.has(reference))
+      throw new ValidationError(`reference must be one of ${[...shifts.keys()].join(', ')}; got ${JSON.stringify(reference.slice(0, 64))}`, 'reference');
     const shift = shifts.get(reference);
     const agg = c.env.AGGREGATOR.get(c.env.AGGREGATOR.idFromName(m.name));
     const inForce = await agg.baseline(m.name);
@@ -1122,12 +1260,15 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       latency_ms: { p50: p.latency.count ? p.latency.quantile(0.5) : null, p99: p.latency.count ? p.latency.quantile(0.99) : null },
       outputs: Object.fromEntries([...p.outputs].map(([k, s]) => [k, describeSketch(s)])),
       // Shadow runs (counted apart from served rows) and their agreement with the served answer.
-      ...(p.counters.shadowRows ? { shadow_rows: p.counters.shadowRows, shadow_agreement: p.counters.shadowCompared ? (p.counters.shadowAgree ?? 0) / p.counters.shadowCompared : null } : {}),
+      ...(p.counters.shadowRows
+        ? { shadow_rows: p.counters.shadowRows, shadow_agreement: p.counters.shadowCompared ? (p.counters.shadowAgree ?? 0) / p.counters.shadowCompared : null }
+        : {}),
     });
     const stable = profiles.get(table.stable);
     const versions = Object.fromEntries(
       [...profiles].map(([v, p]) => {
-        const role = v === table.stable ? 'stable' : v === table.canary?.version ? 'canary' : (table.shadows ?? []).some((x) => x.version === v) ? 'shadow' : 'other';
+        const role =
+          v === table.stable ? 'stable' : v === table.canary?.version ? 'canary' : (table.shadows ?? []).some((x) => x.version === v) ? 'shadow' : 'other';
         let verdict: string | undefined;
         const reasons: string[] = [];
         if (v !== table.stable) {
@@ -1137,10 +1278,15 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
             if (p.counters.shadowCompared && (p.counters.shadowAgree ?? 0) / p.counters.shadowCompared < 0.9) reasons.push('shadow agreement below 90%');
             if (rate(p, 'fallbacks') > rate(stable, 'fallbacks') + 0.05) reasons.push('fallback rate');
             const p99 = (q: Profile) => (q.latency.count ? q.latency.quantile(0.99) : 0);
-            if (p99(p) > 1.5 * p99(stable) && p99(p) - p99(stable) > 5) reasons.push(`p99 latency (${p99(p).toFixed(1)} ms against ${p99(stable).toFixed(1)} ms)`);
+            if (p99(p) > 1.5 * p99(stable) && p99(p) - p99(stable) > 5)
+              reasons.push(`p99 latency (${p99(p).toFixed(1)} ms against ${p99(stable).toFixed(1)} ms)`);
             for (const [k, s] of p.outputs) {
               const j = judgeSketch(stable.outputs.get(k), s, { range: false });
-              const flagged = j ? Object.entries(j.drift).filter(([, r]) => r?.drifted).map(([m]) => m) : [];
+              const flagged = j
+                ? Object.entries(j.drift)
+                    .filter(([, r]) => r?.drifted)
+                    .map(([m]) => m)
+                : [];
               if (flagged.length) reasons.push(`output ${k} distribution (${flagged.join(', ')})`);
             }
             verdict = reasons.length ? 'worse' : 'no worse';
@@ -1193,7 +1339,14 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       shadows: Object.fromEntries(
         [...(rt(c.env).shadows.get(e.manifest.name) ?? [])].map(([v, st]) => [
           v,
-          { runs: st.runs, errors: st.errors, same_class: st.sameClass, score_diff_p50: st.scoreDiff.count ? st.scoreDiff.quantile(0.5) : null, score_diff_p99: st.scoreDiff.count ? st.scoreDiff.quantile(0.99) : null, overlap_mean_p50: st.overlap.count ? st.overlap.quantile(0.5) : null },
+          {
+            runs: st.runs,
+            errors: st.errors,
+            same_class: st.sameClass,
+            score_diff_p50: st.scoreDiff.count ? st.scoreDiff.quantile(0.5) : null,
+            score_diff_p99: st.scoreDiff.count ? st.scoreDiff.quantile(0.99) : null,
+            overlap_mean_p50: st.overlap.count ? st.overlap.quantile(0.5) : null,
+          },
         ]),
       ),
       config: rt(c.env).config,
@@ -1201,7 +1354,16 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
     });
   });
 
-  app.get('/v1/models', (c) => c.json({ models: [...rt(c.env).engines.values()].map((e) => ({ name: e.manifest.name, version: e.manifest.version, description: e.manifest.description, task: e.manifest.task })) }));
+  app.get('/v1/models', (c) =>
+    c.json({
+      models: [...rt(c.env).engines.values()].map((e) => ({
+        name: e.manifest.name,
+        version: e.manifest.version,
+        description: e.manifest.description,
+        task: e.manifest.task,
+      })),
+    }),
+  );
   app.get('/v1/models/:name', (c) => {
     const m = engineOf(c).manifest;
     return c.json({
@@ -1209,7 +1371,12 @@ export function createApp({ models, createSession, servedBy: selfName = 'edge' }
       version: m.version,
       description: m.description,
       task: m.task,
-      features: m.features.map((f) => ({ name: f.name, kind: f.kind, description: f.description, ...(f.kind === 'numeric' ? { range: f.range, integer: f.integer ?? false } : { vocabulary_size: f.vocabulary.length, oov: f.oov }) })),
+      features: m.features.map((f) => ({
+        name: f.name,
+        kind: f.kind,
+        description: f.description,
+        ...(f.kind === 'numeric' ? { range: f.range, integer: f.integer ?? false } : { vocabulary_size: f.vocabulary.length, oov: f.oov }),
+      })),
       parameters: m.parameters ?? [],
       outputs: m.outputs,
       quality: m.quality,
@@ -1233,7 +1400,11 @@ function instant(v: unknown): number {
 /** instant(), or a 400 naming the field. */
 function time(v: unknown, field: string): number {
   const n = instant(v);
-  if (Number.isNaN(n)) throw new ValidationError(`${field} must be ms since the epoch or an ISO date, from 1970 to ${new Date(MAX_TIME_MS).toISOString()}; got ${JSON.stringify(v)?.slice(0, 64)}`, field);
+  if (Number.isNaN(n))
+    throw new ValidationError(
+      `${field} must be ms since the epoch or an ISO date, from 1970 to ${new Date(MAX_TIME_MS).toISOString()}; got ${JSON.stringify(v)?.slice(0, 64)}`,
+      field,
+    );
   return n;
 }
 
@@ -1275,7 +1446,7 @@ function toPredictions(m: ModelManifest, out: Record<string, Tensor>, rows: numb
     for (const spec of m.outputs) {
       const t = out[spec.name];
       const size = t.dims.slice(1).reduce((a, b) => a * b, 1);
-      const vals = Array.from((t.data as ArrayLike<number | bigint>) as ArrayLike<number>, Number).slice(r * size, (r + 1) * size);
+      const vals = Array.from(t.data as ArrayLike<number | bigint> as ArrayLike<number>, Number).slice(r * size, (r + 1) * size);
       p[spec.name] = t.dims.length === 1 ? vals[0] : vals;
     }
     return p;
@@ -1287,7 +1458,12 @@ function toPredictions(m: ModelManifest, out: Record<string, Tensor>, rows: numb
  * counters for its window profile: `shadowCompared` (rows, or top-k slots for ranking models)
  * and `shadowAgree` (rows on the same side of 0.5, or slots whose id is in the served top-k).
  */
-function compare(m: ModelManifest, served: Record<string, Tensor>, shadow: Record<string, Tensor>, st: ShadowStats): { shadowCompared: number; shadowAgree: number } {
+function compare(
+  m: ModelManifest,
+  served: Record<string, Tensor>,
+  shadow: Record<string, Tensor>,
+  st: ShadowStats,
+): { shadowCompared: number; shadowAgree: number } {
   if (m.task === 'binary-classification') {
     const output = m.outputs[0].name;
     const a = served[output].data as Float32Array;

@@ -33,7 +33,16 @@
  * - GET /v1/bench/telemetry/stored?object=: the object's counters and stored bucket sizes.
  */
 import type { Context, Hono } from 'hono';
-import { createWindowProfiler, decodeSummary, encodeInstances, encodeSummary, ValidationError, type ModelManifest, type ObservedRow, type Profile } from '../core/index.ts';
+import {
+  createWindowProfiler,
+  decodeSummary,
+  encodeInstances,
+  encodeSummary,
+  ValidationError,
+  type ModelManifest,
+  type ObservedRow,
+  type Profile,
+} from '../core/index.ts';
 import { configNumber } from './config.ts';
 import type { Env } from './env.ts';
 import type { BundledModel } from './models.ts';
@@ -66,11 +75,22 @@ export function streamProfile(bases: Profile[], k: number, { sources, windowMs, 
 }
 
 /** Base windows: `distinct` windows of `rowsPerWindow` one-row requests each, from staggered offsets in `rows`. */
-export function sketchWindows(m: ModelManifest, rows: ObservedRow[], latencies: number[], { distinct, rowsPerWindow, compression = 100 }: { distinct: number; rowsPerWindow: number; compression?: number }): Uint8Array[] {
+export function sketchWindows(
+  m: ModelManifest,
+  rows: ObservedRow[],
+  latencies: number[],
+  { distinct, rowsPerWindow, compression = 100 }: { distinct: number; rowsPerWindow: number; compression?: number },
+): Uint8Array[] {
   const out: Uint8Array[] = [];
   const stride = Math.max(1, Math.floor(rows.length / distinct));
   for (let j = 0; j < distinct; j++) {
-    const profiler = createWindowProfiler({ source: { kind: 'edge', id: `base-${j}` }, windowMs: Number.MAX_SAFE_INTEGER, maxRows: rowsPerWindow + 1, compression, now: () => 0 });
+    const profiler = createWindowProfiler({
+      source: { kind: 'edge', id: `base-${j}` },
+      windowMs: Number.MAX_SAFE_INTEGER,
+      maxRows: rowsPerWindow + 1,
+      compression,
+      now: () => 0,
+    });
     for (let i = 0; i < rowsPerWindow; i++) {
       const r = rows[(j * stride + i) % rows.length];
       profiler.observe(m, m.version, [r], latencies.length ? latencies[(j * stride + i) % latencies.length] : 5, 'edge');
@@ -116,10 +136,12 @@ export function mountBenchRoutes(app: Hono<{ Bindings: Env }>, deps: { models: R
   const rowsOf = (m: ModelManifest, b: Record<string, unknown>): ObservedRow[] => {
     const enc = encodeInstances(m, { instances: b.instances }, { maxBatch: 10_000 });
     const preds = b.predictions;
-    if (!Array.isArray(preds) || preds.length !== enc.rows) throw new ValidationError('predictions must be an array with one entry per instance', 'predictions');
+    if (!Array.isArray(preds) || preds.length !== enc.rows)
+      throw new ValidationError('predictions must be an array with one entry per instance', 'predictions');
     return enc.observed.map((features, i) => ({ features, outputs: preds[i] as ObservedRow['outputs'] }));
   };
-  const latenciesOf = (b: Record<string, unknown>): number[] => (Array.isArray(b.latencies) ? b.latencies.map(Number).filter((x) => Number.isFinite(x) && x >= 0) : []);
+  const latenciesOf = (b: Record<string, unknown>): number[] =>
+    Array.isArray(b.latencies) ? b.latencies.map(Number).filter((x) => Number.isFinite(x) && x >= 0) : [];
 
   app.post('/v1/bench/telemetry/sketch', async (c) => {
     const b = await json(c);
@@ -171,11 +193,14 @@ export function mountBenchRoutes(app: Hono<{ Bindings: Env }>, deps: { models: R
     kept.set(token, list);
     // The same bytes with the first magic byte flipped: refused at the first check of decode, so
     // ingesting them costs the RPC (the same bytes cloned), one counter upsert and no more.
-    kept.set(`${token}/probe`, list.map((x) => {
-      const y = x.slice();
-      y[0] ^= 0xff;
-      return y;
-    }));
+    kept.set(
+      `${token}/probe`,
+      list.map((x) => {
+        const y = x.slice();
+        y[0] ^= 0xff;
+        return y;
+      }),
+    );
     while (kept.size > MAX_KEPT) kept.delete(kept.keys().next().value!);
     const sizes = list.map((x) => x.length);
     return c.json({

@@ -65,7 +65,10 @@ interface Descriptor {
 
 /** A browser's summary: golden rows sketched the way browser/telemetry.ts does. */
 function browserSummary(manifest: ModelManifest, source: string, rows = 8, sequence = 1): Uint8Array {
-  const withBackend: ModelManifest = { ...manifest, features: [...manifest.features, { name: 'backend', kind: 'categorical', input: '', vocabulary: [], oov: 'unknown', sketchCapacity: 8 }] };
+  const withBackend: ModelManifest = {
+    ...manifest,
+    features: [...manifest.features, { name: 'backend', kind: 'categorical', input: '', vocabulary: [], oov: 'unknown', sketchCapacity: 8 }],
+  };
   const profiler = createWindowProfiler({ source: { kind: 'browser', id: source } });
   const golden = movieGolden.rows as { features: { history: number[] }; expected: { int8: { movie_ids: number[]; scores: number[] } } }[];
   for (let i = 0; i < rows; i++) {
@@ -110,7 +113,9 @@ describe('GET /v1/models/{name}/artifact', () => {
     const chosen = (await (await get('/v1/models/movielens-topk/artifact?source=0123456789abcdef')).json()) as Descriptor;
     expect(chosen.telemetry.source).toMatch(/^[0-9a-f]{16}$/);
     expect(chosen.telemetry.source).not.toBe('0123456789abcdef');
-    expect(((await (await get('/v1/models/movielens-topk/telemetry-token?source=0123456789abcdef')).json()) as Descriptor['telemetry']).source).not.toBe('0123456789abcdef');
+    expect(((await (await get('/v1/models/movielens-topk/telemetry-token?source=0123456789abcdef')).json()) as Descriptor['telemetry']).source).not.toBe(
+      '0123456789abcdef',
+    );
     const d = chosen;
     // Renewal: a fresh token for the same source, without the manifest, proven by the previous token (valid or expired < 24 h).
     const renewed = await get('/v1/models/movielens-topk/telemetry-token', { authorization: `Bearer ${d.telemetry.token}` });
@@ -119,12 +124,16 @@ describe('GET /v1/models/{name}/artifact', () => {
     expect(grant).toMatchObject({ endpoint: '/v1/telemetry', source: d.telemetry.source });
     expect(grant.token).not.toBe(d.telemetry.token);
     const lapsed = await signToken({ m: 'movielens-topk', v: '1', s: 'feedfacefeedface', e: Date.now() - 3600_000 }, undefined);
-    expect(((await (await get('/v1/models/movielens-topk/telemetry-token', { authorization: `Bearer ${lapsed}` })).json()) as Descriptor['telemetry']).source).toBe('feedfacefeedface');
+    expect(
+      ((await (await get('/v1/models/movielens-topk/telemetry-token', { authorization: `Bearer ${lapsed}` })).json()) as Descriptor['telemetry']).source,
+    ).toBe('feedfacefeedface');
     const ancient = await signToken({ m: 'movielens-topk', v: '1', s: 'feedfacefeedface', e: Date.now() - 25 * 3600_000 }, undefined);
     const forged = await signToken({ m: 'movielens-topk', v: '1', s: 'feedfacefeedface', e: Date.now() + 60_000 }, 'not-this-isolates-key');
     const foreign = await signToken({ m: 'flight-delay', v: '1', s: 'feedfacefeedface', e: Date.now() + 60_000 }, undefined);
     for (const t of [ancient, forged, foreign, 'garbage']) {
-      expect(((await (await get('/v1/models/movielens-topk/telemetry-token', { authorization: `Bearer ${t}` })).json()) as Descriptor['telemetry']).source).not.toBe('feedfacefeedface');
+      expect(
+        ((await (await get('/v1/models/movielens-topk/telemetry-token', { authorization: `Bearer ${t}` })).json()) as Descriptor['telemetry']).source,
+      ).not.toBe('feedfacefeedface');
     }
     const other = setup();
     const res = await other.post(`/v1/telemetry?token=${grant.token}`, browserSummary(d.manifest, d.telemetry.source));
@@ -132,7 +141,14 @@ describe('GET /v1/models/{name}/artifact', () => {
     await forwarded(other.stats);
     // Cross-origin apps: CORS on these routes, preflight included.
     expect(renewed.headers.get('access-control-allow-origin')).toBe('*');
-    const preflight = await other.app.request('/v1/telemetry', { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } }, other.bindings);
+    const preflight = await other.app.request(
+      '/v1/telemetry',
+      {
+        method: 'OPTIONS',
+        headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+      },
+      other.bindings,
+    );
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get('access-control-allow-methods')).toContain('POST');
     const missing = await get('/v1/models/nope/artifact');
@@ -209,11 +225,15 @@ describe('POST /v1/telemetry', () => {
     const statuses = [];
     for (let i = 0; i < 6; i++) {
       const d = (await (await get('/v1/models/movielens-topk/artifact')).json()) as Descriptor;
-      statuses.push((await post(`/v1/telemetry?token=${d.telemetry.token}`, browserSummary(d.manifest, d.telemetry.source), { 'cf-connecting-ip': '203.0.113.7' })).status);
+      statuses.push(
+        (await post(`/v1/telemetry?token=${d.telemetry.token}`, browserSummary(d.manifest, d.telemetry.source), { 'cf-connecting-ip': '203.0.113.7' })).status,
+      );
     }
     expect(statuses).toEqual([202, 202, 202, 202, 429, 429]);
     const d = (await (await get('/v1/models/movielens-topk/artifact')).json()) as Descriptor;
-    expect((await post(`/v1/telemetry?token=${d.telemetry.token}`, browserSummary(d.manifest, d.telemetry.source), { 'cf-connecting-ip': '203.0.113.8' })).status).toBe(202);
+    expect(
+      (await post(`/v1/telemetry?token=${d.telemetry.token}`, browserSummary(d.manifest, d.telemetry.source), { 'cf-connecting-ip': '203.0.113.8' })).status,
+    ).toBe(202);
     await forwarded(stats);
   });
 

@@ -24,7 +24,17 @@
  */
 import type { Context, Hono } from 'hono';
 import { cors } from 'hono/cors';
-import { CategoricalSketch, decodeSummary, encodeSummary, mergeInto, SketchMergeError, SummaryDecodeError, TDigest, type ModelManifest, type Profile } from '../core/index.ts';
+import {
+  CategoricalSketch,
+  decodeSummary,
+  encodeSummary,
+  mergeInto,
+  SketchMergeError,
+  SummaryDecodeError,
+  TDigest,
+  type ModelManifest,
+  type Profile,
+} from '../core/index.ts';
 import { demoPage } from '../browser/demo/page.ts';
 import { demoServiceWorker } from '../browser/demo/sw.ts';
 import flightGolden from '../models/flight-delay/golden.json';
@@ -103,7 +113,11 @@ export interface TokenClaims {
 
 const te = new TextEncoder();
 const td = new TextDecoder();
-const b64url = (b: Uint8Array) => btoa(String.fromCharCode(...b)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+const b64url = (b: Uint8Array) =>
+  btoa(String.fromCharCode(...b))
+    .replace(/\+/g, '-')
+    .replace(/\//g, '_')
+    .replace(/=+$/, '');
 function unb64url(s: string): Uint8Array | undefined {
   if (!/^[A-Za-z0-9_-]*$/.test(s)) return undefined;
   try {
@@ -132,7 +146,11 @@ export async function signToken(claims: TokenClaims, secret: string | undefined)
 }
 
 /** The claims of a valid, unexpired token, or why not (never throws). */
-export async function verifyToken(token: string, secret: string | undefined, now = Date.now()): Promise<{ claims: TokenClaims } | { error: 'invalid_token' | 'token_expired' }> {
+export async function verifyToken(
+  token: string,
+  secret: string | undefined,
+  now = Date.now(),
+): Promise<{ claims: TokenClaims } | { error: 'invalid_token' | 'token_expired' }> {
   const parts = token.split('.');
   if (parts.length !== 3 || parts[0] !== 'v1' || token.length > 1024) return { error: 'invalid_token' };
   const sig = unb64url(parts[2]);
@@ -147,7 +165,8 @@ export async function verifyToken(token: string, secret: string | undefined, now
   } catch {
     return { error: 'invalid_token' };
   }
-  if (typeof claims?.m !== 'string' || typeof claims.v !== 'string' || typeof claims.s !== 'string' || typeof claims.e !== 'number') return { error: 'invalid_token' };
+  if (typeof claims?.m !== 'string' || typeof claims.v !== 'string' || typeof claims.s !== 'string' || typeof claims.e !== 'number')
+    return { error: 'invalid_token' };
   if (claims.e <= now) return { error: 'token_expired' };
   return { claims };
 }
@@ -194,7 +213,10 @@ function sketchRules(m: ModelManifest): { features: Map<string, SketchRule>; out
     }
     // A binary classifier's score is a probability.
     const range: [number, number] | undefined = m.task === 'binary-classification' && o.name === m.outputs[0]?.name ? [0, 1] : undefined;
-    outputs.set(o.name, o.kind === 'numeric' ? { kind: 'numeric', perRow, range } : { kind: 'categorical', perRow, capacity: o.sketchCapacity ?? 256, maxLabel: 64 });
+    outputs.set(
+      o.name,
+      o.kind === 'numeric' ? { kind: 'numeric', perRow, range } : { kind: 'categorical', perRow, capacity: o.sketchCapacity ?? 256, maxLabel: 64 },
+    );
   }
   rules = { features, outputs };
   rulesCache.set(m, rules);
@@ -221,27 +243,40 @@ interface Grant {
  */
 function refuse(p: Profile, claims: TokenClaims, m: ModelManifest, now: number, maxRows: number): Refusal | undefined {
   if (p.model !== claims.m) return { status: 403, code: 'token_scope', message: `the token is for model "${claims.m}", the summary for "${p.model}"` };
-  if (p.source.kind !== 'browser' || p.source.id !== claims.s) return { status: 403, code: 'token_scope', message: `the summary's source must be browser:${claims.s}, got ${p.source.kind}:${p.source.id}` };
-  if (p.modelVersion !== m.version) return { status: 422, code: 'unknown_version', message: `model "${m.name}" serves browsers version ${m.version}, not ${p.modelVersion}` };
-  if (p.windowStart < now - MAX_AGE_MS || p.windowEnd > now + MAX_SKEW_MS) return { status: 422, code: 'window_out_of_range', message: 'the summary window is older than 24 h or in the future' };
+  if (p.source.kind !== 'browser' || p.source.id !== claims.s)
+    return { status: 403, code: 'token_scope', message: `the summary's source must be browser:${claims.s}, got ${p.source.kind}:${p.source.id}` };
+  if (p.modelVersion !== m.version)
+    return { status: 422, code: 'unknown_version', message: `model "${m.name}" serves browsers version ${m.version}, not ${p.modelVersion}` };
+  if (p.windowStart < now - MAX_AGE_MS || p.windowEnd > now + MAX_SKEW_MS)
+    return { status: 422, code: 'window_out_of_range', message: 'the summary window is older than 24 h or in the future' };
   const rows = p.counters.rows;
-  if (rows < 1 || rows > maxRows) return { status: 422, code: 'invalid_rows', message: `rows must be in [1, ${maxRows}] (one source's rows per minute), got ${rows}` };
+  if (rows < 1 || rows > maxRows)
+    return { status: 422, code: 'invalid_rows', message: `rows must be in [1, ${maxRows}] (one source's rows per minute), got ${rows}` };
   for (const [name, value] of Object.entries(p.counters)) {
-    if (!BROWSER_COUNTERS.has(name)) return { status: 422, code: 'unknown_counter', message: `counter "${name}" is not one a browser reports (${[...BROWSER_COUNTERS].join(', ')})` };
+    if (!BROWSER_COUNTERS.has(name))
+      return { status: 422, code: 'unknown_counter', message: `counter "${name}" is not one a browser reports (${[...BROWSER_COUNTERS].join(', ')})` };
     if (value > rows) return { status: 422, code: 'invalid_counter', message: `counter "${name}" is ${value}, more than the ${rows} rows` };
   }
   const weight = (s: TDigest) => s.count + s.nanCount + s.posInfCount + s.negInfCount;
   if (weight(p.latency) > rows) return { status: 422, code: 'invalid_rows', message: 'more latency observations than rows' };
-  if (p.latency.compression !== COMPRESSION) return { status: 422, code: 'invalid_sketch', message: `latency: compression ${p.latency.compression} is not the profiler's ${COMPRESSION}` };
-  if (p.latency.nanCount + p.latency.posInfCount + p.latency.negInfCount > 0 || (p.latency.count > 0 && (p.latency.min < 0 || p.latency.max > MAX_LATENCY_MS))) {
+  if (p.latency.compression !== COMPRESSION)
+    return { status: 422, code: 'invalid_sketch', message: `latency: compression ${p.latency.compression} is not the profiler's ${COMPRESSION}` };
+  if (
+    p.latency.nanCount + p.latency.posInfCount + p.latency.negInfCount > 0 ||
+    (p.latency.count > 0 && (p.latency.min < 0 || p.latency.max > MAX_LATENCY_MS))
+  ) {
     return { status: 422, code: 'invalid_sketch', message: `latency: values must be finite ms in [0, ${MAX_LATENCY_MS}]` };
   }
   const rules = sketchRules(m);
-  for (const [section, live, expected] of [['feature', p.features, rules.features], ['output', p.outputs, rules.outputs]] as const) {
+  for (const [section, live, expected] of [
+    ['feature', p.features, rules.features],
+    ['output', p.outputs, rules.outputs],
+  ] as const) {
     for (const [name, s] of live) {
       const rule = expected.get(name);
       const actual = s instanceof TDigest ? 'numeric' : s instanceof CategoricalSketch ? 'categorical' : 'histogram';
-      if (!rule || rule.kind !== actual) return { status: 422, code: 'unexpected_sketch', message: `${section} "${name}" is ${rule ? `not a ${rule.kind} sketch` : 'not in the manifest'}` };
+      if (!rule || rule.kind !== actual)
+        return { status: 422, code: 'unexpected_sketch', message: `${section} "${name}" is ${rule ? `not a ${rule.kind} sketch` : 'not in the manifest'}` };
       const bound = rows * rule.perRow;
       const bad = (message: string): Refusal => ({ status: 422, code: 'invalid_sketch', message: `${section} "${name}": ${message}` });
       if (s instanceof TDigest) {
@@ -249,14 +284,19 @@ function refuse(p: Profile, claims: TokenClaims, m: ModelManifest, now: number, 
         if (s.compression !== COMPRESSION) return bad(`compression ${s.compression} is not the profiler's ${COMPRESSION}`);
         if (weight(s) > bound) return bad(`weight ${weight(s)} is more than ${rows} rows can add (${bound})`);
         if (s.nanCount || s.posInfCount || s.negInfCount) return bad('holds NaN or infinite values, which neither the edge nor a model answer gives');
-        if (rule.range && s.count > 0 && (s.min < rule.range[0] || s.max > rule.range[1])) return bad(`values [${s.min}, ${s.max}] are outside the feature's range [${rule.range[0]}, ${rule.range[1]}]`);
+        if (rule.range && s.count > 0 && (s.min < rule.range[0] || s.max > rule.range[1]))
+          return bad(`values [${s.min}, ${s.max}] are outside the feature's range [${rule.range[0]}, ${rule.range[1]}]`);
       } else if (s instanceof CategoricalSketch) {
         if (s.capacity !== rule.capacity) return bad(`capacity ${s.capacity} is not the manifest's ${rule.capacity}`);
         if (s.count > bound) return bad(`weight ${s.count} is more than ${rows} rows can add (${bound})`);
         if (s.maxCount > s.count || s.absentBound > s.count) return bad('a count or its bound exceeds the total');
         for (const { value } of s.top()) {
           if (rule.labels ? !rule.labels.has(value) : value.length > rule.maxLabel!) {
-            return bad(rule.labels ? `category ${JSON.stringify(value.slice(0, 32))} is not one of ${[...rule.labels].join(', ')}` : `a category is longer than ${rule.maxLabel} characters`);
+            return bad(
+              rule.labels
+                ? `category ${JSON.stringify(value.slice(0, 32))} is not one of ${[...rule.labels].join(', ')}`
+                : `a category is longer than ${rule.maxLabel} characters`,
+            );
           }
         }
       }
@@ -305,7 +345,18 @@ function createBrowserTelemetry() {
   let sourceId: string | undefined;
   let sequence = 0;
   let scheduled = false;
-  const stats = { accepted: 0, duplicates: 0, rows: 0, forwarded: 0, forwardedRows: 0, forwardFailures: 0, dropped: 0, unencodable: 0, tokens: 0, refused: {} as Record<string, number> };
+  const stats = {
+    accepted: 0,
+    duplicates: 0,
+    rows: 0,
+    forwarded: 0,
+    forwardedRows: 0,
+    forwardFailures: 0,
+    dropped: 0,
+    unencodable: 0,
+    tokens: 0,
+    refused: {} as Record<string, number>,
+  };
 
   return {
     stats: () => ({ ...stats, refused: { ...stats.refused }, pending: pending.size, retrying: retry.length, source: sourceId }),
@@ -453,7 +504,10 @@ function ipv6Prefix48(ip: string): string {
   const h = head ? head.split(':') : [];
   const t = tail ? tail.split(':') : [];
   const full = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
-  return full.slice(0, 3).map((x) => (parseInt(x, 16) || 0).toString(16)).join(':');
+  return full
+    .slice(0, 3)
+    .map((x) => (parseInt(x, 16) || 0).toString(16))
+    .join(':');
 }
 
 const groupCache = new Map<string, Promise<string>>();
@@ -468,7 +522,9 @@ function addressGroup(ip: string, key: string | undefined): Promise<string> {
   let h = groupCache.get(id);
   if (!h) {
     if (groupCache.size >= RATE_KEYS) groupCache.delete(groupCache.keys().next().value!);
-    h = crypto.subtle.digest('SHA-256', te.encode(id)).then((d) => Array.from(new Uint8Array(d).subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join(''));
+    h = crypto.subtle
+      .digest('SHA-256', te.encode(id))
+      .then((d) => Array.from(new Uint8Array(d).subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join(''));
     groupCache.set(id, h);
   }
   return h;
@@ -488,7 +544,10 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
    * less than a day), the one that token names, so a client can never speak for a source it
    * was not given. Minting is limited per client address; an unknown address gets no token.
    */
-  const grant = async (c: Context<{ Bindings: Env }>, manifest: ModelManifest): Promise<Grant | { status: 403 | 429; code: string; message: string; retryMs?: number }> => {
+  const grant = async (
+    c: Context<{ Bindings: Env }>,
+    manifest: ModelManifest,
+  ): Promise<Grant | { status: 403 | 429; code: string; message: string; retryMs?: number }> => {
     const v = vars(c);
     const ip = clientAddress(c);
     if (!ip) return { status: 403, code: 'address_unknown', message: 'telemetry tokens are issued only to clients whose address is known (CF-Connecting-IP)' };
@@ -510,7 +569,8 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
   // Apps on other origins may host the runtime (its module worker must be same-origin with the
   // page) and call these routes; nothing here uses cookies, tokens travel explicitly.
   const crossOrigin = cors({ origin: '*', allowMethods: ['GET', 'POST', 'OPTIONS'], allowHeaders: ['authorization', 'content-type'], maxAge: 600 });
-  for (const path of ['/v1/models/:name/artifact', '/v1/models/:name/artifact/:sha256', '/v1/models/:name/telemetry-token', '/v1/telemetry']) app.use(path, crossOrigin);
+  for (const path of ['/v1/models/:name/artifact', '/v1/models/:name/artifact/:sha256', '/v1/models/:name/telemetry-token', '/v1/telemetry'])
+    app.use(path, crossOrigin);
 
   app.get('/v1/models/:name/artifact', async (c) => {
     const m = modelOf(c);
@@ -526,7 +586,12 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
       version: manifest.version,
       manifest,
       artifact: { url: `/v1/models/${manifest.name}/artifact/${spec.sha256}`, sha256: spec.sha256, bytes: spec.bytes, quantization: manifest.serve },
-      golden: golden ? { tolerance: golden.tolerance, rows: golden.rows.slice(0, GOLDEN_ROWS).map((r) => ({ features: r.features, expected: r.expected[manifest.serve as 'int8'] })) } : null,
+      golden: golden
+        ? {
+            tolerance: golden.tolerance,
+            rows: golden.rows.slice(0, GOLDEN_ROWS).map((r) => ({ features: r.features, expected: r.expected[manifest.serve as 'int8'] })),
+          }
+        : null,
       telemetry: g && 'token' in g ? g : null, // proto-safe: narrows grant()'s own union
     });
   });
@@ -537,7 +602,8 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
     if (!m) return json(c, 404, 'model_not_found', `unknown model "${c.req.param('name')}"`, 'name');
     if (!c.env.AGGREGATOR) return json(c, 404, 'telemetry_unavailable', 'no aggregator is bound (AGGREGATOR): telemetry is off', 'name');
     const g = await grant(c, m.manifest);
-    if (!('token' in g)) { // proto-safe: narrows grant()'s own union
+    // proto-safe: narrows grant()'s own union
+    if (!('token' in g)) {
       telemetry.refused(g.code);
       return json(c, g.status, g.code, g.message, undefined, g.retryMs ? { 'retry-after': String(Math.max(1, Math.ceil(g.retryMs / 1000))) } : {});
     }
@@ -549,7 +615,14 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
     const m = modelOf(c);
     if (!m) return json(c, 404, 'model_not_found', `unknown model "${c.req.param('name')}"`, 'name');
     const spec = m.manifest.artifacts[m.manifest.serve];
-    if (c.req.param('sha256') !== spec.sha256) return json(c, 404, 'artifact_not_found', `model "${m.manifest.name}" serves ${spec.sha256}; fetch /v1/models/${m.manifest.name}/artifact again`, 'sha256');
+    if (c.req.param('sha256') !== spec.sha256)
+      return json(
+        c,
+        404,
+        'artifact_not_found',
+        `model "${m.manifest.name}" serves ${spec.sha256}; fetch /v1/models/${m.manifest.name}/artifact again`,
+        'sha256',
+      );
     return c.body(m.artifact, 200, {
       'content-type': 'application/octet-stream',
       'cache-control': 'public, max-age=31536000, immutable',
@@ -574,12 +647,22 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
     const token = c.req.query('token') ?? bearer(c.req.header('authorization'));
     if (!token) {
       telemetry.refused('missing_token');
-      return json(c, 401, 'missing_token', 'a telemetry token is required (?token= or authorization: Bearer), from GET /v1/models/{name}/artifact', 'token', { 'www-authenticate': 'Bearer' });
+      return json(c, 401, 'missing_token', 'a telemetry token is required (?token= or authorization: Bearer), from GET /v1/models/{name}/artifact', 'token', {
+        'www-authenticate': 'Bearer',
+      });
     }
     const verdict = await verifyToken(token, v.TELEMETRY_SIGNING_KEY);
-    if ('error' in verdict) { // proto-safe: narrows verifyToken's own union
+    // proto-safe: narrows verifyToken's own union
+    if ('error' in verdict) {
       telemetry.refused(verdict.error);
-      return json(c, 401, verdict.error, verdict.error === 'token_expired' ? 'the telemetry token has expired; fetch the artifact descriptor again' : 'the telemetry token is not valid', 'token', { 'www-authenticate': 'Bearer' });
+      return json(
+        c,
+        401,
+        verdict.error,
+        verdict.error === 'token_expired' ? 'the telemetry token has expired; fetch the artifact descriptor again' : 'the telemetry token is not valid',
+        'token',
+        { 'www-authenticate': 'Bearer' },
+      );
     }
     const { claims } = verdict;
     const m = byName.get(claims.m);
@@ -596,10 +679,15 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
       telemetry.refused('address_unknown');
       return json(c, 403, 'address_unknown', 'telemetry is accepted only from clients whose address is known (CF-Connecting-IP)');
     }
-    const wait = Math.max(telemetry.allow(`s:${claims.s}`, num(v.TELEMETRY_RATE_PER_MIN, 60, 'TELEMETRY_RATE_PER_MIN', 1), now), telemetry.allow(`ip:${ip}`, num(v.TELEMETRY_RATE_PER_IP_PER_MIN, 600, 'TELEMETRY_RATE_PER_IP_PER_MIN', 1), now));
+    const wait = Math.max(
+      telemetry.allow(`s:${claims.s}`, num(v.TELEMETRY_RATE_PER_MIN, 60, 'TELEMETRY_RATE_PER_MIN', 1), now),
+      telemetry.allow(`ip:${ip}`, num(v.TELEMETRY_RATE_PER_IP_PER_MIN, 600, 'TELEMETRY_RATE_PER_IP_PER_MIN', 1), now),
+    );
     if (wait > 0) {
       telemetry.refused('rate_limited');
-      return json(c, 429, 'rate_limited', 'too many summaries for this token or address', 'token', { 'retry-after': String(Math.max(1, Math.ceil(wait / 1000))) });
+      return json(c, 429, 'rate_limited', 'too many summaries for this token or address', 'token', {
+        'retry-after': String(Math.max(1, Math.ceil(wait / 1000))),
+      });
     }
     const declared = Number(c.req.header('content-length') ?? NaN);
     if (declared > TELEMETRY_MAX_BYTES) {
@@ -633,7 +721,9 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
     const rowsWait = telemetry.allow(`r:${claims.s}`, rowsPerMin, now, p.counters.rows);
     if (rowsWait > 0) {
       telemetry.refused('rows_rate_limited');
-      return json(c, 429, 'rate_limited', `this source has reported its ${rowsPerMin} rows for this minute`, 'body', { 'retry-after': String(Math.max(1, Math.ceil(rowsWait / 1000))) });
+      return json(c, 429, 'rate_limited', `this source has reported its ${rowsPerMin} rows for this minute`, 'body', {
+        'retry-after': String(Math.max(1, Math.ceil(rowsWait / 1000))),
+      });
     }
     let added: ReturnType<typeof telemetry.add>;
     try {
@@ -650,7 +740,8 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
     }
     if (added === 'full' || added === 'group_full') {
       telemetry.refused('busy');
-      const why = added === 'full' ? `${PENDING_SLOTS} windows are being merged here` : `clients of this network opened ${SLOTS_PER_GROUP} windows since the last flush`;
+      const why =
+        added === 'full' ? `${PENDING_SLOTS} windows are being merged here` : `clients of this network opened ${SLOTS_PER_GROUP} windows since the last flush`;
       return json(c, 503, 'busy', `${why}; send this one again later`, undefined, { 'retry-after': '5' });
     }
     if (added === 'accepted' && telemetry.claimSchedule()) {

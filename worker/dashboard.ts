@@ -18,7 +18,7 @@
 import type { Hono } from 'hono';
 import type { Env } from './env.ts';
 
-const STYLE = String.raw`
+const STYLE = `
 :root {
   --bg: #f5f6f8; --card: #ffffff; --ink: #1d2733; --muted: #667383; --line: #e2e6eb; --soft: #eef1f4;
   --live: #2f6db5; --warn: #e0a526; --bad: #c8453b; --good: #2e8b57;

@@ -50,11 +50,27 @@ function toTensor(o: { datatype: string; shape: number[]; data: unknown[] }): Te
   if (!dtype) throw new Error(`fallback answered datatype ${o.datatype}`);
   const flat = (o.data as unknown[]).flat(8) as number[];
   const data =
-    dtype === 'int64' ? BigInt64Array.from(flat, (v) => BigInt(v)) : dtype === 'float32' ? Float32Array.from(flat) : dtype === 'int32' ? Int32Array.from(flat) : dtype === 'uint8' ? Uint8Array.from(flat) : Int8Array.from(flat);
+    dtype === 'int64'
+      ? BigInt64Array.from(flat, (v) => BigInt(v))
+      : dtype === 'float32'
+        ? Float32Array.from(flat)
+        : dtype === 'int32'
+          ? Int32Array.from(flat)
+          : dtype === 'uint8'
+            ? Uint8Array.from(flat)
+            : Int8Array.from(flat);
   return { dtype, dims: o.shape, data };
 }
 
-export function createFallbackClient({ url, timeoutMs = 2000, authorization, retries = 1, breaker = createCircuitBreaker(), fetch: doFetch = fetch, now = () => performance.now() }: FallbackOptions): FallbackClient {
+export function createFallbackClient({
+  url,
+  timeoutMs = 2000,
+  authorization,
+  retries = 1,
+  breaker = createCircuitBreaker(),
+  fetch: doFetch = fetch,
+  now = () => performance.now(),
+}: FallbackOptions): FallbackClient {
   const base = url.replace(/\/+$/, '');
   const s = { attempts: 0, successes: 0, failures: 0, retries: 0 };
 
@@ -64,12 +80,22 @@ export function createFallbackClient({ url, timeoutMs = 2000, authorization, ret
     s.attempts++;
     let res: Response;
     try {
-      res = await doFetch(`${base}/v2/models/${encodeURIComponent(manifest.name)}/infer`, { method: 'POST', headers, body, signal: AbortSignal.timeout(Math.max(1, Math.floor(timeout))) });
+      res = await doFetch(`${base}/v2/models/${encodeURIComponent(manifest.name)}/infer`, {
+        method: 'POST',
+        headers,
+        body,
+        signal: AbortSignal.timeout(Math.max(1, Math.floor(timeout))),
+      });
     } catch (e) {
       // workerd's abort reason is a DOMException, which need not be an instanceof Error.
       const name = (e as { name?: unknown } | null)?.name;
       const timedOut = name === 'TimeoutError' || name === 'AbortError';
-      throw new FallbackError(timedOut ? `fallback did not answer within ${Math.floor(timeout)} ms` : `fallback unreachable: ${e instanceof Error ? e.message : e}`, timedOut ? 'timeout' : 'network', 1000, { cause: e });
+      throw new FallbackError(
+        timedOut ? `fallback did not answer within ${Math.floor(timeout)} ms` : `fallback unreachable: ${e instanceof Error ? e.message : e}`,
+        timedOut ? 'timeout' : 'network',
+        1000,
+        { cause: e },
+      );
     }
     const text = await res.text();
     if (res.status === 503 && /"code"\s*:\s*"deadline"/.test(text)) {
@@ -107,7 +133,12 @@ export function createFallbackClient({ url, timeoutMs = 2000, authorization, ret
         if (left < 1) throw new FallbackError('no latency budget left for the fallback', 'budget', 1000, { cause: last });
         if (!breaker.allow()) {
           const st = breaker.stats();
-          throw new FallbackError(`fallback ${base} is unavailable (circuit open)`, 'breaker_open', st.retryAt !== undefined ? Math.max(1000, st.retryAt - Date.now()) : 1000, { cause: last });
+          throw new FallbackError(
+            `fallback ${base} is unavailable (circuit open)`,
+            'breaker_open',
+            st.retryAt !== undefined ? Math.max(1000, st.retryAt - Date.now()) : 1000,
+            { cause: last },
+          );
         }
         try {
           const out = await attempt(manifest, body, Math.min(timeoutMs, left), left);

@@ -17,7 +17,12 @@ const good = (flightGolden.rows as { features: Json }[])[0].features;
 const v2Rows = (flightGolden.rows as { inputs: Json }[]).slice(0, 2);
 const v2Body = {
   inputs: [
-    ...['month', 'day_of_week', 'hour', 'origin', 'destination'].map((name) => ({ name, datatype: 'INT64', shape: [2], data: v2Rows.map((r) => r.inputs[name]) })),
+    ...['month', 'day_of_week', 'hour', 'origin', 'destination'].map((name) => ({
+      name,
+      datatype: 'INT64',
+      shape: [2],
+      data: v2Rows.map((r) => r.inputs[name]),
+    })),
     { name: 'distance', datatype: 'FP32', shape: [2], data: v2Rows.map((r) => r.inputs.distance) },
   ],
 };
@@ -26,7 +31,15 @@ function newApp(vars: Partial<Env> = {}) {
   const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
   const bindings = { ...(env as Env), OPERATOR_TOKEN: TOKEN, CACHE_MAX_BYTES: '0', ...vars };
   const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-    const res = await app.request(path, { method, headers: { 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) }, bindings);
+    const res = await app.request(
+      path,
+      {
+        method,
+        headers: { 'content-type': 'application/json', ...headers },
+        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+      },
+      bindings,
+    );
     const text = await res.text();
     let json: Json | undefined;
     try {
@@ -40,7 +53,8 @@ function newApp(vars: Partial<Env> = {}) {
 }
 
 /** The error of a /v2 answer (OIP: a message string, code beside it) or a /v1 one (an object). */
-const errorOf = (path: string, json: Json | undefined) => (path.startsWith('/v2') ? { code: json?.code, message: json?.error, field: json?.field } : json?.error);
+const errorOf = (path: string, json: Json | undefined) =>
+  path.startsWith('/v2') ? { code: json?.code, message: json?.error, field: json?.field } : json?.error;
 
 const HOSTILE = ['__proto__', 'constructor', 'hasOwnProperty', 'toString', 'valueOf'];
 
@@ -130,10 +144,20 @@ describe('times out of range', () => {
   });
 
   it('any query time answers 200 or 400, never 5xx (property)', async () => {
-    const t = fc.oneof(fc.integer({ min: -1e6, max: 1e6 }).map(String), fc.double().map(String), fc.bigInt({ min: 0n, max: 10n ** 22n }).map(String), fc.constantFrom('', 'now', '2026-01-01', '+275760-09-13T00:00:00Z', '8640000000000000', '8640000000000001'));
+    const t = fc.oneof(
+      fc.integer({ min: -1e6, max: 1e6 }).map(String),
+      fc.double().map(String),
+      fc.bigInt({ min: 0n, max: 10n ** 22n }).map(String),
+      fc.constantFrom('', 'now', '2026-01-01', '+275760-09-13T00:00:00Z', '8640000000000000', '8640000000000001'),
+    );
     await fc.assert(
       fc.asyncProperty(fc.constantFrom('drift', 'versions'), t, t, async (route, from, to) => {
-        const res = await call('GET', `/v1/models/flight-delay/${route}?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}&step=${8.64e15}`, undefined, OP);
+        const res = await call(
+          'GET',
+          `/v1/models/flight-delay/${route}?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}&step=${8.64e15}`,
+          undefined,
+          OP,
+        );
         expect([200, 400], `${route} ${from} ${to}: ${res.text.slice(0, 200)}`).toContain(res.status);
       }),
       { seed: 11, numRuns: 60 },
@@ -236,7 +260,10 @@ describe('versions in the path', () => {
     try {
       for (const version of ['1', '1-float32']) {
         for (let i = 0; i < 6; i++) {
-          const res = await call('POST', `/v2/models/flight-delay/versions/${version}/infer`, v2Body, { 'x-user-key': `user-${i}`, 'x-latency-budget-ms': '10000' });
+          const res = await call('POST', `/v2/models/flight-delay/versions/${version}/infer`, v2Body, {
+            'x-user-key': `user-${i}`,
+            'x-latency-budget-ms': '10000',
+          });
           expect(res.status, res.text).toBe(200);
           expect(res.json?.model_version).toBe(version);
           expect(res.headers.get('x-model-version')).toBe(version);
@@ -319,8 +346,17 @@ describe('operator data', () => {
 
   it('the scheme is any case of Bearer; the token must match exactly', async () => {
     const { call } = newApp();
-    for (const h of [`Bearer ${TOKEN}`, `bearer ${TOKEN}`, `BEARER  ${TOKEN}`, `bEaReR ${TOKEN} `]) expect((await call('GET', '/v1/models/flight-delay/alerts', undefined, { authorization: h })).status, h).toBe(200);
-    for (const h of [TOKEN, `Basic ${TOKEN}`, `Bearer ${TOKEN}x`, `Bearer ${TOKEN.slice(0, -1)}`, 'Bearer', `Bearer${TOKEN}`, `Bearer ${TOKEN.toUpperCase()}`]) {
+    for (const h of [`Bearer ${TOKEN}`, `bearer ${TOKEN}`, `BEARER  ${TOKEN}`, `bEaReR ${TOKEN} `])
+      expect((await call('GET', '/v1/models/flight-delay/alerts', undefined, { authorization: h })).status, h).toBe(200);
+    for (const h of [
+      TOKEN,
+      `Basic ${TOKEN}`,
+      `Bearer ${TOKEN}x`,
+      `Bearer ${TOKEN.slice(0, -1)}`,
+      'Bearer',
+      `Bearer${TOKEN}`,
+      `Bearer ${TOKEN.toUpperCase()}`,
+    ]) {
       const res = await call('GET', '/v1/models/flight-delay/alerts', undefined, { authorization: h });
       expect(res.status, h).toBe(401);
       expect(res.json?.error.code).toBe('unauthorized');
@@ -372,7 +408,12 @@ describe('time budgets and Server-Timing', () => {
   it('inference answers say where their time went, from receipt', async () => {
     const { call } = newApp();
     // The isolate's first request waits for its start, outside its own clock, and says so.
-    const first = await call('POST', '/v1/models/flight-delay/predict', { instances: [(flightGolden.rows as { features: Json }[])[1].features] }, { 'x-latency-budget-ms': '10000' });
+    const first = await call(
+      'POST',
+      '/v1/models/flight-delay/predict',
+      { instances: [(flightGolden.rows as { features: Json }[])[1].features] },
+      { 'x-latency-budget-ms': '10000' },
+    );
     expect(first.headers.get('server-timing')).toMatch(/, isolate;dur=\d+\.\d;desc="isolate start"$/);
     const res = await call('POST', '/v1/models/flight-delay/predict', { instances: [good] }, { 'x-latency-budget-ms': '10000' });
     expect(res.status).toBe(200);
@@ -426,7 +467,13 @@ describe('time budgets and Server-Timing', () => {
 describe('red-team findings on the inference routes', () => {
   const { call } = newApp();
   const history = (n: number) => Array.from({ length: n }, (_, i) => (i % 100) + 1);
-  const movies = (h: number[], extra: Json = {}) => ({ inputs: [{ name: 'history', datatype: 'INT64', shape: [1, h.length], data: h }, { name: 'k', datatype: 'INT64', shape: [1], data: [10] }], ...extra });
+  const movies = (h: number[], extra: Json = {}) => ({
+    inputs: [
+      { name: 'history', datatype: 'INT64', shape: [1, h.length], data: h },
+      { name: 'k', datatype: 'INT64', shape: [1], data: [10] },
+    ],
+    ...extra,
+  });
 
   it('an id list on /v2 is at most its feature maxLength wide (a 100,000-wide history cost the engine ~0.4-0.9 s)', async () => {
     expect((await call('POST', '/v2/models/movielens-topk/infer', movies(history(50)))).status).toBe(200);

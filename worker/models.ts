@@ -23,6 +23,11 @@ export interface BundledModel {
 
 export const BUNDLED_MODELS: Record<string, BundledModel> = {
   // The float32 build of version 1, deployable as a canary or shadow of the int8 one.
-  'flight-delay': { manifest: flightManifest as unknown as ModelManifest, artifact: flightModel, baseline: flightBaseline, variants: { '1-float32': flightFloat } },
+  'flight-delay': {
+    manifest: flightManifest as unknown as ModelManifest,
+    artifact: flightModel,
+    baseline: flightBaseline,
+    variants: { '1-float32': flightFloat },
+  },
   'movielens-topk': { manifest: movieManifest as unknown as ModelManifest, artifact: movieModel, baseline: movieBaseline },
 };

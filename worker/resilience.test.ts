@@ -63,7 +63,11 @@ function fakeFallback() {
 async function call(app: ReturnType<typeof createApp>, bindings: Env, path: string, body: unknown, headers: Record<string, string> = {}) {
   const ctx = createExecutionContext();
   const t = performance.now();
-  const res = await app.fetch(new Request(`http://edge.test${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) }), bindings, ctx);
+  const res = await app.fetch(
+    new Request(`http://edge.test${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) }),
+    bindings,
+    ctx,
+  );
   const json = (await res.json()) as Json;
   const ms = performance.now() - t;
   await waitOnExecutionContext(ctx);
@@ -78,7 +82,13 @@ afterEach(() => {
 });
 
 describe('hedging (HEDGE_QUANTILE)', () => {
-  const bindings = (hedge: boolean): Env => ({ FALLBACK_URL, ...(hedge ? { HEDGE_QUANTILE: '0.9' } : {}), CACHE_MAX_BYTES: '0', BATCH_MODE: 'off', TELEMETRY: 'off' });
+  const bindings = (hedge: boolean): Env => ({
+    FALLBACK_URL,
+    ...(hedge ? { HEDGE_QUANTILE: '0.9' } : {}),
+    CACHE_MAX_BYTES: '0',
+    BATCH_MODE: 'off',
+    TELEMETRY: 'off',
+  });
 
   /** An app whose flight-delay engine is loaded and has 60 edge latencies behind it (hedging needs 50). */
   async function warmed(hedge: boolean) {
@@ -136,9 +146,9 @@ describe('hedging (HEDGE_QUANTILE)', () => {
 });
 
 describe('cold engine with a fallback', () => {
-  it("the first request goes to the fallback; the engine loads in waitUntil and serves the next ones", async () => {
+  it('the first request goes to the fallback; the engine loads in waitUntil and serves the next ones', async () => {
     const fallback = fakeFallback();
-    const { control, createSession } = slowableSessions();
+    const { createSession } = slowableSessions();
     const app = createApp({ models: BUNDLED_MODELS, createSession });
     const b: Env = { FALLBACK_URL, CACHE_MAX_BYTES: '0', TELEMETRY: 'off' };
     const first = await call(app, b, '/v1/models/flight-delay/predict', predict(0), { 'x-latency-budget-ms': '2000' });
@@ -147,7 +157,9 @@ describe('cold engine with a fallback', () => {
     expect(fallback.calls).toHaveLength(1);
     expect(first.json.predictions).toEqual([{ p_delay: 0.125 }]);
     // waitOnExecutionContext has awaited the load started in waitUntil: the engine is ready.
-    const stats = (await (await app.request('/v1/models/flight-delay/stats', { headers: { authorization: 'Bearer op' } }, { ...b, OPERATOR_TOKEN: 'op' })).json()) as Json;
+    const stats = (await (
+      await app.request('/v1/models/flight-delay/stats', { headers: { authorization: 'Bearer op' } }, { ...b, OPERATOR_TOKEN: 'op' })
+    ).json()) as Json;
     expect(stats.engine.state).toBe('ready');
     for (let i = 1; i <= 5; i++) {
       const r = await call(app, b, '/v1/models/flight-delay/predict', predict(i), { 'x-latency-budget-ms': '2000' });
@@ -187,8 +199,20 @@ function flakyAggregators(tag: string, plan: (call: number) => 'before' | 'after
 
 describe('edge telemetry flush: failure, retry, bounded outbox', () => {
   // One row per window, so every request closes a window and triggers a flush.
-  const bindings = (agg: Env['AGGREGATOR']): Env => ({ AGGREGATOR: agg, CACHE_MAX_BYTES: '0', TELEMETRY_MAX_ROWS: '1', TELEMETRY_WINDOW_MS: '3600000', OPERATOR_TOKEN: 'op' });
-  const telemetryStats = async (app: ReturnType<typeof createApp>, b: Env) => ((await (await app.request('/v1/models/flight-delay/stats', { headers: { authorization: 'Bearer op' } }, b)).json()) as Json).telemetry as { outbox: number; mergedDown: number; riskyMerges: number; rows: number };
+  const bindings = (agg: Env['AGGREGATOR']): Env => ({
+    AGGREGATOR: agg,
+    CACHE_MAX_BYTES: '0',
+    TELEMETRY_MAX_ROWS: '1',
+    TELEMETRY_WINDOW_MS: '3600000',
+    OPERATOR_TOKEN: 'op',
+  });
+  const telemetryStats = async (app: ReturnType<typeof createApp>, b: Env) =>
+    ((await (await app.request('/v1/models/flight-delay/stats', { headers: { authorization: 'Bearer op' } }, b)).json()) as Json).telemetry as {
+      outbox: number;
+      mergedDown: number;
+      riskyMerges: number;
+      rows: number;
+    };
 
   it('a failed flush is retried with the same sequences at the next flush; each summary is stored exactly once', async () => {
     const logged = vi.spyOn(console, 'error').mockImplementation(() => undefined);

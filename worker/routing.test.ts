@@ -14,7 +14,11 @@ function newApp(vars: Partial<Env> = {}) {
   const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
   const bindings = { ...(env as Env), OPERATOR_TOKEN: TOKEN, CACHE_MAX_BYTES: '0', ...vars };
   const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-    const res = await app.request(path, { method, headers: { 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) }, bindings);
+    const res = await app.request(
+      path,
+      { method, headers: { 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) },
+      bindings,
+    );
     return { status: res.status, json: (await res.json()) as Json, headers: res.headers };
   };
   const auth = { authorization: `Bearer ${TOKEN}` };
@@ -24,7 +28,12 @@ function newApp(vars: Partial<Env> = {}) {
 const rows = (flightGolden.rows as { features: Json }[]).map((r) => r.features);
 // A generous budget: these tests are about who serves, and run beside the whole suite on 2 cores.
 const predict = (call: ReturnType<typeof newApp>['call'], i: number, user?: string) =>
-  call('POST', '/v1/models/flight-delay/predict', { instances: [rows[i % rows.length]] }, { 'x-latency-budget-ms': '10000', ...(user ? { 'x-user-key': user } : {}) });
+  call(
+    'POST',
+    '/v1/models/flight-delay/predict',
+    { instances: [rows[i % rows.length]] },
+    { 'x-latency-budget-ms': '10000', ...(user ? { 'x-user-key': user } : {}) },
+  );
 
 describe('routing tables', () => {
   it('operator routes need the bearer token; bad tables are refused with a clear error and store nothing', async () => {

@@ -4,7 +4,16 @@
 import { abortAllDurableObjects, env, runInDurableObject } from 'cloudflare:test';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CategoricalSketch, createProfile, createWindowProfiler, decodeSummary, encodeSummary, TDigest, type ModelManifest, type Profile } from '../core/index.ts';
+import {
+  CategoricalSketch,
+  createProfile,
+  createWindowProfiler,
+  decodeSummary,
+  encodeSummary,
+  TDigest,
+  type ModelManifest,
+  type Profile,
+} from '../core/index.ts';
 import flightGolden from '../models/flight-delay/golden.json';
 import { rng } from '../test/support/data.ts';
 import { ALERT_HYSTERESIS, MAX_BUCKET_BYTES, type DriftAggregator } from './aggregator.ts';
@@ -20,13 +29,28 @@ const baseline = decodeSummary(new Uint8Array(BUNDLED_MODELS['flight-delay'].bas
 
 function setup(vars: Record<string, string> = {}) {
   const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
-  const bindings = { ...(env as Env), TELEMETRY_SIGNING_KEY: undefined, OPERATOR_TOKEN: OPERATOR, TELEMETRY_BROWSER_FLUSH_MS: '0', ...vars } as Env & Record<string, unknown>;
-  const get = (path: string, headers: Record<string, string> = {}) => app.request(path, { headers: { 'cf-connecting-ip': '198.51.100.9', ...headers } }, bindings);
+  const bindings = { ...(env as Env), TELEMETRY_SIGNING_KEY: undefined, OPERATOR_TOKEN: OPERATOR, TELEMETRY_BROWSER_FLUSH_MS: '0', ...vars } as Env &
+    Record<string, unknown>;
+  const get = (path: string, headers: Record<string, string> = {}) =>
+    app.request(path, { headers: { 'cf-connecting-ip': '198.51.100.9', ...headers } }, bindings);
   const op = (path: string) => get(path, { authorization: `Bearer ${OPERATOR}` });
   const post = (token: string, body: Uint8Array, ip = '198.51.100.9') =>
-    app.request(`/v1/telemetry?token=${encodeURIComponent(token)}`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream', 'cf-connecting-ip': ip } }, bindings);
-  const grant = async (model = 'flight-delay') => ((await (await get(`/v1/models/${model}/artifact`)).json()) as { telemetry: { token: string; source: string } }).telemetry;
-  const stats = async () => (await op('/v1/telemetry')).json() as Promise<{ accepted: number; rows: number; pending: number; forwarded: number; forwardedRows: number; refused: Record<string, number> }>;
+    app.request(
+      `/v1/telemetry?token=${encodeURIComponent(token)}`,
+      { method: 'POST', body, headers: { 'content-type': 'application/octet-stream', 'cf-connecting-ip': ip } },
+      bindings,
+    );
+  const grant = async (model = 'flight-delay') =>
+    ((await (await get(`/v1/models/${model}/artifact`)).json()) as { telemetry: { token: string; source: string } }).telemetry;
+  const stats = async () =>
+    (await op('/v1/telemetry')).json() as Promise<{
+      accepted: number;
+      rows: number;
+      pending: number;
+      forwarded: number;
+      forwardedRows: number;
+      refused: Record<string, number>;
+    }>;
   /** Waits until everything accepted has been forwarded to the aggregator. */
   const drained = async (ms = 5000) => {
     const until = Date.now() + ms;
@@ -40,7 +64,10 @@ function setup(vars: Record<string, string> = {}) {
   return { app, bindings, get, op, post, grant, stats, drained };
 }
 
-const withBackend = (m: ModelManifest): ModelManifest => ({ ...m, features: [...m.features, { name: 'backend', kind: 'categorical', input: '', vocabulary: [], oov: 'unknown', sketchCapacity: 8 }] });
+const withBackend = (m: ModelManifest): ModelManifest => ({
+  ...m,
+  features: [...m.features, { name: 'backend', kind: 'categorical', input: '', vocabulary: [], oov: 'unknown', sketchCapacity: 8 }],
+});
 
 /** An honest browser's summary of `rows` flight-delay golden rows, sketched as browser/telemetry.ts does. */
 function honest(source: string, rows: number, sequence = 1): Profile {
@@ -71,8 +98,18 @@ describe('browser summaries are judged before they are accepted', () => {
       ['a digest heavier than the rows', (p) => p.features.set('month', new TDigest().add(3, 1e6)), 422, 'invalid_sketch'],
       ['a month of 99', (p) => p.features.set('month', new TDigest().add(99, 1)), 422, 'invalid_sketch'],
       ['NaN in a feature', (p) => p.features.set('distance', new TDigest().add(NaN)), 422, 'invalid_sketch'],
-      ['a categorical total of 2^53 - 1', (p) => p.features.set('origin', new CategoricalSketch({ capacity: 512 }).add('ORD', Number.MAX_SAFE_INTEGER)), 422, 'invalid_sketch'],
-      ['capacity 65,536 with 250-character labels', (p) => p.features.set('origin', new CategoricalSketch({ capacity: 65_536 }).add('x'.repeat(250))), 422, 'invalid_sketch'],
+      [
+        'a categorical total of 2^53 - 1',
+        (p) => p.features.set('origin', new CategoricalSketch({ capacity: 512 }).add('ORD', Number.MAX_SAFE_INTEGER)),
+        422,
+        'invalid_sketch',
+      ],
+      [
+        'capacity 65,536 with 250-character labels',
+        (p) => p.features.set('origin', new CategoricalSketch({ capacity: 65_536 }).add('x'.repeat(250))),
+        422,
+        'invalid_sketch',
+      ],
       ['a backend no runtime has', (p) => p.features.set('backend', new CategoricalSketch({ capacity: 8 }).add('quantum')), 422, 'invalid_sketch'],
       ['latency weight above rows', (p) => p.latency.add(1, 1000), 422, 'invalid_rows'],
       ['an output digest heavier than the rows', (p) => p.outputs.set('p_delay', new TDigest().add(0.5, 1e6)), 422, 'invalid_sketch'],
@@ -113,7 +150,10 @@ describe('browser summaries are judged before they are accepted', () => {
     expect(await code(over)).toEqual([429, 'rate_limited']);
     expect(Number(over.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     // A renewed token names the same source, so it shares the same allowance.
-    const renewed = (await (await get('/v1/models/flight-delay/telemetry-token', { authorization: `Bearer ${g.token}` })).json()) as { token: string; source: string };
+    const renewed = (await (await get('/v1/models/flight-delay/telemetry-token', { authorization: `Bearer ${g.token}` })).json()) as {
+      token: string;
+      source: string;
+    };
     expect(renewed.source).toBe(g.source);
     expect((await post(renewed.token, ago(honest(g.source, 60, 3), 3))).status).toBe(429);
     expect((await post(renewed.token, ago(honest(g.source, 30, 4), 3))).status).toBe(202);
@@ -228,7 +268,10 @@ describe('no lone browser source decides an alert', () => {
       // Shifted from the second minute on, for longer than the hysteresis; forwarded as an isolate does (groups beside).
       const [r] = await agg.ingestMany('flight-delay', [minute(t0 + i * 60_000, ++seq, i + 1, i >= 1, source, 500)], [groups]);
       expect(r.status).toBe('stored');
-      if (honestEdgeRows) expect((await agg.ingest('flight-delay', minute(t0 + i * 60_000, ++seq, 100 + i, false, { kind: 'edge', id: 'isolate-a' }, honestEdgeRows))).status).toBe('stored');
+      if (honestEdgeRows)
+        expect(
+          (await agg.ingest('flight-delay', minute(t0 + i * 60_000, ++seq, 100 + i, false, { kind: 'edge', id: 'isolate-a' }, honestEdgeRows))).status,
+        ).toBe('stored');
     }
     await agg.evaluate(Date.now());
     return { alerts: (await agg.alerts()).map((a) => a.feature), counters: await agg.counters() };
@@ -265,7 +308,10 @@ describe('no lone browser source decides an alert', () => {
       expect((await post(token.token, encodeSummary(p))).status).toBe(202);
       await drained();
     }
-    const groups = await runInDurableObject(agg, (_, state) => state.storage.sql.exec(`SELECT COUNT(DISTINCT grp) AS n FROM browser_groups WHERE minute = ?`, minuteAgo).one().n);
+    const groups = await runInDurableObject(
+      agg,
+      (_, state) => state.storage.sql.exec(`SELECT COUNT(DISTINCT grp) AS n FROM browser_groups WHERE minute = ?`, minuteAgo).one().n,
+    );
     expect(groups).toBe(1);
   });
 });
@@ -320,22 +366,39 @@ describe('the fold never wedges', () => {
 
 describe('property: whatever an anonymous client sends within its limits', () => {
   it('every route keeps answering 2xx/4xx, no stored count exceeds the rows, and an honest source is stored exactly once', async () => {
-    const { post, grant, op, drained } = setup({ TELEMETRY_RATE_PER_MIN: '100000', TELEMETRY_RATE_PER_IP_PER_MIN: '100000', TELEMETRY_TOKENS_PER_IP_PER_MIN: '100000' });
+    const { post, grant, op, drained } = setup({
+      TELEMETRY_RATE_PER_MIN: '100000',
+      TELEMETRY_RATE_PER_IP_PER_MIN: '100000',
+      TELEMETRY_TOKENS_PER_IP_PER_MIN: '100000',
+    });
     const agg = ns.get(ns.idFromName('flight-delay'));
     const MAX = Number.MAX_SAFE_INTEGER;
     const num = fc.oneof(fc.integer({ min: 0, max: 2000 }), fc.constantFrom(MAX, MAX - 1, 2 ** 52, 2 ** 31, -1, 1e300, NaN, Infinity));
     const mutation = fc.oneof(
-      fc.record({ counter: fc.constantFrom('rows', 'errors', 'cacheHits', 'fallbacks', 'mergedWindows', 'shadowRows', 'sources', 'zz'), value: num }).map(({ counter, value }) => (p: Profile) => (p.counters[counter] = Number.isSafeInteger(value) && value >= 0 ? value : 0)),
-      fc.record({ feature: fc.constantFrom('month', 'hour', 'distance', 'p_delay'), value: fc.double(), weight: num }).map(({ feature, value, weight }) => (p: Profile) => {
-        const d = new TDigest();
-        if (weight > 0 && weight < 1e300) d.add(value, weight);
-        (feature === 'p_delay' ? p.outputs : p.features).set(feature, d);
-      }),
-      fc.record({ feature: fc.constantFrom('origin', 'destination', 'backend'), capacity: fc.constantFrom(1, 8, 512, 65_536), label: fc.string({ maxLength: 300 }), weight: num }).map(({ feature, capacity, label, weight }) => (p: Profile) => {
-        const c = new CategoricalSketch({ capacity });
-        if (Number.isSafeInteger(weight) && weight > 0) c.add(label, weight);
-        p.features.set(feature, c);
-      }),
+      fc.record({ counter: fc.constantFrom('rows', 'errors', 'cacheHits', 'fallbacks', 'mergedWindows', 'shadowRows', 'sources', 'zz'), value: num }).map(
+        ({ counter, value }) =>
+          (p: Profile) =>
+            (p.counters[counter] = Number.isSafeInteger(value) && value >= 0 ? value : 0),
+      ),
+      fc
+        .record({ feature: fc.constantFrom('month', 'hour', 'distance', 'p_delay'), value: fc.double(), weight: num })
+        .map(({ feature, value, weight }) => (p: Profile) => {
+          const d = new TDigest();
+          if (weight > 0 && weight < 1e300) d.add(value, weight);
+          (feature === 'p_delay' ? p.outputs : p.features).set(feature, d);
+        }),
+      fc
+        .record({
+          feature: fc.constantFrom('origin', 'destination', 'backend'),
+          capacity: fc.constantFrom(1, 8, 512, 65_536),
+          label: fc.string({ maxLength: 300 }),
+          weight: num,
+        })
+        .map(({ feature, capacity, label, weight }) => (p: Profile) => {
+          const c = new CategoricalSketch({ capacity });
+          if (Number.isSafeInteger(weight) && weight > 0) c.add(label, weight);
+          p.features.set(feature, c);
+        }),
     );
     const before = await agg.counters();
     let honestRows = 0;

@@ -9,14 +9,19 @@ import { createApp, type Env } from './app.ts';
 import { createWasmSession } from './engine/ort-workerd.ts';
 import { BUNDLED_MODELS } from './models.ts';
 
-const rows = (flightGolden.rows as { features: Record<string, unknown>; inputs: Record<string, number> }[]);
+const rows = flightGolden.rows as { features: Record<string, unknown>; inputs: Record<string, number> }[];
 
 describe('edge telemetry', () => {
   it('sketches every served row (v1 and v2) and ships closed windows to the aggregator once', async () => {
     const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
     // Windows close by rows only here (an aligned time boundary mid-test would cut one short).
     const bindings = { ...(env as Env), CACHE_MAX_BYTES: '0', TELEMETRY_MAX_ROWS: '10', TELEMETRY_WINDOW_MS: '3600000', OPERATOR_TOKEN: 'op' };
-    const post = (path: string, body: unknown) => app.request(path, { method: 'POST', headers: { 'content-type': 'application/json', 'x-latency-budget-ms': '10000' }, body: JSON.stringify(body) }, bindings);
+    const post = (path: string, body: unknown) =>
+      app.request(
+        path,
+        { method: 'POST', headers: { 'content-type': 'application/json', 'x-latency-budget-ms': '10000' }, body: JSON.stringify(body) },
+        bindings,
+      );
     for (let i = 0; i < 25; i++) expect((await post('/v1/models/flight-delay/predict', { instances: [rows[i].features] })).status).toBe(200);
     const r = rows[0].inputs;
     const inputs = ['month', 'day_of_week', 'hour', 'origin', 'destination'].map((name) => ({ name, datatype: 'INT64', shape: [1], data: [r[name]] }));
@@ -24,7 +29,9 @@ describe('edge telemetry', () => {
     for (let i = 0; i < 5; i++) expect((await post('/v2/models/flight-delay/infer', { inputs })).status).toBe(200);
     await new Promise((res) => setTimeout(res, 100)); // flushes run after the responses
 
-    const agg = (env as unknown as { AGGREGATOR: DurableObjectNamespace<DriftAggregator> }).AGGREGATOR.get((env as unknown as { AGGREGATOR: DurableObjectNamespace<DriftAggregator> }).AGGREGATOR.idFromName('flight-delay'));
+    const agg = (env as unknown as { AGGREGATOR: DurableObjectNamespace<DriftAggregator> }).AGGREGATOR.get(
+      (env as unknown as { AGGREGATOR: DurableObjectNamespace<DriftAggregator> }).AGGREGATOR.idFromName('flight-delay'),
+    );
     const counters = await agg.counters();
     expect(counters.stored).toBe(3); // 30 rows in windows of 10
     expect(counters.rows).toBe(30);
@@ -41,7 +48,9 @@ describe('edge telemetry', () => {
     expect((await app.request('/v1/models/flight-delay/drift', {}, bindings)).status).toBe(401);
     const res = await app.request('/v1/models/flight-delay/drift', { headers: { authorization: 'Bearer op' } }, bindings);
     expect(res.status).toBe(200);
-    const drift = (await res.json()) as { windows: { rows: number; drifted: string[]; features: Record<string, { drift: Record<string, { statistic: number; drifted: boolean }> }> }[] };
+    const drift = (await res.json()) as {
+      windows: { rows: number; drifted: string[]; features: Record<string, { drift: Record<string, { statistic: number; drifted: boolean }> }> }[];
+    };
     const last = drift.windows.at(-1)!;
     expect(last.rows).toBe(30);
     expect(last.drifted).toContain('month'); // never April-June in training

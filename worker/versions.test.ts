@@ -14,16 +14,33 @@ describe('versions side by side', () => {
     const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
     const bindings = { ...(env as Env), OPERATOR_TOKEN: 'op', CACHE_MAX_BYTES: '0', TELEMETRY_MAX_ROWS: '50' };
     const auth = { authorization: 'Bearer op', 'content-type': 'application/json' };
-    const put = await app.request('/v1/models/flight-delay/routing', { method: 'PUT', headers: auth, body: JSON.stringify({ stable: '1', canary: { version: '1-float32', share: 0.5 } }) }, bindings);
+    const put = await app.request(
+      '/v1/models/flight-delay/routing',
+      { method: 'PUT', headers: auth, body: JSON.stringify({ stable: '1', canary: { version: '1-float32', share: 0.5 } }) },
+      bindings,
+    );
     expect(put.status).toBe(200);
     for (let i = 0; i < 600; i++) {
-      const res = await app.request('/v1/models/flight-delay/predict', { method: 'POST', headers: { 'content-type': 'application/json', 'x-user-key': `u${i}`, 'x-latency-budget-ms': '10000' }, body: JSON.stringify({ instances: [rows[i % rows.length]] }) }, bindings);
+      const res = await app.request(
+        '/v1/models/flight-delay/predict',
+        {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-user-key': `u${i}`, 'x-latency-budget-ms': '10000' },
+          body: JSON.stringify({ instances: [rows[i % rows.length]] }),
+        },
+        bindings,
+      );
       expect(res.status).toBe(200);
     }
     await new Promise((r) => setTimeout(r, 200)); // the last flushes run after the responses
     const res = await app.request('/v1/models/flight-delay/versions', { headers: auth }, bindings);
     expect(res.status).toBe(200);
-    const body = (await res.json()) as { versions: Record<string, { role: string; rows: number; error_rate: number; verdict?: string; reasons?: string[]; outputs: Record<string, { p50: number }> }> };
+    const body = (await res.json()) as {
+      versions: Record<
+        string,
+        { role: string; rows: number; error_rate: number; verdict?: string; reasons?: string[]; outputs: Record<string, { p50: number }> }
+      >;
+    };
     const stable = body.versions['1'];
     const canary = body.versions['1-float32'];
     expect(stable.role).toBe('stable');
@@ -45,16 +62,34 @@ describe('shadow versions in the summaries', () => {
     const bindings = { ...(env as Env), OPERATOR_TOKEN: 'op', CACHE_MAX_BYTES: '0', TELEMETRY_MAX_ROWS: '50' };
     const auth = { authorization: 'Bearer op', 'content-type': 'application/json' };
     const from = Date.now() - 120_000; // buckets are whole minutes
-    expect((await app.request('/v1/models/flight-delay/routing', { method: 'PUT', headers: auth, body: JSON.stringify({ stable: '1', shadows: [{ version: '1-float32', sampleRate: 1 }] }) }, bindings)).status).toBe(200);
+    expect(
+      (
+        await app.request(
+          '/v1/models/flight-delay/routing',
+          { method: 'PUT', headers: auth, body: JSON.stringify({ stable: '1', shadows: [{ version: '1-float32', sampleRate: 1 }] }) },
+          bindings,
+        )
+      ).status,
+    ).toBe(200);
     for (let i = 0; i < 300; i++) {
-      const res = await app.request('/v1/models/flight-delay/predict', { method: 'POST', headers: { 'content-type': 'application/json', 'x-latency-budget-ms': '10000' }, body: JSON.stringify({ instances: [rows[i % rows.length]] }) }, bindings);
+      const res = await app.request(
+        '/v1/models/flight-delay/predict',
+        {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-latency-budget-ms': '10000' },
+          body: JSON.stringify({ instances: [rows[i % rows.length]] }),
+        },
+        bindings,
+      );
       expect(res.status).toBe(200);
       expect(res.headers.get('x-model-version')).toBe('1'); // shadows never serve
     }
     await new Promise((r) => setTimeout(r, 300)); // shadows and flushes run after the responses
     const res = await app.request(`/v1/models/flight-delay/versions?from=${from}&to=${Date.now() + 60_000}`, { headers: auth }, bindings);
-    const body = (await res.json()) as { versions: Record<string, { role: string; rows: number; shadow_rows?: number; shadow_agreement?: number; verdict?: string; reasons?: string[] }> };
-    const shadow = body.versions["1-float32"];
+    const body = (await res.json()) as {
+      versions: Record<string, { role: string; rows: number; shadow_rows?: number; shadow_agreement?: number; verdict?: string; reasons?: string[] }>;
+    };
+    const shadow = body.versions['1-float32'];
     expect(shadow, JSON.stringify(body)).toBeDefined();
     expect(shadow.role).toBe('shadow');
     // (This file's storage also holds the first test's canary rows of 1-float32.)

@@ -47,7 +47,15 @@ export interface Series {
 /** Writes an SVG line chart. Zero or negative values on a log axis are drawn at its floor. */
 export function writeLineChart(
   path: string,
-  { title, xLabel, yLabel, series, logX = false, logY = false, xTicks }: { title: string; xLabel: string; yLabel: string; series: Series[]; logX?: boolean; logY?: boolean; xTicks?: { at: number; label: string }[] },
+  {
+    title,
+    xLabel,
+    yLabel,
+    series,
+    logX = false,
+    logY = false,
+    xTicks,
+  }: { title: string; xLabel: string; yLabel: string; series: Series[]; logX?: boolean; logY?: boolean; xTicks?: { at: number; label: string }[] },
 ): void {
   const W = 760;
   const H = 440;
@@ -88,7 +96,9 @@ export function writeLineChart(
     out.push(`<line x1="${px(t.at)}" x2="${px(t.at)}" y1="${m.t}" y2="${H - m.b}" stroke="#f0f0f0"/>`);
     out.push(`<text x="${px(t.at)}" y="${H - m.b + 16}" text-anchor="middle">${esc(t.label)}</text>`);
   }
-  out.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${H - m.b}" y2="${H - m.b}" stroke="#333"/><line x1="${m.l}" x2="${m.l}" y1="${m.t}" y2="${H - m.b}" stroke="#333"/>`);
+  out.push(
+    `<line x1="${m.l}" x2="${W - m.r}" y1="${H - m.b}" y2="${H - m.b}" stroke="#333"/><line x1="${m.l}" x2="${m.l}" y1="${m.t}" y2="${H - m.b}" stroke="#333"/>`,
+  );
   out.push(`<text x="${(m.l + W - m.r) / 2}" y="${H - 18}" text-anchor="middle">${esc(xLabel)}</text>`);
   out.push(`<text transform="translate(18 ${(m.t + H - m.b) / 2}) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`);
   series.forEach((s, i) => {
@@ -96,7 +106,9 @@ export function writeLineChart(
     const d = s.points.map((p, j) => `${j ? 'L' : 'M'}${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join(' ');
     out.push(`<path d="${d}" fill="none" stroke="${c}" stroke-width="2"/>`);
     for (const p of s.points) out.push(`<circle cx="${px(p[0]).toFixed(1)}" cy="${py(p[1]).toFixed(1)}" r="3" fill="${c}"/>`);
-    out.push(`<rect x="${W - m.r + 14}" y="${m.t + i * 20}" width="14" height="4" fill="${c}"/><text x="${W - m.r + 34}" y="${m.t + i * 20 + 6}">${esc(s.name)}</text>`);
+    out.push(
+      `<rect x="${W - m.r + 14}" y="${m.t + i * 20}" width="14" height="4" fill="${c}"/><text x="${W - m.r + 34}" y="${m.t + i * 20 + 6}">${esc(s.name)}</text>`,
+    );
   });
   out.push('</svg>');
   mkdirSync(dirname(path), { recursive: true });

@@ -30,7 +30,9 @@ const esc = (s: string) => s.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
 const label = (m: Movie | undefined, id: number) => (m ? `${esc(m.title)} (${m.year})` : `#${id}`);
 
 function renderPicks(): void {
-  picksEl.innerHTML = picks.length ? picks.map((id) => `<span class="chip">${label(byId.get(id), id)}<button data-drop="${id}" aria-label="remove">×</button></span>`).join('') : 'Pick a few movies you liked.';
+  picksEl.innerHTML = picks.length
+    ? picks.map((id) => `<span class="chip">${label(byId.get(id), id)}<button data-drop="${id}" aria-label="remove">×</button></span>`).join('')
+    : 'Pick a few movies you liked.';
 }
 
 function renderMatches(): void {
@@ -70,13 +72,19 @@ dom.document.addEventListener('click', (e) => {
 });
 search.addEventListener('input', renderMatches);
 
-const [cat, report] = await Promise.all([fetch('/browser/movielens-topk/catalogue.json').then((r) => r.json() as Promise<Movie[]>), rt.ready.catch((err: Error) => err)]);
+const [cat, report] = await Promise.all([
+  fetch('/browser/movielens-topk/catalogue.json').then((r) => r.json() as Promise<Movie[]>),
+  rt.ready.catch((err: Error) => err),
+]);
 catalogue = cat;
 byId = new Map(cat.map((m) => [m.id, m]));
 if (report instanceof Error) {
   status.textContent = `No backend could load the model: ${report.message}`;
 } else {
-  const why = report.attempts.filter((a) => !a.ok).map((a) => `${a.backend}: ${a.reason}`).join('; ');
+  const why = report.attempts
+    .filter((a) => !a.ok)
+    .map((a) => `${a.backend}: ${a.reason}`)
+    .join('; ');
   status.innerHTML = `Model ready on <b id="backend">${report.backend}</b> (${report.load.artifactFromCache ? 'from Cache Storage' : 'downloaded'}, ${report.load.ms + report.load.sessionMs} ms)${why ? ` <span class="muted">· skipped ${esc(why)}</span>` : ''}`;
   dom.document.body.dataset.ready = report.backend;
 }

@@ -79,14 +79,21 @@ export interface TrainOptions {
   onProgress?: (epoch: number, step: number, steps: number, loss: number) => void;
 }
 
-export function trainFlightDelay(f: Flights, trainIdx: Uint32Array, { seed = 2001, epochs = 4, batch = 512, lr = 3e-3, minAirportFlights = 300, onProgress }: TrainOptions = {}): FlightModel {
+export function trainFlightDelay(
+  f: Flights,
+  trainIdx: Uint32Array,
+  { seed = 2001, epochs = 4, batch = 512, lr = 3e-3, minAirportFlights = 300, onProgress }: TrainOptions = {},
+): FlightModel {
   const r = rng(seed);
   // Vocabulary: airports with enough training flights as origin or destination, by code.
   const counts = new Map<string, number>();
   for (const i of trainIdx) {
     for (const a of [f.airports[f.origin[i]], f.airports[f.destination[i]]]) counts.set(a, (counts.get(a) ?? 0) + 1);
   }
-  const vocab = [...counts].filter(([, c]) => c >= minAirportFlights).map(([a]) => a).sort();
+  const vocab = [...counts]
+    .filter(([, c]) => c >= minAirportFlights)
+    .map(([a]) => a)
+    .sort();
   const vocabIndex = new Map(vocab.map((a, i) => [a, i + 1]));
   const rows: Record<CatName, number> = { month: 13, day_of_week: 7, hour: 24, origin: vocab.length + 1, destination: vocab.length + 1 };
 
@@ -163,7 +170,7 @@ export function trainFlightDelay(f: Flights, trainIdx: Uint32Array, { seed = 200
         for (let o = 0; o < H2; o++) {
           let a = m.b2[o];
           for (let j = 0; j < H1; j++) a += h1[j] * m.w2[j * H2 + o];
-          h2[o] = a > 0 ? a : 0;
+          h2[o] = Math.max(a, 0);
         }
         let logit = b3[0];
         for (let o = 0; o < H2; o++) logit += h2[o] * m.w3[o];
@@ -277,7 +284,10 @@ export function exportFlightDelay(m: FlightModel, precision: 'float32' | 'int8',
   g.output('p_delay', 'float32', ['N']);
 
   // First layer: Σ table_f[index_f] + z·w_dist + b1, with z the standardised log distance.
-  const z = g.op('Div', [g.op('Sub', [g.op('Log', ['distance']), g.init('dist_mean', 'float32', [], [m.distMean])]), g.init('dist_std', 'float32', [], [m.distStd])]);
+  const z = g.op('Div', [
+    g.op('Sub', [g.op('Log', ['distance']), g.init('dist_mean', 'float32', [], [m.distMean])]),
+    g.init('dist_std', 'float32', [], [m.distStd]),
+  ]);
   const zCol = g.op('Unsqueeze', [z, g.init('axis1', 'int64', [1], [1])]);
   let acc = g.op('Add', [g.op('Mul', [zCol, g.init('w_dist', 'float32', [1, H1], m.wDist)]), g.init('b1', 'float32', [H1], m.b1)]);
   for (const c of CAT) {
@@ -307,7 +317,15 @@ export function exportFlightDelay(m: FlightModel, precision: 'float32' | 'int8',
     const s1 = h1Max / 255;
     const h1q = g.op('QuantizeLinear', [h1, g.init('h1_scale', 'float32', [], [s1]), g.init('h1_zero', 'uint8', [], [0])]);
     const acc32 = g.op('MatMulInteger', [h1q, g.init('w2_q', 'int8', [H1, H2], q), 'h1_zero', g.init('w2_zero', 'int8', [], [0])]);
-    const deq = g.op('Mul', [g.op('Cast', [acc32], { to: 1 }), g.init('w2_scale', 'float32', [H2], Array.from(colScales, (s) => s * s1))]);
+    const deq = g.op('Mul', [
+      g.op('Cast', [acc32], { to: 1 }),
+      g.init(
+        'w2_scale',
+        'float32',
+        [H2],
+        Array.from(colScales, (s) => s * s1),
+      ),
+    ]);
     h2pre = g.op('Add', [deq, g.init('b2', 'float32', [H2], m.b2)]);
   }
   const h2 = g.op('Relu', [h2pre]);

@@ -104,7 +104,10 @@ export function trainTopK(train: Rating[], options: TopKTrainOptions = {}): TopK
   const r = rng(o.seed);
   const likes = new Map<number, number>();
   for (const x of train) if (x.rating >= LIKED) likes.set(x.movie, (likes.get(x.movie) ?? 0) + 1);
-  const movies = [...likes].filter(([, c]) => c >= o.minLikes).map(([m]) => m).sort((a, b) => a - b);
+  const movies = [...likes]
+    .filter(([, c]) => c >= o.minLikes)
+    .map(([m]) => m)
+    .sort((a, b) => a - b);
   const index = new Map(movies.map((m, i) => [m, i + 1]));
   const M = movies.length + 1;
   const y = Float32Array.from({ length: M * DIM }, () => gaussian(r) * o.init);
@@ -135,7 +138,14 @@ type Opts = Required<Omit<TopKTrainOptions, 'onProgress'>>;
  * catalogue with the history's own movies masked, exactly the scores `recommend` ranks. AdamW on
  * dense gradients, `batch` examples a step.
  */
-function trainSoftmax(users: Int32Array[], times: Float64Array[], { y, q, b, M }: Params, o: Opts, r: () => number, onProgress?: (epoch: number, epochs: number, loss: number) => void): void {
+function trainSoftmax(
+  users: Int32Array[],
+  times: Float64Array[],
+  { y, q, b, M }: Params,
+  o: Opts,
+  r: () => number,
+  onProgress?: (epoch: number, epochs: number, loss: number) => void,
+): void {
   const P = [y, q, b];
   const G = P.map((p) => new Float32Array(p.length));
   const A1 = P.map((p) => new Float32Array(p.length));
@@ -179,7 +189,7 @@ function trainSoftmax(users: Int32Array[], times: Float64Array[], { y, q, b, M }
           targets = Int32Array.from(perm.subarray(k), (i) => h[i]);
           tFirst = times[order[e]][n - 1];
         }
-        const w = o.halfLife > 0 ? Math.pow(2, -(tEnd - tFirst) / o.halfLife) : 1;
+        const w = o.halfLife > 0 ? 2 ** (-(tEnd - tFirst) / o.halfLife) : 1;
         const norm = 1 / Math.sqrt(input.length);
         u.fill(0);
         for (const j of input) {
@@ -188,7 +198,11 @@ function trainSoftmax(users: Int32Array[], times: Float64Array[], { y, q, b, M }
         }
         for (let d = 0; d < DIM; d++) u[d] *= norm;
         let nt = 0;
-        for (const t of targets) if (!masked[t]) (isTarget[t] = 1), nt++;
+        for (const t of targets) {
+          if (masked[t]) continue;
+          isTarget[t] = 1;
+          nt++;
+        }
         if (nt > 0) {
           let max = -Infinity;
           for (let i = 1; i < M; i++) {
@@ -226,8 +240,8 @@ function trainSoftmax(users: Int32Array[], times: Float64Array[], { y, q, b, M }
         for (const t of targets) isTarget[t] = 0;
       }
       step++;
-      const c1 = 1 - Math.pow(beta1, step);
-      const c2 = 1 - Math.pow(beta2, step);
+      const c1 = 1 - beta1 ** step;
+      const c2 = 1 - beta2 ** step;
       for (let k = 0; k < P.length; k++) {
         const p = P[k];
         const g = G[k];
@@ -249,7 +263,13 @@ function trainSoftmax(users: Int32Array[], times: Float64Array[], { y, q, b, M }
 }
 
 /** The original trainer: BPR with uniform negatives, leave-one-out user vectors, plain SGD. */
-function trainBpr(users: Int32Array[], { y, q, b, M }: Params, { epochs, lr, reg, negatives }: Opts, r: () => number, onProgress?: (epoch: number, epochs: number, loss: number) => void): void {
+function trainBpr(
+  users: Int32Array[],
+  { y, q, b, M }: Params,
+  { epochs, lr, reg, negatives }: Opts,
+  r: () => number,
+  onProgress?: (epoch: number, epochs: number, loss: number) => void,
+): void {
   const order = Uint32Array.from(users.keys());
   const s = new Float32Array(DIM);
   const u = new Float32Array(DIM);

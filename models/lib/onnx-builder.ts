@@ -9,7 +9,13 @@ const { onnx } = onnxProto;
 export const DT = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9 } as const;
 export type DType = keyof typeof DT;
 /** number: INT, { f }: FLOAT, number[]: INTS, string: STRING, { floats }: FLOATS, { tensor }: TENSOR. */
-type Attr = number | number[] | string | { f: number } | { floats: number[] } | { tensor: { dtype: DType; dims: number[]; data: ArrayLike<number> | BigInt64Array } };
+type Attr =
+  | number
+  | number[]
+  | string
+  | { f: number }
+  | { floats: number[] }
+  | { tensor: { dtype: DType; dims: number[]; data: ArrayLike<number> | BigInt64Array } };
 
 function rawBytes(dtype: DType, data: ArrayLike<number> | BigInt64Array): Uint8Array {
   let arr: ArrayBufferView;
@@ -69,7 +75,11 @@ export class GraphBuilder {
   }
 
   /** Adds a node; returns its output names (fresh ones unless `outputs` names them). */
-  node(op: string, inputs: string[], { outputs = 1, attrs = {}, name }: { outputs?: number | string[]; attrs?: Record<string, Attr>; name?: string } = {}): string[] {
+  node(
+    op: string,
+    inputs: string[],
+    { outputs = 1, attrs = {}, name }: { outputs?: number | string[]; attrs?: Record<string, Attr>; name?: string } = {},
+  ): string[] {
     const id = this.#counter++;
     const outs = typeof outputs === 'number' ? Array.from({ length: outputs }, (_, i) => `${op.toLowerCase()}_${id}_${i}`) : outputs;
     const attribute = Object.entries(attrs).map(([k, v]) => {
@@ -89,7 +99,17 @@ export class GraphBuilder {
     return this.node(op, inputs, { attrs, outputs: outputName ? [outputName] : 1 })[0];
   }
 
-  toBytes({ name, opset = 13, docString = '', metadata = {} }: { name: string; opset?: number; docString?: string; metadata?: Record<string, string> }): Uint8Array {
+  toBytes({
+    name,
+    opset = 13,
+    docString = '',
+    metadata = {},
+  }: {
+    name: string;
+    opset?: number;
+    docString?: string;
+    metadata?: Record<string, string>;
+  }): Uint8Array {
     const model = onnx.ModelProto.create({
       irVersion: 7,
       producerName: 'driftwatch-edge models/build.ts',

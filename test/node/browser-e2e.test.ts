@@ -82,7 +82,15 @@ async function scenario(page: Page, options: { prefer?: string[]; keep?: boolean
           await rt.flushTelemetry();
           rt.dispose();
         }
-        return { backend: report.backend, attempts: report.attempts, load: report.load, single, batch, heartbeat: { ticks, maxGapMs, ms: performance.now() - t0 }, stats: s };
+        return {
+          backend: report.backend,
+          attempts: report.attempts,
+          load: report.load,
+          single,
+          batch,
+          heartbeat: { ticks, maxGapMs, ms: performance.now() - t0 },
+          stats: s,
+        };
       } finally {
         clearInterval(hb);
       }
@@ -136,7 +144,18 @@ describe('browser runtime in Chromium against wrangler dev', () => {
       expect(again.load.artifactFromCache).toBe(true);
       expectGolden(again);
       const demoted = await page.evaluate(async (history) => {
-        const rt = (globalThis as unknown as { rt: { failNextRun(b: string, r: string): Promise<void>; recommend(h: number[], k: number): Promise<{ id: number }[]>; addEventListener(t: string, f: (e: Event) => void): void; backend: string; stats(): { last: { backend: string } }; dispose(): void } }).rt;
+        const rt = (
+          globalThis as unknown as {
+            rt: {
+              failNextRun(b: string, r: string): Promise<void>;
+              recommend(h: number[], k: number): Promise<{ id: number }[]>;
+              addEventListener(t: string, f: (e: Event) => void): void;
+              backend: string;
+              stats(): { last: { backend: string } };
+              dispose(): void;
+            };
+          }
+        ).rt;
         const events: unknown[] = [];
         rt.addEventListener('backendchange', (e) => events.push((e as CustomEvent).detail));
         await rt.failNextRun('wasm', 'drill: wasm lost');
@@ -176,65 +195,85 @@ describe('browser runtime in Chromium against wrangler dev', () => {
     }
   });
 
-  it.skipIf(!webgpu)(`WebGPU path (SwiftShader adapter): checked against WASM on the golden set, then golden top-k; a lost device demotes to WASM${noWebgpu}`, async () => {
-    const { context, close } = await launchChromium({ args: ['--enable-unsafe-webgpu'] });
-    try {
-      const page = await openPage(context);
-      const s = await scenario(page);
-      expect(s.attempts[0].reason).toBeUndefined();
-      expect(s.backend).toBe('webgpu');
-      expect(s.attempts[0].golden?.against).toMatch(/^wasm \(adapter: .*\)/);
-      expect(s.attempts[0].golden!.maxAbsDiff).toBeLessThanOrEqual(golden.tolerance.score_abs);
-      expectGolden(s);
-      expectResponsive(s);
-      expect(s.stats.served.webgpu).toBeGreaterThanOrEqual(ROWS.length - 1);
+  it.skipIf(!webgpu)(
+    `WebGPU path (SwiftShader adapter): checked against WASM on the golden set, then golden top-k; a lost device demotes to WASM${noWebgpu}`,
+    async () => {
+      const { context, close } = await launchChromium({ args: ['--enable-unsafe-webgpu'] });
+      try {
+        const page = await openPage(context);
+        const s = await scenario(page);
+        expect(s.attempts[0].reason).toBeUndefined();
+        expect(s.backend).toBe('webgpu');
+        expect(s.attempts[0].golden?.against).toMatch(/^wasm \(adapter: .*\)/);
+        expect(s.attempts[0].golden!.maxAbsDiff).toBeLessThanOrEqual(golden.tolerance.score_abs);
+        expectGolden(s);
+        expectResponsive(s);
+        expect(s.stats.served.webgpu).toBeGreaterThanOrEqual(ROWS.length - 1);
 
-      // A lost device at run time: the runtime moves to WASM (the other ort build, loaded and
-      // checked then, in the same worker) and the call still answers.
-      const s2 = await scenario(page, { keep: true });
-      expect(s2.backend).toBe('webgpu');
-      const demoted = await page.evaluate(async (history) => {
-        const rt = (globalThis as unknown as { rt: { failNextRun(b: string, r: string): Promise<void>; recommend(h: number[], k: number): Promise<{ id: number }[]>; addEventListener(t: string, f: (e: Event) => void): void; backend: string; stats(): { attempts: { backend: string; ok: boolean; golden?: { against: string } }[] }; dispose(): void } }).rt;
-        const events: unknown[] = [];
-        rt.addEventListener('backendchange', (e) => events.push((e as CustomEvent).detail));
-        await rt.failNextRun('webgpu', 'drill: device lost');
-        const ids = (await rt.recommend(history, 10)).map((r) => r.id);
-        const out = { backend: rt.backend, events, ids, attempts: rt.stats().attempts };
-        rt.dispose();
-        return out;
-      }, golden.rows[20].features.history); // not among the rows above, so not in the runtime's cache
-      expect(demoted.backend).toBe('wasm');
-      expect(demoted.events).toEqual([{ from: 'webgpu', to: 'wasm', reason: 'webgpu run failed: drill: device lost' }]);
-      expect(demoted.ids).toEqual(golden.rows[20].expected.int8.movie_ids);
-      expect(demoted.attempts.at(-1)).toMatchObject({ backend: 'wasm', ok: true, golden: { against: 'golden.json' } });
-    } finally {
-      await close();
-    }
-  });
+        // A lost device at run time: the runtime moves to WASM (the other ort build, loaded and
+        // checked then, in the same worker) and the call still answers.
+        const s2 = await scenario(page, { keep: true });
+        expect(s2.backend).toBe('webgpu');
+        const demoted = await page.evaluate(async (history) => {
+          const rt = (
+            globalThis as unknown as {
+              rt: {
+                failNextRun(b: string, r: string): Promise<void>;
+                recommend(h: number[], k: number): Promise<{ id: number }[]>;
+                addEventListener(t: string, f: (e: Event) => void): void;
+                backend: string;
+                stats(): { attempts: { backend: string; ok: boolean; golden?: { against: string } }[] };
+                dispose(): void;
+              };
+            }
+          ).rt;
+          const events: unknown[] = [];
+          rt.addEventListener('backendchange', (e) => events.push((e as CustomEvent).detail));
+          await rt.failNextRun('webgpu', 'drill: device lost');
+          const ids = (await rt.recommend(history, 10)).map((r) => r.id);
+          const out = { backend: rt.backend, events, ids, attempts: rt.stats().attempts };
+          rt.dispose();
+          return out;
+        }, golden.rows[20].features.history); // not among the rows above, so not in the runtime's cache
+        expect(demoted.backend).toBe('wasm');
+        expect(demoted.events).toEqual([{ from: 'webgpu', to: 'wasm', reason: 'webgpu run failed: drill: device lost' }]);
+        expect(demoted.ids).toEqual(golden.rows[20].expected.int8.movie_ids);
+        expect(demoted.attempts.at(-1)).toMatchObject({ backend: 'wasm', ok: true, golden: { against: 'golden.json' } });
+      } finally {
+        await close();
+      }
+    },
+  );
 
   it('flight-delay through predict() on WASM: golden p_delay within tolerance, validation errors name the field', async () => {
     const flight = JSON.parse(readFileSync(join(ROOT, 'models/flight-delay/manifest.json'), 'utf8')) as ModelManifest;
-    const fg = JSON.parse(readFileSync(join(ROOT, 'models/flight-delay/golden.json'), 'utf8')) as { tolerance: Record<string, number>; rows: { features: Record<string, unknown>; expected: { int8: { p_delay: number } } }[] };
+    const fg = JSON.parse(readFileSync(join(ROOT, 'models/flight-delay/golden.json'), 'utf8')) as {
+      tolerance: Record<string, number>;
+      rows: { features: Record<string, unknown>; expected: { int8: { p_delay: number } } }[];
+    };
     const rows = fg.rows.slice(0, 40);
     const { context, close } = await launchChromium();
     try {
       const page = await openPage(context);
-      const out = await page.evaluate(async (instances) => {
-        const { createRuntime } = globalThis as unknown as { createRuntime: (o: object) => any };
-        const rt = createRuntime({ model: 'flight-delay', prefer: ['wasm'], telemetry: false });
-        const report = await rt.ready;
-        // One call of 40 instances, then 40 concurrent one-instance calls (gathered by the batcher).
-        const whole = await rt.predict(instances);
-        const apart = await Promise.all(instances.map((i: unknown) => rt.predict([i]).then((p: unknown[]) => p[0])));
-        let error: unknown;
-        try {
-          await rt.predict([{ ...instances[0], hour: 31 }]);
-        } catch (e) {
-          error = { name: (e as Error).name, field: (e as { field?: string }).field, message: (e as Error).message };
-        }
-        rt.dispose();
-        return { backend: report.backend, whole, apart, error };
-      }, rows.map((r) => r.features));
+      const out = await page.evaluate(
+        async (instances) => {
+          const { createRuntime } = globalThis as unknown as { createRuntime: (o: object) => any };
+          const rt = createRuntime({ model: 'flight-delay', prefer: ['wasm'], telemetry: false });
+          const report = await rt.ready;
+          // One call of 40 instances, then 40 concurrent one-instance calls (gathered by the batcher).
+          const whole = await rt.predict(instances);
+          const apart = await Promise.all(instances.map((i: unknown) => rt.predict([i]).then((p: unknown[]) => p[0])));
+          let error: unknown;
+          try {
+            await rt.predict([{ ...instances[0], hour: 31 }]);
+          } catch (e) {
+            error = { name: (e as Error).name, field: (e as { field?: string }).field, message: (e as Error).message };
+          }
+          rt.dispose();
+          return { backend: report.backend, whole, apart, error };
+        },
+        rows.map((r) => r.features),
+      );
       expect(out.backend).toBe('wasm');
       const want = rows.map((r) => r.expected.int8);
       expect(compareGolden(flight, out.whole, want, fg.tolerance)).toMatchObject({ ok: true });
@@ -253,7 +292,10 @@ describe('browser runtime in Chromium against wrangler dev', () => {
       const res = await fetch(`${base}/v1/models/movielens-topk/drift`, { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } });
       expect(res.status).toBe(200);
       const d = (await res.json()) as { windows: { rows: number; features?: Record<string, { count: number; top?: { value: string; count: number }[] }> }[] };
-      return { rows: d.windows.reduce((a, w) => a + (w.features?.backend?.count ?? 0), 0), backends: d.windows.flatMap((w) => w.features?.backend?.top ?? []).map((t) => t.value) };
+      return {
+        rows: d.windows.reduce((a, w) => a + (w.features?.backend?.count ?? 0), 0),
+        backends: d.windows.flatMap((w) => w.features?.backend?.top ?? []).map((t) => t.value),
+      };
     };
     const until = async (ok: (d: Awaited<ReturnType<typeof drift>>) => boolean) => {
       const deadline = Date.now() + 20_000;
@@ -277,7 +319,11 @@ describe('browser runtime in Chromium against wrangler dev', () => {
       await scenario(page, { keep: true });
       const refused = await page.evaluate(async () => {
         const summary = new Uint8Array([1, 2, 3]);
-        const post = (q: string) => fetch(`/v1/telemetry${q}`, { method: 'POST', body: summary }).then(async (r) => [r.status, ((await r.json()) as { error: { code: string } }).error.code]);
+        const post = (q: string) =>
+          fetch(`/v1/telemetry${q}`, { method: 'POST', body: summary }).then(async (r) => [
+            r.status,
+            ((await r.json()) as { error: { code: string } }).error.code,
+          ]);
         return [await post(''), await post('?token=v1.e30.AAAA'), await post('?token=garbage')];
       });
       expect(refused).toEqual([
@@ -357,16 +403,23 @@ describe('browser runtime in Chromium against wrangler dev', () => {
         before = now;
       }
       await context.setOffline(true);
-      const offline = await page.evaluate(async (histories) => {
-        const rt = (globalThis as unknown as { rt: { recommend(h: number[], k: number): Promise<unknown>; stats(): { telemetry: { outbox: number; failures: number; sent: number } } } }).rt;
-        let maxOutbox = 0;
-        for (const h of histories) {
-          await rt.recommend(h, 10);
-          await new Promise((r) => setTimeout(r, 60)); // windows close every 100 ms, flushes fail
-          maxOutbox = Math.max(maxOutbox, rt.stats().telemetry.outbox);
-        }
-        return { ...rt.stats().telemetry, maxOutbox };
-      }, ROWS.map((r) => r.features.history));
+      const offline = await page.evaluate(
+        async (histories) => {
+          const rt = (
+            globalThis as unknown as {
+              rt: { recommend(h: number[], k: number): Promise<unknown>; stats(): { telemetry: { outbox: number; failures: number; sent: number } } };
+            }
+          ).rt;
+          let maxOutbox = 0;
+          for (const h of histories) {
+            await rt.recommend(h, 10);
+            await new Promise((r) => setTimeout(r, 60)); // windows close every 100 ms, flushes fail
+            maxOutbox = Math.max(maxOutbox, rt.stats().telemetry.outbox);
+          }
+          return { ...rt.stats().telemetry, maxOutbox };
+        },
+        ROWS.map((r) => r.features.history),
+      );
       expect(offline.failures).toBeGreaterThan(0);
       expect(offline.sent).toBe(0);
       expect(offline.maxOutbox).toBeLessThanOrEqual(3);
@@ -399,14 +452,23 @@ describe('browser runtime in Chromium against wrangler dev', () => {
       const page = await context.newPage();
       await page.goto(`${base}/demo`);
       await page.waitForSelector('body[data-ready]', { timeout: 60_000 });
-      await page.waitForFunction(() => !!(globalThis as unknown as { navigator: { serviceWorker: { controller: unknown } } }).navigator.serviceWorker.controller, undefined, { timeout: 30_000 });
+      await page.waitForFunction(
+        () => !!(globalThis as unknown as { navigator: { serviceWorker: { controller: unknown } } }).navigator.serviceWorker.controller,
+        undefined,
+        { timeout: 30_000 },
+      );
       // Once more online, now through the service worker, which keeps what it serves.
       await page.reload();
       await page.waitForSelector('body[data-ready]', { timeout: 60_000 });
 
       await stop(worker!);
       worker = undefined;
-      expect(await fetch(`${base}/healthz`).then(() => 'up', () => 'down')).toBe('down');
+      expect(
+        await fetch(`${base}/healthz`).then(
+          () => 'up',
+          () => 'down',
+        ),
+      ).toBe('down');
 
       await page.reload();
       await page.waitForSelector('body[data-ready]', { timeout: 60_000 });

@@ -12,16 +12,24 @@ import { ROOT } from '../support/servers.ts';
 
 const load = (model: string, file: string) => JSON.parse(readFileSync(join(ROOT, 'models', model, file), 'utf8'));
 const movie = load('movielens-topk', 'manifest.json') as ModelManifest;
-const movieGolden = load('movielens-topk', 'golden.json') as { tolerance: Record<string, number>; rows: { features: { history: number[]; k: number }; expected: { int8: Prediction } }[] };
+const movieGolden = load('movielens-topk', 'golden.json') as {
+  tolerance: Record<string, number>;
+  rows: { features: { history: number[]; k: number }; expected: { int8: Prediction } }[];
+};
 const flight = load('flight-delay', 'manifest.json') as ModelManifest;
-const flightGolden = load('flight-delay', 'golden.json') as { tolerance: Record<string, number>; rows: { features: Record<string, unknown>; expected: { int8: Prediction } }[] };
+const flightGolden = load('flight-delay', 'golden.json') as {
+  tolerance: Record<string, number>;
+  rows: { features: Record<string, unknown>; expected: { int8: Prediction } }[];
+};
 
 async function session(model: string) {
   const s = await ort.InferenceSession.create(readFileSync(join(ROOT, 'models', model, 'model.int8.onnx')));
   return async (feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> => {
     const input = Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, new ort.Tensor(t.dtype, t.data as never, t.dims)]));
     const out = await s.run(input);
-    return Object.fromEntries(Object.entries(out).map(([k, t]) => [k, { dtype: t.type as Tensor['dtype'], dims: [...t.dims], data: t.data as Tensor['data'] }]));
+    return Object.fromEntries(
+      Object.entries(out).map(([k, t]) => [k, { dtype: t.type as Tensor['dtype'], dims: [...t.dims], data: t.data as Tensor['data'] }]),
+    );
   };
 }
 

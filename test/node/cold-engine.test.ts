@@ -59,7 +59,10 @@ async function untilEdge(port: number, model: string, rows: { features: Record<s
 describe('cold engine with a hosted fallback (wrangler dev + origin)', () => {
   // One fresh worker per model, so that each model's request is the first of its isolate (any
   // answer may start loading every engine, so only the isolate's first request finds it cold).
-  const cases = [['flight-delay', flight.rows], ['movielens-topk', movies.rows]] as const;
+  const cases = [
+    ['flight-delay', flight.rows],
+    ['movielens-topk', movies.rows],
+  ] as const;
 
   it('the first request is served by the fallback; the engine then loads and the edge serves the next ones', async () => {
     const ports = await Promise.all(cases.map(() => coldWorker()));
@@ -71,7 +74,10 @@ describe('cold engine with a hosted fallback (wrangler dev + origin)', () => {
       expect(later.at(-1), later.join(' / ')).toBe('edge');
       expect(later.length).toBeLessThanOrEqual(10);
       for (let j = 0; j < 5; j++) expect((await predict(ports[i], model, rows[j].features, 2000)).servedBy).toBe('edge');
-      const stats = (await (await fetch(`http://127.0.0.1:${ports[i]}/v1/models/${model}/stats`, { headers: { authorization: 'Bearer cold-op' } })).json()) as { engine: { state: string }; fallback: { successes: number } };
+      const stats = (await (await fetch(`http://127.0.0.1:${ports[i]}/v1/models/${model}/stats`, { headers: { authorization: 'Bearer cold-op' } })).json()) as {
+        engine: { state: string };
+        fallback: { successes: number };
+      };
       expect(stats.engine.state).toBe('ready');
       expect(stats.fallback.successes).toBe(1);
     }
@@ -79,7 +85,10 @@ describe('cold engine with a hosted fallback (wrangler dev + origin)', () => {
 
   // The claim is a wall-clock one (50 ms through two processes) on a shared 2-core machine where
   // other test files run beside it: a fresh pair of isolates gets up to two more tries.
-  it('at the default budgets (50 and 100 ms): the first request is answered by the fallback, and the edge takes over', { retry: 2, timeout: 120_000 }, async () => {
+  it('at the default budgets (50 and 100 ms): the first request is answered by the fallback, and the edge takes over', {
+    retry: 2,
+    timeout: 120_000,
+  }, async () => {
     const ports = await Promise.all(cases.map(() => coldWorker()));
     for (const [i, [model, rows]] of cases.entries()) {
       const first = await predict(ports[i], model, rows[0].features, undefined, 90_000);

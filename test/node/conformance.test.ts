@@ -55,9 +55,7 @@ function differences(actual: OutputTensor, expected: TestTensor, limit = 8): str
   for (let i = 0; i < e.length && out.length < limit; i++) {
     const x = a[i];
     const y = e[i];
-    const ok = float
-      ? (Number.isNaN(y) && Number.isNaN(x)) || Math.abs(Number(x) - Number(y)) <= ATOL + RTOL * Math.abs(Number(y))
-      : x === y;
+    const ok = float ? (Number.isNaN(y) && Number.isNaN(x)) || Math.abs(Number(x) - Number(y)) <= ATOL + RTOL * Math.abs(Number(y)) : x === y;
     if (!ok) out.push(`[${i}] ${x}, expected ${y}`);
   }
   return out;
@@ -72,7 +70,10 @@ describe('ONNX quantized-operator conformance', () => {
     expect(cases.length).toBeGreaterThanOrEqual(MIN_CASES);
     for (const c of cases) {
       expect(c.dataSets.length, c.name).toBeGreaterThan(0);
-      expect(modelInfo(readModel(c)).opTypes.some((op) => QUANTIZED_OPS.has(op)), c.name).toBe(true);
+      expect(
+        modelInfo(readModel(c)).opTypes.some((op) => QUANTIZED_OPS.has(op)),
+        c.name,
+      ).toBe(true);
     }
   });
 

@@ -10,11 +10,13 @@ const sources = readdirSync(CORE, { recursive: true, encoding: 'utf8' })
   .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.endsWith('.d.ts'))
   .map((f) => ({ file: f, text: readFileSync(join(CORE, f), 'utf8') }));
 
-const FORBIDDEN_IMPORT = /(?:from\s+|import\s*\(\s*|require\s*\(\s*)['"](node:[^'"]+|cloudflare:[^'"]+|fs|path|os|crypto|buffer|worker_threads|child_process|hono[^'"]*|onnxruntime[^'"]*|comlink)['"]/g;
+const FORBIDDEN_IMPORT =
+  /(?:from\s+|import\s*\(\s*|require\s*\(\s*)['"](node:[^'"]+|cloudflare:[^'"]+|fs|path|os|crypto|buffer|worker_threads|child_process|hono[^'"]*|onnxruntime[^'"]*|comlink)['"]/g;
 const RELATIVE_OUTSIDE = /from\s+['"](\.\.\/[^'"]*)['"]/g;
 // `window` and `self` are fine as local names (drift.ts compares a baseline with a window);
 // their use as globals is caught by the type check, which declares no DOM.
-const PLATFORM_GLOBALS = /\b(document|navigator|localStorage|sessionStorage|indexedDB|HTMLElement|Buffer|process|require|__dirname|WebSocketPair|HTMLRewriter)\b/g;
+const PLATFORM_GLOBALS =
+  /\b(document|navigator|localStorage|sessionStorage|indexedDB|HTMLElement|Buffer|process|require|__dirname|WebSocketPair|HTMLRewriter)\b/g;
 
 function stripComments(text: string): string {
   return text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:])\/\/.*$/gm, '$1');

@@ -117,22 +117,18 @@ describe('GET /dashboard in Chromium', () => {
   let to = 0;
   let drift: Drift;
 
-  it(
-    'serves one self-contained page under a strict policy',
-    async () => {
-      const res = await fetch(`${base}/dashboard`);
-      const html = await res.text();
-      expect(res.status).toBe(200);
-      expect(res.headers.get('content-type')).toMatch(/^text\/html/);
-      const csp = res.headers.get('content-security-policy') ?? '';
-      expect(csp).toMatch(/default-src 'none'/);
-      expect(csp).toMatch(/connect-src 'self'/);
-      expect(csp).toMatch(/script-src 'sha256-/);
-      // Nothing loaded from elsewhere: no src/href to another origin.
-      expect(html).not.toMatch(/(src|href)=["']?(https?:)?\/\//i);
-    },
-    30_000,
-  );
+  it('serves one self-contained page under a strict policy', async () => {
+    const res = await fetch(`${base}/dashboard`);
+    const html = await res.text();
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/html/);
+    const csp = res.headers.get('content-security-policy') ?? '';
+    expect(csp).toMatch(/default-src 'none'/);
+    expect(csp).toMatch(/connect-src 'self'/);
+    expect(csp).toMatch(/script-src 'sha256-/);
+    // Nothing loaded from elsewhere: no src/href to another origin.
+    expect(html).not.toMatch(/(src|href)=["']?(https?:)?\/\//i);
+  }, 30_000);
 
   it(
     'gets real traffic into the aggregator (Jan–Feb, then May–Jun rows)',
@@ -218,153 +214,153 @@ describe('GET /dashboard in Chromium', () => {
     UPDATE ? 600_000 : 90_000,
   );
 
-  it(
-    'draws every panel from the live API',
-    async () => {
-      expect(drift, 'traffic step did not complete').toBeDefined();
-      browser = await launchChromium({ viewport: { width: 1280, height: 900 } });
-      const page = await browser.context.newPage();
-      const requests: string[] = [];
-      const problems: string[] = [];
-      page.on('request', (r) => requests.push(r.url()));
-      page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-      page.on('console', (m) => {
-        if (m.type() === 'error') problems.push(`console: ${m.text()}`);
-      });
-      await page.goto(`${base}/dashboard?model=${MODEL}&from=${from}&to=${to}&step=${MINUTE}#token=${TOKEN}`);
-      expect(await settled(page), await page.locator('#message').innerText()).toBe('ready');
-      expect(problems).toEqual([]);
-      // Only this worker was asked for anything, and the token left the address bar.
-      expect(requests.filter((u) => !u.startsWith(base + '/'))).toEqual([]);
-      expect(page.url()).not.toContain('token');
-      const body = page.locator('body');
-      expect([await body.getAttribute('data-from'), await body.getAttribute('data-to'), await body.getAttribute('data-step')]).toEqual([String(from), String(to), String(MINUTE)]);
+  it('draws every panel from the live API', async () => {
+    expect(drift, 'traffic step did not complete').toBeDefined();
+    browser = await launchChromium({ viewport: { width: 1280, height: 900 } });
+    const page = await browser.context.newPage();
+    const requests: string[] = [];
+    const problems: string[] = [];
+    page.on('request', (r) => requests.push(r.url()));
+    page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+    });
+    await page.goto(`${base}/dashboard?model=${MODEL}&from=${from}&to=${to}&step=${MINUTE}#token=${TOKEN}`);
+    expect(await settled(page), await page.locator('#message').innerText()).toBe('ready');
+    expect(problems).toEqual([]);
+    // Only this worker was asked for anything, and the token left the address bar.
+    expect(requests.filter((u) => !u.startsWith(`${base}/`))).toEqual([]);
+    expect(page.url()).not.toContain('token');
+    const body = page.locator('body');
+    expect([await body.getAttribute('data-from'), await body.getAttribute('data-to'), await body.getAttribute('data-step')]).toEqual([
+      String(from),
+      String(to),
+      String(MINUTE),
+    ]);
 
-      // What the API says now (nothing has been sent since the settle above).
-      const now = (await api<Drift>(`/v1/models/${MODEL}/drift?from=${from}&to=${to}&step=${MINUTE}`)).body;
-      expect(now.windows.map((w) => w.rows)).toEqual(drift.windows.map((w) => w.rows));
-      const manifest = (await (await fetch(`${base}/v1/models/${MODEL}`)).json()) as { features: { name: string; kind: string }[]; outputs: { name: string }[] };
+    // What the API says now (nothing has been sent since the settle above).
+    const now = (await api<Drift>(`/v1/models/${MODEL}/drift?from=${from}&to=${to}&step=${MINUTE}`)).body;
+    expect(now.windows.map((w) => w.rows)).toEqual(drift.windows.map((w) => w.rows));
+    const manifest = (await (await fetch(`${base}/v1/models/${MODEL}`)).json()) as { features: { name: string; kind: string }[]; outputs: { name: string }[] };
 
-      // Heatmap: one row per manifest feature (in order), then the outputs; one cell per window.
-      const heat = page.locator('#heatmap');
-      expect(await heat.locator('[data-section=feature]').evaluateAll((gs) => gs.map((g) => g.getAttribute('data-feature')))).toEqual(manifest.features.map((f) => f.name));
-      expect(await heat.locator('[data-section=output]').evaluateAll((gs) => gs.map((g) => g.getAttribute('data-feature')))).toEqual(manifest.outputs.map((o) => o.name));
-      for (const f of manifest.features) expect(await heat.locator(`[data-feature="${f.name}"] rect.cell`).count()).toBe(now.windows.length);
-      // Rows per window and in total, as the API counts them.
-      expect(await page.locator('#volume rect').evaluateAll((rs) => rs.map((r) => Number(r.getAttribute('data-rows'))))).toEqual(now.windows.map((w) => w.rows));
-      const total = now.windows.reduce((a, w) => a + w.rows, 0);
-      expect(Number(await page.locator('#rows-total').getAttribute('data-value'))).toBe(total);
-      expect(await page.locator('#rows-total .v').innerText()).toBe(total.toLocaleString('en-US'));
-      // Drifted cells are exactly the (feature, window) pairs the API flags.
-      const flagged = await heat.locator('rect.cell[data-drifted="1"]').evaluateAll((rs) => rs.map((r) => `${r.parentElement!.getAttribute('data-feature')}@${r.getAttribute('data-window')}`).sort());
-      const expected = now.windows.flatMap((w, j) => (w.drifted ?? []).map((name) => `${name}@${j}`)).sort();
-      expect(flagged).toEqual(expected);
-      expect(flagged.some((k) => k.startsWith('month@'))).toBe(true);
+    // Heatmap: one row per manifest feature (in order), then the outputs; one cell per window.
+    const heat = page.locator('#heatmap');
+    expect(await heat.locator('[data-section=feature]').evaluateAll((gs) => gs.map((g) => g.getAttribute('data-feature')))).toEqual(
+      manifest.features.map((f) => f.name),
+    );
+    expect(await heat.locator('[data-section=output]').evaluateAll((gs) => gs.map((g) => g.getAttribute('data-feature')))).toEqual(
+      manifest.outputs.map((o) => o.name),
+    );
+    for (const f of manifest.features) expect(await heat.locator(`[data-feature="${f.name}"] rect.cell`).count()).toBe(now.windows.length);
+    // Rows per window and in total, as the API counts them.
+    expect(await page.locator('#volume rect').evaluateAll((rs) => rs.map((r) => Number(r.getAttribute('data-rows'))))).toEqual(now.windows.map((w) => w.rows));
+    const total = now.windows.reduce((a, w) => a + w.rows, 0);
+    expect(Number(await page.locator('#rows-total').getAttribute('data-value'))).toBe(total);
+    expect(await page.locator('#rows-total .v').innerText()).toBe(total.toLocaleString('en-US'));
+    // Drifted cells are exactly the (feature, window) pairs the API flags.
+    const flagged = await heat
+      .locator('rect.cell[data-drifted="1"]')
+      .evaluateAll((rs) => rs.map((r) => `${r.parentElement!.getAttribute('data-feature')}@${r.getAttribute('data-window')}`).sort());
+    const expected = now.windows.flatMap((w, j) => (w.drifted ?? []).map((name) => `${name}@${j}`)).sort();
+    expect(flagged).toEqual(expected);
+    expect(flagged.some((k) => k.startsWith('month@'))).toBe(true);
 
-      // Live against baseline: a band chart per numeric feature with one live band per window
-      // with data; top-value bars for categorical ones.
-      const withData = now.windows.filter((w) => w.rows > 0).length;
-      for (const f of manifest.features) {
-        const box = page.locator(`#bands .multiple[data-feature="${f.name}"]`);
-        if (f.kind === 'numeric') {
-          expect(await box.locator('rect.live-band').count(), f.name).toBe(withData);
-          expect(await box.locator('rect.baseline-band').count(), f.name).toBe(1);
-        } else {
-          expect(await box.locator('rect.live-bar').count(), f.name).toBeGreaterThan(3);
-        }
+    // Live against baseline: a band chart per numeric feature with one live band per window
+    // with data; top-value bars for categorical ones.
+    const withData = now.windows.filter((w) => w.rows > 0).length;
+    for (const f of manifest.features) {
+      const box = page.locator(`#bands .multiple[data-feature="${f.name}"]`);
+      if (f.kind === 'numeric') {
+        expect(await box.locator('rect.live-band').count(), f.name).toBe(withData);
+        expect(await box.locator('rect.baseline-band').count(), f.name).toBe(1);
+      } else {
+        expect(await box.locator('rect.live-bar').count(), f.name).toBeGreaterThan(3);
       }
-      expect(await page.locator('#bands .multiple[data-feature=month] .badge.bad').innerText()).toMatch(/drifted in \d+ of \d+/);
-      // Latency and served-by: one mark per window with data.
-      expect(await page.locator('#served-chart .served-bar').evaluateAll((gs) => gs.map((g) => Number(g.getAttribute('data-rows'))))).toEqual(now.windows.filter((w) => w.rows > 0).map((w) => w.rows));
-      expect(await page.locator('#latency-chart circle').count()).toBe(2 * withData);
-      // Time axes carry dates.
-      const day = new Date(from).toUTCString().slice(8, 11) + ' ' + new Date(from).getUTCDate();
-      expect(await page.locator('#heatmap text.date').first().textContent()).toContain(day);
+    }
+    expect(await page.locator('#bands .multiple[data-feature=month] .badge.bad').innerText()).toMatch(/drifted in \d+ of \d+/);
+    // Latency and served-by: one mark per window with data.
+    expect(await page.locator('#served-chart .served-bar').evaluateAll((gs) => gs.map((g) => Number(g.getAttribute('data-rows'))))).toEqual(
+      now.windows.filter((w) => w.rows > 0).map((w) => w.rows),
+    );
+    expect(await page.locator('#latency-chart circle').count()).toBe(2 * withData);
+    // Time axes carry dates.
+    const day = `${new Date(from).toUTCString().slice(8, 11)} ${new Date(from).getUTCDate()}`;
+    expect(await page.locator('#heatmap text.date').first().textContent()).toContain(day);
 
-      // Alerts and versions, as the API has them.
-      const alerts = (await api<{ open: number; alerts: { resolved_at: string | null }[] }>(`/v1/models/${MODEL}/alerts`)).body;
-      expect(await page.locator('#alerts li').count()).toBe(Math.min(40, alerts.alerts.length));
-      expect(await page.locator('#alerts li.open').count()).toBe(Math.min(40, alerts.open));
-      if (!alerts.alerts.length) expect(await page.locator('#alerts').innerText()).toContain('No alerts');
-      expect(await page.locator('#open-alerts .v').innerText()).toBe(String(alerts.open));
-      const versions = (await api<{ versions: Record<string, { role: string; verdict?: string }> }>(`/v1/models/${MODEL}/versions?from=${from}&to=${to}`)).body;
-      const heads = await page.locator('#versions thead th').allInnerTexts();
-      expect(heads.slice(1).sort()).toEqual(Object.keys(versions.versions).sort());
-      expect(heads[1]).toBe('1');
-      const canary = versions.versions['1-float32'];
-      expect(canary?.role).toBe('canary');
-      expect(await page.locator('#versions tr.verdict').innerText()).toContain(canary.verdict!);
+    // Alerts and versions, as the API has them.
+    const alerts = (await api<{ open: number; alerts: { resolved_at: string | null }[] }>(`/v1/models/${MODEL}/alerts`)).body;
+    expect(await page.locator('#alerts li').count()).toBe(Math.min(40, alerts.alerts.length));
+    expect(await page.locator('#alerts li.open').count()).toBe(Math.min(40, alerts.open));
+    if (!alerts.alerts.length) expect(await page.locator('#alerts').innerText()).toContain('No alerts');
+    expect(await page.locator('#open-alerts .v').innerText()).toBe(String(alerts.open));
+    const versions = (await api<{ versions: Record<string, { role: string; verdict?: string }> }>(`/v1/models/${MODEL}/versions?from=${from}&to=${to}`)).body;
+    const heads = await page.locator('#versions thead th').allInnerTexts();
+    expect(heads.slice(1).sort()).toEqual(Object.keys(versions.versions).sort());
+    expect(heads[1]).toBe('1');
+    const canary = versions.versions['1-float32'];
+    expect(canary?.role).toBe('canary');
+    expect(await page.locator('#versions tr.verdict').innerText()).toContain(canary.verdict!);
 
-      // The screenshot, checked for content: decode it and look inside each chart's box.
-      const png = await page.screenshot({ fullPage: true });
-      await writeFile(UPDATE ? join(ROOT, 'docs/dashboard.png') : join(shots, 'dashboard.png'), png);
-      const img = decodePng(png);
-      expect(img.width).toBe(1280);
-      const white: [number, number, number] = [255, 255, 255];
-      const region = async (selector: string) => {
-        const box = await page.locator(selector).first().boundingBox();
-        expect(box, selector).not.toBeNull();
-        return regionStats(img, box!, white);
-      };
-      const whole = regionStats(img, { x: 0, y: 0, width: img.width, height: img.height }, [245, 246, 248]);
-      expect(whole.distinct).toBeGreaterThan(300);
-      // Heatmap: coloured cells, among them the warm (amber to red) ones of drifted windows.
-      const hm = await region('#heatmap');
-      expect(hm.foregroundShare).toBeGreaterThan(0.15);
-      expect(hm.distinct).toBeGreaterThan(40);
-      expect(hm.near([160, 36, 30], 40) + hm.near([226, 122, 52], 40)).toBeGreaterThan(100);
-      // A band chart: the baseline band (grey) and the live band and p50 line (blue).
-      const band = await region('#bands .multiple[data-feature=month] svg');
-      expect(band.foregroundShare).toBeGreaterThan(0.1);
-      expect(band.near([47, 109, 181], 30)).toBeGreaterThan(50);
-      expect(band.near([232, 234, 236], 6)).toBeGreaterThan(1000);
-      // Served by: mostly edge blue; latency: both series' colours.
-      const served = await region('#served-chart');
-      expect(served.near([47, 109, 181], 20)).toBeGreaterThan(1000);
-      const lat = await region('#latency-chart');
-      expect(lat.near([47, 109, 181], 30)).toBeGreaterThan(20);
-      expect(lat.near([217, 130, 43], 30)).toBeGreaterThan(20);
-      await page.close();
-    },
-    60_000,
-  );
+    // The screenshot, checked for content: decode it and look inside each chart's box.
+    const png = await page.screenshot({ fullPage: true });
+    await writeFile(UPDATE ? join(ROOT, 'docs/dashboard.png') : join(shots, 'dashboard.png'), png);
+    const img = decodePng(png);
+    expect(img.width).toBe(1280);
+    const white: [number, number, number] = [255, 255, 255];
+    const region = async (selector: string) => {
+      const box = await page.locator(selector).first().boundingBox();
+      expect(box, selector).not.toBeNull();
+      return regionStats(img, box!, white);
+    };
+    const whole = regionStats(img, { x: 0, y: 0, width: img.width, height: img.height }, [245, 246, 248]);
+    expect(whole.distinct).toBeGreaterThan(300);
+    // Heatmap: coloured cells, among them the warm (amber to red) ones of drifted windows.
+    const hm = await region('#heatmap');
+    expect(hm.foregroundShare).toBeGreaterThan(0.15);
+    expect(hm.distinct).toBeGreaterThan(40);
+    expect(hm.near([160, 36, 30], 40) + hm.near([226, 122, 52], 40)).toBeGreaterThan(100);
+    // A band chart: the baseline band (grey) and the live band and p50 line (blue).
+    const band = await region('#bands .multiple[data-feature=month] svg');
+    expect(band.foregroundShare).toBeGreaterThan(0.1);
+    expect(band.near([47, 109, 181], 30)).toBeGreaterThan(50);
+    expect(band.near([232, 234, 236], 6)).toBeGreaterThan(1000);
+    // Served by: mostly edge blue; latency: both series' colours.
+    const served = await region('#served-chart');
+    expect(served.near([47, 109, 181], 20)).toBeGreaterThan(1000);
+    const lat = await region('#latency-chart');
+    expect(lat.near([47, 109, 181], 30)).toBeGreaterThan(20);
+    expect(lat.near([217, 130, 43], 30)).toBeGreaterThan(20);
+    await page.close();
+  }, 60_000);
 
-  it(
-    'shows the API’s own error message when a query is refused',
-    async () => {
-      browser ??= await launchChromium();
-      const page = await browser.context.newPage();
-      await page.goto(`${base}/dashboard?model=${MODEL}&range=15m&reference=last_full_moon#token=${TOKEN}`);
-      expect(await settled(page)).toBe('error');
-      const refused = await api<{ error: { code: string; message: string } }>(`/v1/models/${MODEL}/drift?reference=last_full_moon`);
-      expect(refused.status).toBe(400);
-      const text = await page.locator('#message').innerText();
-      expect(text).toContain('HTTP 400');
-      expect(text).toContain(refused.body.error.message);
-      await page.close();
-    },
-    60_000,
-  );
+  it('shows the API’s own error message when a query is refused', async () => {
+    browser ??= await launchChromium();
+    const page = await browser.context.newPage();
+    await page.goto(`${base}/dashboard?model=${MODEL}&range=15m&reference=last_full_moon#token=${TOKEN}`);
+    expect(await settled(page)).toBe('error');
+    const refused = await api<{ error: { code: string; message: string } }>(`/v1/models/${MODEL}/drift?reference=last_full_moon`);
+    expect(refused.status).toBe(400);
+    const text = await page.locator('#message').innerText();
+    expect(text).toContain('HTTP 400');
+    expect(text).toContain(refused.body.error.message);
+    await page.close();
+  }, 60_000);
 
-  it(
-    'shows the API’s 401 message for a wrong token, and recovers with the right one',
-    async () => {
-      browser ??= await launchChromium();
-      const page = await browser.context.newPage();
-      await page.goto(`${base}/dashboard?model=${MODEL}&range=15m#token=not-the-token`);
-      expect(await settled(page)).toBe('error');
-      const refused = await api<{ error: { message: string } }>(`/v1/models/${MODEL}/alerts`, 'not-the-token');
-      expect(refused.status).toBe(401);
-      const text = await page.locator('#message').innerText();
-      expect(text).toContain('401');
-      expect(text).toContain(refused.body.error.message);
-      expect(await page.locator('#heatmap').count()).toBe(0);
-      await page.fill('#token', TOKEN);
-      await page.click('#auth button[type=submit]');
-      expect(await settled(page)).toBe('ready');
-      expect(await page.locator('#heatmap [data-section=feature]').count()).toBeGreaterThan(0);
-      await page.close();
-    },
-    60_000,
-  );
+  it('shows the API’s 401 message for a wrong token, and recovers with the right one', async () => {
+    browser ??= await launchChromium();
+    const page = await browser.context.newPage();
+    await page.goto(`${base}/dashboard?model=${MODEL}&range=15m#token=not-the-token`);
+    expect(await settled(page)).toBe('error');
+    const refused = await api<{ error: { message: string } }>(`/v1/models/${MODEL}/alerts`, 'not-the-token');
+    expect(refused.status).toBe(401);
+    const text = await page.locator('#message').innerText();
+    expect(text).toContain('401');
+    expect(text).toContain(refused.body.error.message);
+    expect(await page.locator('#heatmap').count()).toBe(0);
+    await page.fill('#token', TOKEN);
+    await page.click('#auth button[type=submit]');
+    expect(await settled(page)).toBe('ready');
+    expect(await page.locator('#heatmap [data-section=feature]').count()).toBeGreaterThan(0);
+    await page.close();
+  }, 60_000);
 });

@@ -54,7 +54,11 @@ function scripted(script: Answer[]) {
   return { fetch, calls };
 }
 
-const deadline503 = { status: 503, body: JSON.stringify({ error: { code: 'deadline', message: 'cannot answer within 12 ms' } }), headers: { 'retry-after': '1' } };
+const deadline503 = {
+  status: 503,
+  body: JSON.stringify({ error: { code: 'deadline', message: 'cannot answer within 12 ms' } }),
+  headers: { 'retry-after': '1' },
+};
 
 async function failure(p: Promise<unknown>): Promise<FallbackError> {
   const e = await p.then(
@@ -270,7 +274,7 @@ describe('fallback client: circuit breaker', () => {
     expect(calls).toHaveLength(3);
   });
 
-  it('a half-open trial cut short by the caller\'s budget gives its slot back (the next caller may try)', async () => {
+  it("a half-open trial cut short by the caller's budget gives its slot back (the next caller may try)", async () => {
     let clock = 0;
     const breaker = createCircuitBreaker({ failureThreshold: 1, openMs: 1000, now: () => clock });
     let mode: 'network' | 'hang' | 'ok' = 'network';

@@ -39,7 +39,13 @@ function v2Body(model: 'flight-delay' | 'movielens-topk', i: number, id: string)
     return JSON.stringify({ id, inputs });
   }
   const h = movies.rows[i % movies.rows.length].inputs.history as number[];
-  return JSON.stringify({ id, inputs: [{ name: 'history', datatype: 'INT64', shape: [1, h.length], data: h }, { name: 'k', datatype: 'INT64', shape: [1], data: [10] }] });
+  return JSON.stringify({
+    id,
+    inputs: [
+      { name: 'history', datatype: 'INT64', shape: [1, h.length], data: h },
+      { name: 'k', datatype: 'INT64', shape: [1], data: [10] },
+    ],
+  });
 }
 
 interface Outcome {
@@ -52,7 +58,14 @@ interface Outcome {
 }
 
 /** Sends n requests with `concurrency` in flight; every answer is checked against its request id. */
-async function drive(port: number, model: 'flight-delay' | 'movielens-topk', n: number, concurrency: number, budgetMs?: number, onSent?: (i: number) => void): Promise<Outcome[]> {
+async function drive(
+  port: number,
+  model: 'flight-delay' | 'movielens-topk',
+  n: number,
+  concurrency: number,
+  budgetMs?: number,
+  onSent?: (i: number) => void,
+): Promise<Outcome[]> {
   const out: Outcome[] = new Array(n);
   let next = 0;
   await Promise.all(
@@ -71,7 +84,14 @@ async function drive(port: number, model: 'flight-delay' | 'movielens-topk', n: 
         // /v2 errors as the Open Inference Protocol has them: {"error": "<message>"}, the code beside it.
         const json = (await res.json()) as { id?: string; parameters?: { served_by: string }; error?: string; code?: string };
         if (res.status === 200) expect(json.id).toBe(id);
-        out[i] = { status: res.status, servedBy: json.parameters?.served_by, code: json.code, message: json.error, retryAfter: res.headers.get('retry-after'), ms: performance.now() - t };
+        out[i] = {
+          status: res.status,
+          servedBy: json.parameters?.served_by,
+          code: json.code,
+          message: json.error,
+          retryAfter: res.headers.get('retry-after'),
+          ms: performance.now() - t,
+        };
       }
     }),
   );
@@ -81,7 +101,10 @@ async function drive(port: number, model: 'flight-delay' | 'movielens-topk', n: 
 const OPERATOR = 'fallback-drills';
 /** A worker's /stats for a model (operator token). */
 const stats = async (port: number, model: string) =>
-  (await (await fetch(`http://127.0.0.1:${port}/v1/models/${model}/stats`, { headers: { authorization: `Bearer ${OPERATOR}` } })).json()) as { engine: { error?: string }; fallback: { breaker: { opened: number; rejected: number; state: string } } };
+  (await (await fetch(`http://127.0.0.1:${port}/v1/models/${model}/stats`, { headers: { authorization: `Bearer ${OPERATOR}` } })).json()) as {
+    engine: { error?: string };
+    fallback: { breaker: { opened: number; rejected: number; state: string } };
+  };
 
 const count = (xs: Outcome[], f: (o: Outcome) => boolean) => xs.filter(f).length;
 /** "200 edge: 190, 200 fallback: 10" — the assertion message when counts are off. */
@@ -100,10 +123,29 @@ beforeAll(async () => {
   o1 = origin(ports.o1);
   origin(ports.o2, 400); // a slow origin: 400 ms per inference
   // W1: flight-delay on the edge, movielens-topk's engine fails to load; both fall back to O1.
-  await worker(ports.w1, { OPERATOR_TOKEN: OPERATOR, FALLBACK_URL: `http://127.0.0.1:${ports.o1}`, FAIL_MODEL_LOAD: 'movielens-topk', CACHE_MAX_BYTES: '0', BREAKER_FAILURES: '3', BREAKER_OPEN_MS: '1500', FALLBACK_TIMEOUT_MS: '1000' });
+  await worker(ports.w1, {
+    OPERATOR_TOKEN: OPERATOR,
+    FALLBACK_URL: `http://127.0.0.1:${ports.o1}`,
+    FAIL_MODEL_LOAD: 'movielens-topk',
+    CACHE_MAX_BYTES: '0',
+    BREAKER_FAILURES: '3',
+    BREAKER_OPEN_MS: '1500',
+    FALLBACK_TIMEOUT_MS: '1000',
+  });
   // W2: flight-delay's engine fails to load and its fallback is the slow origin.
-  await worker(ports.w2, { OPERATOR_TOKEN: OPERATOR, FALLBACK_URL: `http://127.0.0.1:${ports.o2}`, FAIL_MODEL_LOAD: 'flight-delay', CACHE_MAX_BYTES: '0', FALLBACK_RETRIES: '0' });
-  await Promise.all([waitFor(`http://127.0.0.1:${ports.o1}/v2/health/ready`), waitFor(`http://127.0.0.1:${ports.o2}/v2/health/ready`), waitFor(`http://127.0.0.1:${ports.w1}/v2/health/live`), waitFor(`http://127.0.0.1:${ports.w2}/v2/health/live`)]);
+  await worker(ports.w2, {
+    OPERATOR_TOKEN: OPERATOR,
+    FALLBACK_URL: `http://127.0.0.1:${ports.o2}`,
+    FAIL_MODEL_LOAD: 'flight-delay',
+    CACHE_MAX_BYTES: '0',
+    FALLBACK_RETRIES: '0',
+  });
+  await Promise.all([
+    waitFor(`http://127.0.0.1:${ports.o1}/v2/health/ready`),
+    waitFor(`http://127.0.0.1:${ports.o2}/v2/health/ready`),
+    waitFor(`http://127.0.0.1:${ports.w1}/v2/health/live`),
+    waitFor(`http://127.0.0.1:${ports.w2}/v2/health/live`),
+  ]);
   // Load the edge engines before the drills (a cold load blocks the isolate for ~0.4 s; the
   // cold path itself is covered by the worker's tests). Readiness is 503 here by design: one
   // model of each worker fails its load (400: not ready).
@@ -117,14 +159,23 @@ afterAll(async () => {
 describe('hosted fallback and circuit breaker, real processes', () => {
   it('healthy edge: every request is answered by the edge', async () => {
     const out = await drive(ports.w1, 'flight-delay', 200, 8, 2000);
-    expect(count(out, (o) => o.status === 200), summary(out)).toBe(200);
+    expect(
+      count(out, (o) => o.status === 200),
+      summary(out),
+    ).toBe(200);
     expect(count(out, (o) => o.servedBy === 'edge') + count(out, (o) => o.servedBy === 'fallback')).toBe(200);
-    expect(count(out, (o) => o.servedBy === 'edge'), summary(out)).toBe(200);
+    expect(
+      count(out, (o) => o.servedBy === 'edge'),
+      summary(out),
+    ).toBe(200);
   });
 
   it('the engine fails its load: every request is served by the fallback, and /v2/health/ready says why', async () => {
     const out = await drive(ports.w1, 'movielens-topk', 150, 8, 2000);
-    expect(count(out, (o) => o.status === 200 && o.servedBy === 'fallback'), summary(out)).toBe(150);
+    expect(
+      count(out, (o) => o.status === 200 && o.servedBy === 'fallback'),
+      summary(out),
+    ).toBe(150);
     // The Open Inference Protocol: not ready is a 4xx; why is for operators only.
     const ready = await fetch(`http://127.0.0.1:${ports.w1}/v2/models/movielens-topk/ready`);
     expect(ready.status).toBe(400);
@@ -143,7 +194,10 @@ describe('hosted fallback and circuit breaker, real processes', () => {
       drive(ports.w1, 'movielens-topk', 200, 4, 2000),
     ]);
     await killed;
-    expect(count(edgeOut, (o) => o.status === 200), summary(edgeOut)).toBe(300);
+    expect(
+      count(edgeOut, (o) => o.status === 200),
+      summary(edgeOut),
+    ).toBe(300);
     // Before the kill the fallback serves; after it, refusals are JSON 503s with Retry-After.
     expect(count(fbOut, (o) => o.status === 200) + count(fbOut, (o) => o.status === 503)).toBe(200);
     expect(count(fbOut, (o) => o.status === 503)).toBeGreaterThan(0);
@@ -162,7 +216,10 @@ describe('hosted fallback and circuit breaker, real processes', () => {
     await waitFor(`http://127.0.0.1:${ports.o1}/v2/health/ready`);
     await new Promise((r) => setTimeout(r, 1600)); // BREAKER_OPEN_MS
     const out = await drive(ports.w1, 'movielens-topk', 40, 2, 2000);
-    expect(count(out.slice(5), (o) => o.status === 200 && o.servedBy === 'fallback'), summary(out)).toBe(35);
+    expect(
+      count(out.slice(5), (o) => o.status === 200 && o.servedBy === 'fallback'),
+      summary(out),
+    ).toBe(35);
     expect((await stats(ports.w1, 'movielens-topk')).fallback.breaker.state).toBe('closed');
   });
 
@@ -171,12 +228,21 @@ describe('hosted fallback and circuit breaker, real processes', () => {
     for (const o of out) {
       expect(o.status, summary(out)).toBe(503);
       expect(o.code).toBe('unavailable');
-      expect(o.message, out.filter((x) => !/budget/.test(x.message ?? '')).map((x) => x.message).join(' / ')).toMatch(/budget/);
+      expect(
+        o.message,
+        out
+          .filter((x) => !/budget/.test(x.message ?? ''))
+          .map((x) => x.message)
+          .join(' / '),
+      ).toMatch(/budget/);
       expect(o.ms).toBeLessThan(1500);
     }
     // Running out of the caller's budget says nothing about the origin: the breaker stays closed,
     // and with a budget above the origin's 400 ms the same requests succeed via the fallback.
     const ok = await drive(ports.w2, 'flight-delay', 8, 4, 3000);
-    expect(count(ok, (o) => o.status === 200 && o.servedBy === 'fallback'), summary(ok)).toBe(8);
+    expect(
+      count(ok, (o) => o.status === 200 && o.servedBy === 'fallback'),
+      summary(ok),
+    ).toBe(8);
   });
 });

@@ -30,7 +30,7 @@ interface Edge {
 }
 
 /** Relative imports and re-exports of a file, resolved to project paths. */
-export function importsOf(file: string, source: string): Edge[] {
+function importsOf(file: string, source: string): Edge[] {
   const out: Edge[] = [];
   const re = /^\s*(import|export)\s+(type\s+)?(?:[^'"]*?\s+from\s+)?['"](\.{1,2}\/[^'"]+)['"]/gm;
   for (const m of source.matchAll(re)) {
@@ -38,7 +38,8 @@ export function importsOf(file: string, source: string): Edge[] {
     out.push({ from: relative(ROOT, file), to, typeOnly: Boolean(m[2]) });
   }
   // Dynamic imports run too.
-  for (const m of source.matchAll(/import\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g)) out.push({ from: relative(ROOT, file), to: relative(ROOT, resolve(dirname(file), m[1])), typeOnly: false });
+  for (const m of source.matchAll(/import\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g))
+    out.push({ from: relative(ROOT, file), to: relative(ROOT, resolve(dirname(file), m[1])), typeOnly: false });
   return out;
 }
 
@@ -66,7 +67,8 @@ function forbidden(e: Edge): string | undefined {
 
 describe('the import graph between top-level folders', () => {
   it('the scanner sees imports, re-exports, type-only imports and dynamic imports', () => {
-    const src = "import { a } from './a.ts';\nimport type { B } from '../core/b.ts';\nexport { c } from './c.ts';\nexport type { D } from './d.ts';\nconst m = await import('./e.ts');\n// import x from 'hono';";
+    const src =
+      "import { a } from './a.ts';\nimport type { B } from '../core/b.ts';\nexport { c } from './c.ts';\nexport type { D } from './d.ts';\nconst m = await import('./e.ts');\n// import x from 'hono';";
     const got = importsOf(join(ROOT, 'worker/x.ts'), src).map((e) => `${e.to}${e.typeOnly ? ' (type)' : ''}`);
     expect(got).toEqual(['worker/a.ts', 'core/b.ts (type)', 'worker/c.ts', 'worker/d.ts (type)', 'worker/e.ts']);
   });
@@ -80,7 +82,10 @@ describe('the import graph between top-level folders', () => {
     });
     expect(bad).toEqual([]);
     const present = new Set(all.map((e) => `${e.from} -> ${e.to}`));
-    expect([...KNOWN_DEBT.keys()].filter((k) => !present.has(k)), 'debt paid: strike it from KNOWN_DEBT').toEqual([]);
+    expect(
+      [...KNOWN_DEBT.keys()].filter((k) => !present.has(k)),
+      'debt paid: strike it from KNOWN_DEBT',
+    ).toEqual([]);
   });
 
   it('no module imports itself again, types included (the bindings file names the Durable Object classes, as `wrangler types` does)', () => {

@@ -59,9 +59,7 @@ describe('decodeTensor', () => {
     expect(fromField.data).toEqual(want);
     expect(decodeTensor(encode({ dims: [4], dataType: T.INT64, rawData: raw(want) })).data).toEqual(want);
     const max = { low: -1, high: -1, unsigned: true } as unknown as number;
-    expect(decodeTensor(encode({ dims: [1], dataType: T.UINT64, uint64Data: [max] })).data).toEqual(
-      BigUint64Array.of(2n ** 64n - 1n),
-    );
+    expect(decodeTensor(encode({ dims: [1], dataType: T.UINT64, uint64Data: [max] })).data).toEqual(BigUint64Array.of(2n ** 64n - 1n));
   });
 
   it('reads little-endian raw_data, scalars included, into aligned copies', () => {
@@ -75,8 +73,6 @@ describe('decodeTensor', () => {
   });
 
   it('rejects a value count that does not match the dims', () => {
-    expect(() => decodeTensor(encode({ name: 'y', dims: [2, 2], dataType: T.UINT8, int32Data: [1, 2, 3] }))).toThrow(
-      /tensor y: 3 values for dims \[2, 2\]/,
-    );
+    expect(() => decodeTensor(encode({ name: 'y', dims: [2, 2], dataType: T.UINT8, int32Data: [1, 2, 3] }))).toThrow(/tensor y: 3 values for dims \[2, 2\]/);
   });
 });

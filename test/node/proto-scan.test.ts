@@ -25,7 +25,7 @@ function sources(dir: string): string[] {
  * The code with comments removed and the contents of string, template and regex literals blanked
  * (newlines kept, so line numbers hold); `${...}` inside templates stays code.
  */
-export function codeOnly(src: string): string {
+function codeOnly(src: string): string {
   let out = '';
   let i = 0;
   const braces: number[] = []; // per open `${`, the brace depth at which it closes
@@ -81,7 +81,7 @@ export function codeOnly(src: string): string {
         else if (src[j] === ']') cls = false;
         j++;
       }
-      out += '/' + blank(src.slice(i + 1, j)) + '/';
+      out += `/${blank(src.slice(i + 1, j))}/`;
       i = j + 1;
       last = '/';
     } else {
@@ -109,7 +109,7 @@ const RULES: [string, RegExp][] = [
   ['a bracket lookup by a request-derived name', /[\w$\])]\s*\[\s*(?:name|version|reference|model|source|key|claims\.\w+|c\.req\.\w+\([^)]*\))\s*\]/],
 ];
 
-export function findings(file: string, src: string): string[] {
+function findings(file: string, src: string): string[] {
   const raw = src.split('\n');
   const code = codeOnly(src).split('\n');
   const out: string[] = [];

@@ -21,7 +21,10 @@ interface ReplayRow {
   time: string;
   features: Record<string, number | string>;
 }
-const replay = readFileSync(join(ROOT, 'models/flight-delay/replay.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as ReplayRow);
+const replay = readFileSync(join(ROOT, 'models/flight-delay/replay.jsonl'), 'utf8')
+  .trim()
+  .split('\n')
+  .map((l) => JSON.parse(l) as ReplayRow);
 const at = (r: ReplayRow) => Date.parse(`${r.time}Z`);
 const DAY = 86_400_000;
 const WEEK = 7 * DAY;
@@ -91,7 +94,7 @@ describe('replayed drift through wrangler dev', () => {
       for (const [i, r] of rows.entries()) {
         const res = await fetch(`${base}/v1/models/flight-delay/predict`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-event-time': r.time + 'Z', 'x-latency-budget-ms': '5000' },
+          headers: { 'content-type': 'application/json', 'x-event-time': `${r.time}Z`, 'x-latency-budget-ms': '5000' },
           body: JSON.stringify({ instances: [r.features] }),
         });
         expect(res.status).toBe(200);
@@ -104,7 +107,9 @@ describe('replayed drift through wrangler dev', () => {
     const settled = async (sent: number) => {
       // Until the isolate's outbox is empty (flushes run after the responses).
       for (let i = 0; i < 100; i++) {
-        const s = await (await fetch(`${base}/v1/models/flight-delay/stats`, { headers: { authorization: `Bearer ${TOKEN}` } })).json() as { telemetry: { outbox: number; rows: number } };
+        const s = (await (await fetch(`${base}/v1/models/flight-delay/stats`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as {
+          telemetry: { outbox: number; rows: number };
+        };
         // wrangler dev reloads the worker when project files change, which drops the isolate's
         // open window: say so rather than report it as lost data.
         expect(s.telemetry.rows, 'the isolate restarted during the replay (files changed under wrangler dev?)').toBe(sent);
@@ -120,7 +125,7 @@ describe('replayed drift through wrangler dev', () => {
     const second = replay.slice(half);
     await send(first, 'January-March');
     await settled(first.length);
-    const firstView = await api('/v1/models/flight-delay/drift?from=2000-12-01&to=2001-08-01&step=' + 240 * DAY);
+    const firstView = await api(`/v1/models/flight-delay/drift?from=2000-12-01&to=2001-08-01&step=${240 * DAY}`);
     const before = firstView.windows[0].rows as number;
     expect(before, JSON.stringify(firstView.aggregator)).toBe(first.length - openDay(first));
 
@@ -132,12 +137,18 @@ describe('replayed drift through wrangler dev', () => {
 
     // Nothing lost, nothing counted twice: every row shipped is stored exactly once (the
     // windows open in the isolate when it was killed, and at the end, were never shipped).
-    const total = (await api('/v1/models/flight-delay/drift?from=2000-12-01&to=2001-08-01&step=' + 240 * DAY)).windows[0].rows as number;
+    const total = (await api(`/v1/models/flight-delay/drift?from=2000-12-01&to=2001-08-01&step=${240 * DAY}`)).windows[0].rows as number;
     expect(total).toBe(replay.length - openDay(first) - openDay(second));
 
     // Wait for the alarm to judge the weeks (every 500 ms) and post the alerts.
     const deadline = Date.now() + 60_000;
-    let alerts: { feature: string; since: string; opened_at: string; resolved_at: string | null; evidence: Record<string, { statistic: number; threshold: number }> }[] = [];
+    let alerts: {
+      feature: string;
+      since: string;
+      opened_at: string;
+      resolved_at: string | null;
+      evidence: Record<string, { statistic: number; threshold: number }>;
+    }[] = [];
     while (Date.now() < deadline) {
       alerts = (await api('/v1/models/flight-delay/alerts')).alerts;
       if (alerts.length > 0 && posted.length >= alerts.length) break;
@@ -174,14 +185,18 @@ describe('replayed drift through wrangler dev', () => {
     }
     // Against the previous week instead: month moves only where the calendar turns into March,
     // and not inside March.
-    const moving = await api(`/v1/models/flight-delay/drift?from=${Date.parse('2001-03-01T00:00:00Z')}&to=${Date.parse('2001-03-22T00:00:00Z')}&step=${WEEK}&reference=previous_week`);
+    const moving = await api(
+      `/v1/models/flight-delay/drift?from=${Date.parse('2001-03-01T00:00:00Z')}&to=${Date.parse('2001-03-22T00:00:00Z')}&step=${WEEK}&reference=previous_week`,
+    );
     expect(moving.reference).toBe('previous_week');
     expect(moving.windows[0].drifted).toContain('month');
     expect(moving.windows[2].drifted).not.toContain('month');
     expect(moving.windows[2].reference_rows).toBeGreaterThan(60);
 
     // The aggregator's own account.
-    const stats = (await api('/v1/models/flight-delay/versions?from=' + Date.parse('2000-12-01T00:00:00Z') + '&to=' + Date.parse('2001-08-01T00:00:00Z'))).versions['1'];
+    const stats = (await api(`/v1/models/flight-delay/versions?from=${Date.parse('2000-12-01T00:00:00Z')}&to=${Date.parse('2001-08-01T00:00:00Z')}`)).versions[
+      '1'
+    ];
     expect(stats.rows).toBe(total);
     expect(stats.error_rate).toBe(0);
   }, 300_000);

@@ -26,10 +26,19 @@ describe('soak through wrangler dev', () => {
     const last = r.samples.at(-1)!;
     console.log(
       [
-        `soak: ${r.results.length} requests in ${(r.elapsedMs / 1000).toFixed(1)} s (p50 ${quantile(r.results.map((x) => x.ms), 0.5).toFixed(0)} ms, p99 ${quantile(r.results.map((x) => x.ms), 0.99).toFixed(0)} ms); user workerd pids ${r.workerPids.join(', ')}`,
+        `soak: ${r.results.length} requests in ${(r.elapsedMs / 1000).toFixed(1)} s (p50 ${quantile(
+          r.results.map((x) => x.ms),
+          0.5,
+        ).toFixed(0)} ms, p99 ${quantile(
+          r.results.map((x) => x.ms),
+          0.99,
+        ).toFixed(0)} ms); user workerd pids ${r.workerPids.join(', ')}`,
         '| requests | workerd RSS MiB | proxy workerd RSS MiB | JS heap used MiB | ArrayBuffer backing MiB | wasm memory MiB |',
         '| --- | --- | --- | --- | --- | --- |',
-        ...r.samples.map((s) => `| ${s.requests} | ${s.rssMiB.toFixed(1)} | ${s.proxyMiB.toFixed(1)} | ${s.heapMiB.toFixed(1)} | ${s.backingMiB.toFixed(1)} | ${s.wasmMiB.toFixed(1)} |`),
+        ...r.samples.map(
+          (s) =>
+            `| ${s.requests} | ${s.rssMiB.toFixed(1)} | ${s.proxyMiB.toFixed(1)} | ${s.heapMiB.toFixed(1)} | ${s.backingMiB.toFixed(1)} | ${s.wasmMiB.toFixed(1)} |`,
+        ),
         `growth after warm-up (${after.requests} -> ${last.requests}): RSS ${(last.rssMiB - after.rssMiB).toFixed(1)} MiB, JS heap ${(last.heapMiB - after.heapMiB).toFixed(1)} MiB, wasm ${(last.wasmMiB - after.wasmMiB).toFixed(1)} MiB`,
         `answers: ${tally(r.results)}`,
         `worker: ${JSON.stringify(r.stats)}`,
@@ -37,7 +46,10 @@ describe('soak through wrangler dev', () => {
     );
     // A reload by wrangler (a source file changed during the run) starts a new isolate: figures
     // across it do not compare, so the measured part must have run in one process.
-    expect(new Set(r.samples.slice(1).map((s) => s.pid)).size, `wrangler restarted the worker after the warm-up (a source file changed?): pids ${r.workerPids.join(', ')}`).toBe(1);
+    expect(
+      new Set(r.samples.slice(1).map((s) => s.pid)).size,
+      `wrangler restarted the worker after the warm-up (a source file changed?): pids ${r.workerPids.join(', ')}`,
+    ).toBe(1);
     expect(r.measured, `only ${r.measured} of ${REQUESTS} requests after the warm-up within ${BUDGET_MS / 1000} s`).toBe(REQUESTS);
     // Every request got an answer that is right for it: 200, the 4xx its fault calls for, or a 503
     // that sheds load (before the body is read, so bad inputs may be shed too); never a 500, a

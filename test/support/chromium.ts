@@ -36,7 +36,11 @@ export function resolveChromium(): Promise<ChromiumInfo> {
     }
     if (existsSync(DEBIAN)) return { path: DEBIAN, source: 'debian', webgpu: true };
     const { default: npmChromium } = await import('@sparticuz/chromium');
-    return { path: await npmChromium.executablePath(), source: 'npm', webgpu: { reason: `Debian's chromium is not installed (apt-get install -y chromium; .ci/run does), and the npm package's Chromium has no WebGPU` } };
+    return {
+      path: await npmChromium.executablePath(),
+      source: 'npm',
+      webgpu: { reason: `Debian's chromium is not installed (apt-get install -y chromium; .ci/run does), and the npm package's Chromium has no WebGPU` },
+    };
   })());
 }
 
@@ -57,7 +61,10 @@ export interface LaunchOptions {
 }
 
 /** A persistent context on a fresh user-data-dir; `close()` also removes the folder. */
-export async function launchChromium({ args = [], viewport = { width: 1280, height: 900 } }: LaunchOptions = {}): Promise<{ context: BrowserContext; close: () => Promise<void> }> {
+export async function launchChromium({
+  args = [],
+  viewport = { width: 1280, height: 900 },
+}: LaunchOptions = {}): Promise<{ context: BrowserContext; close: () => Promise<void> }> {
   const { path } = await resolveChromium();
   const dir = await mkdtemp(join(tmpdir(), 'dw-chromium-'));
   const context = await chromium.launchPersistentContext(dir, { executablePath: path, headless: true, args: [...CHROMIUM_FLAGS, ...args], viewport });

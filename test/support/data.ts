@@ -9,17 +9,7 @@ import { gaussian, rng } from '../../models/lib/rng.ts';
 export { rng };
 export const normal = gaussian;
 
-export type Shape =
-  | 'uniform'
-  | 'exponential'
-  | 'lognormal'
-  | 'bimodal'
-  | 'sorted'
-  | 'reversed'
-  | 'constant'
-  | 'duplicates'
-  | 'negative'
-  | 'mixed-sign';
+export type Shape = 'uniform' | 'exponential' | 'lognormal' | 'bimodal' | 'sorted' | 'reversed' | 'constant' | 'duplicates' | 'negative' | 'mixed-sign';
 
 export const SMOOTH_SHAPES: Shape[] = ['uniform', 'exponential', 'lognormal', 'bimodal', 'negative', 'mixed-sign'];
 export const ALL_SHAPES: Shape[] = [...SMOOTH_SHAPES, 'sorted', 'reversed', 'constant', 'duplicates'];

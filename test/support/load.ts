@@ -40,8 +40,25 @@ export function requestMix(seed: number, { maxRows }: { maxRows?: number } = {})
   const r = rng(seed);
   const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
   const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
-  const flightPool = Array.from({ length: 512 }, () => ({ month: int(1, 12), day_of_week: int(0, 6), hour: int(0, 23), distance: int(60, 2800), origin: pick(airports), destination: pick(airports) }));
-  const flightRow = () => (r() < 0.5 ? pick(flightPool) : { month: int(1, 12), day_of_week: int(0, 6), hour: int(0, 23), distance: int(60, 2800), origin: r() < 0.05 ? 'ZZZ' : pick(airports), destination: pick(airports) });
+  const flightPool = Array.from({ length: 512 }, () => ({
+    month: int(1, 12),
+    day_of_week: int(0, 6),
+    hour: int(0, 23),
+    distance: int(60, 2800),
+    origin: pick(airports),
+    destination: pick(airports),
+  }));
+  const flightRow = () =>
+    r() < 0.5
+      ? pick(flightPool)
+      : {
+          month: int(1, 12),
+          day_of_week: int(0, 6),
+          hour: int(0, 23),
+          distance: int(60, 2800),
+          origin: r() < 0.05 ? 'ZZZ' : pick(airports),
+          destination: pick(airports),
+        };
   const movieRow = () => ({ history: Array.from({ length: int(1, 50) }, () => pick(catalogue)), k: int(1, 100) });
   // Log-uniform in [1, max]: every size occurs, full batches included, small ones most often
   // (as on a live edge), which keeps 10k requests within a couple of minutes on two cores.
@@ -53,30 +70,83 @@ export function requestMix(seed: number, { maxRows }: { maxRows?: number } = {})
     const x = r();
     if (x < 0.4) {
       const n = rows(flight.serving.maxBatch);
-      return { kind: 'flight', path: '/v1/models/flight-delay/predict', body: JSON.stringify({ instances: Array.from({ length: n }, flightRow) }), rows: n, ok: served };
+      return {
+        kind: 'flight',
+        path: '/v1/models/flight-delay/predict',
+        body: JSON.stringify({ instances: Array.from({ length: n }, flightRow) }),
+        rows: n,
+        ok: served,
+      };
     }
     if (x < 0.5) {
       const n = rows(flight.serving.maxBatch);
       const names = ['month', 'day_of_week', 'hour', 'origin', 'destination'];
-      const inputs: { name: string; datatype: string; shape: number[]; data: number[] }[] = names.map((name) => ({ name, datatype: 'INT64', shape: [n], data: Array.from({ length: n }, () => (name === 'origin' || name === 'destination' ? int(0, airports.length) : name === 'month' ? int(1, 12) : name === 'hour' ? int(0, 23) : int(0, 6))) }));
+      const inputs: { name: string; datatype: string; shape: number[]; data: number[] }[] = names.map((name) => ({
+        name,
+        datatype: 'INT64',
+        shape: [n],
+        data: Array.from({ length: n }, () =>
+          name === 'origin' || name === 'destination' ? int(0, airports.length) : name === 'month' ? int(1, 12) : name === 'hour' ? int(0, 23) : int(0, 6),
+        ),
+      }));
       inputs.push({ name: 'distance', datatype: 'FP32', shape: [n], data: Array.from({ length: n }, () => int(60, 2800)) });
       return { kind: 'flight-v2', path: '/v2/models/flight-delay/infer', body: JSON.stringify({ inputs }), rows: n, ok: served };
     }
     if (x < 0.8) {
       const n = rows(movies.serving.maxBatch);
       const k = int(1, 100);
-      return { kind: 'movies', path: '/v1/models/movielens-topk/predict', body: JSON.stringify({ instances: Array.from({ length: n }, () => ({ ...movieRow(), k })) }), rows: n, ok: served };
+      return {
+        kind: 'movies',
+        path: '/v1/models/movielens-topk/predict',
+        body: JSON.stringify({ instances: Array.from({ length: n }, () => ({ ...movieRow(), k })) }),
+        rows: n,
+        ok: served,
+      };
     }
-    if (x < 0.84) return { kind: 'malformed-json', path: pick(['/v1/models/flight-delay/predict', '/v2/models/movielens-topk/infer']), body: '{"instances": [{"month": 4,', rows: 0, ok: refused };
-    if (x < 0.88) return { kind: 'wrong-type', path: '/v1/models/flight-delay/predict', body: JSON.stringify({ instances: [{ ...flightRow(), month: pick(['April', null, [4], { m: 4 }, true]) }] }), rows: 0, ok: refused };
-    if (x < 0.92) return { kind: 'unknown-model', path: `/v1/models/${pick(['nope', 'flight-delay-2', 'x'.repeat(200)])}/predict`, body: JSON.stringify({ instances: [flightRow()] }), rows: 0, ok: (s) => s === 404 };
+    if (x < 0.84)
+      return {
+        kind: 'malformed-json',
+        path: pick(['/v1/models/flight-delay/predict', '/v2/models/movielens-topk/infer']),
+        body: '{"instances": [{"month": 4,',
+        rows: 0,
+        ok: refused,
+      };
+    if (x < 0.88)
+      return {
+        kind: 'wrong-type',
+        path: '/v1/models/flight-delay/predict',
+        body: JSON.stringify({ instances: [{ ...flightRow(), month: pick(['April', null, [4], { m: 4 }, true]) }] }),
+        rows: 0,
+        ok: refused,
+      };
+    if (x < 0.92)
+      return {
+        kind: 'unknown-model',
+        path: `/v1/models/${pick(['nope', 'flight-delay-2', 'x'.repeat(200)])}/predict`,
+        body: JSON.stringify({ instances: [flightRow()] }),
+        rows: 0,
+        ok: (s) => s === 404,
+      };
     if (x < 0.96) {
       // Ids far outside the catalogue (ignored when served, or refused), and numbers past 2^53.
+      // biome-ignore lint/correctness/noPrecisionLoss: a number past 2^53 on purpose (it must be refused)
       const history = Array.from({ length: int(1, 50) }, () => pick([1e300, 2 ** 53 + 2, -1, 1e21, 9_007_199_254_740_993, pick(catalogue)]));
-      return { kind: 'huge-ids', path: '/v1/models/movielens-topk/predict', body: JSON.stringify({ instances: [{ history, k: 10 }] }), rows: 1, ok: (s) => served(s) || refused(s) };
+      return {
+        kind: 'huge-ids',
+        path: '/v1/models/movielens-topk/predict',
+        body: JSON.stringify({ instances: [{ history, k: 10 }] }),
+        rows: 1,
+        ok: (s) => served(s) || refused(s),
+      };
     }
     const n = flight.serving.maxBatch + int(1, 64);
-    return { kind: 'too-many-rows', path: '/v1/models/flight-delay/predict', body: JSON.stringify({ instances: Array.from({ length: n }, flightRow) }), rows: 0, ok: refused };
+    return {
+      kind: 'too-many-rows',
+      path: '/v1/models/flight-delay/predict',
+      body: JSON.stringify({ instances: Array.from({ length: n }, flightRow) }),
+      rows: 0,
+      ok: refused,
+    };
   };
 }
 
@@ -94,7 +164,17 @@ export interface Result {
  * Sends `n` requests from `next` with `concurrency` in flight, each with its own timeout; stops
  * early (leaving the rest unsent) once `until` (performance.now()) has passed.
  */
-export async function drive(base: string, next: () => Planned, { n, concurrency, until = Infinity, timeoutMs = 15_000, headers = {} }: { n: number; concurrency: number; until?: number; timeoutMs?: number; headers?: Record<string, string> }): Promise<Result[]> {
+export async function drive(
+  base: string,
+  next: () => Planned,
+  {
+    n,
+    concurrency,
+    until = Infinity,
+    timeoutMs = 15_000,
+    headers = {},
+  }: { n: number; concurrency: number; until?: number; timeoutMs?: number; headers?: Record<string, string> },
+): Promise<Result[]> {
   const out: Result[] = [];
   let sent = 0;
   await Promise.all(
@@ -104,7 +184,12 @@ export async function drive(base: string, next: () => Planned, { n, concurrency,
         const p = next();
         const t = performance.now();
         try {
-          const res = await fetch(base + p.path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: p.body, signal: AbortSignal.timeout(timeoutMs) });
+          const res = await fetch(base + p.path, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', ...headers },
+            body: p.body,
+            signal: AbortSignal.timeout(timeoutMs),
+          });
           const text = await res.text();
           let code: string | undefined;
           try {
@@ -136,7 +221,10 @@ export function tally(results: Result[]): string {
     const k = `${r.kind} ${r.status || r.error}${r.code && r.status !== 200 ? ` ${r.code}` : ''}`;
     m.set(k, (m.get(k) ?? 0) + 1);
   }
-  return [...m].sort().map(([k, v]) => `${k}: ${v}`).join(', ');
+  return [...m]
+    .sort()
+    .map(([k, v]) => `${k}: ${v}`)
+    .join(', ');
 }
 
 export interface SoakOptions {
@@ -195,7 +283,15 @@ export async function soak({ port, vars = {}, warmup, requests, concurrency, eve
         console.error(`soak: no heap reading at ${requests} requests: ${e}`);
         return { used: NaN, backing: NaN, wasm: NaN };
       });
-      return { requests, pid: pids.worker, rssMiB: (rssBytes(pids.worker) ?? NaN) / MiB, proxyMiB: (pids.proxy ? (rssBytes(pids.proxy) ?? NaN) : NaN) / MiB, heapMiB: heap.used / MiB, backingMiB: heap.backing / MiB, wasmMiB: heap.wasm / MiB };
+      return {
+        requests,
+        pid: pids.worker,
+        rssMiB: (rssBytes(pids.worker) ?? NaN) / MiB,
+        proxyMiB: (pids.proxy ? (rssBytes(pids.proxy) ?? NaN) : NaN) / MiB,
+        heapMiB: heap.used / MiB,
+        backingMiB: heap.backing / MiB,
+        wasmMiB: heap.wasm / MiB,
+      };
     };
     const next = mix ?? requestMix(seed);
     const t0 = performance.now();
@@ -224,4 +320,10 @@ export async function soak({ port, vars = {}, warmup, requests, concurrency, eve
 }
 
 /** Requests that reach the worker and touch no model, cache or telemetry (a 404 JSON each): what the runtime itself keeps per request. */
-export const noModelMix = (): Planned => ({ kind: 'unknown-model', path: '/v1/models/none/predict', body: '{"instances": [{}]}', rows: 0, ok: (s) => s === 404 });
+export const noModelMix = (): Planned => ({
+  kind: 'unknown-model',
+  path: '/v1/models/none/predict',
+  body: '{"instances": [{}]}',
+  rows: 0,
+  ok: (s) => s === 404,
+});

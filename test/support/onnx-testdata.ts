@@ -46,19 +46,7 @@ export interface TestCase {
 }
 
 /** onnxruntime's tensor type strings (onnxruntime-common `Tensor.Type`) for the numeric types. */
-export type OrtTensorType =
-  | 'float32'
-  | 'uint8'
-  | 'int8'
-  | 'uint16'
-  | 'int16'
-  | 'int32'
-  | 'int64'
-  | 'bool'
-  | 'float16'
-  | 'float64'
-  | 'uint32'
-  | 'uint64';
+export type OrtTensorType = 'float32' | 'uint8' | 'int8' | 'uint16' | 'int16' | 'int32' | 'int64' | 'bool' | 'float16' | 'float64' | 'uint32' | 'uint64';
 
 export type TensorData =
   | Float32Array

@@ -65,10 +65,7 @@ function backend(name: string, load: () => Promise<OrtApi>, executionProviders: 
       return {
         inputNames: session.inputNames,
         outputNames: session.outputNames,
-        run: (feeds) =>
-          session.run(
-            Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, new api.Tensor(t.dataType, t.data, t.dims)])),
-          ),
+        run: (feeds) => session.run(Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, new api.Tensor(t.dataType, t.data, t.dims)]))),
         release: () => session.release(),
       };
     },

@@ -18,7 +18,9 @@ const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 4: 2, 6: 4 };
 export function decodePng(buf: Uint8Array): Image {
   const bytes = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   if (bytes.length < 8 || SIGNATURE.some((b, i) => bytes[i] !== b)) throw new Error('not a PNG (bad signature)');
-  let width = 0, height = 0, colorType = -1;
+  let width = 0,
+    height = 0,
+    colorType = -1;
   const idat: Buffer[] = [];
   for (let at = 8; at < bytes.length; ) {
     if (at + 12 > bytes.length) throw new Error(`truncated chunk at byte ${at}`);
@@ -54,16 +56,28 @@ export function decodePng(buf: Uint8Array): Image {
       const c = i >= ch ? up[i - ch] : 0;
       let v: number;
       switch (filter) {
-        case 0: v = 0; break;
-        case 1: v = a; break;
-        case 2: v = b; break;
-        case 3: v = (a + b) >> 1; break;
+        case 0:
+          v = 0;
+          break;
+        case 1:
+          v = a;
+          break;
+        case 2:
+          v = b;
+          break;
+        case 3:
+          v = (a + b) >> 1;
+          break;
         case 4: {
-          const p = a + b - c, pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
+          const p = a + b - c,
+            pa = Math.abs(p - a),
+            pb = Math.abs(p - b),
+            pc = Math.abs(p - c);
           v = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
           break;
         }
-        default: throw new Error(`bad filter type ${filter} on row ${y}`);
+        default:
+          throw new Error(`bad filter type ${filter} on row ${y}`);
       }
       out[i] = (line[i] + v) & 0xff;
     }
@@ -71,7 +85,14 @@ export function decodePng(buf: Uint8Array): Image {
   const rgba = new Uint8Array(width * height * 4);
   for (let p = 0; p < width * height; p++) {
     const s = p * ch;
-    const [r, g, b, al] = ch === 1 ? [px[s], px[s], px[s], 255] : ch === 2 ? [px[s], px[s], px[s], px[s + 1]] : ch === 3 ? [px[s], px[s + 1], px[s + 2], 255] : [px[s], px[s + 1], px[s + 2], px[s + 3]];
+    const [r, g, b, al] =
+      ch === 1
+        ? [px[s], px[s], px[s], 255]
+        : ch === 2
+          ? [px[s], px[s], px[s], px[s + 1]]
+          : ch === 3
+            ? [px[s], px[s + 1], px[s + 2], 255]
+            : [px[s], px[s + 1], px[s + 2], px[s + 3]];
     rgba.set([r, g, b, al], p * 4);
   }
   return { width, height, rgba };
@@ -79,10 +100,13 @@ export function decodePng(buf: Uint8Array): Image {
 
 /** Colour statistics of a rectangle (clipped to the image). */
 export function regionStats(img: Image, box: { x: number; y: number; width: number; height: number }, background: [number, number, number], tolerance = 6) {
-  const x0 = Math.max(0, Math.floor(box.x)), y0 = Math.max(0, Math.floor(box.y));
-  const x1 = Math.min(img.width, Math.ceil(box.x + box.width)), y1 = Math.min(img.height, Math.ceil(box.y + box.height));
+  const x0 = Math.max(0, Math.floor(box.x)),
+    y0 = Math.max(0, Math.floor(box.y));
+  const x1 = Math.min(img.width, Math.ceil(box.x + box.width)),
+    y1 = Math.min(img.height, Math.ceil(box.y + box.height));
   const colours = new Map<number, number>();
-  let total = 0, foreground = 0;
+  let total = 0,
+    foreground = 0;
   for (let y = y0; y < y1; y++) {
     for (let x = x0; x < x1; x++) {
       const i = (y * img.width + x) * 4;
@@ -97,7 +121,9 @@ export function regionStats(img: Image, box: { x: number; y: number; width: numb
   const near = (rgb: [number, number, number], tol = 24) => {
     let n = 0;
     for (const [key, count] of colours) {
-      const r = key >> 16, g = (key >> 8) & 0xff, b = key & 0xff;
+      const r = key >> 16,
+        g = (key >> 8) & 0xff,
+        b = key & 0xff;
       if (Math.abs(r - rgb[0]) <= tol && Math.abs(g - rgb[1]) <= tol && Math.abs(b - rgb[2]) <= tol) n += count;
     }
     return n;

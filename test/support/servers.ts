@@ -50,11 +50,25 @@ export async function startWorker(port: number, vars: Record<string, string>, { 
   const state = join(tmpdir(), `dw-wrangler-${port}`);
   stateDirs.add(state);
   const inspector = await freePort();
-  const child = start(join(ROOT, 'node_modules/.bin/wrangler'), [
-    'dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspector),
-    '--persist-to', state, '--log-level', 'error', '--show-interactive-dev-session=false',
-    ...Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
-  ], cwd);
+  const child = start(
+    join(ROOT, 'node_modules/.bin/wrangler'),
+    [
+      'dev',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--inspector-port',
+      String(inspector),
+      '--persist-to',
+      state,
+      '--log-level',
+      'error',
+      '--show-interactive-dev-session=false',
+      ...Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
+    ],
+    cwd,
+  );
   inspectorPorts.set(child, inspector);
   return child;
 }
@@ -151,19 +165,32 @@ export function workerdPids(child: ChildProcess): { worker: number | undefined; 
  * of every live WebAssembly.Memory, found with Runtime.queryObjects), which the others leave out.
  * One session for all readings: the execution context is announced once, at Runtime.enable.
  */
-export async function workerInspector(child: ChildProcess, timeoutMs = 5000): Promise<{ heap(): Promise<{ used: number; total: number; backing: number; wasm: number }>; close(): void }> {
+export async function workerInspector(
+  child: ChildProcess,
+  timeoutMs = 5000,
+): Promise<{ heap(): Promise<{ used: number; total: number; backing: number; wasm: number }>; close(): void }> {
   const port = inspectorPorts.get(child);
   if (port === undefined) throw new Error('not a worker started by startWorker');
   const url = `ws://127.0.0.1:${port}/ws`;
   // Node's WebSocket (undici) takes headers as a second argument; typed structurally here.
-  type Socket = { send(data: string): void; close(): void; addEventListener(type: 'open' | 'error' | 'message', listener: (e: { data?: unknown }) => void): void };
+  type Socket = {
+    send(data: string): void;
+    close(): void;
+    addEventListener(type: 'open' | 'error' | 'message', listener: (e: { data?: unknown }) => void): void;
+  };
   const WS = (globalThis as unknown as { WebSocket: new (url: string, init: { headers: Record<string, string> }) => Socket }).WebSocket;
   const ws = new WS(url, { headers: { origin: `http://127.0.0.1:${port}` } });
   const pending = new Map<number, (m: { result?: any; error?: { message: string } }) => void>();
   const contexts: number[] = [];
   let id = 0;
   ws.addEventListener('message', (e) => {
-    const m = JSON.parse(String(e.data)) as { id?: number; method?: string; params?: { context?: { id: number } }; result?: unknown; error?: { message: string } };
+    const m = JSON.parse(String(e.data)) as {
+      id?: number;
+      method?: string;
+      params?: { context?: { id: number } };
+      result?: unknown;
+      error?: { message: string };
+    };
     if (m.method === 'Runtime.executionContextCreated' && m.params?.context) contexts.push(m.params.context.id);
     if (m.id !== undefined) pending.get(m.id)?.(m);
   });
@@ -190,7 +217,11 @@ export async function workerInspector(child: ChildProcess, timeoutMs = 5000): Pr
       const heap = (await send('Runtime.getHeapUsage')) as { usedSize: number; totalSize: number; backingStorageSize?: number };
       const proto = await send('Runtime.evaluate', { expression: 'WebAssembly.Memory.prototype', contextId: contexts.at(-1) });
       const found = await send('Runtime.queryObjects', { prototypeObjectId: proto.result.objectId });
-      const sum = await send('Runtime.callFunctionOn', { objectId: found.objects.objectId, functionDeclaration: 'function () { return this.reduce((a, m) => a + m.buffer.byteLength, 0); }', returnByValue: true });
+      const sum = await send('Runtime.callFunctionOn', {
+        objectId: found.objects.objectId,
+        functionDeclaration: 'function () { return this.reduce((a, m) => a + m.buffer.byteLength, 0); }',
+        returnByValue: true,
+      });
       await send('Runtime.releaseObjectGroup', { objectGroup: 'console' }).catch(() => undefined);
       return { used: heap.usedSize, total: heap.totalSize, backing: heap.backingStorageSize ?? NaN, wasm: Number(sum.result.value) };
     },

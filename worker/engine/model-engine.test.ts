@@ -58,7 +58,13 @@ describe('model engine: warm-up on load', () => {
     const engine = createModelEngine({
       manifest: flight.manifest,
       artifact: () => new Uint8Array(flight.artifact),
-      createSession: async () => ({ ...session, run: async (feeds) => (await gate, session.run(feeds)) }),
+      createSession: async () => ({
+        ...session,
+        run: async (feeds) => {
+          await gate;
+          return session.run(feeds);
+        },
+      }),
       now: () => clock.t,
     });
     const loaded = engine.load();
@@ -76,7 +82,12 @@ describe('model engine: warm-up on load', () => {
     // first run was the first request's, the cost model started at 100 ms, and every request
     // after it was refused for a 50 ms budget.
     const { clock, runs, session } = fakeSession(flight.manifest, (i) => (i === 0 ? 100 : 1));
-    const engine = createModelEngine({ manifest: flight.manifest, artifact: () => new Uint8Array(flight.artifact), createSession: async () => session, now: () => clock.t });
+    const engine = createModelEngine({
+      manifest: flight.manifest,
+      artifact: () => new Uint8Array(flight.artifact),
+      createSession: async () => session,
+      now: () => clock.t,
+    });
     await engine.load();
     const one = request(flight.manifest, [{ month: 4, day_of_week: 2, hour: 17, distance: 700, origin: 'SYR', destination: 'ORD' }]);
     for (let i = 0; i < 20; i++) {
@@ -91,12 +102,19 @@ describe('model engine: warm-up on load', () => {
 
   it('a warm-up run that throws fails the load with a message that says so, remembered until the retry time', async () => {
     let now = 0;
-    const { session } = fakeSession(flight.manifest, () => 1, (i) => i === 0);
+    const { session } = fakeSession(
+      flight.manifest,
+      () => 1,
+      (i) => i === 0,
+    );
     let created = 0;
     const engine = createModelEngine({
       manifest: flight.manifest,
       artifact: () => new Uint8Array(flight.artifact),
-      createSession: async () => (created++, session),
+      createSession: async () => {
+        created++;
+        return session;
+      },
       retryLoadAfterMs: 1000,
       now: () => now,
     });
@@ -105,7 +123,9 @@ describe('model engine: warm-up on load', () => {
     expect((err as Error).message).toMatch(/flight-delay failed to load: its warm-up run failed: run 0 exploded/);
     expect(((err as Error).cause as Error).message).toMatch(/warm-up run failed/);
     expect(engine.status()).toMatchObject({ state: 'failed', error: expect.stringMatching(/warm-up run failed/) });
-    await expect(engine.infer(request(flight.manifest, [{ month: 1, day_of_week: 1, hour: 1, distance: 1, origin: 'SYR', destination: 'ORD' }]))).rejects.toBeInstanceOf(ModelLoadError);
+    await expect(
+      engine.infer(request(flight.manifest, [{ month: 1, day_of_week: 1, hour: 1, distance: 1, origin: 'SYR', destination: 'ORD' }])),
+    ).rejects.toBeInstanceOf(ModelLoadError);
     expect(created).toBe(1);
     // After the retry time the load is tried again, and this time the warm-up (run 1) succeeds.
     now = 1000;

@@ -73,7 +73,14 @@ export interface ModelEngine {
   timeRuns(request: EngineRequest, runs: number): Promise<number[]>;
 }
 
-export function createModelEngine({ manifest, artifact, createSession, batch = {}, retryLoadAfterMs = 30_000, now = () => performance.now() }: EngineOptions): ModelEngine {
+export function createModelEngine({
+  manifest,
+  artifact,
+  createSession,
+  batch = {},
+  retryLoadAfterMs = 30_000,
+  now = () => performance.now(),
+}: EngineOptions): ModelEngine {
   let status: EngineStatus = { state: 'unloaded' };
   let loading: Promise<Session> | undefined;
   let session: Session | undefined;
