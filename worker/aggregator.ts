@@ -161,6 +161,13 @@ export function aggregatorConfig(env: AggregatorEnv): AggregatorConfig {
 
 export class DriftAggregator extends DurableObject<Env> {
   #ready = false;
+
+  /** The schema is set up once, before the object takes any call (the Durable Object templates' way). */
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    void ctx.blockConcurrencyWhile(async () => this.#schema());
+  }
+
   #config: AggregatorConfig | undefined;
   #modelKnown = false;
   #maxEnd: number | undefined;
@@ -364,7 +371,6 @@ export class DriftAggregator extends DurableObject<Env> {
 
   /** Stores one summary for `model` (the name this object was addressed by). */
   async ingest(model: string, bytes: Uint8Array | ArrayBuffer): Promise<IngestResult> {
-    this.#schema();
     const result = this.#ingestOne(model, bytes);
     if (result.status === 'stored') await this.#arm();
     return result;
@@ -377,7 +383,6 @@ export class DriftAggregator extends DurableObject<Env> {
    * ~1,000/s on a 2-core machine). At most MAX_BATCH summaries; a larger batch is refused whole.
    */
   async ingestMany(model: string, summaries: (Uint8Array | ArrayBuffer)[], groups?: (readonly string[] | undefined)[]): Promise<IngestResult[]> {
-    this.#schema();
     if (!Array.isArray(summaries)) return [this.#refuse('ingestMany takes an array of summaries')];
     if (summaries.length > MAX_BATCH)
       return summaries.map(() => this.#refuse(`a batch holds at most ${MAX_BATCH} summaries; this one had ${summaries.length}`));
@@ -510,7 +515,6 @@ export class DriftAggregator extends DurableObject<Env> {
    * stopped) five minutes behind `now`. Returns the number of (window, version) pairs evaluated.
    */
   async evaluate(now: number): Promise<number> {
-    this.#schema();
     this.#fold();
     const { windowMs: W, minRows, hysteresis, graceMs, minSources } = this.config;
     const sql = this.ctx.storage.sql;
@@ -638,7 +642,6 @@ export class DriftAggregator extends DurableObject<Env> {
    * older than the hourly horizon. Bounded work per call; returns true when work remains.
    */
   async rollup(now: number): Promise<boolean> {
-    this.#schema();
     this.#fold();
     const sql = this.ctx.storage.sql;
     const { hourlyAfterMs, dailyAfterMs, retentionMs, windowMs } = this.config;
@@ -701,7 +704,6 @@ export class DriftAggregator extends DurableObject<Env> {
    * A failed post is retried on later alarms, up to ten attempts. Returns true when posts remain.
    */
   async notify(): Promise<boolean> {
-    this.#schema();
     const { webhookUrl, webhookSecret } = this.config;
     if (!webhookUrl) return false;
     const sql = this.ctx.storage.sql;
@@ -744,7 +746,6 @@ export class DriftAggregator extends DurableObject<Env> {
 
   /** Alerts, newest first. */
   async alerts(): Promise<Alert[]> {
-    this.#schema();
     return this.ctx.storage.sql
       .exec(`SELECT id, model_version, feature, since, opened_at, resolved_at, evidence FROM alerts ORDER BY opened_at DESC, id DESC`)
       .toArray()
@@ -764,7 +765,6 @@ export class DriftAggregator extends DurableObject<Env> {
    * omitted), or null. Older data is held by the hour or the day, so its resolution is coarser.
    */
   async window(from: number, to: number, version?: string): Promise<Uint8Array | null> {
-    this.#schema();
     this.#fold();
     const rows = this.ctx.storage.sql
       .exec(
@@ -811,7 +811,6 @@ export class DriftAggregator extends DurableObject<Env> {
 
   /** The baseline in force, encoded (for the drift route), and whether it is the training one. */
   async baseline(model: string): Promise<{ bytes: Uint8Array; training: boolean }> {
-    this.#schema();
     const stored = this.#meta('baseline');
     if (stored) return { bytes: base64ToBytes(stored), training: false };
     const bundled = BUNDLED.get(model);
@@ -821,7 +820,6 @@ export class DriftAggregator extends DurableObject<Env> {
 
   /** The merged profile of [from, to) per version. */
   async versions(from: number, to: number): Promise<Record<string, Uint8Array>> {
-    this.#schema();
     this.#fold();
     const names = this.ctx.storage.sql
       .exec(`SELECT DISTINCT model_version FROM buckets WHERE minute >= ? AND minute < ?`, from, to)
@@ -836,7 +834,6 @@ export class DriftAggregator extends DurableObject<Env> {
   }
 
   async counters(): Promise<Record<string, number>> {
-    this.#schema();
     return Object.fromEntries(
       this.ctx.storage.sql
         .exec(`SELECT name, value FROM counters`)
@@ -847,7 +844,6 @@ export class DriftAggregator extends DurableObject<Env> {
 
   /** Stored buckets: version, start and span (a minute, an hour or a day). */
   async minutes(): Promise<{ version: string; minute: number; span: number; origin: 'edge' | 'browser' }[]> {
-    this.#schema();
     this.#fold();
     return this.ctx.storage.sql
       .exec(`SELECT model_version, minute, span, origin FROM buckets ORDER BY minute, model_version, origin`)
