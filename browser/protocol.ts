@@ -4,34 +4,14 @@
  * the artifact descriptor the worker fetches (GET /v1/models/{name}/artifact, see
  * worker/browser-routes.ts). Tensors cross as typed arrays whose buffers are transferred.
  */
-import type { ModelManifest, Tensor } from '../core/index.ts';
+import type { ArtifactDescriptor, Tensor } from '../core/index.ts';
 
 /** The ladder's steps, fastest first. */
 export type BackendName = 'webgpu' | 'wasm' | 'edge';
 export const BACKENDS: readonly BackendName[] = ['webgpu', 'wasm', 'edge'];
 
-export interface GoldenRow {
-  features: Record<string, unknown>;
-  /** Outputs onnxruntime-node computed for the served (int8) artifact. */
-  expected: Record<string, number | number[]>;
-}
-
-export interface ArtifactDescriptor {
-  model: string;
-  version: string;
-  manifest: ModelManifest;
-  artifact: { url: string; sha256: string; bytes: number; quantization: string };
-  golden: { tolerance: Record<string, number>; rows: GoldenRow[] } | null;
-  /** Null when the edge gives this client no token (telemetry off there, or its address unknown): the runtime then reports nothing. */
-  telemetry: TelemetryGrant | null;
-}
-
-export interface TelemetryGrant {
-  endpoint: string;
-  token: string;
-  source: string;
-  expires_at: number;
-}
+// The HTTP contract the runtime reads (core/contracts.ts), re-exported for the worker's side of the wire.
+export type { ArtifactDescriptor, GoldenRow, TelemetryGrant } from '../core/index.ts';
 
 export interface InitOptions {
   model: string;

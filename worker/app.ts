@@ -49,6 +49,8 @@ import {
   ValidationError,
   type BatchMode,
   type Cache,
+  type ErrorBodyV1,
+  type ErrorBodyV2,
   type ModelManifest,
   type Tensor,
 } from '../core/index.ts';
@@ -167,7 +169,10 @@ const isV2 = (path: string) => path === '/v2' || path.startsWith('/v2/');
  */
 export function errorJson(c: Context, status: number, code: string, message: string, extra: Record<string, unknown> = {}): Response {
   const defined = Object.fromEntries(Object.entries(extra).filter(([, v]) => v !== undefined));
-  return c.json(isV2(c.req.path) ? { error: message, code, ...defined } : { error: { code, message, ...defined } }, status as ContentfulStatusCode);
+  const body: ErrorBodyV1 | ErrorBodyV2 = isV2(c.req.path)
+    ? ({ error: message, code, ...defined } satisfies ErrorBodyV2)
+    : ({ error: { code, message, ...defined } } satisfies ErrorBodyV1);
+  return c.json(body, status as ContentfulStatusCode);
 }
 
 /** Methods every path answers besides its routes': HEAD wherever GET is (Hono serves HEAD from GET), OPTIONS. */

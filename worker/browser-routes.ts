@@ -32,8 +32,11 @@ import {
   SketchMergeError,
   SummaryDecodeError,
   TDigest,
+  type ArtifactDescriptor,
+  type ErrorBodyV1,
   type ModelManifest,
   type Profile,
+  type TelemetryGrant,
 } from '../core/index.ts';
 import { demoPage } from '../browser/demo/page.ts';
 import { demoServiceWorker } from '../browser/demo/sw.ts';
@@ -92,7 +95,7 @@ const BACKENDS = ['webgpu', 'wasm', 'edge', 'cache'];
 /** Golden rows shipped to browsers for the backend check (each backend runs them all). */
 const GOLDEN_ROWS = 16;
 
-type Golden = { tolerance: Record<string, number>; rows: { features: Record<string, unknown>; expected: { int8: Record<string, unknown> } }[] };
+type Golden = { tolerance: Record<string, number>; rows: { features: Record<string, unknown>; expected: { int8: Record<string, number | number[]> } }[] };
 const GOLDEN = new Map<string, Golden>([
   ['flight-delay', flightGolden as never],
   ['movielens-topk', movieGolden as never],
@@ -225,13 +228,8 @@ function sketchRules(m: ModelManifest): { features: Map<string, SketchRule>; out
 
 type Refusal = { status: 403 | 422; code: string; message: string };
 
-/** What the artifact descriptor and the renewal route give a browser (browser/protocol.ts TelemetryGrant). */
-interface Grant {
-  endpoint: string;
-  token: string;
-  source: string;
-  expires_at: number;
-}
+/** What the artifact descriptor and the renewal route give a browser (core/contracts.ts). */
+type Grant = TelemetryGrant;
 
 /**
  * Why a decoded browser summary cannot be accepted under these claims, or undefined. Nothing a
@@ -489,7 +487,7 @@ function createBrowserTelemetry() {
 
 const json = (c: Context, status: number, code: string, message: string, field?: string, headers: Record<string, string> = {}) => {
   for (const [k, v] of Object.entries(headers)) c.header(k, v);
-  return c.json({ error: { code, message, ...(field ? { field } : {}) } }, status as 400);
+  return c.json({ error: { code, message, ...(field ? { field } : {}) } } satisfies ErrorBodyV1, status as 400);
 };
 
 /** A numeric setting (see worker/config.ts): unset gives the default, anything else must be a number >= min. */
@@ -593,7 +591,7 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
           }
         : null,
       telemetry: g && 'token' in g ? g : null, // proto-safe: narrows grant()'s own union
-    });
+    } satisfies ArtifactDescriptor);
   });
 
   // A fresh token for a browser that already has the model (keeps its source id when it shows its previous token).
