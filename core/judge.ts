@@ -6,7 +6,7 @@
  * - judgeSketch: a live sketch against its reference with core's statistics (compareSketches);
  *   `drifted` when any statistic is past its threshold. No judgement (undefined) without a
  *   reference of the same kind: a feature the reference never saw, or saw as another sketch kind.
- * - judgeWindow: every feature and output of a window. Calendar features (`seasonal`) are judged
+ * - judgeWindow: every feature and output of a live profile. Calendar features (`seasonal`) are judged
  *   by range only. A version seen only as a shadow saw the inputs of the version that served
  *   them, so only its outputs are its own (`shadowOnly` leaves its features unjudged).
  * - nextStreak / alertStep: `hysteresis` drifted windows in a row open an alert, as many clean ones
@@ -39,21 +39,21 @@ export interface JudgeWindowOptions {
   shadowOnly?: boolean;
 }
 
-/** Every feature and output of `window` that `reference` has a comparable sketch for. */
+/** Every feature and output of `live` that `reference` has a comparable sketch for. */
 export function judgeWindow(
   reference: Pick<Profile, 'features' | 'outputs'>,
-  window: Pick<Profile, 'features' | 'outputs'>,
+  live: Pick<Profile, 'features' | 'outputs'>,
   { seasonal = new Set(), shadowOnly = false }: JudgeWindowOptions = {},
 ): WindowJudgement {
   const features = new Map<string, SketchJudgement>();
   const outputs = new Map<string, SketchJudgement>();
   if (!shadowOnly) {
-    for (const [name, s] of window.features) {
+    for (const [name, s] of live.features) {
       const j = judgeSketch(reference.features.get(name), s, { seasonal: seasonal.has(name) });
       if (j) features.set(name, j);
     }
   }
-  for (const [name, s] of window.outputs) {
+  for (const [name, s] of live.outputs) {
     const j = judgeSketch(reference.outputs.get(name), s);
     if (j) outputs.set(name, j);
   }
