@@ -7,36 +7,11 @@ import movieGolden from '../models/movielens-topk/golden.json';
 import { createApp, type Env } from './app.ts';
 import { createWasmSession } from './engine/ort-workerd.ts';
 import { BUNDLED_MODELS } from './models.ts';
-
-type Json = Record<string, any>;
+import { errorOf, jsonClient, type Json } from '../test/support/app-client.ts';
 
 function newApp(env: Env = {}) {
   const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
-  const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-    const res = await app.request(
-      path,
-      {
-        method,
-        headers: { 'content-type': 'application/json', ...headers },
-        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-      },
-      env,
-    );
-    const text = await res.text();
-    let json: Json;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      throw new Error(`${method} ${path} answered ${res.status} with non-JSON: ${text.slice(0, 200)}`);
-    }
-    return { status: res.status, json, headers: res.headers };
-  };
-  return { app, call };
-}
-
-/** The error of an answer: /v2 routes answer OIP's `{ error: message, code, field }`, others `{ error: { code, message, field } }`. */
-function errorOf(path: string, json: Json): { code: string; message: string; field?: string } {
-  return path.startsWith('/v2') ? { code: json.code, message: json.error, field: json.field } : json.error;
+  return { app, call: jsonClient(app, env, { strict: true }) };
 }
 
 const OPERATOR = { authorization: 'Bearer op' };

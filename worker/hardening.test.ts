@@ -9,8 +9,8 @@ import { createAdmission, createApp, type Env } from './app.ts';
 import { bearerToken, tokenEquals } from './auth.ts';
 import { createWasmSession } from './engine/ort-workerd.ts';
 import { BUNDLED_MODELS } from './models.ts';
+import { errorOf, jsonClient, type Json } from '../test/support/app-client.ts';
 
-type Json = Record<string, any>;
 const TOKEN = 'hardening-operator';
 const OP = { authorization: `Bearer ${TOKEN}` };
 const good = (flightGolden.rows as { features: Json }[])[0].features;
@@ -30,31 +30,9 @@ const v2Body = {
 function newApp(vars: Partial<Env> = {}) {
   const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
   const bindings = { ...(env as Env), OPERATOR_TOKEN: TOKEN, CACHE_MAX_BYTES: '0', ...vars };
-  const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-    const res = await app.request(
-      path,
-      {
-        method,
-        headers: { 'content-type': 'application/json', ...headers },
-        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-      },
-      bindings,
-    );
-    const text = await res.text();
-    let json: Json | undefined;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-    return { status: res.status, json, text, headers: res.headers };
-  };
+  const call = jsonClient(app, bindings);
   return { app, call, bindings };
 }
-
-/** The error of a /v2 answer (OIP: a message string, code beside it) or a /v1 one (an object). */
-const errorOf = (path: string, json: Json | undefined) =>
-  path.startsWith('/v2') ? { code: json?.code, message: json?.error, field: json?.field } : json?.error;
 
 const HOSTILE = ['__proto__', 'constructor', 'hasOwnProperty', 'toString', 'valueOf'];
 

@@ -6,21 +6,13 @@ import flightGolden from '../models/flight-delay/golden.json';
 import { createApp, type Env } from './app.ts';
 import { createWasmSession } from './engine/ort-workerd.ts';
 import { BUNDLED_MODELS } from './models.ts';
+import { jsonClient, type Json } from '../test/support/app-client.ts';
 
-type Json = Record<string, any>;
 const TOKEN = 'test-operator-token';
 
 function newApp(vars: Partial<Env> = {}) {
-  const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
   const bindings = { ...(env as Env), OPERATOR_TOKEN: TOKEN, CACHE_MAX_BYTES: '0', ...vars };
-  const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-    const res = await app.request(
-      path,
-      { method, headers: { 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) },
-      bindings,
-    );
-    return { status: res.status, json: (await res.json()) as Json, headers: res.headers };
-  };
+  const call = jsonClient(createApp({ models: BUNDLED_MODELS, createSession: createWasmSession }), bindings, { strict: true });
   const auth = { authorization: `Bearer ${TOKEN}` };
   return { call, auth };
 }
