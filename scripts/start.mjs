@@ -2,7 +2,7 @@
 // `npm start`: everything a user needs locally, on 127.0.0.1 only, with no login and no metrics:
 //   - the reference hosted fallback (origin/, onnxruntime-node, float32) on ORIGIN_PORT (8791),
 //   - the worker under `wrangler dev` on PORT (8787), pointed at it by FALLBACK_URL, with the
-//     browser runtime and /demo (browser/build.ts builds them into browser/assets/ first).
+//     browser runtime, /demo and /dashboard (browser/build.ts builds them into browser/assets/ first).
 // Creates .dev.vars from .dev.vars.example when missing (local secrets such as OPERATOR_TOKEN).
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync } from 'node:fs';

@@ -15,8 +15,9 @@
  *   TELEMETRY_BROWSER_FLUSH_MS, so the aggregator sees a few writes per isolate per interval,
  *   not one per browser. Refusals are 4xx JSON naming the reason.
  * - `GET /v1/telemetry`: this isolate's figures (accepted, refused by reason, forwarded).
- * - `GET /demo`: the on-device movie recommendation demo (its script is a static asset), and
- *   `GET /demo-sw.js`, its service worker (reloads offline once loaded).
+ *
+ * `/demo` (the on-device movie recommendation demo) and `/demo-sw.js` (its service worker) are
+ * static assets, not routes: browser/demo/, built by browser/build.ts.
  *
  * Secrets: TELEMETRY_SIGNING_KEY signs tokens. When it is unset, each isolate signs with a
  * random key of its own: tokens then verify only in the isolate that issued them, which is
@@ -38,8 +39,6 @@ import {
   type Profile,
   type TelemetryGrant,
 } from '../core/index.ts';
-import { demoPage } from '../browser/demo/page.ts';
-import { demoServiceWorker } from '../browser/demo/sw.ts';
 import flightGolden from '../models/flight-delay/golden.json';
 import movieGolden from '../models/movielens-topk/golden.json';
 import type { Env } from './env.ts';
@@ -754,9 +753,6 @@ export function mountBrowserRoutes(app: Hono<{ Bindings: Env }>, { models }: { m
     }
     return c.json({ status: added, rows: p.counters.rows }, 202);
   });
-
-  app.get('/demo', (c) => c.html(demoPage()));
-  app.get('/demo-sw.js', (c) => c.body(demoServiceWorker(), 200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-cache' }));
 }
 
 /** The body, or undefined when it is longer than `max` bytes (read no further than that). */

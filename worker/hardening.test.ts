@@ -152,9 +152,7 @@ describe('methods', () => {
     ['DELETE', '/v1/models/flight-delay/routing', 'GET, HEAD, PUT'],
     ['PUT', '/v1/models/flight-delay/predict', 'POST'],
     ['POST', '/healthz', 'GET, HEAD'],
-    // Mounted from browser-routes.ts and dashboard.ts.
-    ['POST', '/demo', 'GET, HEAD'],
-    ['DELETE', '/dashboard', 'GET, HEAD'],
+    // Mounted from browser-routes.ts (/demo and /dashboard are static assets: test/node/pages.test.ts).
     ['PUT', '/v1/telemetry', 'GET, HEAD, POST'],
     ['POST', '/v1/models/flight-delay/artifact', 'GET, HEAD'],
     ['PATCH', '/v1/models/flight-delay/baseline', 'POST'],
@@ -355,30 +353,6 @@ describe('operator data', () => {
     expect(bearerToken('BeArEr t0k')).toBe('t0k');
     expect(bearerToken('Bearer')).toBeUndefined();
     expect(bearerToken(undefined)).toBeUndefined();
-  });
-});
-
-describe('pages', () => {
-  it('/demo and /dashboard refuse framing and carry a CSP that fits them', async () => {
-    const { app, bindings } = newApp();
-    for (const path of ['/demo', '/dashboard']) {
-      const res = await app.request(path, {}, bindings);
-      expect(res.status).toBe(200);
-      expect(res.headers.get('x-frame-options')).toBe('DENY');
-      const csp = res.headers.get('content-security-policy') ?? '';
-      expect(csp).toMatch(/frame-ancestors 'none'/);
-      expect(csp).toMatch(/connect-src 'self'/);
-    }
-    const demo = await app.request('/demo', {}, bindings);
-    const csp = demo.headers.get('content-security-policy')!;
-    // The demo's module script, worker and service worker are same-origin; ort compiles wasm.
-    expect(csp).toMatch(/script-src 'self' 'wasm-unsafe-eval'/);
-    expect(csp).toMatch(/worker-src 'self'/);
-    // Its one inline <style> by hash, nothing inline beyond it.
-    const style = /<style>([\s\S]*?)<\/style>/.exec(await demo.text())![1];
-    const digest = btoa(String.fromCharCode(...new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(style)))));
-    expect(csp).toContain(`style-src 'sha256-${digest}'`);
-    expect(csp).not.toMatch(/unsafe-inline/);
   });
 });
 

@@ -1,4 +1,4 @@
-/** The /demo page's script (see page.ts). */
+/** The /demo page's script (see demo.html), built to /browser/demo.js; typed with the runtime, through ../dom.ts. */
 import { dom, type DomElement } from '../dom.ts';
 import { createRuntime } from '../index.ts';
 
