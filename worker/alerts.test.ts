@@ -4,10 +4,11 @@ import { env, runDurableObjectAlarm } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { CategoricalSketch, createProfile, decodeSummary, encodeSummary, TDigest } from '../core/index.ts';
 import { rng } from '../test/support/data.ts';
+import { isolatedNamespace } from '../test/support/namespaces.ts';
 import { ALERT_HYSTERESIS, type DriftAggregator } from './aggregator.ts';
 import { BUNDLED_MODELS } from './models.ts';
 
-const ns = (env as unknown as { AGGREGATOR: DurableObjectNamespace<DriftAggregator> }).AGGREGATOR;
+const AGGREGATOR = (env as unknown as { AGGREGATOR: DurableObjectNamespace<DriftAggregator> }).AGGREGATOR;
 const baseline = decodeSummary(new Uint8Array(BUNDLED_MODELS['flight-delay'].baseline));
 
 /** One minute of 500 rows drawn from the baseline's own sketches; `shift` moves hour and month. */
@@ -47,17 +48,45 @@ function minute(start: number, sequence: number, seed: number, shift: boolean): 
   return encodeSummary(p);
 }
 
+/** The minutes every test starts from: 2026-01-01T00:00Z onwards. */
+const T0 = Date.UTC(2026, 0, 1, 0, 0, 0);
+/** Four baseline-like minutes, four shifted ones (indexes 4-7), four clean ones. */
+const PLAN = [false, false, false, false, true, true, true, true, false, false, false, false];
+
+/**
+ * A test's own aggregator for flight-delay (the workers pool shares storage across a file's
+ * tests): `tag` names it, and `ns` is the AGGREGATOR binding that addresses it by the model's name.
+ */
+function ownAggregator(tag: string) {
+  const ns = isolatedNamespace(AGGREGATOR, tag);
+  return { ns, agg: ns.get(ns.idFromName('flight-delay')) };
+}
+
+/** Ingests PLAN's twelve minutes into `agg` (each must be stored), then runs its alarm, which evaluates them. */
+async function ingestPlan(agg: DurableObjectStub<DriftAggregator>): Promise<void> {
+  let seq = 0;
+  for (const [i, shifted] of PLAN.entries()) {
+    expect((await agg.ingest('flight-delay', minute(T0 + i * 60_000, ++seq, i + 1, shifted))).status).toBe('stored');
+  }
+  // The alarm a minute after ingest evaluates every completed minute.
+  expect(await runDurableObjectAlarm(agg)).toBe(true);
+}
+
+/** The app with the operator routes on (token `op`) and `ns` as its AGGREGATOR binding. */
+async function operatorApp(ns: DurableObjectNamespace<DriftAggregator>) {
+  const { createApp } = await import('./app.ts');
+  const { createWasmSession } = await import('./engine/ort-workerd.ts');
+  const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+  // OPERATOR_TOKEN set here, whatever the developer's .dev.vars holds.
+  const bindings = { ...(env as object), AGGREGATOR: ns, OPERATOR_TOKEN: 'op' };
+  return { app, bindings };
+}
+
 describe('drift alerts', () => {
   it('baseline-like minutes raise nothing; shifted minutes open an alert after the hysteresis, on the features that moved; clean minutes resolve it', async () => {
-    const agg = ns.get(ns.idFromName('flight-delay'));
-    const t0 = Date.UTC(2026, 0, 1, 0, 0, 0);
-    let seq = 0;
-    const plan = [false, false, false, false, true, true, true, true, false, false, false, false];
-    for (const [i, shifted] of plan.entries()) {
-      expect((await agg.ingest('flight-delay', minute(t0 + i * 60_000, ++seq, i + 1, shifted))).status).toBe('stored');
-    }
-    // The alarm a minute after ingest evaluates every completed minute.
-    expect(await runDurableObjectAlarm(agg)).toBe(true);
+    const { agg } = ownAggregator('alerts-hysteresis');
+    const t0 = T0;
+    await ingestPlan(agg);
     const alerts = await agg.alerts();
     const features = [...new Set(alerts.map((a) => a.feature))].sort();
     expect(features).toContain('month');
@@ -81,10 +110,10 @@ describe('drift alerts', () => {
 
 describe('the alerts route', () => {
   it('lists the aggregator alerts for operators, and refuses others', async () => {
-    const { createApp } = await import('./app.ts');
-    const { createWasmSession } = await import('./engine/ort-workerd.ts');
-    const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
-    const bindings = { ...(env as object), OPERATOR_TOKEN: 'op' };
+    // Its own aggregator, with the alerts of the shifted minutes in it.
+    const { ns, agg } = ownAggregator('alerts-route');
+    await ingestPlan(agg);
+    const { app, bindings } = await operatorApp(ns);
     expect((await app.request('/v1/models/flight-delay/alerts', {}, bindings)).status).toBe(401);
     const res = await app.request('/v1/models/flight-delay/alerts', { headers: { authorization: 'Bearer op' } }, bindings);
     expect(res.status).toBe(200);
@@ -96,18 +125,18 @@ describe('the alerts route', () => {
 
 describe('re-baselining', () => {
   it('an operator re-baselines to a chosen window; later minutes like it raise nothing new; an empty window is refused', async () => {
-    const { createApp } = await import('./app.ts');
-    const { createWasmSession } = await import('./engine/ort-workerd.ts');
-    const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
-    const bindings = { ...(env as object), OPERATOR_TOKEN: 'op' };
+    // Its own aggregator, the twelve minutes in it and evaluated.
+    const { ns, agg } = ownAggregator('alerts-rebaseline');
+    await ingestPlan(agg);
+    const { app, bindings } = await operatorApp(ns);
     const post = (body: unknown) =>
       app.request(
         '/v1/models/flight-delay/baseline',
         { method: 'POST', headers: { authorization: 'Bearer op', 'content-type': 'application/json' }, body: JSON.stringify(body) },
         bindings,
       );
-    const t0 = Date.UTC(2026, 0, 1, 0, 0, 0);
-    // The shifted minutes of the first test (4-7) become the reference.
+    const t0 = T0;
+    // The shifted minutes (4-7) become the reference.
     const res = await post({ from: t0 + 4 * 60_000, to: t0 + 8 * 60_000 });
     expect(res.status).toBe(200);
     expect(((await res.json()) as { baseline: { rows: number } }).baseline.rows).toBe(2000);
@@ -115,7 +144,6 @@ describe('re-baselining', () => {
     expect(empty.status).toBe(422);
     expect((await post({ from: 'soon', to: t0 })).status).toBe(400);
 
-    const agg = ns.get(ns.idFromName('flight-delay'));
     const before = (await agg.alerts()).length;
     let seq = 100;
     for (let i = 12; i < 17; i++) expect((await agg.ingest('flight-delay', minute(t0 + i * 60_000, ++seq, i + 1, true))).status).toBe('stored');
