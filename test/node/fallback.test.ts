@@ -9,7 +9,8 @@ import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, ROOT, startOrigin, startWorker, stop, waitFor } from '../support/servers.ts';
+import { freePort, ROOT, startOrigin, startWorker, stop, waitFor as waitForUrl } from '../support/servers.ts';
+import { waitFor } from '../support/wait.ts';
 
 const procs: ChildProcess[] = [];
 const origin = (port: number, delayMs = 0) => {
@@ -118,6 +119,28 @@ const summary = (xs: Outcome[]) => {
 let ports: { o1: number; o2: number; w1: number; w2: number };
 let o1: ChildProcess;
 
+const running = (p: ChildProcess) => p.exitCode === null && p.signalCode === null;
+const breakerOf = async (model: string) => (await stats(ports.w1, model)).fallback.breaker;
+
+/**
+ * W1's fallback as the drills that use it need it, whatever ran before: origin O1 up and ready,
+ * and movielens-topk's breaker closed (after a kill it stays open until a trial call succeeds).
+ */
+async function healthyFallback(): Promise<void> {
+  if (!running(o1)) {
+    o1 = origin(ports.o1);
+    await waitForUrl(`http://127.0.0.1:${ports.o1}/v2/health/ready`);
+  }
+  if ((await breakerOf('movielens-topk')).state === 'closed') return;
+  // Open: wait out BREAKER_OPEN_MS, then one trial call (to the live origin) closes it.
+  await waitFor(async () => ['half-open', 'closed'].includes((await breakerOf('movielens-topk')).state), {
+    what: "movielens-topk's breaker on W1 to half-open",
+    timeoutMs: 10_000,
+  });
+  await drive(ports.w1, 'movielens-topk', 1, 1, 2000);
+  await waitFor(async () => (await breakerOf('movielens-topk')).state === 'closed', { what: "movielens-topk's breaker on W1 to close", timeoutMs: 10_000 });
+}
+
 beforeAll(async () => {
   ports = { o1: await freePort(), o2: await freePort(), w1: await freePort(), w2: await freePort() };
   o1 = origin(ports.o1);
@@ -141,10 +164,10 @@ beforeAll(async () => {
     FALLBACK_RETRIES: '0',
   });
   await Promise.all([
-    waitFor(`http://127.0.0.1:${ports.o1}/v2/health/ready`),
-    waitFor(`http://127.0.0.1:${ports.o2}/v2/health/ready`),
-    waitFor(`http://127.0.0.1:${ports.w1}/v2/health/live`),
-    waitFor(`http://127.0.0.1:${ports.w2}/v2/health/live`),
+    waitForUrl(`http://127.0.0.1:${ports.o1}/v2/health/ready`),
+    waitForUrl(`http://127.0.0.1:${ports.o2}/v2/health/ready`),
+    waitForUrl(`http://127.0.0.1:${ports.w1}/v2/health/live`),
+    waitForUrl(`http://127.0.0.1:${ports.w2}/v2/health/live`),
   ]);
   // Load the edge engines before the drills (a cold load blocks the isolate for ~0.4 s; the
   // cold path itself is covered by the worker's tests). Readiness is 503 here by design: one
@@ -171,6 +194,7 @@ describe('hosted fallback and circuit breaker, real processes', () => {
   });
 
   it('the engine fails its load: every request is served by the fallback, and /v2/health/ready says why', async () => {
+    await healthyFallback();
     const out = await drive(ports.w1, 'movielens-topk', 150, 8, 2000);
     expect(
       count(out, (o) => o.status === 200 && o.servedBy === 'fallback'),
@@ -186,6 +210,7 @@ describe('hosted fallback and circuit breaker, real processes', () => {
   });
 
   it('the origin killed mid-run: the healthy edge keeps answering; the failing model gets JSON 503s with Retry-After, fast, and the breaker opens', async () => {
+    await healthyFallback();
     let killed: Promise<void> | undefined;
     const [edgeOut, fbOut] = await Promise.all([
       drive(ports.w1, 'flight-delay', 300, 4, 2000, (i) => {
@@ -212,9 +237,22 @@ describe('hosted fallback and circuit breaker, real processes', () => {
   });
 
   it('the origin restarted: the breaker half-opens, closes, and the fallback serves again', async () => {
+    // Its own starting point, whatever ran before: the origin down and the breaker opened by it.
+    await kill(o1);
+    await waitFor(
+      async () => {
+        await drive(ports.w1, 'movielens-topk', 1, 1, 2000);
+        return (await breakerOf('movielens-topk')).state === 'open';
+      },
+      { what: "movielens-topk's breaker on W1 to open with the origin down", timeoutMs: 20_000, intervalMs: 0 },
+    );
     o1 = origin(ports.o1);
-    await waitFor(`http://127.0.0.1:${ports.o1}/v2/health/ready`);
-    await new Promise((r) => setTimeout(r, 1600)); // BREAKER_OPEN_MS
+    await waitForUrl(`http://127.0.0.1:${ports.o1}/v2/health/ready`);
+    // BREAKER_OPEN_MS (1.5 s) after it opened, the breaker lets a trial call through.
+    await waitFor(async () => (await breakerOf('movielens-topk')).state === 'half-open', {
+      what: "movielens-topk's breaker on W1 to half-open",
+      timeoutMs: 10_000,
+    });
     const out = await drive(ports.w1, 'movielens-topk', 40, 2, 2000);
     expect(
       count(out.slice(5), (o) => o.status === 200 && o.servedBy === 'fallback'),
