@@ -1,20 +1,29 @@
 // Canary and shadow routing through the routes, in workerd, with the routing table stored in the
 // real RoutingStore Durable Object (the Workers vitest pool provides the binding).
-import { env } from 'cloudflare:test';
+import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import flightGolden from '../models/flight-delay/golden.json';
 import { createApp, type Env } from './app.ts';
 import { createWasmSession } from './engine/ort-workerd.ts';
 import { BUNDLED_MODELS } from './models.ts';
 import { jsonClient, type Json } from '../test/support/app-client.ts';
+import { isolatedNamespace } from '../test/support/namespaces.ts';
 
 const TOKEN = 'test-operator-token';
 
+/**
+ * An app with a routing table of its own (the workers pool shares storage across a file's tests,
+ * and the table is stored per model name), whose requests share one execution context:
+ * `settled()` waits for the work they left behind (shadows).
+ */
 function newApp(vars: Partial<Env> = {}) {
-  const bindings = { ...(env as Env), OPERATOR_TOKEN: TOKEN, CACHE_MAX_BYTES: '0', ...vars };
-  const call = jsonClient(createApp({ models: BUNDLED_MODELS, createSession: createWasmSession }), bindings, { strict: true });
+  const ROUTING = isolatedNamespace((env as Env).ROUTING!, crypto.randomUUID());
+  const bindings = { ...(env as Env), ROUTING, OPERATOR_TOKEN: TOKEN, CACHE_MAX_BYTES: '0', ...vars };
+  const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+  const ctx = createExecutionContext();
+  const call = jsonClient({ request: (path: string, init: RequestInit, b: object) => app.request(path, init, b, ctx) }, bindings, { strict: true });
   const auth = { authorization: `Bearer ${TOKEN}` };
-  return { call, auth };
+  return { call, auth, settled: () => waitOnExecutionContext(ctx) };
 }
 
 const rows = (flightGolden.rows as { features: Json }[]).map((r) => r.features);
@@ -73,10 +82,10 @@ describe('routing tables', () => {
     const expected = [];
     for (let i = 0; i < 20; i++) expected.push((await predict(plain.call, i, `u${i}`)).json);
 
-    const { call, auth } = newApp({ FAIL_MODEL_LOAD: '' });
+    const { call, auth, settled } = newApp({ FAIL_MODEL_LOAD: '' });
     await call('PUT', '/v1/models/flight-delay/routing', { stable: '1', shadows: [{ version: '1-float32', sampleRate: 1 }] }, auth);
     for (let i = 0; i < 20; i++) expect((await predict(call, i, `u${i}`)).json).toEqual(expected[i]);
-    await new Promise((r) => setTimeout(r, 50)); // shadows run after the responses
+    await settled(); // shadows run after the responses
     const stats = (await call('GET', '/v1/models/flight-delay/stats', undefined, auth)).json;
     expect(stats.shadows['1-float32'].runs).toBe(20);
     expect(stats.shadows['1-float32'].errors).toBe(0);
@@ -86,9 +95,8 @@ describe('routing tables', () => {
     const broken = newApp({ FAIL_MODEL_LOAD: 'flight-delay@1-float32' });
     await broken.call('PUT', '/v1/models/flight-delay/routing', { stable: '1', shadows: [{ version: '1-float32', sampleRate: 1 }] }, broken.auth);
     for (let i = 0; i < 10; i++) expect((await predict(broken.call, i, `u${i}`)).json).toEqual(expected[i]);
-    await new Promise((r) => setTimeout(r, 50));
+    await broken.settled();
     const bstats = (await broken.call('GET', '/v1/models/flight-delay/stats', undefined, broken.auth)).json;
     expect(bstats.shadows['1-float32'].errors).toBe(10);
-    await broken.call('PUT', '/v1/models/flight-delay/routing', { stable: '1' }, broken.auth);
   });
 });

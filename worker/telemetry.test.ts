@@ -1,9 +1,10 @@
 // Edge telemetry end to end inside workerd: requests are sketched per model version and the
 // windows reach the model's DriftAggregator (real Durable Object storage), each exactly once.
-import { env } from 'cloudflare:test';
+import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { decodeSummary, type CategoricalSketch, type TDigest } from '../core/index.ts';
 import flightGolden from '../models/flight-delay/golden.json';
+import { isolatedNamespace } from '../test/support/namespaces.ts';
 import type { DriftAggregator } from './aggregator.ts';
 import { createApp, type Env } from './app.ts';
 import { createWasmSession } from './engine/ort-workerd.ts';
@@ -15,23 +16,26 @@ describe('edge telemetry', () => {
   it('sketches every served row (v1 and v2) and ships closed windows to the aggregator once', async () => {
     const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
     // Windows close by rows only here (an aligned time boundary mid-test would cut one short).
-    const bindings = { ...(env as Env), CACHE_MAX_BYTES: '0', TELEMETRY_MAX_ROWS: '10', TELEMETRY_WINDOW_MS: '3600000', OPERATOR_TOKEN: 'op' };
+    // This test's own aggregator (storage is shared across a file's tests), and one execution
+    // context for every request, to wait for the flushes they leave behind.
+    const ns = isolatedNamespace((env as unknown as { AGGREGATOR: DurableObjectNamespace<DriftAggregator> }).AGGREGATOR, 'edge-telemetry');
+    const bindings = { ...(env as Env), AGGREGATOR: ns, CACHE_MAX_BYTES: '0', TELEMETRY_MAX_ROWS: '10', TELEMETRY_WINDOW_MS: '3600000', OPERATOR_TOKEN: 'op' };
+    const ctx = createExecutionContext();
     const post = (path: string, body: unknown) =>
       app.request(
         path,
         { method: 'POST', headers: { 'content-type': 'application/json', 'x-latency-budget-ms': '10000' }, body: JSON.stringify(body) },
         bindings,
+        ctx,
       );
     for (let i = 0; i < 25; i++) expect((await post('/v1/models/flight-delay/predict', { instances: [rows[i].features] })).status).toBe(200);
     const r = rows[0].inputs;
     const inputs = ['month', 'day_of_week', 'hour', 'origin', 'destination'].map((name) => ({ name, datatype: 'INT64', shape: [1], data: [r[name]] }));
     inputs.push({ name: 'distance', datatype: 'FP32', shape: [1], data: [r.distance] });
     for (let i = 0; i < 5; i++) expect((await post('/v2/models/flight-delay/infer', { inputs })).status).toBe(200);
-    await new Promise((res) => setTimeout(res, 100)); // flushes run after the responses
+    await waitOnExecutionContext(ctx); // flushes run after the responses
 
-    const agg = (env as unknown as { AGGREGATOR: DurableObjectNamespace<DriftAggregator> }).AGGREGATOR.get(
-      (env as unknown as { AGGREGATOR: DurableObjectNamespace<DriftAggregator> }).AGGREGATOR.idFromName('flight-delay'),
-    );
+    const agg = ns.get(ns.idFromName('flight-delay'));
     const counters = await agg.counters();
     expect(counters.stored).toBe(3); // 30 rows in windows of 10
     expect(counters.rows).toBe(30);
