@@ -4,6 +4,7 @@
 // failing to load; SwiftShader's WebGPU adapter) and must reproduce the golden top-k within the
 // model's tolerance, with the page's main thread ticking throughout. Telemetry from the page
 // must reach the model's aggregator and show in the operator API; bad tokens are refused.
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -12,7 +13,8 @@ import { buildBrowser } from '../../browser/build.ts';
 import { compareGolden } from '../../browser/golden.ts';
 import type { ModelManifest } from '../../core/index.ts';
 import { launchChromium, resolveChromium } from '../support/chromium.ts';
-import { freePort, ROOT, startWorker, stop, waitFor } from '../support/servers.ts';
+import { freePort, ROOT, startWorker, stop, waitFor as waitForUrl } from '../support/servers.ts';
+import { waitFor } from '../support/wait.ts';
 
 const OPERATOR_TOKEN = 'op-browser-e2e';
 const manifest = JSON.parse(readFileSync(join(ROOT, 'models/movielens-topk/manifest.json'), 'utf8')) as ModelManifest;
@@ -27,19 +29,32 @@ const webgpu = browser.webgpu === true;
 const noWebgpu = webgpu ? '' : ` (skipped: ${(browser.webgpu as { reason: string }).reason})`;
 const BACKENDS_SEEN = webgpu ? ['wasm', 'edge', 'webgpu'] : ['wasm', 'edge'];
 
-let base = '';
-let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
+/** Every worker this file started, stopped at the end. */
+const workers: ChildProcess[] = [];
+
+/** A worker of its own under wrangler dev (a fresh aggregator), up; its base URL and process. */
+async function newWorker(): Promise<{ base: string; child: ChildProcess }> {
+  const port = await freePort();
+  const child = await startWorker(port, { OPERATOR_TOKEN, TELEMETRY_BROWSER_FLUSH_MS: '200' });
+  workers.push(child);
+  const base = `http://127.0.0.1:${port}`;
+  await waitForUrl(`${base}/healthz`);
+  return { base, child };
+}
+
+/**
+ * The worker shared by the tests that only need one to answer (the backend paths, /demo). Tests
+ * that count what reached the aggregator, or stop their worker, start their own (newWorker).
+ */
+let sharedBase = '';
 
 beforeAll(async () => {
   await buildBrowser({ quiet: true });
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  worker = await startWorker(port, { OPERATOR_TOKEN, TELEMETRY_BROWSER_FLUSH_MS: '200' });
-  await waitFor(`${base}/healthz`);
+  sharedBase = (await newWorker()).base;
 }, 150_000);
 
 afterAll(async () => {
-  if (worker) await stop(worker);
+  await Promise.all(workers.map(stop));
 });
 
 interface Scenario {
@@ -99,8 +114,8 @@ async function scenario(page: Page, options: { prefer?: string[]; keep?: boolean
   ) as Promise<Scenario>;
 }
 
-/** A page on the worker's origin with the runtime's module loaded (as an app would import it). */
-async function openPage(context: import('playwright-core').BrowserContext): Promise<Page> {
+/** A page on the worker's origin (`base`) with the runtime's module loaded (as an app would import it). */
+async function openPage(context: import('playwright-core').BrowserContext, base: string): Promise<Page> {
   const page = await context.newPage();
   await page.goto(`${base}/v2/health/live`);
   await page.addScriptTag({ type: 'module', content: "import { createRuntime } from '/browser/runtime.js'; globalThis.createRuntime = createRuntime;" });
@@ -126,7 +141,7 @@ describe('browser runtime in Chromium against wrangler dev', () => {
   it('WASM path (no WebGPU adapter): golden top-k, responsive page, Cache Storage on the second load, run-time demotion to the edge', async () => {
     const { context, close } = await launchChromium();
     try {
-      const page = await openPage(context);
+      const page = await openPage(context, sharedBase);
       const s = await scenario(page);
       expect(s.attempts[0]).toMatchObject({ backend: 'webgpu', ok: false });
       expect(s.attempts[0].reason).toMatch(/no WebGPU adapter|navigator.gpu/);
@@ -178,7 +193,7 @@ describe('browser runtime in Chromium against wrangler dev', () => {
     try {
       // A real load failure: the .wasm requests from the inference worker are aborted.
       await context.route('**/browser/ort/*.wasm', (route) => route.abort('failed'));
-      const page = await openPage(context);
+      const page = await openPage(context, sharedBase);
       const s = await scenario(page);
       expect(s.backend).toBe('edge');
       expect(s.attempts.map((a) => [a.backend, a.ok])).toEqual([
@@ -200,7 +215,7 @@ describe('browser runtime in Chromium against wrangler dev', () => {
     async () => {
       const { context, close } = await launchChromium({ args: ['--enable-unsafe-webgpu'] });
       try {
-        const page = await openPage(context);
+        const page = await openPage(context, sharedBase);
         const s = await scenario(page);
         expect(s.attempts[0].reason).toBeUndefined();
         expect(s.backend).toBe('webgpu');
@@ -254,7 +269,7 @@ describe('browser runtime in Chromium against wrangler dev', () => {
     const rows = fg.rows.slice(0, 40);
     const { context, close } = await launchChromium();
     try {
-      const page = await openPage(context);
+      const page = await openPage(context, sharedBase);
       const out = await page.evaluate(
         async (instances) => {
           const { createRuntime } = globalThis as unknown as { createRuntime: (o: object) => any };
@@ -285,6 +300,8 @@ describe('browser runtime in Chromium against wrangler dev', () => {
   });
 
   it('telemetry from the page reaches the aggregator and the operator API; sendBeacon on pagehide; bad tokens refused', async () => {
+    // A worker of its own: its aggregator holds only what this test's pages send.
+    const { base } = await newWorker();
     // The operator's view. Browser rows are told apart by the `backend` feature, which only
     // browser summaries carry. (Reads the aggregator, not this isolate's counters: wrangler dev
     // may restart the isolate when files change.)
@@ -297,23 +314,43 @@ describe('browser runtime in Chromium against wrangler dev', () => {
         backends: d.windows.flatMap((w) => w.features?.backend?.top ?? []).map((t) => t.value),
       };
     };
-    const until = async (ok: (d: Awaited<ReturnType<typeof drift>>) => boolean) => {
-      const deadline = Date.now() + 20_000;
-      let d = await drift();
-      while (!ok(d) && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 250));
-        d = await drift();
-      }
-      return d;
+    /** Waits (bounded) until the operator's view satisfies `ok`; returns that view. */
+    const until = async (what: string, ok: (d: Awaited<ReturnType<typeof drift>>) => boolean) => {
+      let last: Awaited<ReturnType<typeof drift>> | undefined;
+      return waitFor(
+        async () => {
+          last = await drift();
+          return ok(last) && last;
+        },
+        { what: () => `${what} (the aggregator has ${JSON.stringify(last)})`, timeoutMs: 20_000, intervalMs: 250 },
+      );
     };
-    // The paths above flushed theirs (WASM, edge, and WebGPU where there is one: 17 rows each at least).
-    const flushed = await until((d) => d.rows >= BACKENDS_SEEN.length * (ROWS.length + 1) && BACKENDS_SEEN.every((b) => d.backends.includes(b)));
+    // Each path of the ladder, forced as the tests above force it, sends what it saw (one
+    // recommend and the golden rows: 17 rows) and flushes.
+    const paths: { backend: string; args?: string[]; noWasm?: boolean }[] = [
+      { backend: 'wasm' },
+      { backend: 'edge', noWasm: true },
+      ...(webgpu ? [{ backend: 'webgpu', args: ['--enable-unsafe-webgpu'] }] : []),
+    ];
+    for (const path of paths) {
+      const { context, close } = await launchChromium({ args: path.args });
+      try {
+        if (path.noWasm) await context.route('**/browser/ort/*.wasm', (route) => route.abort('failed'));
+        expect((await scenario(await openPage(context, base))).backend).toBe(path.backend);
+      } finally {
+        await close();
+      }
+    }
+    const flushed = await until(
+      `${BACKENDS_SEEN.length * (ROWS.length + 1)} browser rows from ${BACKENDS_SEEN.join(', ')}`,
+      (d) => d.rows >= BACKENDS_SEEN.length * (ROWS.length + 1) && BACKENDS_SEEN.every((b) => d.backends.includes(b)),
+    );
     expect(flushed.rows).toBeGreaterThanOrEqual(BACKENDS_SEEN.length * (ROWS.length + 1));
     expect(flushed.backends).toEqual(expect.arrayContaining(BACKENDS_SEEN));
 
     const { context, close } = await launchChromium();
     try {
-      const page = await openPage(context);
+      const page = await openPage(context, base);
       // This page does not flush: what it saw leaves on pagehide, by sendBeacon.
       const before = (await drift()).rows;
       await scenario(page, { keep: true });
@@ -332,15 +369,16 @@ describe('browser runtime in Chromium against wrangler dev', () => {
         [401, 'invalid_token'],
       ]);
       await page.goto('about:blank');
-      const after = await until((d) => d.rows >= before + ROWS.length + 1);
+      const after = await until(`the beacon's ${ROWS.length + 1} rows`, (d) => d.rows >= before + ROWS.length + 1);
       expect(after.rows).toBeGreaterThanOrEqual(before + ROWS.length + 1);
     } finally {
       await close();
     }
     expect((await fetch(`${base}/v1/models/movielens-topk/drift`)).status).toBe(401);
-  });
+  }, 180_000);
 
   it('/demo recommends from a few picks on the device, says who answered and how fast, and keeps working offline', async () => {
+    const base = sharedBase;
     const { context, close } = await launchChromium();
     try {
       const page = await context.newPage();
@@ -362,12 +400,13 @@ describe('browser runtime in Chromium against wrangler dev', () => {
       // Network cut: the model is on the device, so another pick still gets answers.
       await context.setOffline(true);
       await pick('Matrix');
-      const deadline = Date.now() + 10_000;
-      let next = await shown();
-      while ((next.join() === first.join() || next.length === 0) && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 50));
-        next = await shown();
-      }
+      const next = await waitFor(
+        async () => {
+          const ids = await shown();
+          return ids.length > 0 && ids.join() !== first.join() && ids;
+        },
+        { what: 'the offline pick to change the recommendations', timeoutMs: 10_000, intervalMs: 50 },
+      );
       expect(next).toHaveLength(10);
       expect(next).not.toEqual(first);
       expect(await page.textContent('#answered-by')).toBe('wasm');
@@ -380,6 +419,9 @@ describe('browser runtime in Chromium against wrangler dev', () => {
   });
 
   it('offline, telemetry stays within its outbox bound (oldest windows merged) and arrives whole once back online', async () => {
+    // A worker of its own: nothing but this page sends to its aggregator, so the rows it holds
+    // change only by what this page sends.
+    const { base } = await newWorker();
     const rowsSeen = async () => {
       const res = await fetch(`${base}/v1/models/movielens-topk/drift`, { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } });
       const d = (await res.json()) as { windows: { features?: Record<string, { count: number }> }[] };
@@ -387,21 +429,15 @@ describe('browser runtime in Chromium against wrangler dev', () => {
     };
     const { context, close } = await launchChromium();
     try {
-      const page = await openPage(context);
+      const page = await openPage(context, base);
       await page.evaluate(async () => {
         const { createRuntime } = globalThis as unknown as { createRuntime: (o: object) => { ready: Promise<unknown> } };
         const rt = createRuntime({ model: 'movielens-topk', prefer: ['wasm'], telemetry: { intervalMs: 100, maxOutbox: 3 } });
         (globalThis as unknown as { rt: unknown }).rt = rt;
         await rt.ready;
       });
-      // Earlier pages' beacons and the isolate's merge window settle first.
-      let before = await rowsSeen();
-      for (let i = 0; i < 15; i++) {
-        await new Promise((r) => setTimeout(r, 700));
-        const now = await rowsSeen();
-        if (now === before) break;
-        before = now;
-      }
+      // Loading observes no rows: nothing is on its way to the aggregator.
+      const before = await rowsSeen();
       await context.setOffline(true);
       const offline = await page.evaluate(
         async (histories) => {
@@ -413,7 +449,8 @@ describe('browser runtime in Chromium against wrangler dev', () => {
           let maxOutbox = 0;
           for (const h of histories) {
             await rt.recommend(h, 10);
-            await new Promise((r) => setTimeout(r, 60)); // windows close every 100 ms, flushes fail
+            // The clock is the point: windows close every 100 ms, so these rows span several windows, whose flushes fail.
+            await new Promise((r) => setTimeout(r, 60));
             maxOutbox = Math.max(maxOutbox, rt.stats().telemetry.outbox);
           }
           return { ...rt.stats().telemetry, maxOutbox };
@@ -432,21 +469,22 @@ describe('browser runtime in Chromium against wrangler dev', () => {
       expect(online.outbox).toBe(0);
       expect(online.sent).toBeGreaterThanOrEqual(1);
       expect(online.sent).toBeLessThanOrEqual(4);
-      const deadline = Date.now() + 20_000;
-      let after = await rowsSeen();
-      while (after < before + ROWS.length && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 250));
-        after = await rowsSeen();
-      }
+      let after = before;
+      await waitFor(async () => (after = await rowsSeen()) >= before + ROWS.length, {
+        what: () => `the ${ROWS.length} rows seen offline in the aggregator (it has ${after - before} more than before)`,
+        timeoutMs: 20_000,
+        intervalMs: 250,
+      });
       // Every row seen offline, no more: merged windows lost time resolution, not rows.
       expect(after - before).toBe(ROWS.length);
     } finally {
       await close();
     }
-  });
+  }, 120_000);
 
-  // Last: it stops the worker.
   it('/demo reloads and recommends with the worker gone, once loaded (service worker + Cache Storage)', async () => {
+    // A worker of its own, since this test stops it.
+    const { base, child } = await newWorker();
     const { context, close } = await launchChromium();
     try {
       const page = await context.newPage();
@@ -461,8 +499,7 @@ describe('browser runtime in Chromium against wrangler dev', () => {
       await page.reload();
       await page.waitForSelector('body[data-ready]', { timeout: 60_000 });
 
-      await stop(worker!);
-      worker = undefined;
+      await stop(child);
       expect(
         await fetch(`${base}/healthz`).then(
           () => 'up',
@@ -482,5 +519,5 @@ describe('browser runtime in Chromium against wrangler dev', () => {
     } finally {
       await close();
     }
-  });
+  }, 120_000);
 });
