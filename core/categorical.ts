@@ -18,6 +18,7 @@
  * Weights are positive safe integers: these are counts.
  */
 import { ByteReader, ByteWriter, isWellFormed } from './bytes.ts';
+import { frameSketch, kindMismatch, type Sketch, type SketchDescription } from './sketch.ts';
 
 const FORMAT = 1;
 export const MAX_CATEGORICAL_CAPACITY = 65_536;
@@ -32,7 +33,7 @@ export interface CategoryCount {
   error: number;
 }
 
-export class CategoricalSketch {
+export class CategoricalSketch implements Sketch {
   readonly capacity: number;
   // A binary min-heap on (count, value) over parallel arrays, plus value -> heap slot.
   #values: string[] = [];
@@ -47,6 +48,10 @@ export class CategoricalSketch {
       throw new RangeError(`CategoricalSketch capacity must be an integer in [1, ${MAX_CATEGORICAL_CAPACITY}], got ${capacity}`);
     }
     this.capacity = capacity;
+  }
+
+  get kind(): 'categorical' {
+    return 'categorical';
   }
 
   /** Total weight added. */
@@ -134,8 +139,13 @@ export class CategoricalSketch {
     return { counts, other: Math.max(0, this.#total - attributed) };
   }
 
-  /** Adds everything `other` has seen (see the header for the bounds). `other` is not changed. */
-  merge(other: CategoricalSketch): this {
+  /**
+   * Adds everything `other` has seen (see the header for the bounds). `other` is not changed.
+   * Throws SketchMergeError when it is not a CategoricalSketch; one of another capacity merges
+   * (this one's capacity stays).
+   */
+  merge(other: Sketch): this {
+    if (!(other instanceof CategoricalSketch)) throw kindMismatch('categorical', other);
     if (other === this) return this.merge(this.clone());
     this.#mergeInPlace(other);
     return this;
@@ -210,6 +220,16 @@ export class CategoricalSketch {
     c.#total = this.#total;
     c.#absent = this.#absent;
     return c;
+  }
+
+  /** The summary format's record of this sketch: its kind code, length and toBytes(). */
+  encode(): Uint8Array {
+    return frameSketch('categorical', this.toBytes());
+  }
+
+  /** The total and the 10 largest counts. */
+  describe(): SketchDescription {
+    return { kind: 'categorical', count: this.#total, top: this.top(10) };
   }
 
   /**

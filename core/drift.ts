@@ -15,10 +15,11 @@
  * evict; after that, values are taken at their guaranteed counts with the rest in "other"
  * (see CategoricalSketch.distribution).
  */
-import { CategoricalSketch } from './categorical.ts';
-import { Histogram } from './histogram.ts';
+import type { CategoricalSketch } from './categorical.ts';
+import type { Histogram } from './histogram.ts';
+import type { SketchKind } from './sketch.ts';
 import { chiSquareCritical, chiSquareSurvival, kolmogorovSurvival } from './stats.ts';
-import { TDigest } from './tdigest.ts';
+import type { TDigest } from './tdigest.ts';
 
 export type DriftMethod = 'psi' | 'ks' | 'wasserstein' | 'jensen_shannon' | 'chi_square' | 'out_of_range';
 
@@ -100,8 +101,8 @@ export function jensenShannon(
 ): DriftResult {
   let b: Float64Array;
   let w: Float64Array | undefined;
-  if (baseline instanceof CategoricalSketch || current instanceof CategoricalSketch) {
-    if (!(baseline instanceof CategoricalSketch && current instanceof CategoricalSketch)) {
+  if (baseline.kind === 'categorical' || current.kind === 'categorical') {
+    if (!(baseline.kind === 'categorical' && current.kind === 'categorical')) {
       throw new TypeError('jensenShannon needs two categorical sketches or two numeric sketches');
     }
     const [bc, wc] = alignCategories(baseline, current);
@@ -318,7 +319,7 @@ export function compareSketches(
   current: TDigest | Histogram | CategoricalSketch,
   { seasonal = false, range = true }: CompareOptions = {},
 ): Partial<Record<DriftMethod, DriftResult>> {
-  if (baseline instanceof TDigest && current instanceof TDigest) {
+  if (baseline.kind === 'tdigest' && current.kind === 'tdigest') {
     if (seasonal) return { out_of_range: outOfRange(baseline, current) };
     const shape = {
       psi: psi(baseline, current),
@@ -328,18 +329,16 @@ export function compareSketches(
     };
     return range ? { ...shape, out_of_range: outOfRange(baseline, current) } : shape;
   }
-  if (baseline instanceof Histogram && current instanceof Histogram) {
+  if (baseline.kind === 'histogram' && current.kind === 'histogram') {
     return { psi: psi(baseline, current), jensen_shannon: jensenShannon(baseline, current) };
   }
-  if (baseline instanceof CategoricalSketch && current instanceof CategoricalSketch) {
+  if (baseline.kind === 'categorical' && current.kind === 'categorical') {
     return { jensen_shannon: jensenShannon(baseline, current), chi_square: chiSquare(baseline, current) };
   }
-  throw new TypeError(`cannot compare a ${kindOf(baseline)} baseline with a ${kindOf(current)} window`);
+  throw new TypeError(`cannot compare a ${KIND_NAMES[baseline.kind]} baseline with a ${KIND_NAMES[current.kind]} window`);
 }
 
-function kindOf(s: unknown): string {
-  return s instanceof TDigest ? 't-digest' : s instanceof Histogram ? 'histogram' : s instanceof CategoricalSketch ? 'categorical' : typeof s;
-}
+const KIND_NAMES: Record<SketchKind, string> = { tdigest: 't-digest', histogram: 'histogram', categorical: 'categorical' };
 
 function result(
   method: DriftMethod,
@@ -357,7 +356,7 @@ function result(
  * Digest bins are (−∞, e1], (e1, e2], …, (e_{k−1}, ∞) at the baseline's quantiles i/bins.
  */
 function binShares(baseline: NumericSketch, current: NumericSketch, bins: number): [Float64Array, Float64Array | undefined] {
-  if (baseline instanceof Histogram && current instanceof Histogram) {
+  if (baseline.kind === 'histogram' && current.kind === 'histogram') {
     if (baseline.edges.length !== current.edges.length || baseline.edges.some((e, i) => e !== current.edges[i])) {
       throw new RangeError('histograms compared for drift must have the same edges');
     }
@@ -365,7 +364,7 @@ function binShares(baseline: NumericSketch, current: NumericSketch, bins: number
     if (baseline.count === 0) return [new Float64Array(1).fill(1), current.count > 0 ? new Float64Array(1).fill(1) : undefined];
     return [normalise(baseline.counts()), current.count > 0 ? normalise(current.counts()) : undefined];
   }
-  if (!(baseline instanceof TDigest && current instanceof TDigest)) {
+  if (!(baseline.kind === 'tdigest' && current.kind === 'tdigest')) {
     throw new TypeError('binned statistics need two t-digests or two histograms');
   }
   if (!(Number.isInteger(bins) && bins >= 2)) throw new RangeError(`bins must be an integer >= 2, got ${bins}`);

@@ -8,13 +8,14 @@
  */
 import { ByteReader, ByteWriter } from './bytes.ts';
 import { SketchMergeError } from './errors.ts';
+import { frameSketch, kindMismatch, type Sketch, type SketchDescription } from './sketch.ts';
 import type { TDigest } from './tdigest.ts';
 
 const FORMAT = 1;
 /** Upper bound on edges, so a decoded histogram can never be absurdly large. */
 export const MAX_HISTOGRAM_EDGES = 4096;
 
-export class Histogram {
+export class Histogram implements Sketch {
   readonly edges: Float64Array;
   readonly #counts: Float64Array;
   #nan = 0;
@@ -45,6 +46,10 @@ export class Histogram {
     }
     if (edges.length === 0) edges.push(baseline.quantile(0.5));
     return new Histogram({ edges });
+  }
+
+  get kind(): 'histogram' {
+    return 'histogram';
   }
 
   get binCount(): number {
@@ -92,8 +97,12 @@ export class Histogram {
     return this;
   }
 
-  /** Adds `other`'s counts; the edges must be identical. `other` is not changed. */
-  merge(other: Histogram): this {
+  /**
+   * Adds `other`'s counts. `other` is not changed. Throws SketchMergeError when it is not a
+   * Histogram or its edges are not identical.
+   */
+  merge(other: Sketch): this {
+    if (!(other instanceof Histogram)) throw kindMismatch('histogram', other);
     if (!sameEdges(this.edges, other.edges)) throw new SketchMergeError('cannot merge histograms with different edges');
     const counts = other.#counts;
     for (let i = 0; i < counts.length; i++) this.#counts[i] += counts[i];
@@ -103,6 +112,15 @@ export class Histogram {
 
   clone(): Histogram {
     return new Histogram({ edges: this.edges }).merge(this);
+  }
+
+  /** The summary format's record of this histogram: its kind code, length and toBytes(). */
+  encode(): Uint8Array {
+    return frameSketch('histogram', this.toBytes());
+  }
+
+  describe(): SketchDescription {
+    return { kind: 'histogram', count: this.count };
   }
 
   /**

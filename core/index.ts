@@ -22,6 +22,7 @@ export {
   mergeInto,
   encodeSummary,
   decodeSummary,
+  decodeSketch,
   profileToJSON,
   profileFromJSON,
   sketchToJSON,
@@ -37,6 +38,9 @@ export {
   type Counters,
   type CreateProfileOptions,
 } from './profile.ts';
+// The contract the three sketch classes implement (its interface is core/sketch.ts's Sketch; the
+// `Sketch` above is their union, discriminated by `kind`).
+export type { SketchKind, SketchDescription, SketchEncodeOptions } from './sketch.ts';
 export { SummaryDecodeError, SketchMergeError } from './errors.ts';
 export { crc32 } from './crc32.ts';
 export type {

@@ -22,7 +22,7 @@ export interface SketchJudgement {
 
 /** `live` against `reference` (see the header); undefined when they cannot be compared. */
 export function judgeSketch(reference: Sketch | undefined, live: Sketch, options: CompareOptions = {}): SketchJudgement | undefined {
-  if (!reference || reference.constructor !== live.constructor) return undefined;
+  if (!reference || reference.kind !== live.kind) return undefined;
   const drift = compareSketches(reference, live, options);
   return { drift, drifted: Object.values(drift).some((r) => r?.drifted) };
 }

@@ -17,7 +17,8 @@
  *
  *   string := varint byte length · UTF-8 bytes
  *   sketch := u8 kind (1 t-digest, 2 histogram, 3 categorical) · varint byte length · body
- *             (the body is the sketch's own toBytes())
+ *             (the body is the sketch's own toBytes(); Sketch.encode() writes the whole
+ *             record, decodeSketch reads one)
  *
  * decodeSummary checks magic, version and CRC before parsing, bounds every declared length by
  * the bytes that remain, and throws only SummaryDecodeError.
@@ -27,8 +28,14 @@ import { CategoricalSketch } from './categorical.ts';
 import { crc32 } from './crc32.ts';
 import { SketchMergeError, SummaryDecodeError } from './errors.ts';
 import { Histogram, sameEdges } from './histogram.ts';
+import { frameSketch, SKETCH_WIRE_CODES } from './sketch.ts';
 import { TDigest, type TDigestBytesOptions } from './tdigest.ts';
 
+/**
+ * A sketch of a profile: one of the three classes, each implementing the Sketch interface of
+ * sketch.ts (merge, clone, encode, describe), told apart by `kind` ('tdigest' narrows to
+ * TDigest, and so on).
+ */
 export type Sketch = TDigest | Histogram | CategoricalSketch;
 export type SourceKind = 'edge' | 'browser' | 'baseline' | 'merged';
 export const SOURCE_KINDS: readonly SourceKind[] = ['edge', 'browser', 'baseline', 'merged'];
@@ -64,10 +71,6 @@ export const SUMMARY_LIMITS = { nameBytes: 256, modelBytes: 128, sourceIdBytes: 
 /** Counter names: identifiers, so that they are safe as object keys (no __proto__) and in JSON. */
 export const COUNTER_NAME = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/;
 
-const KIND_TDIGEST = 1;
-const KIND_HISTOGRAM = 2;
-const KIND_CATEGORICAL = 3;
-
 export interface CreateProfileOptions {
   model: string;
   modelVersion: string;
@@ -102,17 +105,6 @@ export function createProfile({
   };
 }
 
-function cloneSketch(s: Sketch): Sketch {
-  return s.clone();
-}
-
-function mergeSketch(name: string, into: Sketch, from: Sketch): void {
-  if (into instanceof TDigest && from instanceof TDigest) into.merge(from);
-  else if (into instanceof Histogram && from instanceof Histogram) into.merge(from);
-  else if (into instanceof CategoricalSketch && from instanceof CategoricalSketch) into.merge(from);
-  else throw new SketchMergeError(`sketch "${name}" has different kinds in the two profiles`);
-}
-
 /**
  * A new profile holding everything `a` and `b` saw; neither is changed. Both must describe
  * the same model and version. The window becomes the smallest one covering both. The source
@@ -123,8 +115,8 @@ export function mergeProfiles(a: Profile, b: Profile): Profile {
   const copy: Profile = {
     ...a,
     source: { ...a.source },
-    features: new Map([...a.features].map(([k, v]) => [k, cloneSketch(v)])),
-    outputs: new Map([...a.outputs].map(([k, v]) => [k, cloneSketch(v)])),
+    features: new Map([...a.features].map(([k, v]) => [k, v.clone()])),
+    outputs: new Map([...a.outputs].map(([k, v]) => [k, v.clone()])),
     latency: a.latency.clone(),
     counters: { ...a.counters },
   };
@@ -149,8 +141,8 @@ export function mergeInto(into: Profile, from: Profile): Profile {
     for (const [k, v] of theirs) {
       const m = mine.get(k);
       if (!m) continue;
-      if (m.constructor !== v.constructor) throw new SketchMergeError(`sketch "${k}" has different kinds in the two profiles`);
-      if (m instanceof Histogram && !sameEdges(m.edges, (v as Histogram).edges))
+      if (m.kind !== v.kind) throw new SketchMergeError(`sketch "${k}" has different kinds in the two profiles`);
+      if (m.kind === 'histogram' && v.kind === 'histogram' && !sameEdges(m.edges, v.edges))
         throw new SketchMergeError(`cannot merge histograms "${k}" with different edges`);
       checkSums(`sketch "${k}"`, m, v);
     }
@@ -175,8 +167,8 @@ export function mergeInto(into: Profile, from: Profile): Profile {
   for (const [mine, theirs] of sections) {
     for (const [k, v] of theirs) {
       const m = mine.get(k);
-      if (m) mergeSketch(k, m, v);
-      else mine.set(k, cloneSketch(v));
+      if (m) m.merge(v);
+      else mine.set(k, v.clone());
     }
   }
   into.latency.merge(from.latency);
@@ -186,13 +178,13 @@ export function mergeInto(into: Profile, from: Profile): Profile {
 /** Throws SketchMergeError when merging `b` into `a` would take an integer count past 2^53 - 1. */
 function checkSums(what: string, a: Sketch, b: Sketch): void {
   const pairs: [string, number, number][] =
-    a instanceof TDigest && b instanceof TDigest
+    a.kind === 'tdigest' && b.kind === 'tdigest'
       ? [
           ['NaN count', a.nanCount, b.nanCount],
           ['+Infinity count', a.posInfCount, b.posInfCount],
           ['-Infinity count', a.negInfCount, b.negInfCount],
         ]
-      : a instanceof CategoricalSketch && b instanceof CategoricalSketch
+      : a.kind === 'categorical' && b.kind === 'categorical'
         ? [
             ['total', a.count, b.count],
             // A count (or the absent bound) after the merge is at most the largest of each side plus both bounds.
@@ -202,12 +194,6 @@ function checkSums(what: string, a: Sketch, b: Sketch): void {
   for (const [name, x, y] of pairs) {
     if (!Number.isSafeInteger(x + y)) throw new SketchMergeError(`${what}: ${name} would pass 2^53 - 1 (${x} + ${y})`);
   }
-}
-
-function writeSketch(w: ByteWriter, s: Sketch, opts: TDigestBytesOptions): void {
-  const kind = s instanceof TDigest ? KIND_TDIGEST : s instanceof Histogram ? KIND_HISTOGRAM : KIND_CATEGORICAL;
-  const body = s instanceof TDigest ? s.toBytes(opts) : s.toBytes();
-  w.u8(kind).varint(body.length).bytes(body);
 }
 
 const utf8 = new TextEncoder();
@@ -250,13 +236,12 @@ export function encodeSummary(profile: Profile, opts: TDigestBytesOptions = {}):
     if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`counter ${name} must be a non-negative integer, got ${value}`);
     w.string(name).varint(value);
   }
-  writeSketch(w, profile.latency, opts);
+  w.bytes(profile.latency.encode(opts));
   for (const m of [profile.features, profile.outputs]) {
     w.varint(m.size);
     for (const [name, s] of m) {
       checkName('sketch name', name, SUMMARY_LIMITS.nameBytes);
-      w.string(name);
-      writeSketch(w, s, opts);
+      w.string(name).bytes(s.encode(opts));
     }
   }
   const body = w.finish();
@@ -264,17 +249,23 @@ export function encodeSummary(profile: Profile, opts: TDigestBytesOptions = {}):
   return out.bytes(body).u32(crc32(body)).finish();
 }
 
+/** The reader of each sketch kind code. */
+const SKETCH_READERS = new Map<number, (r: ByteReader) => Sketch>([
+  [SKETCH_WIRE_CODES.tdigest, (r) => TDigest.read(r)],
+  [SKETCH_WIRE_CODES.histogram, (r) => Histogram.read(r)],
+  [SKETCH_WIRE_CODES.categorical, (r) => CategoricalSketch.read(r)],
+]);
+
 function readSketch(r: ByteReader, what: string): Sketch {
   const kindAt = r.offset;
   const kind = r.u8(`${what} kind`);
-  if (kind !== KIND_TDIGEST && kind !== KIND_HISTOGRAM && kind !== KIND_CATEGORICAL) {
-    throw new SummaryDecodeError(`${what} has unknown kind ${kind}`, { offset: kindAt });
-  }
+  const read = SKETCH_READERS.get(kind);
+  if (!read) throw new SummaryDecodeError(`${what} has unknown kind ${kind}`, { offset: kindAt });
   const len = r.count(`${what} length`, 1);
   const start = r.offset;
   const sub = new ByteReader(r.bytes(len, what));
   try {
-    const s = kind === KIND_TDIGEST ? TDigest.read(sub) : kind === KIND_HISTOGRAM ? Histogram.read(sub) : CategoricalSketch.read(sub);
+    const s = read(sub);
     sub.end(what);
     return s;
   } catch (e) {
@@ -300,12 +291,30 @@ function readSketches(r: ByteReader, what: string): Map<string, Sketch> {
  * short input, wrong magic or version, CRC mismatch, lengths past the end, invalid sketches.
  */
 export function decodeSummary(bytes: Uint8Array): Profile {
+  return decodeOnly('summary', () => decodeUnchecked(bytes));
+}
+
+/**
+ * Decodes one sketch record as Sketch.encode() writes it (and the summary format holds it).
+ * Throws SummaryDecodeError, and nothing else, for anything malformed or trailing bytes.
+ */
+export function decodeSketch(bytes: Uint8Array): Sketch {
+  return decodeOnly('sketch', () => {
+    if (!(bytes instanceof Uint8Array)) throw new SummaryDecodeError('sketch must be a Uint8Array');
+    const r = new ByteReader(bytes);
+    const s = readSketch(r, 'sketch');
+    r.end('sketch');
+    return s;
+  });
+}
+
+function decodeOnly<T>(what: string, decode: () => T): T {
   try {
-    return decodeUnchecked(bytes);
+    return decode();
   } catch (e) {
     if (e instanceof SummaryDecodeError) throw e;
     // Defence in depth: any other failure in parsing is still the input's fault.
-    throw new SummaryDecodeError(`malformed summary: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    throw new SummaryDecodeError(`malformed ${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
 }
 
@@ -351,7 +360,7 @@ function decodeUnchecked(bytes: Uint8Array): Profile {
   // The four standard counters are always present, and count against the limit.
   if (Object.keys(counters).length > SUMMARY_LIMITS.counters) r.fail(`more than ${SUMMARY_LIMITS.counters} counters with the standard four`);
   const latency = readSketch(r, 'latency');
-  if (!(latency instanceof TDigest)) throw new SummaryDecodeError('latency must be a t-digest', { offset: r.offset });
+  if (latency.kind !== 'tdigest') throw new SummaryDecodeError('latency must be a t-digest', { offset: r.offset });
   const features = readSketches(r, 'feature');
   const outputs = readSketches(r, 'output');
   r.end('summary');
@@ -409,7 +418,7 @@ const JSON_QUANTILES: [string, number][] = [
 ];
 
 export function sketchToJSON(s: Sketch): SketchJSON {
-  if (s instanceof TDigest) {
+  if (s.kind === 'tdigest') {
     const { means, weights } = s.centroids();
     const empty = s.count === 0;
     return {
@@ -425,7 +434,7 @@ export function sketchToJSON(s: Sketch): SketchJSON {
       quantiles: Object.fromEntries(JSON_QUANTILES.map(([k, q]) => [k, empty ? null : s.quantile(q)])),
     };
   }
-  if (s instanceof Histogram) return { kind: 'histogram', edges: Array.from(s.edges), counts: Array.from(s.counts()), nanCount: s.nanCount };
+  if (s.kind === 'histogram') return { kind: 'histogram', edges: Array.from(s.edges), counts: Array.from(s.counts()), nanCount: s.nanCount };
   return { kind: 'categorical', capacity: s.capacity, count: s.count, absentBound: s.absentBound, items: s.top() };
 }
 
@@ -483,7 +492,7 @@ export function profileFromJSON(json: unknown): Profile {
           for (const c of centroids) w.f64(num(c[0], `${what} centroid mean`));
           for (const c of centroids) integral ? w.varint(num(c[1], `${what} centroid weight`)) : w.f64(num(c[1], `${what} centroid weight`));
         }
-        return withKind(KIND_TDIGEST, w.finish());
+        return frameSketch('tdigest', w.finish());
       }
       if (s.kind === 'histogram') {
         const edges = arr(s.edges, `${what}.edges`).map((e) => num(e, `${what}.edges[]`));
@@ -496,7 +505,7 @@ export function profileFromJSON(json: unknown): Profile {
           .varint(edges.length);
         for (const e of edges) w.f64(e);
         for (const c of [...counts, nan]) integral ? w.varint(c) : w.f64(c);
-        return withKind(KIND_HISTOGRAM, w.finish());
+        return frameSketch('histogram', w.finish());
       }
       if (s.kind === 'categorical') {
         const items = arr(s.items, `${what}.items`).map((it, i) => obj(it, `${what}.items[${i}]`));
@@ -509,7 +518,7 @@ export function profileFromJSON(json: unknown): Profile {
           w.string(str(it.value, `${what} item value`))
             .varint(num(it.count, `${what} item count`))
             .varint(num(it.error, `${what} item error`));
-        return withKind(KIND_CATEGORICAL, w.finish());
+        return frameSketch('categorical', w.finish());
       }
     } catch (e) {
       if (e instanceof RangeError || e instanceof TypeError) fail(`${what}: ${e.message}`);
@@ -543,8 +552,4 @@ export function profileFromJSON(json: unknown): Profile {
   }
   const body = w.finish();
   return decodeSummary(new ByteWriter(body.length + 4).bytes(body).u32(crc32(body)).finish());
-}
-
-function withKind(kind: number, body: Uint8Array): Uint8Array {
-  return new ByteWriter(body.length + 10).u8(kind).varint(body.length).bytes(body).finish();
 }

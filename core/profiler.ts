@@ -188,7 +188,7 @@ export function createWindowProfiler({
           const v = row.outputs[s.name];
           if (v === undefined) continue;
           const sketch = p.outputs.get(s.name)!;
-          if (sketch instanceof TDigest) {
+          if (sketch.kind === 'tdigest') {
             if (Array.isArray(v)) for (const x of v) sketch.add(Number(x));
             else sketch.add(Number(v));
           } else {

@@ -27,6 +27,7 @@
  * describe the finite values only.
  */
 import { ByteReader, ByteWriter } from './bytes.ts';
+import { frameSketch, kindMismatch, type Sketch, type SketchDescription, type SketchEncodeOptions } from './sketch.ts';
 import { sortFloat64 } from './sort.ts';
 
 export interface TDigestOptions {
@@ -34,15 +35,8 @@ export interface TDigestOptions {
   compression?: number;
 }
 
-export interface TDigestBytesOptions {
-  /**
-   * 'f32' (default) stores centroid means as float32: about half the bytes, and a relative
-   * change of at most 2^-24 in each mean, far inside the digest's own error (float64 is used
-   * anyway when a mean lies beyond float32's range). 'f64' keeps them exactly. Min and max
-   * are always stored as float64.
-   */
-  meanPrecision?: 'f32' | 'f64';
-}
+/** How `toBytes` and `encode` store the means (see SketchEncodeOptions.meanPrecision). */
+export type TDigestBytesOptions = SketchEncodeOptions;
 
 const FORMAT = 1;
 const FLAG_MEANS_F64 = 1;
@@ -70,7 +64,7 @@ function weightedAverage(x1: number, w1: number, x2: number, w2: number): number
   return Math.max(x1, Math.min(x, x2));
 }
 
-export class TDigest {
+export class TDigest implements Sketch {
   readonly compression: number;
 
   #means: Float64Array;
@@ -101,6 +95,10 @@ export class TDigest {
     // holds (a decoder must never allocate much more than its input).
     this.#means = new Float64Array(0);
     this.#weights = new Float64Array(0);
+  }
+
+  get kind(): 'tdigest' {
+    return 'tdigest';
   }
 
   /** Total weight of finite values seen. */
@@ -194,8 +192,13 @@ export class TDigest {
     return this;
   }
 
-  /** Adds everything `other` has seen. `other` is not changed, not even flushed. */
-  merge(other: TDigest): this {
+  /**
+   * Adds everything `other` has seen. `other` is not changed, not even flushed. Throws
+   * SketchMergeError when it is not a TDigest. Digests of any compression merge (this one's
+   * compression stays).
+   */
+  merge(other: Sketch): this {
+    if (!(other instanceof TDigest)) throw kindMismatch('tdigest', other);
     if (other === this) return this.merge(TDigest.fromBytes(this.toBytes({ meanPrecision: 'f64' })));
     this.#nan += other.#nan;
     this.#posInf += other.#posInf;
@@ -342,6 +345,25 @@ export class TDigest {
     const copy = new TDigest({ compression: this.compression });
     copy.merge(this);
     return copy;
+  }
+
+  /** The summary format's record of this digest: its kind code, length and toBytes(options). */
+  encode(options?: SketchEncodeOptions): Uint8Array {
+    return frameSketch('tdigest', this.toBytes(options));
+  }
+
+  /** Count, min, max, p05, p50 and p95 of the finite values (null when there are none). */
+  describe(): SketchDescription {
+    const n = this.count;
+    return {
+      kind: 'numeric',
+      count: n,
+      min: n ? this.min : null,
+      max: n ? this.max : null,
+      p05: n ? this.quantile(0.05) : null,
+      p50: n ? this.quantile(0.5) : null,
+      p95: n ? this.quantile(0.95) : null,
+    };
   }
 
   /**
