@@ -17,7 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBrowser } from '../../browser/build.ts';
 import { launchChromium } from '../support/chromium.ts';
 import { decodePng, regionStats } from '../support/png.ts';
-import { freePort, ROOT, startWorker, stop, waitFor } from '../support/servers.ts';
+import { freePort, ROOT, startWorker, stop, waitFor as waitForUrl } from '../support/servers.ts';
+import { waitFor } from '../support/wait.ts';
 
 const UPDATE = process.env.UPDATE_SCREENSHOTS === '1';
 const MODEL = 'flight-delay';
@@ -104,7 +105,7 @@ beforeAll(async () => {
   // Alerts are evaluated every 5 s, 5 s after a minute's data is in, so a paced run (below) opens them.
   worker = await startWorker(port, { OPERATOR_TOKEN: TOKEN, TELEMETRY_WINDOW_MS: '1000', ALERT_EVAL_INTERVAL_MS: '5000', ALERT_GRACE_MS: '5000' });
   shots = await mkdtemp(join(tmpdir(), 'dw-dashboard-'));
-  await waitFor(`${base}/healthz`, 90_000);
+  await waitForUrl(`${base}/healthz`, 90_000);
 }, 120_000);
 
 afterAll(async () => {
@@ -114,11 +115,115 @@ afterAll(async () => {
   if (shots) await rm(shots, { recursive: true, force: true });
 });
 
-describe('GET /dashboard in Chromium', () => {
-  let from = 0;
-  let to = 0;
-  let drift: Drift;
+/** What the traffic left in the aggregator: the query range, and the drift the API reported once it settled. */
+interface Traffic {
+  from: number;
+  to: number;
+  drift: Drift;
+  sent: number;
+  stored: number;
+}
 
+let traffic: Promise<Traffic> | undefined;
+/** The drawing test's time: it may send the traffic itself (paced over minutes with UPDATE_SCREENSHOTS). */
+const TRAFFIC_AND_DRAW_MS = UPDATE ? 660_000 : 150_000;
+
+/**
+ * Real traffic into this file's worker (once, for every test that needs it; a test run alone
+ * sends it itself): January–February rows, then May–June ones, with a canary taking a share;
+ * resolves once it has reached the aggregator and stopped changing.
+ */
+function sendTraffic(): Promise<Traffic> {
+  return (traffic ??= (async () => {
+    const rows = (await readFile(join(ROOT, `models/${MODEL}/replay.jsonl`), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { features: Row }).features);
+    // The replay is in time order; shuffled (seeded) so a phase looks like its months, not
+    // like its first few days (January's first week alone would drift on day_of_week).
+    const early = shuffle(rows.filter((r) => r.month <= 2));
+    const late = shuffle(rows.filter((r) => r.month >= 5));
+    // A canary (the float32 build) takes a share of callers, so versions compare side by side.
+    const put = await fetch(`${base}/v1/models/${MODEL}/routing`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ stable: '1', canary: { version: '1-float32', share: 0.3 } }),
+    });
+    expect(put.status, await put.text()).toBe(200);
+
+    const start = Date.now();
+    const from = Math.floor(start / MINUTE) * MINUTE - MINUTE;
+    // Normal runs send each phase at once; UPDATE_SCREENSHOTS paces them over minutes.
+    const phases: { rows: Row[]; count: number; minutes: number }[] = UPDATE
+      ? [
+          { rows: early, count: 800, minutes: 2 },
+          { rows: shuffle(rows.filter((r) => r.month === 3 || r.month === 4)), count: 400, minutes: 1 },
+          { rows: late, count: 1200, minutes: 3 },
+        ]
+      : [
+          { rows: early, count: 480, minutes: 0 },
+          { rows: late, count: 480, minutes: 0 },
+        ];
+    const batch = 40;
+    let sent = 0;
+    let request = 0;
+    for (const phase of phases) {
+      const batches = Math.ceil(phase.count / batch);
+      const pause = (phase.minutes * MINUTE) / batches;
+      for (let b = 0; b < batches; b++) {
+        const t = Date.now();
+        const instances = phase.rows.slice((b * batch) % phase.rows.length, ((b * batch) % phase.rows.length) + batch);
+        await predict(instances, `caller-${request++}`);
+        sent += instances.length;
+        // The clock is the point here: UPDATE_SCREENSHOTS spreads the traffic over real minutes.
+        if (pause) await sleep(Math.max(0, pause - (Date.now() - t)));
+      }
+    }
+
+    // Windows flush on the next request after TELEMETRY_WINDOW_MS (1 s): trickle single rows,
+    // one a window apart, until everything sent above is in the aggregator (bounded), then stop.
+    const to = Math.ceil((Date.now() + MINUTE) / MINUTE) * MINUTE;
+    const query = `/v1/models/${MODEL}/drift?from=${from}&to=${to}&step=${MINUTE}`;
+    const total = (d: Drift) => d.windows.reduce((a, w) => a + w.rows, 0);
+    let stored = 0;
+    await waitFor(
+      async () => {
+        await predict([early[request % early.length]], `trickle-${request++}`);
+        stored = total((await api<Drift>(query)).body);
+        return stored >= sent;
+      },
+      { what: () => `the ${sent} rows sent in the aggregator (it has ${stored})`, timeoutMs: 45_000, intervalMs: 1200 },
+    ).catch(() => {
+      // Under wrangler dev a change to any source file restarts the worker and loses the
+      // isolate's unflushed window (in the shared checkout, others edit files while this runs):
+      // the comparisons only need the data to have settled, so most of it will do (checked by the traffic test).
+      console.warn(`dashboard test: ${sent - stored} of ${sent} rows never reached the aggregator (worker restarted?)`);
+    });
+    // Settled: every window that closed has landed (the isolate's outbox holds them until the
+    // aggregator answers), and nothing more is sent, so the drift stays as it is now.
+    await waitFor(
+      async () => {
+        const res = await fetch(`${base}/v1/models/${MODEL}/stats`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: AbortSignal.timeout(20_000) });
+        return ((await res.json()) as { telemetry: { outbox: number } }).telemetry.outbox === 0;
+      },
+      { what: "the worker's telemetry outbox to drain", timeoutMs: 20_000, intervalMs: 100 },
+    );
+    const drift = (await api<Drift>(query)).body;
+    stored = total(drift);
+    if (UPDATE) {
+      // Alerts open on a later alarm, after three drifted minutes: give them a while to show
+      // (the picture is taken either way).
+      await waitFor(async () => (await api<{ alerts: unknown[] }>(`/v1/models/${MODEL}/alerts`)).body.alerts.length > 0, {
+        what: 'an alert to open',
+        timeoutMs: 150_000,
+        intervalMs: 5000,
+      }).catch(() => console.warn('dashboard test: no alert opened in 150 s'));
+    }
+    return { from, to, drift, sent, stored };
+  })());
+}
+
+describe('GET /dashboard in Chromium', () => {
   it('serves one self-contained page under a strict policy', async () => {
     const res = await fetch(`${base}/dashboard`);
     const html = await res.text();
@@ -135,90 +240,19 @@ describe('GET /dashboard in Chromium', () => {
   it(
     'gets real traffic into the aggregator (Jan–Feb, then May–Jun rows)',
     async () => {
-      const rows = (await readFile(join(ROOT, `models/${MODEL}/replay.jsonl`), 'utf8'))
-        .trim()
-        .split('\n')
-        .map((l) => (JSON.parse(l) as { features: Row }).features);
-      // The replay is in time order; shuffled (seeded) so a phase looks like its months, not
-      // like its first few days (January's first week alone would drift on day_of_week).
-      const early = shuffle(rows.filter((r) => r.month <= 2));
-      const late = shuffle(rows.filter((r) => r.month >= 5));
-      // A canary (the float32 build) takes a share of callers, so versions compare side by side.
-      const put = await fetch(`${base}/v1/models/${MODEL}/routing`, {
-        method: 'PUT',
-        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ stable: '1', canary: { version: '1-float32', share: 0.3 } }),
-      });
-      expect(put.status, await put.text()).toBe(200);
-
-      const start = Date.now();
-      from = Math.floor(start / MINUTE) * MINUTE - MINUTE;
-      // Normal runs send each phase at once; UPDATE_SCREENSHOTS paces them over minutes.
-      const phases: { rows: Row[]; count: number; minutes: number }[] = UPDATE
-        ? [
-            { rows: early, count: 800, minutes: 2 },
-            { rows: shuffle(rows.filter((r) => r.month === 3 || r.month === 4)), count: 400, minutes: 1 },
-            { rows: late, count: 1200, minutes: 3 },
-          ]
-        : [
-            { rows: early, count: 480, minutes: 0 },
-            { rows: late, count: 480, minutes: 0 },
-          ];
-      const batch = 40;
-      let sent = 0;
-      let request = 0;
-      for (const phase of phases) {
-        const batches = Math.ceil(phase.count / batch);
-        const pause = (phase.minutes * MINUTE) / batches;
-        for (let b = 0; b < batches; b++) {
-          const t = Date.now();
-          const instances = phase.rows.slice((b * batch) % phase.rows.length, ((b * batch) % phase.rows.length) + batch);
-          await predict(instances, `caller-${request++}`);
-          sent += instances.length;
-          if (pause) await sleep(Math.max(0, pause - (Date.now() - t)));
-        }
-      }
-
-      // Windows flush on the next request after TELEMETRY_WINDOW_MS: trickle single rows until
-      // everything sent above is in the aggregator (bounded), then stop so nothing changes.
-      to = Math.ceil((Date.now() + MINUTE) / MINUTE) * MINUTE;
-      const query = `/v1/models/${MODEL}/drift?from=${from}&to=${to}&step=${MINUTE}`;
-      const total = (d: Drift) => d.windows.reduce((a, w) => a + w.rows, 0);
-      const until = Date.now() + 45_000;
-      let stored = 0;
-      while (Date.now() < until) {
-        await sleep(1200);
-        await predict([early[request % early.length]], `trickle-${request++}`);
-        stored = total((await api<Drift>(query)).body);
-        if (stored >= sent) break;
-      }
-      // Under wrangler dev a change to any source file restarts the worker and loses the
-      // isolate's unflushed window (in the shared checkout, others edit files while this runs):
-      // the comparisons below only need the data to have settled, so accept most of it.
+      const { drift, sent, stored } = await sendTraffic();
+      // Most of it at least (see sendTraffic: a wrangler dev restart loses an open window).
       expect(stored).toBeGreaterThan(sent / 2);
-      if (stored < sent) console.warn(`dashboard test: ${sent - stored} of ${sent} rows never reached the aggregator (worker restarted?)`);
-      // Settle: two equal answers a second apart (an in-flight flush may still land).
-      let prev = -1;
-      for (let i = 0; i < 8; i++) {
-        await sleep(1000);
-        drift = (await api<Drift>(query)).body;
-        if (total(drift) === prev) break;
-        prev = total(drift);
-      }
-      if (UPDATE) {
-        // Alerts open on a later alarm, after three drifted minutes: give them a while to show.
-        const alertsBy = Date.now() + 150_000;
-        while (Date.now() < alertsBy && (await api<{ alerts: unknown[] }>(`/v1/models/${MODEL}/alerts`)).body.alerts.length === 0) await sleep(5000);
-      }
-      // The data this test relies on: month moved (May–June against the Jan–Feb baseline).
+      // The data the dashboard tests rely on: month moved (May–June against the Jan–Feb baseline).
       expect(drift.windows.some((w) => w.features?.month?.drifted)).toBe(true);
     },
     UPDATE ? 600_000 : 90_000,
   );
 
-  it('draws every panel from the live API', async () => {
-    expect(drift, 'traffic step did not complete').toBeDefined();
-    browser = await launchChromium({ viewport: { width: 1280, height: 900 } });
+  it('draws every panel from the live API', { timeout: TRAFFIC_AND_DRAW_MS }, async () => {
+    // The traffic it draws (sent by the traffic test when that ran first).
+    const { from, to, drift } = await sendTraffic();
+    browser ??= await launchChromium({ viewport: { width: 1280, height: 900 } });
     const page = await browser.context.newPage();
     const requests: string[] = [];
     const problems: string[] = [];
@@ -333,7 +367,7 @@ describe('GET /dashboard in Chromium', () => {
     expect(lat.near([47, 109, 181], 30)).toBeGreaterThan(20);
     expect(lat.near([217, 130, 43], 30)).toBeGreaterThan(20);
     await page.close();
-  }, 60_000);
+  });
 
   it('shows the API’s own error message when a query is refused', async () => {
     browser ??= await launchChromium();
