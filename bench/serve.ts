@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { ModelManifest } from '../core/index.ts';
 import { encodeInstances } from '../core/index.ts';
-import { startWorker, stop as stopWorker, waitFor } from '../test/support/servers.ts';
+import { BENCH_CONFIG, startWorker, stop as stopWorker, waitFor } from '../test/support/servers.ts';
 import { markdownTable, progress } from './lib/report.ts';
 
 const args = process.argv.slice(2);
@@ -137,7 +137,7 @@ const key = (...parts: (string | number)[]) => parts.join('|');
 try {
   progress(`starting ${configs.length} wrangler dev processes (ports ${PORT}-${PORT + configs.length - 1})`);
   for (const cfg of configs) {
-    children.set(cfg.name, await startWorker(portOf.get(cfg.name)!, { ...cfg.vars, CACHE_MAX_BYTES: '0', BENCH_ROUTES: '1', OPERATOR_TOKEN }));
+    children.set(cfg.name, await startWorker(portOf.get(cfg.name)!, { ...cfg.vars, CACHE_MAX_BYTES: '0', OPERATOR_TOKEN }, { config: BENCH_CONFIG }));
   }
   for (const cfg of configs) {
     // Loads and warms every engine (model-engine's warm-up run) before anything is measured.

@@ -41,8 +41,8 @@ import {
   type ObservedRow,
   type Profile,
 } from '../core/index.ts';
-import { freePort, ROOT, startWorker, stop, waitFor } from '../test/support/servers.ts';
-import { streamProfile, type StreamOptions } from '../worker/bench-routes.ts';
+import { BENCH_CONFIG, freePort, ROOT, startWorker, stop, waitFor } from '../test/support/servers.ts';
+import { streamProfile, type StreamOptions } from './worker/routes.ts';
 import { rng } from '../models/lib/rng.ts';
 import { markdownTable, progress } from './lib/report.ts';
 
@@ -122,7 +122,7 @@ function relDiff(off: number[], on: number[], p: number, resamples = 400): { d: 
 const pct = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`;
 
 // --- the two workers ------------------------------------------------------------------------------
-const base = { CACHE_MAX_BYTES: '0', BENCH_ROUTES: '1' };
+const base = { CACHE_MAX_BYTES: '0' };
 const children: ChildProcess[] = [];
 const stopAll = async () => {
   await Promise.all(children.map(stop));
@@ -189,8 +189,8 @@ async function startPair(round: number): Promise<void> {
   OFF = await freePort();
   ON = await freePort();
   progress(`round ${round + 1}/${ROUNDS}: starting two wrangler dev processes, telemetry off (:${OFF}) and on (:${ON})`);
-  children.push(await startWorker(OFF, { ...base, TELEMETRY: 'off' }));
-  children.push(await startWorker(ON, { ...base }));
+  children.push(await startWorker(OFF, { ...base, TELEMETRY: 'off' }, { config: BENCH_CONFIG }));
+  children.push(await startWorker(ON, { ...base }, { config: BENCH_CONFIG }));
   await Promise.all([waitFor(`http://127.0.0.1:${OFF}/v2/health/ready`, 120_000), waitFor(`http://127.0.0.1:${ON}/v2/health/ready`, 120_000)]);
 }
 
@@ -214,7 +214,7 @@ try {
   if (AGG_ONLY) {
     OFF = await freePort();
     progress(`part 3 only: starting one wrangler dev process, telemetry off (:${OFF})`);
-    children.push(await startWorker(OFF, { ...base, TELEMETRY: 'off' }));
+    children.push(await startWorker(OFF, { ...base, TELEMETRY: 'off' }, { config: BENCH_CONFIG }));
     await waitFor(`http://127.0.0.1:${OFF}/v2/health/ready`, 120_000);
     await predictAll([OFF]);
     for (const m of MODELS) {

@@ -5,6 +5,8 @@
  * its wire). Types only: nothing here runs.
  */
 import type { ModelManifest } from './manifest.ts';
+import type { DriftMethod, DriftResult } from './drift.ts';
+import type { SketchDescription } from './sketch.ts';
 
 /** A golden row as shipped to browsers: features, and the outputs onnxruntime-node computed for the served artifact. */
 export interface GoldenRow {
@@ -43,4 +45,93 @@ export interface ErrorBodyV2 {
   code: string;
   field?: string;
   [extra: string]: unknown;
+}
+
+/** One feature's or output's sketch in a drift window, and how it was judged (core/judge.ts). */
+export type JudgedSketch = SketchDescription & {
+  drifted: boolean;
+  /** Each statistic that applied, with its value, threshold and verdict. */
+  drift: Partial<Record<DriftMethod, DriftResult>>;
+};
+
+/** A window of `GET /v1/models/{name}/drift`: empty (rows 0) or judged. */
+export type DriftWindow =
+  | { from: string; to: string; rows: 0 }
+  | {
+      from: string;
+      to: string;
+      rows: number;
+      /** Moving references: the rows of the reference window (under 30, nothing is judged). */
+      reference_rows?: number;
+      counters: Record<string, number>;
+      latency_ms: { p50: number | null; p99: number | null };
+      /** The features and outputs that drifted in this window. */
+      drifted: string[];
+      features: Record<string, JudgedSketch>;
+      outputs: Record<string, JudgedSketch>;
+    };
+
+/** `GET /v1/models/{name}/drift`. */
+export interface DriftAnswer {
+  model: string;
+  version: string;
+  reference: 'baseline' | 'previous_day' | 'previous_week' | 'previous_window';
+  /** The aggregator's own account: summaries stored, duplicates, refusals, roll-ups, webhooks. */
+  aggregator: Record<string, number>;
+  baseline: {
+    /** 'training', or the source id of an operator's re-baseline. */
+    source: string;
+    window: readonly [string, string] | readonly string[];
+    rows: number;
+    features: Record<string, SketchDescription>;
+    outputs: Record<string, SketchDescription>;
+  };
+  windows: DriftWindow[];
+}
+
+/** A drift alert as the aggregator keeps it (`GET /v1/models/{name}/alerts`). */
+export interface Alert {
+  id: number;
+  version: string;
+  feature: string;
+  /** Start of the first drifted window of the streak that opened it: drifted since when. */
+  since: string;
+  /** End of the window that confirmed it (the hysteresis-th drifted window in a row). */
+  opened_at: string;
+  /** End of the window that confirmed it resolved, or null while open. */
+  resolved_at: string | null;
+  /** The statistics of the window that opened it. */
+  evidence: Record<string, { statistic: number; threshold: number }>;
+}
+
+/** `GET /v1/models/{name}/alerts`. */
+export interface AlertsAnswer {
+  model: string;
+  open: number;
+  alerts: Alert[];
+}
+
+/** One version in `GET /v1/models/{name}/versions`. */
+export interface VersionSummary {
+  role: 'stable' | 'canary' | 'shadow' | 'other';
+  rows: number;
+  error_rate: number;
+  cache_rate: number;
+  fallback_rate: number;
+  latency_ms: { p50: number | null; p99: number | null };
+  outputs: Record<string, SketchDescription>;
+  shadow_rows?: number;
+  shadow_agreement?: number | null;
+  /** Non-stable versions: against stable, with the reasons when worse. */
+  verdict?: 'worse' | 'no worse' | 'insufficient data';
+  reasons?: string[];
+}
+
+/** `GET /v1/models/{name}/versions`. */
+export interface VersionsAnswer {
+  model: string;
+  from: string;
+  to: string;
+  routing: { stable: string; canary?: { version: string; share: number }; shadows?: { version: string; sampleRate: number }[] };
+  versions: Record<string, VersionSummary>;
 }

@@ -78,4 +78,17 @@ export {
 export { createCircuitBreaker, type CircuitBreaker, type BreakerOptions, type BreakerState, type BreakerStats } from './breaker.ts';
 export { assignVersion, shadowVersions, validateRoutingTable, callerPoint, hash32, type RoutingTable } from './routing.ts';
 export { createWindowProfiler, type WindowProfiler, type ProfilerOptions, type ObservedRow, type Shipment, type Outcome } from './profiler.ts';
-export type { ArtifactDescriptor, ErrorBodyV1, ErrorBodyV2, GoldenRow, TelemetryGrant } from './contracts.ts';
+export type {
+  Alert,
+  AlertsAnswer,
+  ArtifactDescriptor,
+  DriftAnswer,
+  DriftWindow,
+  ErrorBodyV1,
+  ErrorBodyV2,
+  GoldenRow,
+  JudgedSketch,
+  TelemetryGrant,
+  VersionsAnswer,
+  VersionSummary,
+} from './contracts.ts';

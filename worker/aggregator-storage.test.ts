@@ -30,7 +30,7 @@ describe('DriftAggregator storage', () => {
             break;
           } catch (e) {
             expect(attempt, String(e)).toBeLessThan(20);
-            await new Promise((r) => setTimeout(r, 5));
+            await new Promise((r) => setTimeout(r, 5)); // a retry's pause while the aborted object restarts (bounded: 20 attempts)
           }
         }
         if (s === 0 && q === perSource / 2 && !aborted) {

@@ -38,31 +38,26 @@ import {
   seasonalFeatures,
   SketchMergeError,
   SummaryDecodeError,
+  type Alert,
+  type ModelManifest,
   type Profile,
   type Streak,
 } from '../core/index.ts';
 import type { Env } from './env.ts';
-import { configNumber } from './config.ts';
-import { BUNDLED_MODELS } from './models.ts';
+import { aggregatorConfig, DAY_MS, HOUR_MS, MINUTE_MS, type AggregatorConfig } from './config.ts';
 
-export const MINUTE_MS = 60_000;
-export const HOUR_MS = 3_600_000;
-export const DAY_MS = 86_400_000;
-/** Consecutive drifted (or clean) evaluated windows that open (or resolve) an alert, by default. */
-export const ALERT_HYSTERESIS = 3;
+export { aggregatorConfig, ALERT_HYSTERESIS, ALERT_MIN_SOURCES, DAY_MS, HOUR_MS, MIN_ROWS_TO_EVALUATE, MINUTE_MS, type AggregatorConfig } from './config.ts';
+
 /**
- * Distinct client address groups (a /24 of IPv4, a /48 of IPv6, hashed by the edge) whose browser
- * evidence may drift a window, by default (ALERT_MIN_SOURCES). Address groups, not token source
- * ids: one client mints as many sources as it likes, not as many networks.
+ * The models an aggregator judges, by name: each one's manifest (features, which are seasonal) and
+ * its training baseline (an encoded summary). A Map: the name an object was addressed by is looked up.
  */
-export const ALERT_MIN_SOURCES = 3;
+export type AggregatorModels = ReadonlyMap<string, { manifest: ModelManifest; baseline: ArrayBuffer }>;
 /**
  * Largest bucket kept: a Durable Object's SQLite row holds at most 2 MB. A fold that would grow
  * a bucket past this keeps the summaries that fit and drops (and counts) the rest.
  */
 export const MAX_BUCKET_BYTES = 1536 * 1024;
-/** Windows with fewer rows than this are not evaluated (too few to judge), by default. */
-export const MIN_ROWS_TO_EVALUATE = 200;
 /** Larger summaries are refused unread (an isolate's window is a few KB; the format allows far more). */
 export const MAX_SUMMARY_BYTES = 1 << 20;
 /** Summaries whose window starts this far past the clock are refused (a skewed client clock). */
@@ -76,26 +71,13 @@ const WEBHOOK_MAX_ATTEMPTS = 10;
 // Live traffic touches a few minutes between folds; a replay more. Each memo is a decoded profile
 // (tens of KB for a model with large categorical sketches), so keep few: past this, folds decode rows.
 const MAX_MEMO = 64;
-/** The bundled models by name (a Map: the name this object was addressed by is looked up). */
-const BUNDLED = new Map(Object.entries(BUNDLED_MODELS));
 /** Address groups remembered per (version, minute): far above any ALERT_MIN_SOURCES. */
 const MAX_GROUPS_PER_MINUTE = 64;
 /** Summaries per ingestMany call. */
 export const MAX_BATCH = 256;
 
-export interface Alert {
-  id: number;
-  version: string;
-  feature: string;
-  /** Start of the first drifted window of the streak that opened it: drifted since when. */
-  since: string;
-  /** End of the window that confirmed it (the hysteresis-th drifted window in a row). */
-  opened_at: string;
-  /** End of the window that confirmed it resolved, or null while open. */
-  resolved_at: string | null;
-  /** The statistics of the window that opened it. */
-  evidence: Record<string, { statistic: number; threshold: number }>;
-}
+/** A drift alert as this object keeps it: typed once in core/contracts.ts (the alerts route answers it). */
+export type { Alert } from '../core/index.ts';
 
 export interface IngestResult {
   status: 'stored' | 'duplicate' | 'rejected';
@@ -103,68 +85,18 @@ export interface IngestResult {
   minute?: number;
 }
 
-export interface AggregatorConfig {
-  windowMs: number;
-  minRows: number;
-  hysteresis: number;
-  graceMs: number;
-  intervalMs: number;
-  hourlyAfterMs: number;
-  dailyAfterMs: number;
-  retentionMs: number;
-  webhookUrl: string | undefined;
-  webhookSecret: string | undefined;
-  /** Distinct client address groups a window's browser-sourced evidence needs before it counts (edge isolates are trusted). */
-  minSources: number;
-}
-
-type AggregatorEnv = { ALERT_MIN_SOURCES?: string } & Pick<
-  Env,
-  | 'ALERT_WINDOW_MS'
-  | 'ALERT_MIN_ROWS'
-  | 'ALERT_HYSTERESIS'
-  | 'ALERT_GRACE_MS'
-  | 'ALERT_EVAL_INTERVAL_MS'
-  | 'ALERT_WEBHOOK_URL'
-  | 'ALERT_WEBHOOK_SECRET'
-  | 'ROLLUP_HOURLY_AFTER_HOURS'
-  | 'ROLLUP_DAILY_AFTER_DAYS'
-  | 'RETENTION_DAYS'
->;
-
-/** The aggregator's settings from the environment; a bad value is an Error naming it. */
-export function aggregatorConfig(env: AggregatorEnv): AggregatorConfig {
-  const num = (name: keyof AggregatorEnv, fallback: number, min: number) => configNumber(env[name], fallback, name, min); // proto-safe: name is a setting's name, not a client's
-  const windowMs = num('ALERT_WINDOW_MS', MINUTE_MS, MINUTE_MS);
-  if (windowMs % MINUTE_MS !== 0) throw new Error(`configuration ALERT_WINDOW_MS=${windowMs} must be a whole number of minutes`);
-  const webhookUrl = env.ALERT_WEBHOOK_URL || undefined;
-  if (webhookUrl && !/^https?:\/\//.test(webhookUrl)) throw new Error(`configuration ALERT_WEBHOOK_URL=${webhookUrl} must be an http(s) URL`);
-  const hourlyAfterMs = num('ROLLUP_HOURLY_AFTER_HOURS', 48, 1) * HOUR_MS;
-  const dailyAfterMs = num('ROLLUP_DAILY_AFTER_DAYS', 30, 1) * DAY_MS;
-  const retentionMs = num('RETENTION_DAYS', 400, 1) * DAY_MS;
-  if (!(hourlyAfterMs < dailyAfterMs && dailyAfterMs < retentionMs))
-    throw new Error('configuration: ROLLUP_HOURLY_AFTER_HOURS < ROLLUP_DAILY_AFTER_DAYS < RETENTION_DAYS must hold');
-  return {
-    windowMs,
-    minRows: num('ALERT_MIN_ROWS', MIN_ROWS_TO_EVALUATE, 1),
-    hysteresis: Math.round(num('ALERT_HYSTERESIS', ALERT_HYSTERESIS, 1)),
-    graceMs: num('ALERT_GRACE_MS', 30_000, 0),
-    intervalMs: num('ALERT_EVAL_INTERVAL_MS', MINUTE_MS, 100),
-    hourlyAfterMs,
-    dailyAfterMs,
-    retentionMs,
-    webhookUrl,
-    webhookSecret: env.ALERT_WEBHOOK_SECRET || undefined,
-    minSources: Math.round(num('ALERT_MIN_SOURCES', ALERT_MIN_SOURCES, 1)),
-  };
-}
-
+/**
+ * The Durable Object. It judges the models it is given (the worker's entry subclasses it with
+ * the models it serves), so that nothing here depends on where models come from.
+ */
 export class DriftAggregator extends DurableObject<Env> {
   #ready = false;
+  readonly #models: AggregatorModels;
 
   /** The schema is set up once, before the object takes any call (the Durable Object templates' way). */
-  constructor(ctx: DurableObjectState, env: Env) {
+  constructor(ctx: DurableObjectState, env: Env, models: AggregatorModels) {
     super(ctx, env);
+    this.#models = models;
     void ctx.blockConcurrencyWhile(async () => this.#schema());
   }
 
@@ -519,7 +451,7 @@ export class DriftAggregator extends DurableObject<Env> {
     const { windowMs: W, minRows, hysteresis, graceMs, minSources } = this.config;
     const sql = this.ctx.storage.sql;
     const model = this.#meta('model');
-    const bundled = model ? BUNDLED.get(model) : undefined;
+    const bundled = model ? this.#models.get(model) : undefined;
     if (!bundled) return 0;
     const maxEnd = Number(this.#meta('max_end') ?? -Infinity);
     if (!Number.isFinite(maxEnd)) return 0;
@@ -813,8 +745,8 @@ export class DriftAggregator extends DurableObject<Env> {
   async baseline(model: string): Promise<{ bytes: Uint8Array; training: boolean }> {
     const stored = this.#meta('baseline');
     if (stored) return { bytes: base64ToBytes(stored), training: false };
-    const bundled = BUNDLED.get(model);
-    if (!bundled) throw new Error(`no bundled model "${model}"`);
+    const bundled = this.#models.get(model);
+    if (!bundled) throw new Error(`no model "${model}" is served`);
     return { bytes: new Uint8Array(bundled.baseline), training: true };
   }
 

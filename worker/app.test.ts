@@ -255,7 +255,7 @@ describe('batching, deadlines and the cache', () => {
     const mixed = await call('POST', '/v1/models/flight-delay/predict', { instances: [b, a] });
     expect(mixed.json.served_by).toBe('edge');
     expect(mixed.json.predictions[1]).toEqual(first.json.predictions[0]);
-    await new Promise((r) => setTimeout(r, 400));
+    await new Promise((r) => setTimeout(r, 400)); // the clock is the point: CACHE_TTL_MS (300 ms) passes
     expect((await call('POST', '/v1/models/flight-delay/predict', { instances: [a] })).json.served_by).toBe('edge');
   });
 });

@@ -7,7 +7,7 @@ import { createWindowProfiler, decodeSummary, encodeSummary, type CategoricalSke
 import movieGolden from '../models/movielens-topk/golden.json';
 import type { DriftAggregator } from './aggregator.ts';
 import { createApp, type Env } from './app.ts';
-import { PENDING_SLOTS, signToken } from './browser-routes.ts';
+import { PENDING_SLOTS, signToken } from './serving/browser-telemetry.ts';
 import { createWasmSession } from './engine/ort-workerd.ts';
 import { BUNDLED_MODELS } from './models.ts';
 

@@ -1,12 +1,12 @@
 /**
  * The worker's bindings and settings, as wrangler passes them (vars and secrets are strings; see
- * the README's configuration table). Its own module so that every part of the worker can name it
- * without importing the app (which imports them: that made four import circles).
+ * the README's configuration table, and worker/config.ts, which parses them). The bindings are
+ * generated from wrangler.toml by `npm run types` (`wrangler types`, into env.generated.d.ts;
+ * `npm run typecheck` fails when that file is out of date); optional here, since tests and Node
+ * (origin/) run the app without them. Its own module so that every part of the worker can name
+ * it without importing the app.
  */
-import type { DriftAggregator } from './aggregator.ts';
-import type { RoutingStore } from './routing-store.ts';
-
-export interface Env {
+export interface Env extends Partial<Cloudflare.Env> {
   /** 'adaptive' (default), 'fixed' or 'off'. */
   BATCH_MODE?: string;
   BATCH_MAX_WAIT_MS?: string;
@@ -14,8 +14,6 @@ export interface Env {
   /** Cache budget in bytes; "0" turns the cache off. Default 8 MiB. */
   CACHE_MAX_BYTES?: string;
   CACHE_TTL_MS?: string;
-  /** "1" enables POST /v1/models/{name}/bench (timed direct session runs), for npm run bench:serve. */
-  BENCH_ROUTES?: string;
   /** Base URL of the hosted fallback (KServe v2), for every model; FALLBACK_URL_<MODEL> overrides per model (MODEL in upper snake case, e.g. FALLBACK_URL_FLIGHT_DELAY). */
   FALLBACK_URL?: string;
   [perModelUrl: `FALLBACK_URL_${string}`]: string | undefined;
@@ -44,6 +42,24 @@ export interface Env {
    * ms since the epoch), so replayed traffic is sketched into windows of its own time.
    */
   TELEMETRY_CLOCK?: string;
+  /** Secret: HMAC key for browser telemetry tokens (`wrangler secret put TELEMETRY_SIGNING_KEY`). */
+  TELEMETRY_SIGNING_KEY?: string;
+  /** Browser telemetry token lifetime, ms. Default 900000 (15 min). */
+  TELEMETRY_TOKEN_TTL_MS?: string;
+  /** How long browser summaries are merged in the isolate before forwarding, ms. Default 5000. */
+  TELEMETRY_BROWSER_FLUSH_MS?: string;
+  /** Browser summaries accepted per token per minute (burst the same). Default 60. */
+  TELEMETRY_RATE_PER_MIN?: string;
+  /** Browser summaries accepted per client address (CF-Connecting-IP) per minute, whatever its tokens. Default 600. */
+  TELEMETRY_RATE_PER_IP_PER_MIN?: string;
+  /**
+   * Rows one browser source may report per minute (burst the same), default 1000: about 17
+   * predictions a second from one page. A summary claiming more is refused (422); one that fits
+   * the limit but not what is left of this minute's allowance is told to come back (429).
+   */
+  TELEMETRY_SOURCE_ROWS_PER_MIN?: string;
+  /** Telemetry tokens (artifact descriptors and renewals) minted per client address per minute. Default 30. */
+  TELEMETRY_TOKENS_PER_IP_PER_MIN?: string;
   /** Aggregator: the evaluation window (ms, whole minutes; default 60000), rows it needs (200), windows in a row that open or resolve an alert (3). */
   ALERT_WINDOW_MS?: string;
   ALERT_MIN_ROWS?: string;
@@ -51,6 +67,8 @@ export interface Env {
   /** Aggregator: how far behind the newest data a window must end to be judged (ms, default 30000), and the alarm period (ms, default 60000). */
   ALERT_GRACE_MS?: string;
   ALERT_EVAL_INTERVAL_MS?: string;
+  /** Aggregator: distinct client networks whose browser evidence may drift a window (default 3; edge isolates are trusted). */
+  ALERT_MIN_SOURCES?: string;
   /** Aggregator: each alert's opening and resolution is POSTed here as JSON; the secret signs it (x-driftwatch-signature: sha256=HMAC). */
   ALERT_WEBHOOK_URL?: string;
   ALERT_WEBHOOK_SECRET?: string;
@@ -58,8 +76,4 @@ export interface Env {
   ROLLUP_HOURLY_AFTER_HOURS?: string;
   ROLLUP_DAILY_AFTER_DAYS?: string;
   RETENTION_DAYS?: string;
-  /** Durable Object namespace of the per-model drift aggregators (DriftAggregator). */
-  AGGREGATOR?: DurableObjectNamespace<DriftAggregator>;
-  /** Durable Object namespace holding each model's routing table (RoutingStore). */
-  ROUTING?: DurableObjectNamespace<RoutingStore>;
 }

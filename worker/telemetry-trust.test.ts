@@ -17,7 +17,7 @@ import {
 import flightGolden from '../models/flight-delay/golden.json';
 import { rng } from '../test/support/data.ts';
 import { ALERT_HYSTERESIS, MAX_BUCKET_BYTES, type DriftAggregator } from './aggregator.ts';
-import { SLOTS_PER_GROUP } from './browser-routes.ts';
+import { SLOTS_PER_GROUP } from './serving/browser-telemetry.ts';
 import { createApp, type Env } from './app.ts';
 import { createWasmSession } from './engine/ort-workerd.ts';
 import { BUNDLED_MODELS } from './models.ts';
@@ -184,7 +184,7 @@ describe('browser summaries are judged before they are accepted', () => {
     // here), the window's does not.
     const g = await grant();
     expect((await post(g.token, at(honest(g.source, 600, 1), 5), '192.0.2.1')).status).toBe(202);
-    await new Promise((r) => setTimeout(r, 3200));
+    await new Promise((r) => setTimeout(r, 3200)); // the clock is the point: 3.2 s refill the wall-clock allowance (10 rows/s), not the window's
     expect(await code(await post(g.token, at(honest(g.source, 30, 2), 5), '192.0.2.1'))).toEqual([422, 'window_full']);
     expect((await post(g.token, at(honest(g.source, 30, 3), 6), '192.0.2.1')).status).toBe(202);
     await drained(20_000);

@@ -1,16 +1,21 @@
 /**
- * Benchmark-only routes for `npm run bench:telemetry` (bench/telemetry.ts). They answer 404 JSON
- * unless BENCH_ROUTES=1, like POST /v1/models/{name}/bench in app.ts.
+ * The benchmark worker's own routes, mounted beside the product's by bench/worker/index.ts (the
+ * shipped worker has none of them), for `npm run bench:serve` and `npm run bench:telemetry`.
+ *
+ * - POST /v1/models/{name}/bench `{ instances, runs, concurrency? }`: direct session runs of the
+ *   posted instances inside this isolate, timed (so that ort-web in workerd can be compared with
+ *   onnxruntime-node); with `concurrency`, that many loops push `runs` one-row requests through
+ *   the batcher, and the client times the whole request.
  *
  * Clocks inside workerd do not advance during CPU work, so nothing here times itself: the client
  * times whole requests and subtracts one that does the same setup and no work (`runs: 0`,
  * `count: 0`).
  *
  * - POST /v1/bench/telemetry/sketch `{ model, instances, predictions, latencies?, runs }`:
- *   the telemetry hot path of `runs` one-row requests, as telemetry() in app.ts runs it: the
- *   row mapped, profiler.observe() + tick() + stats(), on a profiler configured like the app's
- *   (TELEMETRY_WINDOW_MS, TELEMETRY_MAX_ROWS); closed windows are encoded in tick() (as in the
- *   app) and taken and acknowledged as a successful flush would, without the RPC.
+ *   the telemetry hot path of `runs` one-row requests: the inference routes' own telemetry()
+ *   (worker/serving/telemetry.ts) on a runtime configured like the app's (TELEMETRY_WINDOW_MS,
+ *   TELEMETRY_MAX_ROWS) with no aggregator bound; closed windows are encoded in tick() (as in
+ *   the app) and taken and acknowledged as a successful flush would, without the RPC.
  * - POST /v1/bench/telemetry/summaries `{ model, instances, predictions, latencies?, count,
  *   distinct?, rowsPerWindow?, sources?, windowMs? }`: sketches `distinct` windows of real rows
  *   and from them `count` summaries as `sources` edge isolates would send them (see
@@ -32,7 +37,7 @@
  *   the deferred part of ingest (ingest stores and merges in memory; the fold encodes).
  * - GET /v1/bench/telemetry/stored?object=: the object's counters and stored bucket sizes.
  */
-import type { Context, Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import {
   createWindowProfiler,
   decodeSummary,
@@ -42,10 +47,13 @@ import {
   type ModelManifest,
   type ObservedRow,
   type Profile,
-} from '../core/index.ts';
-import { configNumber } from './config.ts';
-import type { Env } from './env.ts';
-import type { BundledModel } from './models.ts';
+} from '../../core/index.ts';
+import type { AppEnv } from '../../worker/http/context.ts';
+import { body, engineOf, limit } from '../../worker/http/request.ts';
+import type { BundledModel } from '../../worker/models.ts';
+import { createRuntime } from '../../worker/serving/runtime.ts';
+import { subset } from '../../worker/serving/tensors.ts';
+import { telemetry } from '../../worker/serving/telemetry.ts';
 
 export interface StreamOptions {
   /** Summaries to make. */
@@ -105,15 +113,38 @@ export function sketchWindows(
 const kept = new Map<string, Uint8Array[]>();
 const MAX_KEPT = 8;
 
-export function mountBenchRoutes(app: Hono<{ Bindings: Env }>, deps: { models: Record<string, BundledModel> }): void {
-  const { models } = deps;
+/** The bench routes over `models` (those the app serves), as a sub-app to mount with `app.route('/', ...)`. */
+export function benchRoutes(models: Record<string, BundledModel>): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
 
-  app.use('/v1/bench/*', async (c, next) => {
-    if (c.env.BENCH_ROUTES !== '1') return c.json({ error: { code: 'not_found', message: 'bench routes are off (BENCH_ROUTES=1 turns them on)' } }, 404);
-    await next();
+  app.post('/v1/models/:name/bench', limit, async (c) => {
+    const e = engineOf(c);
+    const raw = (await body(c)) as { instances?: unknown; runs?: unknown; concurrency?: unknown };
+    const runs = Number(raw.runs ?? 200);
+    if (!Number.isInteger(runs) || runs < 1 || runs > 100_000) throw new ValidationError('runs must be an integer in [1, 100000]', 'runs');
+    const enc = encodeInstances(e.manifest, { instances: raw.instances }, { maxBatch: 1024 });
+    const concurrency = Number(raw.concurrency ?? 0);
+    if (concurrency > 0) {
+      // Engine load without HTTP: `concurrency` loops push `runs` one-row requests through the
+      // batcher; the client times the whole request.
+      if (!Number.isInteger(concurrency) || concurrency > 1024) throw new ValidationError('concurrency must be an integer in [1, 1024]', 'concurrency');
+      const one = (i: number) => subset(e.manifest, enc, [i % enc.rows]);
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: concurrency }, async () => {
+          while (next < runs) {
+            const r = one(next++);
+            await e.infer({ rows: 1, feeds: r.feeds, params: enc.params });
+          }
+        }),
+      );
+      return c.json({ runs, concurrency, batcher: e.batcher()?.stats() ?? null });
+    }
+    const times = await e.timeRuns({ rows: enc.rows, feeds: enc.feeds, params: enc.params }, runs);
+    return c.json({ rows: enc.rows, runs, ms: times });
   });
 
-  const json = async (c: Context<{ Bindings: Env }>): Promise<Record<string, unknown>> => {
+  const json = async (c: Context<AppEnv>): Promise<Record<string, unknown>> => {
     try {
       const b = await c.req.json();
       if (b && typeof b === 'object' && !Array.isArray(b)) return b as Record<string, unknown>;
@@ -149,19 +180,23 @@ export function mountBenchRoutes(app: Hono<{ Bindings: Env }>, deps: { models: R
     const rows = rowsOf(m, b);
     const latencies = latenciesOf(b);
     const runs = int(b.runs, 'runs', 0, 1_000_000);
-    const profiler = createWindowProfiler({
-      source: { kind: 'edge', id: `bench-${crypto.randomUUID().slice(0, 8)}` },
-      windowMs: configNumber(c.env.TELEMETRY_WINDOW_MS, 5000, 'TELEMETRY_WINDOW_MS', 1),
-      maxRows: configNumber(c.env.TELEMETRY_MAX_ROWS, 2000, 'TELEMETRY_MAX_ROWS', 1),
-    });
+    // A runtime of its own (a fresh profiler, configured as the app's), never serving: no sessions.
+    const rt = createRuntime(
+      { ...c.env, TELEMETRY: 'on' },
+      {
+        models,
+        createSession: () => Promise.reject(new Error('the sketch bench runs no model')),
+        servedBy: 'bench',
+      },
+    );
+    const profiler = rt.profiler!;
+    const none = () => undefined;
     let flushed = 0;
     let bytes = 0;
     for (let i = 0; i < runs; i++) {
       const r = rows[i % rows.length];
-      // As telemetry() in app.ts: observed.map(...) builds the request's rows, then observe, tick, stats.
-      const observed = [r.features].map((features) => ({ features, outputs: r.outputs }));
-      profiler.observe(m, m.version, observed, latencies.length ? latencies[i % latencies.length] : 5, 'edge');
-      profiler.tick();
+      // The inference routes' own hot path, with no aggregator bound (so it never flushes itself).
+      telemetry(rt, undefined, none, undefined, m, m.version, [r.features], [r.outputs], latencies.length ? latencies[i % latencies.length] : 5, 'edge');
       if (profiler.stats().outbox > 0) {
         const batch = profiler.take();
         for (const s of batch) bytes += s.bytes.length;
@@ -286,6 +321,7 @@ export function mountBenchRoutes(app: Hono<{ Bindings: Env }>, deps: { models: R
     }
     return c.json({ counters, buckets });
   });
+  return app;
 }
 
 function bytesToBase64(b: Uint8Array): string {

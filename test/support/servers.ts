@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const ROOT = join(import.meta.dirname, '../..');
+/** The benchmark worker's wrangler configuration (the product plus the bench routes), for startWorker's `config`. */
+export const BENCH_CONFIG = 'bench/wrangler.toml';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -44,9 +46,14 @@ process.once('exit', () => {
 /**
  * The worker under wrangler dev, with its own inspector port and state folder (so several can run).
  * `cwd`: another checkout to run (e.g. a snapshot of this one, which wrangler's file watcher then
- * cannot reload mid-measurement when someone edits the tree).
+ * cannot reload mid-measurement when someone edits the tree). `config`: another wrangler
+ * configuration, relative to `cwd` (the benchmark worker's is bench/wrangler.toml).
  */
-export async function startWorker(port: number, vars: Record<string, string>, { cwd = ROOT }: { cwd?: string } = {}): Promise<ChildProcess> {
+export async function startWorker(
+  port: number,
+  vars: Record<string, string>,
+  { cwd = ROOT, config }: { cwd?: string; config?: string } = {},
+): Promise<ChildProcess> {
   const state = join(tmpdir(), `dw-wrangler-${port}`);
   stateDirs.add(state);
   const inspector = await freePort();
@@ -65,6 +72,7 @@ export async function startWorker(port: number, vars: Record<string, string>, { 
       '--log-level',
       'error',
       '--show-interactive-dev-session=false',
+      ...(config ? ['--config', config] : []),
       ...Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
     ],
     cwd,

@@ -68,7 +68,7 @@ describe('model engine: warm-up on load', () => {
       now: () => clock.t,
     });
     const loaded = engine.load();
-    await new Promise((r) => setTimeout(r, 0));
+    await new Promise((r) => setTimeout(r, 0)); // one task, so the load starts; the gate holds it mid-warm-up
     expect(engine.status().state).toBe('loading');
     release();
     await loaded;

@@ -1,0 +1,69 @@
+/**
+ * What the two inference routes (OIP infer and predict) share around serving: the version that
+ * serves this caller, serve() timed for Server-Timing, and the record of what was served
+ * (counts, telemetry, shadows).
+ */
+import type { ModelManifest, observedFromFeeds, RoutingTable, Tensor } from '../../core/index.ts';
+import type { EngineRequest, ModelEngine } from '../engine/model-engine.ts';
+import { backgroundOf } from '../serving/background.ts';
+import { countServed } from '../serving/runtime.ts';
+import { serve, type Served } from '../serving/serve.ts';
+import { shadow } from '../serving/shadow.ts';
+import { telemetry } from '../serving/telemetry.ts';
+import { runtimeOf, type AppContext } from './context.ts';
+import { clockOf } from './request.ts';
+
+/** The engine that serves this caller (see Edge.pick): the path's version if it pins one, else by the routing table, sticky by x-user-key. */
+export function pick(c: AppContext, e: ModelEngine, requestKey: string, deadline: number) {
+  return c.var.edge.pick(c.env, backgroundOf(c), e, {
+    pinned: c.req.param('version') !== undefined,
+    requestKey,
+    userKey: c.req.header('x-user-key'),
+    deadline,
+  });
+}
+
+/** serve(), timed for Server-Timing: the engine's share (queue and run) or the fallback's. */
+export async function timedServe(c: AppContext, e: ModelEngine, req: EngineRequest, dl: number): Promise<Served> {
+  const k = clockOf(c);
+  k.timed = true;
+  const t = performance.now();
+  const r = runtimeOf(c);
+  let servedBy = r.selfName;
+  try {
+    const served = await serve(r, backgroundOf(c), e, req, dl);
+    servedBy = served.servedBy;
+    return served;
+  } finally {
+    const ms = performance.now() - t;
+    if (servedBy === 'fallback') k.fallbackMs = (k.fallbackMs ?? 0) + ms;
+    else k.engineMs = (k.engineMs ?? 0) + ms;
+  }
+}
+
+/** Runs the shadow versions of the routing table on a served request, after the answer (serving/shadow.ts). */
+export function shadowAfter(
+  c: AppContext,
+  e: ModelEngine,
+  route: { table: RoutingTable | undefined; key: string },
+  version: string,
+  req: EngineRequest,
+  outputs: Record<string, Tensor>,
+): void {
+  shadow(runtimeOf(c), backgroundOf(c), e, route.table, route.key, version, req, outputs);
+}
+
+/** Records an answer: counted per version, and sketched into the isolate's drift telemetry. */
+export function recordServed(
+  c: AppContext,
+  m: ModelManifest,
+  version: string,
+  observed: ReturnType<typeof observedFromFeeds>,
+  predictions: Record<string, unknown>[],
+  servedBy: string,
+): void {
+  const r = runtimeOf(c);
+  const k = clockOf(c);
+  countServed(r, m.name, version);
+  telemetry(r, c.env?.AGGREGATOR, backgroundOf(c), k.eventTime, m, version, observed, predictions, performance.now() - k.received, servedBy);
+}

@@ -1,0 +1,324 @@
+/**
+ * The browser runtime's routes (issue 7):
+ *
+ * - `GET /v1/models/{name}/artifact`: what a browser needs to run the model on the device: the
+ *   manifest, where the int8 bytes are (a content-addressed URL) with their sha256, the golden
+ *   rows every backend is checked against before use, and a short-lived telemetry token.
+ *   Never cached (the token is fresh each time).
+ * - `GET /v1/models/{name}/artifact/{sha256}`: the model bytes, immutable (cacheable forever,
+ *   kept in Cache Storage by the runtime). A stale hash is a 404, never other bytes.
+ * - `POST /v1/telemetry?token=...` (or `authorization: Bearer <token>`; sendBeacon cannot set
+ *   headers): one browser summary (core's binary format). The token is verified (HMAC-SHA256,
+ *   WebCrypto), its rate is limited, the summary is decoded and checked against the model's
+ *   manifest; accepted ones are merged in this isolate by (model, version, minute) and the
+ *   merged profiles go to the model's DriftAggregator in waitUntil after
+ *   TELEMETRY_BROWSER_FLUSH_MS, so the aggregator sees a few writes per isolate per interval,
+ *   not one per browser. Refusals are 4xx JSON naming the reason.
+ * - `GET /v1/telemetry`: this isolate's figures (accepted, refused by reason, forwarded).
+ *
+ * `/demo` (the on-device movie recommendation demo) and `/demo-sw.js` (its service worker) are
+ * static assets, not routes: browser/demo/, built by browser/build.ts.
+ *
+ * Secrets: TELEMETRY_SIGNING_KEY signs tokens. When it is unset, each isolate signs with a
+ * random key of its own: tokens then verify only in the isolate that issued them, which is
+ * right for `wrangler dev` (one isolate) and fails closed in production (refused, counted).
+ */
+import { Hono, type Context } from 'hono';
+import { cors } from 'hono/cors';
+import {
+  decodeSummary,
+  SketchMergeError,
+  SummaryDecodeError,
+  type ArtifactDescriptor,
+  type ErrorBodyV1,
+  type ModelManifest,
+  type Profile,
+} from '../../core/index.ts';
+import { bearerToken as bearer, checkOperator } from '../auth.ts';
+import { edgeConfig } from '../config.ts';
+import type { AppEnv } from '../http/context.ts';
+import type { BundledModel } from '../models.ts';
+import { backgroundOf } from '../serving/background.ts';
+import flightGolden from '../../models/flight-delay/golden.json';
+import movieGolden from '../../models/movielens-topk/golden.json';
+import {
+  addressGroup,
+  createBrowserTelemetry,
+  PENDING_SLOTS,
+  refuse,
+  RENEW_GRACE_MS,
+  signToken,
+  SLOTS_PER_GROUP,
+  TELEMETRY_MAX_BYTES,
+  verifyToken,
+  type Grant,
+} from '../serving/browser-telemetry.ts';
+
+/** Golden rows in a descriptor: enough for every backend's check, small enough to ship. */
+const GOLDEN_ROWS = 16;
+
+/** The golden sets (each model folder's golden.json): features and the outputs onnxruntime-node computed. */
+type Golden = { tolerance: Record<string, number>; rows: { features: Record<string, unknown>; expected: { int8: Record<string, number | number[]> } }[] };
+const GOLDEN = new Map<string, Golden>([
+  ['flight-delay', flightGolden as never],
+  ['movielens-topk', movieGolden as never],
+]);
+
+// --- Routes -------------------------------------------------------------------------------------
+
+const json = (c: Context, status: number, code: string, message: string, field?: string, headers: Record<string, string> = {}) => {
+  for (const [k, v] of Object.entries(headers)) c.header(k, v);
+  return c.json({ error: { code, message, ...(field ? { field } : {}) } } satisfies ErrorBodyV1, status as 400);
+};
+
+/** The client's address as Cloudflare (and `wrangler dev`) reports it, or undefined. */
+const clientAddress = (c: Context) => c.req.header('cf-connecting-ip') || undefined;
+
+/** The routes over `models`, with this app's browser telemetry state, as a sub-app to mount with `app.route('/', ...)`. */
+export function browserRoutes(models: Record<string, BundledModel>): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  const telemetry = createBrowserTelemetry();
+  // Own-property lookups only: a model name comes from the client ("__proto__", "constructor").
+  const byName = new Map(Object.entries(models));
+  const settings = (c: Context<AppEnv>) => edgeConfig(c.env).browser;
+
+  const modelOf = (c: Context<AppEnv>) => byName.get(c.req.param('name')!);
+
+  /**
+   * A telemetry grant, or why none is given. The source id is the worker's: a new random one,
+   * or, for a browser renewing (`authorization: Bearer <its previous token>`, valid or expired
+   * less than a day), the one that token names, so a client can never speak for a source it
+   * was not given. Minting is limited per client address; an unknown address gets no token.
+   */
+  const grant = async (
+    c: Context<AppEnv>,
+    manifest: ModelManifest,
+  ): Promise<Grant | { status: 403 | 429; code: string; message: string; retryMs?: number }> => {
+    const v = settings(c);
+    const ip = clientAddress(c);
+    if (!ip) return { status: 403, code: 'address_unknown', message: 'telemetry tokens are issued only to clients whose address is known (CF-Connecting-IP)' };
+    const wait = telemetry.allow(`t:${ip}`, v.tokensPerIpPerMin, Date.now());
+    if (wait > 0) return { status: 429, code: 'rate_limited', message: 'too many telemetry tokens for this address', retryMs: wait };
+    let source: string | undefined;
+    const previous = bearer(c.req.header('authorization'));
+    if (previous) {
+      const old = await verifyToken(previous, v.signingKey, Date.now() - RENEW_GRACE_MS);
+      if ('claims' in old && old.claims.m === manifest.name) source = old.claims.s; // proto-safe: narrows verifyToken's own union
+    }
+    source ??= Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('');
+    const expires = Date.now() + v.tokenTtlMs;
+    const token = await signToken({ m: manifest.name, v: manifest.version, s: source, e: expires }, v.signingKey);
+    telemetry.minted();
+    return { endpoint: '/v1/telemetry', token, source, expires_at: expires };
+  };
+
+  // Apps on other origins may host the runtime (its module worker must be same-origin with the
+  // page) and call these routes; nothing here uses cookies, tokens travel explicitly.
+  const crossOrigin = cors({ origin: '*', allowMethods: ['GET', 'POST', 'OPTIONS'], allowHeaders: ['authorization', 'content-type'], maxAge: 600 });
+  for (const path of ['/v1/models/:name/artifact', '/v1/models/:name/artifact/:sha256', '/v1/models/:name/telemetry-token', '/v1/telemetry'])
+    app.use(path, crossOrigin);
+
+  app.get('/v1/models/:name/artifact', async (c) => {
+    const m = modelOf(c);
+    if (!m) return json(c, 404, 'model_not_found', `unknown model "${c.req.param('name')}" (serving ${[...byName.keys()].join(', ')})`, 'name');
+    const manifest = m.manifest;
+    const spec = manifest.artifacts[manifest.serve];
+    const golden = GOLDEN.get(manifest.name);
+    // The model is served whatever happens to telemetry; without a grant the runtime reports nothing.
+    const g = c.env.AGGREGATOR ? await grant(c, manifest) : undefined;
+    c.header('cache-control', 'no-store');
+    return c.json({
+      model: manifest.name,
+      version: manifest.version,
+      manifest,
+      artifact: { url: `/v1/models/${manifest.name}/artifact/${spec.sha256}`, sha256: spec.sha256, bytes: spec.bytes, quantization: manifest.serve },
+      golden: golden
+        ? {
+            tolerance: golden.tolerance,
+            rows: golden.rows.slice(0, GOLDEN_ROWS).map((r) => ({ features: r.features, expected: r.expected[manifest.serve as 'int8'] })),
+          }
+        : null,
+      telemetry: g && 'token' in g ? g : null, // proto-safe: narrows grant()'s own union
+    } satisfies ArtifactDescriptor);
+  });
+
+  // A fresh token for a browser that already has the model (keeps its source id when it shows its previous token).
+  app.get('/v1/models/:name/telemetry-token', async (c) => {
+    const m = modelOf(c);
+    if (!m) return json(c, 404, 'model_not_found', `unknown model "${c.req.param('name')}"`, 'name');
+    if (!c.env.AGGREGATOR) return json(c, 404, 'telemetry_unavailable', 'no aggregator is bound (AGGREGATOR): telemetry is off', 'name');
+    const g = await grant(c, m.manifest);
+    // proto-safe: narrows grant()'s own union
+    if (!('token' in g)) {
+      telemetry.refused(g.code);
+      return json(c, g.status, g.code, g.message, undefined, g.retryMs ? { 'retry-after': String(Math.max(1, Math.ceil(g.retryMs / 1000))) } : {});
+    }
+    c.header('cache-control', 'no-store');
+    return c.json(g);
+  });
+
+  app.get('/v1/models/:name/artifact/:sha256', (c) => {
+    const m = modelOf(c);
+    if (!m) return json(c, 404, 'model_not_found', `unknown model "${c.req.param('name')}"`, 'name');
+    const spec = m.manifest.artifacts[m.manifest.serve];
+    if (c.req.param('sha256') !== spec.sha256)
+      return json(
+        c,
+        404,
+        'artifact_not_found',
+        `model "${m.manifest.name}" serves ${spec.sha256}; fetch /v1/models/${m.manifest.name}/artifact again`,
+        'sha256',
+      );
+    return c.body(m.artifact, 200, {
+      'content-type': 'application/octet-stream',
+      'cache-control': 'public, max-age=31536000, immutable',
+      etag: `"${spec.sha256}"`,
+      'x-model-sha256': spec.sha256,
+      'x-model-version': m.manifest.version,
+    });
+  });
+
+  // This isolate's figures: operators only (they show sources and refusals).
+  app.get('/v1/telemetry', (c) => {
+    checkOperator(c);
+    return c.json(telemetry.stats());
+  });
+
+  app.post('/v1/telemetry', async (c) => {
+    const v = settings(c);
+    if (!c.env.AGGREGATOR) {
+      telemetry.refused('telemetry_unavailable');
+      return json(c, 404, 'telemetry_unavailable', 'no aggregator is bound (AGGREGATOR): telemetry is off');
+    }
+    const token = c.req.query('token') ?? bearer(c.req.header('authorization'));
+    if (!token) {
+      telemetry.refused('missing_token');
+      return json(c, 401, 'missing_token', 'a telemetry token is required (?token= or authorization: Bearer), from GET /v1/models/{name}/artifact', 'token', {
+        'www-authenticate': 'Bearer',
+      });
+    }
+    const verdict = await verifyToken(token, v.signingKey);
+    // proto-safe: narrows verifyToken's own union
+    if ('error' in verdict) {
+      telemetry.refused(verdict.error);
+      return json(
+        c,
+        401,
+        verdict.error,
+        verdict.error === 'token_expired' ? 'the telemetry token has expired; fetch the artifact descriptor again' : 'the telemetry token is not valid',
+        'token',
+        { 'www-authenticate': 'Bearer' },
+      );
+    }
+    const { claims } = verdict;
+    const m = byName.get(claims.m);
+    if (!m) {
+      telemetry.refused('model_not_found');
+      return json(c, 404, 'model_not_found', `model "${claims.m}" is not served here`, 'token');
+    }
+    const now = Date.now();
+    // Per token, and per address: tokens are free to mint (within their own limit), so the
+    // per-token limit alone bounds a well-behaved page, not a client holding many tokens. An
+    // unknown address fails closed.
+    const ip = clientAddress(c);
+    if (!ip) {
+      telemetry.refused('address_unknown');
+      return json(c, 403, 'address_unknown', 'telemetry is accepted only from clients whose address is known (CF-Connecting-IP)');
+    }
+    const wait = Math.max(telemetry.allow(`s:${claims.s}`, v.ratePerMin, now), telemetry.allow(`ip:${ip}`, v.ratePerIpPerMin, now));
+    if (wait > 0) {
+      telemetry.refused('rate_limited');
+      return json(c, 429, 'rate_limited', 'too many summaries for this token or address', 'token', {
+        'retry-after': String(Math.max(1, Math.ceil(wait / 1000))),
+      });
+    }
+    const declared = Number(c.req.header('content-length') ?? NaN);
+    if (declared > TELEMETRY_MAX_BYTES) {
+      telemetry.refused('body_too_large');
+      return json(c, 413, 'body_too_large', `a summary must be at most ${TELEMETRY_MAX_BYTES} bytes`, 'body');
+    }
+    const bytes = await readLimited(c.req.raw, TELEMETRY_MAX_BYTES);
+    if (!bytes) {
+      telemetry.refused('body_too_large');
+      return json(c, 413, 'body_too_large', `a summary must be at most ${TELEMETRY_MAX_BYTES} bytes`, 'body');
+    }
+    let p: Profile;
+    try {
+      p = decodeSummary(bytes);
+    } catch (err) {
+      telemetry.refused('invalid_summary');
+      return json(c, 400, 'invalid_summary', err instanceof SummaryDecodeError ? err.message : 'malformed summary', 'body');
+    }
+    const rowsPerMin = v.sourceRowsPerMin;
+    const why = refuse(p, claims, m.manifest, now, rowsPerMin);
+    if (why) {
+      telemetry.refused(why.code);
+      return json(c, why.status, why.code, why.message, 'body');
+    }
+    // One source's rows per window minute, whenever they come (late, or in pieces)...
+    if (!telemetry.fitsWindow(p, rowsPerMin)) {
+      telemetry.refused('window_full');
+      return json(c, 422, 'window_full', `this source has reported rows for that minute already; ${rowsPerMin} is the most one source may`, 'body');
+    }
+    // ...and per minute of the clock: together they bound its share of any window the aggregator judges.
+    const rowsWait = telemetry.allow(`r:${claims.s}`, rowsPerMin, now, p.counters.rows);
+    if (rowsWait > 0) {
+      telemetry.refused('rows_rate_limited');
+      return json(c, 429, 'rate_limited', `this source has reported its ${rowsPerMin} rows for this minute`, 'body', {
+        'retry-after': String(Math.max(1, Math.ceil(rowsWait / 1000))),
+      });
+    }
+    let added: ReturnType<typeof telemetry.add>;
+    try {
+      added = telemetry.add(p, await addressGroup(ip, v.signingKey), rowsPerMin);
+    } catch (err) {
+      // A sketch that cannot merge with the others (or whose counts would overflow): refused, the slot intact.
+      if (!(err instanceof SketchMergeError)) throw err;
+      telemetry.refused('unexpected_sketch');
+      return json(c, 422, 'unexpected_sketch', err.message, 'body');
+    }
+    if (added === 'window_full') {
+      telemetry.refused('window_full');
+      return json(c, 422, 'window_full', `this source has reported rows for that minute already; ${rowsPerMin} is the most one source may`, 'body');
+    }
+    if (added === 'full' || added === 'group_full') {
+      telemetry.refused('busy');
+      const why =
+        added === 'full' ? `${PENDING_SLOTS} windows are being merged here` : `clients of this network opened ${SLOTS_PER_GROUP} windows since the last flush`;
+      return json(c, 503, 'busy', `${why}; send this one again later`, undefined, { 'retry-after': '5' });
+    }
+    if (added === 'accepted' && telemetry.claimSchedule()) {
+      const agg = c.env.AGGREGATOR;
+      const flushMs = v.flushMs;
+      const work = new Promise((r) => setTimeout(r, flushMs)).then(() => telemetry.flush(agg));
+      backgroundOf(c)(work);
+    }
+    return c.json({ status: added, rows: p.counters.rows }, 202);
+  });
+  return app;
+}
+
+/** The body, or undefined when it is longer than `max` bytes (read no further than that). */
+async function readLimited(req: Request, max: number): Promise<Uint8Array | undefined> {
+  if (!req.body) return new Uint8Array(0);
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    n += value.byteLength;
+    if (n > max) {
+      await reader.cancel().catch(() => undefined);
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const ch of chunks) {
+    out.set(ch, o);
+    o += ch.byteLength;
+  }
+  return out;
+}

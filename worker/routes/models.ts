@@ -1,0 +1,89 @@
+/**
+ * The models this worker serves (public: names, versions, features, outputs, quality), and for
+ * operators what this isolate's engine, batcher, cache, fallback and shadows are doing.
+ */
+import { Hono } from 'hono';
+import { runtimeOf, type AppEnv } from '../http/context.ts';
+import { model, operatorAuth } from '../http/middleware.ts';
+import { answer, bearer, document, documentedApp, ModelParams, operatorErrors } from '../http/openapi.ts';
+import { engineOf } from '../http/request.ts';
+
+export const models = new Hono<AppEnv>();
+export const stats = documentedApp();
+
+document(stats, {
+  method: 'get',
+  path: '/v1/models/{name}/stats',
+  summary: "What this isolate's engine, batcher, cache, fallback, telemetry and shadows are doing",
+  security: bearer,
+  request: { params: ModelParams },
+  responses: { 200: answer('figures of the isolate that answered'), ...operatorErrors },
+});
+
+models.get('/v1/models', (c) =>
+  c.json({
+    models: [...runtimeOf(c).engines.values()].map((e) => ({
+      name: e.manifest.name,
+      version: e.manifest.version,
+      description: e.manifest.description,
+      task: e.manifest.task,
+    })),
+  }),
+);
+models.get('/v1/models/:name', (c) => {
+  const m = engineOf(c).manifest;
+  return c.json({
+    name: m.name,
+    version: m.version,
+    description: m.description,
+    task: m.task,
+    features: m.features.map((f) => ({
+      name: f.name,
+      kind: f.kind,
+      description: f.description,
+      ...(f.kind === 'numeric' ? { range: f.range, integer: f.integer ?? false } : { vocabulary_size: f.vocabulary.length, oov: f.oov }),
+    })),
+    parameters: m.parameters ?? [],
+    outputs: m.outputs,
+    quality: m.quality,
+    serving: m.serving,
+  });
+});
+
+// Operators: what this isolate's engine and cache are doing (the fallback's URL among them).
+stats.get('/v1/models/:name/stats', operatorAuth(), model, (c) => {
+  const e = c.var.engine;
+  const r = runtimeOf(c);
+  const fb = r.fallbacks.get(e.manifest.name);
+  return c.json({
+    model: e.manifest.name,
+    version: e.manifest.version,
+    engine: e.status(),
+    batcher: e.batcher()?.stats() ?? null,
+    cache: r.cache?.stats() ?? null,
+    fallback: fb ? { url: fb.url, breaker: fb.breaker.stats(), ...fb.stats() } : null,
+    served_by_version: Object.fromEntries(r.served.get(e.manifest.name) ?? []),
+    telemetry: r.profiler?.stats() ?? null,
+    shadows: Object.fromEntries(
+      [...(r.shadows.get(e.manifest.name) ?? [])].map(([v, st]) => [
+        v,
+        {
+          runs: st.runs,
+          errors: st.errors,
+          same_class: st.sameClass,
+          score_diff_p50: st.scoreDiff.count ? st.scoreDiff.quantile(0.5) : null,
+          score_diff_p99: st.scoreDiff.count ? st.scoreDiff.quantile(0.99) : null,
+          overlap_mean_p50: st.overlap.count ? st.overlap.quantile(0.5) : null,
+        },
+      ]),
+    ),
+    config: {
+      batchMode: r.config.batch.mode,
+      maxWaitMs: r.config.batch.maxWaitMs,
+      maxQueue: r.config.batch.maxQueue,
+      cacheBytes: r.config.cache.maxBytes,
+      cacheTtlMs: r.config.cache.ttlMs,
+    },
+    admission: c.var.edge.admission.stats(),
+  });
+});

@@ -1,0 +1,51 @@
+/**
+ * Operators: each model's routing table (canary and shadow versions), read and replaced. The
+ * table lives in the model's RoutingStore (a Durable Object); this isolate uses a new one at
+ * once, others within 5 s.
+ */
+import { validateRoutingTable, ValidationError } from '../../core/index.ts';
+import { runtimeOf } from '../http/context.ts';
+import { model, operatorAuth } from '../http/middleware.ts';
+import { answer, bearer, document, documentedApp, ModelParams, operatorErrors, RoutingTableSchema } from '../http/openapi.ts';
+import { body, limit } from '../http/request.ts';
+
+export const routing = documentedApp();
+
+document(routing, {
+  method: 'get',
+  path: '/v1/models/{name}/routing',
+  summary: "A model's routing table (stable, canary, shadows) and its deployed versions",
+  security: bearer,
+  request: { params: ModelParams },
+  responses: { 200: answer('the table in force (the default one when none is stored), when it was stored, and the versions'), ...operatorErrors },
+});
+document(routing, {
+  method: 'put',
+  path: '/v1/models/{name}/routing',
+  summary: "Replaces a model's routing table (validated against the deployed versions)",
+  security: bearer,
+  request: { params: ModelParams, body: { content: { 'application/json': { schema: RoutingTableSchema } }, required: true } },
+  responses: { 200: answer('the table stored, and when'), 422: answer('a version that is not deployed'), ...operatorErrors },
+});
+
+routing.get('/v1/models/:name/routing', operatorAuth(), model, async (c) => {
+  const e = c.var.engine;
+  const versions = [...runtimeOf(c).versions.get(e.manifest.name)!.keys()];
+  const stored = c.env.ROUTING ? await c.env.ROUTING.get(c.env.ROUTING.idFromName(e.manifest.name)).getTable() : { table: null, updatedAt: null };
+  return c.json({
+    model: e.manifest.name,
+    versions,
+    table: stored.table ?? { stable: e.manifest.version },
+    updated_at: stored.updatedAt,
+    default: stored.table === null,
+  });
+});
+routing.put('/v1/models/:name/routing', operatorAuth(), model, limit, async (c) => {
+  const e = c.var.engine;
+  const versions = [...runtimeOf(c).versions.get(e.manifest.name)!.keys()];
+  const table = validateRoutingTable(await body(c), versions);
+  if (!c.env.ROUTING) throw new ValidationError('no routing store is bound (ROUTING)', 'ROUTING', 404, 'routing_unavailable');
+  const { updatedAt } = await c.env.ROUTING.get(c.env.ROUTING.idFromName(e.manifest.name)).putTable(table);
+  runtimeOf(c).routing.set(e.manifest.name, { table, until: Date.now() + 5000 });
+  return c.json({ model: e.manifest.name, table, updated_at: updatedAt });
+});

@@ -1,0 +1,87 @@
+/**
+ * Operators: the deployed versions side by side, from the aggregator's per-version profiles, with
+ * a verdict for each non-stable version against stable.
+ */
+import { decodeSummary, judgeSketch, type Profile, type VersionsAnswer, type VersionSummary } from '../../core/index.ts';
+import { model, needsAggregator, operatorAuth } from '../http/middleware.ts';
+import { answer, bearer, document, documentedApp, input, ModelParams, operatorErrors, RangeQuery } from '../http/openapi.ts';
+import { range } from '../http/request.ts';
+import { backgroundOf } from '../serving/background.ts';
+
+export const versions = documentedApp();
+
+/**
+ * Versions side by side over [from, to): rows, error, cache and fallback rates, latency and
+ * output distributions per version, and for each non-stable version a verdict against stable:
+ * "worse" when its error rate is 1 point higher, its fallback rate 5 points higher, its p99
+ * latency 1.5x and 5 ms more (workerd's clock moves in whole ms, only across I/O, so smaller
+ * gaps are noise), its shadow agreement under 90%, or its outputs drifted from stable's;
+ * "insufficient data" under 200 rows.
+ */
+document(versions, {
+  method: 'get',
+  path: '/v1/models/{name}/versions',
+  summary: 'Deployed versions side by side, with a verdict for each against stable',
+  security: bearer,
+  request: { params: ModelParams, query: RangeQuery },
+  responses: { 200: answer('the routing table and, per version, its role, rates, latency, outputs and verdict'), ...operatorErrors },
+});
+versions.get('/v1/models/:name/versions', operatorAuth(), model, needsAggregator, async (c) => {
+  const e = c.var.engine;
+  const m = e.manifest;
+  const { from, to } = range(input(RangeQuery, c.req.query(), 'query'));
+  const table = await c.var.edge.tableOf(c.env, backgroundOf(c), e);
+  const raw = await c.var.aggregator.versions(from, to);
+  const profiles = new Map(Object.entries(raw).map(([v, b]) => [v, decodeSummary(new Uint8Array(b))]));
+  const rate = (p: Profile, k: string) => (p.counters.rows ? (p.counters[k] ?? 0) / p.counters.rows : 0);
+  const summary = (p: Profile) => ({
+    rows: p.counters.rows,
+    error_rate: rate(p, 'errors'),
+    cache_rate: rate(p, 'cacheHits'),
+    fallback_rate: rate(p, 'fallbacks'),
+    latency_ms: { p50: p.latency.count ? p.latency.quantile(0.5) : null, p99: p.latency.count ? p.latency.quantile(0.99) : null },
+    outputs: Object.fromEntries([...p.outputs].map(([k, s]) => [k, s.describe()])),
+    // Shadow runs (counted apart from served rows) and their agreement with the served answer.
+    ...(p.counters.shadowRows
+      ? { shadow_rows: p.counters.shadowRows, shadow_agreement: p.counters.shadowCompared ? (p.counters.shadowAgree ?? 0) / p.counters.shadowCompared : null }
+      : {}),
+  });
+  const stable = profiles.get(table.stable);
+  const byVersion: Record<string, VersionSummary> = Object.fromEntries(
+    [...profiles].map(([v, p]): [string, VersionSummary] => {
+      const role =
+        v === table.stable ? 'stable' : v === table.canary?.version ? 'canary' : (table.shadows ?? []).some((x) => x.version === v) ? 'shadow' : 'other';
+      let verdict: VersionSummary['verdict'];
+      const reasons: string[] = [];
+      if (v !== table.stable) {
+        if (!stable || stable.counters.rows < 200 || p.counters.rows < 200) verdict = 'insufficient data';
+        else {
+          if (rate(p, 'errors') > rate(stable, 'errors') + 0.01) reasons.push('error rate');
+          if (p.counters.shadowCompared && (p.counters.shadowAgree ?? 0) / p.counters.shadowCompared < 0.9) reasons.push('shadow agreement below 90%');
+          if (rate(p, 'fallbacks') > rate(stable, 'fallbacks') + 0.05) reasons.push('fallback rate');
+          const p99 = (q: Profile) => (q.latency.count ? q.latency.quantile(0.99) : 0);
+          if (p99(p) > 1.5 * p99(stable) && p99(p) - p99(stable) > 5)
+            reasons.push(`p99 latency (${p99(p).toFixed(1)} ms against ${p99(stable).toFixed(1)} ms)`);
+          for (const [k, s] of p.outputs) {
+            const j = judgeSketch(stable.outputs.get(k), s, { range: false });
+            const flagged = j
+              ? Object.entries(j.drift)
+                  .filter(([, r]) => r?.drifted)
+                  .map(([m]) => m)
+              : [];
+            if (flagged.length) reasons.push(`output ${k} distribution (${flagged.join(', ')})`);
+          }
+          verdict = reasons.length ? 'worse' : 'no worse';
+        }
+      }
+      return [v, { role, ...summary(p), ...(verdict ? { verdict, reasons } : {}) }];
+    }),
+  );
+  return c.json({
+    model: m.name,
+    from: new Date(from).toISOString(),
+    to: new Date(to).toISOString(),
+    routing: table,
+    versions: byVersion,
+  } satisfies VersionsAnswer);
+});

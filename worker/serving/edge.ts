@@ -1,0 +1,209 @@
+/**
+ * The state one app keeps across requests (one per isolate in workerd): its runtime, built from
+ * the environment at the first request; the isolate's start, paid outside any request's clock;
+ * engines warmed in the background while no request is in flight; admission (early shedding);
+ * and each model's routing table, read from its RoutingStore and cached. Routes reach it as
+ * `c.var.edge`; the benchmark worker mounts its routes beside the same one.
+ */
+import { assignVersion, canonicalKey, decodeSummary, encodeInstances, observedFromFeeds, type Profile, type RoutingTable } from '../../core/index.ts';
+import type { ModelEngine } from '../engine/model-engine.ts';
+import type { Env } from '../env.ts';
+import { createAdmission } from './admission.ts';
+import type { Background } from './background.ts';
+import { createRuntime, type Runtime, type ServingOptions } from './runtime.ts';
+import { sampleInstance } from './tensors.ts';
+
+/** Longest an isolate's start waits for the routing tables (see start). */
+const ISOLATE_START_WAIT_MS = 500;
+/** Longest a request waits for its model's routing store (see pick). */
+const ROUTING_WAIT_MS = 20;
+/** How long a routing table read from its store is used before it is read again. */
+const ROUTING_TTL_MS = 5000;
+
+export class Edge {
+  readonly options: ServingOptions;
+  readonly admission = createAdmission();
+  #runtime: Runtime | undefined;
+  /** Requests in flight past the clock middleware, and who waits for there to be none. */
+  #inflight = 0;
+  #idleWaiters: (() => void)[] = [];
+  #started = false;
+  #starting: Promise<void> | undefined;
+  /** The engine load in progress in the background, if any (see warm). */
+  #warming: Promise<void> | undefined;
+  #warmed = false;
+  /** Reads of each model's RoutingStore in flight: one at a time, shared by the requests that wait for it. */
+  readonly #tableReads = new Map<string, Promise<RoutingTable | undefined>>();
+  readonly #baselines = new Map<string, Profile>();
+
+  constructor(options: ServingOptions) {
+    this.options = options;
+  }
+
+  /** The isolate's runtime, built from the environment on first use (a bad setting throws, naming it). */
+  runtime(env: Env | undefined): Runtime {
+    this.#runtime ??= createRuntime(env, this.options);
+    return this.#runtime;
+  }
+
+  /**
+   * Wraps a request (the first middleware). Its first requests wait for the isolate's start
+   * (not theirs to pay), and one received during a background engine load waits for it; then
+   * `received()` restarts the request's clock. After the first answer, every stable engine starts
+   * loading in the background (warm), so a cold load is on no later request's clock.
+   */
+  async around(env: Env | undefined, background: Background, received: (isolateMs?: number) => void, next: () => Promise<void>): Promise<void> {
+    if (!this.#started && env) {
+      const t = performance.now();
+      this.#starting ??= this.#start(env, background).finally(() => {
+        this.#started = true;
+      });
+      await this.#starting;
+      received(performance.now() - t);
+    }
+    if (this.#warming) {
+      await this.#warming;
+      received();
+    }
+    this.#inflight++;
+    try {
+      await next();
+    } finally {
+      if (--this.#inflight === 0) {
+        const waiters = this.#idleWaiters;
+        this.#idleWaiters = [];
+        for (const w of waiters) w();
+      }
+    }
+    // Without bindings (app.request with no env) there is no runtime to warm.
+    if (!this.#warmed && env) {
+      this.#warmed = true;
+      this.warm(background, () => [...this.runtime(env).engines.values()]);
+    }
+  }
+
+  /**
+   * An isolate's start, once, before its first request is timed: the runtime built from the
+   * environment, each model's request path run once on a made-up instance (validation, encoding,
+   * keys, sketching: the first run of this code costs tens of ms, JIT and lazy setup), and the
+   * routing tables read (a Durable Object that starts, tens of ms more under wrangler dev, where it
+   * shares this thread). Measured on the cold first request through wrangler dev: 75 ms of this
+   * before its engine or fallback was called, against a 50 ms budget. Engines load later (warm).
+   */
+  async #start(env: Env, background: Background): Promise<void> {
+    const r = this.runtime(env);
+    for (const e of r.engines.values()) {
+      try {
+        const m = e.manifest;
+        const enc = encodeInstances(m, JSON.parse(JSON.stringify({ instances: [sampleInstance(m)] })));
+        canonicalKey(enc.observed);
+        r.profiler && observedFromFeeds(m, enc.feeds, enc.rows);
+      } catch (err) {
+        console.error('isolate start: the request path of a model did not run', err);
+      }
+    }
+    const reads = [...r.engines.values()].map((e) => this.tableOf(env, background, e).catch(() => undefined));
+    await Promise.race([Promise.all(reads), new Promise((res) => setTimeout(res, ISOLATE_START_WAIT_MS))]);
+  }
+
+  /**
+   * Loads engines in the background, one at a time, each only once no request is in flight:
+   * creating a session blocks the isolate for most of its length, and a request that arrives
+   * meanwhile is received (its clock starts) only after it, and so is one that arrives during
+   * an await of the load (see around). No request is in flight when a load starts.
+   */
+  warm(background: Background, engines: () => ModelEngine[]): void {
+    const work = (async () => {
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 0));
+        if (this.#inflight > 0) {
+          await new Promise<void>((r) => this.#idleWaiters.push(r));
+          continue;
+        }
+        const e = engines().find((x) => x.status().state === 'unloaded');
+        if (!e) return;
+        // A failure is remembered by the engine (status 'failed'); requests take their fallback path.
+        this.#warming = e.load().catch(() => undefined);
+        await this.#warming;
+        this.#warming = undefined;
+      }
+    })();
+    work.catch((err) => console.error('warm-up failed', err));
+    background(work);
+  }
+
+  /**
+   * The model's routing table: from its RoutingStore, cached per isolate for 5 s. A request waits
+   * for the store at most `waitMs` (a part of its budget): a cold store (its object starting, tens
+   * of ms under load) must not spend a request's budget, so past that the request goes on with the
+   * last table known (the default one if none), and the read completes in the background for the
+   * requests that follow. An unreachable store keeps the last table as well.
+   */
+  async tableOf(env: Env | undefined, background: Background, e: ModelEngine, waitMs = Infinity): Promise<RoutingTable> {
+    const r = this.runtime(env);
+    const name = e.manifest.name;
+    const cached = r.routing.get(name);
+    if (cached && cached.until > Date.now()) return cached.table;
+    const fallback: RoutingTable = cached?.table ?? { stable: e.manifest.version };
+    const store = env?.ROUTING;
+    if (!store) return this.remember(background, r, name, fallback);
+    let read = this.#tableReads.get(name);
+    if (!read) {
+      read = store
+        .get(store.idFromName(name))
+        .getTable()
+        .then((stored) => this.remember(background, r, name, stored.table ?? { stable: e.manifest.version }))
+        .catch((err) => {
+          console.error('routing table unavailable', err);
+          this.remember(background, r, name, fallback);
+          return undefined;
+        })
+        .finally(() => this.#tableReads.delete(name));
+      this.#tableReads.set(name, read);
+      background(read);
+    }
+    if (waitMs === Infinity) return (await read) ?? fallback;
+    let timer: unknown;
+    const late = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, Math.max(0, waitMs))));
+    try {
+      return (await Promise.race([read, late])) ?? fallback;
+    } finally {
+      clearTimeout(timer as Parameters<typeof clearTimeout>[0]);
+    }
+  }
+
+  /** Caches a model's table; a table that makes another deployed version stable warms it like the default one. */
+  remember(background: Background, r: Runtime, name: string, table: RoutingTable): RoutingTable {
+    r.routing.set(name, { table, until: Date.now() + ROUTING_TTL_MS });
+    const stable = r.versions.get(name)?.get(table.stable);
+    if (stable && stable.status().state === 'unloaded') this.warm(background, () => [stable]);
+    return table;
+  }
+
+  /**
+   * The engine (version) that serves a caller: exactly `e` when the path pinned a version (no
+   * canary assignment, no shadows), else by the routing table, sticky by `userKey`, else by the
+   * request's own key. The store is waited on for at most a fifth of the budget left, and 20 ms.
+   */
+  async pick(
+    env: Env | undefined,
+    background: Background,
+    e: ModelEngine,
+    { pinned, requestKey, userKey, deadline }: { pinned: boolean; requestKey: string; userKey: string | undefined; deadline: number },
+  ): Promise<{ engine: ModelEngine; key: string; table: RoutingTable | undefined }> {
+    if (pinned) return { engine: e, key: requestKey, table: undefined };
+    const table = await this.tableOf(env, background, e, Math.min(ROUTING_WAIT_MS, (deadline - performance.now()) / 5));
+    const key = userKey ?? requestKey;
+    const version = assignVersion(table, key);
+    const engine = this.runtime(env).versions.get(e.manifest.name)?.get(version) ?? e;
+    return { engine, key, table };
+  }
+
+  /** A model's training baseline, decoded once. `name` must be a served model's. */
+  trainingBaseline(name: string): Profile {
+    let b = this.#baselines.get(name);
+    // proto-safe: `name` is a served manifest's name (the route found it in the engines Map)
+    if (!b) this.#baselines.set(name, (b = decodeSummary(new Uint8Array(this.options.models[name].baseline))));
+    return b;
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * The edge's telemetry hot path: a served request sketched into the isolate's window profile,
+ * and windows that are due shipped to each model's DriftAggregator in the background. Called by
+ * the inference routes and by the telemetry benchmark, so both measure the same code.
+ */
+import type { ModelManifest, Outcome, observedFromFeeds } from '../../core/index.ts';
+import type { DriftAggregator } from '../aggregator.ts';
+import type { Background } from './background.ts';
+import type { Runtime } from './runtime.ts';
+
+/**
+ * Sketches a served request into the isolate's window profile and, in waitUntil, ships the
+ * windows that are due to the model's DriftAggregator. A failed shipment stays in the outbox
+ * and goes again with the same sequence (the aggregator deduplicates); nothing here can delay
+ * or fail the request.
+ */
+export function telemetry(
+  r: Runtime,
+  aggregators: DurableObjectNamespace<DriftAggregator> | undefined,
+  background: Background,
+  eventTime: number | undefined,
+  m: ModelManifest,
+  version: string,
+  observed: ReturnType<typeof observedFromFeeds>,
+  predictions: Record<string, unknown>[],
+  latencyMs: number,
+  outcome: string,
+): void {
+  if (!r.profiler) return;
+  if (eventTime !== undefined) r.eventClock = eventTime;
+  try {
+    r.profiler.observe(
+      m,
+      version,
+      observed.map((features, i) => ({ features, outputs: (predictions[i] ?? {}) as Record<string, number> })),
+      latencyMs,
+      outcome as Outcome,
+    );
+    r.profiler.tick();
+  } catch (err) {
+    console.error('telemetry: cannot sketch', err);
+    return;
+  }
+  if (r.flushing || !aggregators || r.profiler.stats().outbox === 0) return;
+  r.flushing = true;
+  const agg = aggregators;
+  const profiler = r.profiler;
+  const work = (async () => {
+    try {
+      // Rounds of one ingestMany call per model's aggregator for everything due, until nothing
+      // is left (windows that closed during a round go in the next) or a call fails.
+      for (let round = 0, failed = false; round < 4 && !failed && profiler.stats().outbox > 0; round++) {
+        const byModel = new Map<string, ReturnType<typeof profiler.take>>();
+        for (const s of profiler.take()) {
+          if (!byModel.has(s.model)) byModel.set(s.model, []);
+          byModel.get(s.model)!.push(s);
+        }
+        for (const [model, batch] of byModel) {
+          try {
+            const results = await agg.get(agg.idFromName(model)).ingestMany(
+              model,
+              batch.map((s) => s.bytes),
+            );
+            for (const res of results) if (res.status === 'rejected') console.error(`telemetry: aggregator refused a summary: ${res.reason}`);
+            profiler.ack(batch);
+          } catch (err) {
+            // These may or may not have landed: they stay in flight and go again with the
+            // same sequences at the next flush (the aggregator deduplicates).
+            console.error('telemetry: flush failed, will retry', err);
+            failed = true;
+          }
+        }
+      }
+    } finally {
+      r.flushing = false;
+    }
+  })();
+  background(work);
+}
