@@ -6,7 +6,7 @@
  * DriftAggregator as one write per interval. Client networks are counted as hashed address
  * groups (addressGroup), never stored as addresses.
  */
-import { CategoricalSketch, encodeSummary, mergeInto, TDigest, type ModelManifest, type Profile, type TelemetryGrant } from '../../core/index.ts';
+import { encodeSummary, mergeInto, type TDigest, type ModelManifest, type Profile, type TelemetryGrant } from '../../core/index.ts';
 import { SOURCE_ROWS_PER_MIN } from '../config.ts';
 
 export { SOURCE_ROWS_PER_MIN };
@@ -204,19 +204,19 @@ export function refuse(p: Profile, claims: TokenClaims, m: ModelManifest, now: n
   ] as const) {
     for (const [name, s] of live) {
       const rule = expected.get(name);
-      const actual = s instanceof TDigest ? 'numeric' : s instanceof CategoricalSketch ? 'categorical' : 'histogram';
+      const actual = s.kind === 'tdigest' ? 'numeric' : s.kind;
       if (!rule || rule.kind !== actual)
         return { status: 422, code: 'unexpected_sketch', message: `${section} "${name}" is ${rule ? `not a ${rule.kind} sketch` : 'not in the manifest'}` };
       const bound = rows * rule.perRow;
       const bad = (message: string): Refusal => ({ status: 422, code: 'invalid_sketch', message: `${section} "${name}": ${message}` });
-      if (s instanceof TDigest) {
+      if (s.kind === 'tdigest') {
         // A digest of another compression would decide the compression of every digest merged into it.
         if (s.compression !== COMPRESSION) return bad(`compression ${s.compression} is not the profiler's ${COMPRESSION}`);
         if (weight(s) > bound) return bad(`weight ${weight(s)} is more than ${rows} rows can add (${bound})`);
         if (s.nanCount || s.posInfCount || s.negInfCount) return bad('holds NaN or infinite values, which neither the edge nor a model answer gives');
         if (rule.range && s.count > 0 && (s.min < rule.range[0] || s.max > rule.range[1]))
           return bad(`values [${s.min}, ${s.max}] are outside the feature's range [${rule.range[0]}, ${rule.range[1]}]`);
-      } else if (s instanceof CategoricalSketch) {
+      } else if (s.kind === 'categorical') {
         if (s.capacity !== rule.capacity) return bad(`capacity ${s.capacity} is not the manifest's ${rule.capacity}`);
         if (s.count > bound) return bad(`weight ${s.count} is more than ${rows} rows can add (${bound})`);
         if (s.maxCount > s.count || s.absentBound > s.count) return bad('a count or its bound exceeds the total');
