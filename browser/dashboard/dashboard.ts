@@ -17,91 +17,19 @@
  * with the reason in `#message`. `body.dataset.from/to/step` are the range actually queried
  * (aligned to whole steps, since the aggregator keeps minute buckets).
  */
-import type { ErrorBodyV1 } from '../../core/contracts.ts';
+import type { Alert, AlertsAnswer, DriftAnswer, DriftWindow, ErrorBodyV1, JudgedSketch, VersionSummary, VersionsAnswer } from '../../core/contracts.ts';
+import type { DriftResult } from '../../core/drift.ts';
+import type { SketchDescription } from '../../core/sketch.ts';
 
 // --- what the page reads from the operator API ------------------------------------------------
-// Only the members drawn here (the worker's routes answer more); numbers the worker may not have
-// (an empty sketch's quantiles, a window's latency) are null.
+// The drift, alerts and versions answers are core/contracts.ts's, the types the worker checks
+// what it answers against. Numbers the worker may not have (an empty sketch's quantiles, a
+// window's latency) are null there.
 
 type Num = number | null | undefined;
 type Section = 'features' | 'outputs';
 
-/** One statistic's judgement of a window against its reference. */
-interface Judgement {
-  statistic: number;
-  threshold: number;
-  drifted?: boolean;
-}
-/** A sketch as the routes describe it: quantiles for numeric ones, top values for categorical ones. */
-interface Described {
-  kind?: string;
-  count: number;
-  p05?: Num;
-  p50?: Num;
-  p95?: Num;
-  top?: { value: string; count: number }[];
-}
-interface WindowEntry extends Described {
-  drifted?: boolean;
-  drift?: Record<string, Judgement | null | undefined>;
-}
-interface Latency {
-  p50: Num;
-  p99: Num;
-}
-interface DriftWindow {
-  from: string;
-  to: string;
-  rows: number;
-  counters?: Record<string, number | undefined>;
-  latency_ms?: Latency;
-  drifted?: string[];
-  features?: Record<string, WindowEntry>;
-  outputs?: Record<string, WindowEntry>;
-}
-interface Baseline {
-  source?: string;
-  window?: unknown;
-  rows?: number;
-  features?: Record<string, Described>;
-  outputs?: Record<string, Described>;
-}
-/** `GET /v1/models/{name}/drift`. */
-interface DriftAnswer {
-  reference?: string;
-  aggregator?: { stored?: number };
-  baseline?: Baseline;
-  windows?: DriftWindow[];
-}
-interface Alert {
-  id: number | string;
-  version: string;
-  feature: string;
-  opened_at: string;
-  resolved_at: string | null;
-  evidence?: Record<string, Judgement>;
-}
-/** `GET /v1/models/{name}/alerts`. */
-interface AlertsAnswer {
-  open: number;
-  alerts: Alert[];
-}
-interface VersionFigures {
-  role: string;
-  rows: number;
-  error_rate: number;
-  fallback_rate: number;
-  cache_rate: number;
-  latency_ms?: Latency;
-  outputs?: Record<string, Described>;
-  verdict?: string;
-  reasons?: string[];
-}
-/** `GET /v1/models/{name}/versions`. */
-interface VersionsAnswer {
-  routing?: { stable?: string; canary?: { version: string; share: number } | null; shadows?: { version: string; sampleRate: number }[] };
-  versions?: Record<string, VersionFigures>;
-}
+/** `GET /v1/models`: the members drawn here (the worker answers more); no contract types it. */
 interface ModelInfo {
   name: string;
   version?: string;
@@ -514,47 +442,50 @@ function timeAxis(g: SVGElement, x0: number, width: number, from: number, to: nu
 const chartEmpty = (text?: string) => h('div', { class: 'empty', text: text || 'No data in this range.' });
 
 // --- the data, reshaped ----------------------------------------------------------------------
-interface Win extends DriftWindow {
-  t0: number;
-  t1: number;
-}
+/** A window with its bounds as ms; empty ones are `{from, to, rows: 0}`. */
+type Win = DriftWindow & { t0: number; t1: number };
+/** A window with data: counters, latency and its sketches judged. */
+type DataWin = Extract<Win, { counters: unknown }>;
 interface Row {
   name: string;
   section: Section;
-  base: Described | undefined;
-  kind: string;
+  base: SketchDescription | undefined;
+  kind: SketchDescription['kind'];
 }
 interface View {
   d: PageData;
   windows: Win[];
   rows: Row[];
-  withData: Win[];
+  withData: DataWin[];
   from: number;
   to: number;
 }
-const entryOf = (w: DriftWindow, row: Row): WindowEntry | undefined => w[row.section]?.[row.name];
+const hasData = (w: Win): w is DataWin => 'counters' in w && w.rows > 0;
+/** A window's sketches of one section; none in an empty window. */
+const sectionOf = (w: DriftWindow, sec: Section): Record<string, JudgedSketch> | undefined => ('counters' in w ? w[sec] : undefined);
+const entryOf = (w: DriftWindow, row: Row): JudgedSketch | undefined => sectionOf(w, row.section)?.[row.name];
 
 function shaped(d: PageData): View {
   const windows: Win[] = (d.drift.windows || []).map((w) => Object.assign({}, w, { t0: Date.parse(w.from), t1: Date.parse(w.to) }));
   const bl = d.drift.baseline || { features: {}, outputs: {} };
   const names = (sec: Section) => {
     const out = Object.keys(bl[sec] || {});
-    for (const w of windows) for (const k of Object.keys(w[sec] || {})) if (!out.includes(k)) out.push(k);
+    for (const w of windows) for (const k of Object.keys(sectionOf(w, sec) || {})) if (!out.includes(k)) out.push(k);
     return out;
   };
   const row = (name: string, section: Section): Row => {
     const base = bl[section]?.[name];
-    const kind = base?.kind || windows.map((w) => w[section]?.[name]).find(Boolean)?.kind || 'numeric';
+    const kind = base?.kind || windows.map((w) => sectionOf(w, section)?.[name]).find(Boolean)?.kind || 'numeric';
     return { name, section, base, kind };
   };
   const rows = [...names('features').map((name) => row(name, 'features')), ...names('outputs').map((name) => row(name, 'outputs'))];
-  const withData = windows.filter((w) => w.rows > 0);
+  const withData = windows.filter(hasData);
   return { d, windows, rows, withData, from: d.range.from, to: d.range.to };
 }
 /** The cell's colour ratio (statistic / threshold) for one method, or the worst of them. */
-function cell(entry: WindowEntry | undefined, method: string): { ratio: number; method: string; drifted: boolean } | null {
+function cell(entry: JudgedSketch | undefined, method: string): { ratio: number; method: string; drifted: boolean } | null {
   if (!entry?.drift) return null;
-  let best: { method: string; ratio: number; r: Judgement } | null = null;
+  let best: { method: string; ratio: number; r: DriftResult } | null = null;
   for (const [m, r] of Object.entries(entry.drift)) {
     if (!r || (method !== 'worst' && m !== method)) continue;
     const ratio = Number.isFinite(r.statistic) && r.threshold > 0 ? r.statistic / r.threshold : r.drifted ? 8 : 0;
@@ -563,9 +494,9 @@ function cell(entry: WindowEntry | undefined, method: string): { ratio: number; 
   if (!best) return null;
   return { ratio: best.ratio, method: best.method, drifted: method === 'worst' ? !!entry.drifted : !!best.r.drifted };
 }
-const driftLines = (entry: WindowEntry | undefined) =>
+const driftLines = (entry: JudgedSketch | undefined) =>
   Object.entries(entry?.drift || {})
-    .filter((e): e is [string, Judgement] => !!e[1])
+    .filter((e): e is [string, DriftResult] => !!e[1])
     .map(([m, r]) => `${m} ${num(r.statistic)} (threshold ${num(r.threshold)})${r.drifted ? ' drifted' : ''}`);
 
 // --- panels ----------------------------------------------------------------------------------
@@ -607,7 +538,7 @@ function render(): void {
 }
 
 function refName(d: PageData): string {
-  const r = d.drift.reference || d.reference || 'baseline';
+  const r: string = d.drift.reference || d.reference || 'baseline';
   const known = REFERENCES.find((x) => x[0] === r);
   if (r === 'baseline' || r === '')
     return d.drift.baseline?.source === 'training' || !d.drift.baseline ? 'training baseline' : `baseline ${d.drift.baseline.source}`;
@@ -620,7 +551,7 @@ function cards(root: Element, v: View): void {
   const latest = v.withData[v.withData.length - 1];
   const drifted = latest ? latest.drifted || [] : [];
   const alerts = v.d.alerts instanceof Error ? null : v.d.alerts;
-  const b: Baseline = v.d.drift.baseline || {};
+  const b: Partial<DriftAnswer['baseline']> = v.d.drift.baseline || {};
   const stat = (k: string, value: string, sub: string, extra?: { alarm?: boolean | null; attrs?: Attrs }) =>
     h(
       'div',
@@ -825,7 +756,7 @@ function bandsPanel(root: Element, v: View): void {
   for (const row of v.rows) {
     const box = h('div', { class: 'multiple', 'data-feature': row.name, 'data-kind': row.kind });
     grid.append(box);
-    const entries = v.withData.map((w) => entryOf(w, row)).filter((e): e is WindowEntry => !!e && e.count > 0);
+    const entries = v.withData.map((w) => entryOf(w, row)).filter((e): e is JudgedSketch => !!e && e.count > 0);
     const flagged = entries.filter((e) => e.drifted).length;
     box.append(
       h(
@@ -851,7 +782,7 @@ function bandsPanel(root: Element, v: View): void {
 }
 
 function bandChart(width: number, row: Row, v: View, note: HTMLElement): SVGSVGElement {
-  const b = row.base || { count: 0 };
+  const b: { p05?: Num; p50?: Num; p95?: Num } = row.base?.kind === 'numeric' ? row.base : {};
   const H = 170;
   const L = 52;
   const R = 10;
@@ -862,7 +793,7 @@ function bandChart(width: number, row: Row, v: View, note: HTMLElement): SVGSVGE
   const vals: Num[] = [b.p05, b.p50, b.p95];
   for (const w of v.withData) {
     const e = entryOf(w, row);
-    if (e) vals.push(e.p05, e.p50, e.p95);
+    if (e?.kind === 'numeric') vals.push(e.p05, e.p50, e.p95);
   }
   const fin = vals.filter(finite);
   let lo = Math.min(...fin);
@@ -895,10 +826,10 @@ function bandChart(width: number, row: Row, v: View, note: HTMLElement): SVGSVGE
   }
   if (finite(b.p50)) svg.append(s('line', { x1: L, x2: L + pw, y1: Y(b.p50), y2: Y(b.p50), stroke: C.base, 'stroke-width': 1.5, 'stroke-dasharray': '5 4' }));
   let prev: { x: number; y: number } | null = null;
-  let last: WindowEntry | null = null;
+  let last: Extract<JudgedSketch, { kind: 'numeric' }> | null = null;
   for (const w of v.windows) {
     const e = w.rows ? entryOf(w, row) : null;
-    if (!e?.count || !finite(e.p50)) {
+    if (e?.kind !== 'numeric' || !e.count || !finite(e.p50)) {
       prev = null;
       continue;
     }
@@ -953,14 +884,14 @@ function bandChart(width: number, row: Row, v: View, note: HTMLElement): SVGSVGE
 }
 
 function topChart(width: number, row: Row, v: View, note: HTMLElement): SVGSVGElement {
-  const b = row.base || { count: 0, top: [] };
+  const b: { count: number; top: { value: string; count: number }[] } = row.base?.kind === 'categorical' ? row.base : { count: 0, top: [] };
   const live = new Map<string, number>();
   let liveTotal = 0;
   for (const w of v.withData) {
     const e = entryOf(w, row);
     if (!e) continue;
     liveTotal += e.count || 0;
-    for (const x of e.top || []) live.set(x.value, (live.get(x.value) || 0) + x.count);
+    for (const x of e.kind === 'categorical' ? e.top : []) live.set(x.value, (live.get(x.value) || 0) + x.count);
   }
   const baseShare = new Map((b.top || []).map((x) => [x.value, b.count ? x.count / b.count : 0]));
   const liveShare = new Map([...live].map(([k, c]) => [k, liveTotal ? c / liveTotal : 0]));
@@ -1020,7 +951,7 @@ function latencyPanel(root: Element, v: View): void {
     'Latency per request',
     h('span', { class: 'legend' }, h('span', {}, swatch(C.live), 'p50'), h('span', {}, swatch(C.p99), 'p99'), h('span', {}, 'ms, log scale')),
   );
-  const pts = v.windows.filter((w) => w.rows && w.latency_ms && finite(w.latency_ms.p50));
+  const pts = v.withData.filter((w) => w.latency_ms && finite(w.latency_ms.p50));
   if (!pts.length) {
     body.append(chartEmpty());
     return;
@@ -1050,7 +981,7 @@ function latencyPanel(root: Element, v: View): void {
     let d = '';
     let prevJ = -2;
     v.windows.forEach((w, j) => {
-      const val = w.rows && w.latency_ms ? w.latency_ms[key] : null;
+      const val = hasData(w) && w.latency_ms ? w.latency_ms[key] : null;
       if (!finite(val)) return;
       const x = X((w.t0 + w.t1) / 2);
       const y = Y(val);
@@ -1066,7 +997,7 @@ function latencyPanel(root: Element, v: View): void {
 
 function servedPanel(root: Element, v: View): void {
   const total: Record<Served, number> = { edge: 0, cache: 0, fallback: 0, error: 0 };
-  const split = (w: DriftWindow): Record<Served, number> => {
+  const split = (w: DataWin): Record<Served, number> => {
     const c = w.counters || {};
     const cache = c.cacheHits || 0;
     const fallback = c.fallbacks || 0;
@@ -1200,7 +1131,7 @@ function versionsPanel(root: Element, res: VersionsAnswer | Error): void {
     body.append(h('div', { class: 'empty', text: `Versions unavailable: ${res.message}` }));
     return;
   }
-  const rt: NonNullable<VersionsAnswer['routing']> = res.routing || {};
+  const rt: Partial<VersionsAnswer['routing']> = res.routing || {};
   body.append(
     h(
       'div',
@@ -1222,7 +1153,7 @@ function versionsPanel(root: Element, res: VersionsAnswer | Error): void {
     return;
   }
   const outputs = [...new Set(vs.flatMap(([, x]) => Object.keys(x.outputs || {})))];
-  const rows: [string, (x: VersionFigures) => string][] = [
+  const rows: [string, (x: VersionSummary) => string][] = [
     ['role', (x) => x.role],
     ['rows', (x) => int(x.rows)],
     ['error rate', (x) => pct(x.error_rate)],
@@ -1230,7 +1161,7 @@ function versionsPanel(root: Element, res: VersionsAnswer | Error): void {
     ['cache rate', (x) => pct(x.cache_rate)],
     ['latency p50', (x) => ms(x.latency_ms?.p50)],
     ['latency p99', (x) => ms(x.latency_ms?.p99)],
-    ...outputs.map((o): [string, (x: VersionFigures) => string] => [
+    ...outputs.map((o): [string, (x: VersionSummary) => string] => [
       `${o} p50 (p05–p95)`,
       (x) => {
         const e = x.outputs?.[o];
