@@ -60,8 +60,16 @@ function maxShare(q: number, compression: number): number {
 function weightedAverage(x1: number, w1: number, x2: number, w2: number): number {
   // Ordered so that the result stays between x1 and x2 despite rounding.
   if (x1 > x2) return weightedAverage(x2, w2, x1, w1);
-  const x = (x1 * w1 + x2 * w2) / (w1 + w2);
+  let x = (x1 * w1 + x2 * w2) / (w1 + w2);
+  // Near ±1.8e308 the products overflow; the weights' shares cannot.
+  if (!Number.isFinite(x)) x = x1 * (w1 / (w1 + w2)) + x2 * (w2 / (w1 + w2));
   return Math.max(x1, Math.min(x, x2));
+}
+
+/** a + (b − a)·t for t in [0, 1], also when b − a overflows (a and b of opposite sign near ±1.8e308). */
+function lerp(a: number, b: number, t: number): number {
+  const x = a + (b - a) * t;
+  return Number.isFinite(x) ? x : a * (1 - t) + b * t;
 }
 
 export class TDigest implements Sketch {
@@ -239,11 +247,11 @@ export class TDigest implements Sketch {
 
     if (index < 1) return min;
     if (weights[0] > 1 && index < weights[0] / 2) {
-      return clamp(min + ((index - 1) / (weights[0] / 2 - 1)) * (means[0] - min));
+      return clamp(lerp(min, means[0], (index - 1) / (weights[0] / 2 - 1)));
     }
     if (index > total - 1) return max;
     if (weights[n - 1] > 1 && total - index <= weights[n - 1] / 2) {
-      return clamp(max - ((total - index - 1) / (weights[n - 1] / 2 - 1)) * (max - means[n - 1]));
+      return clamp(lerp(max, means[n - 1], (total - index - 1) / (weights[n - 1] / 2 - 1)));
     }
 
     let weightSoFar = weights[0] / 2;
@@ -621,8 +629,11 @@ export class TDigest implements Sketch {
       }
       if (weightSoFar + curWeight + w <= limit && seen !== 1 && seen !== incoming - 1) {
         curWeight += w;
-        if (stable) curMean += ((x - curMean) * w) / curWeight;
-        else curSum += (x - base) * w;
+        if (stable) {
+          const next = curMean + ((x - curMean) * w) / curWeight;
+          // Values of opposite sign near ±1.8e308: their difference overflows, a weighted average of the two cannot.
+          curMean = Number.isFinite(next) ? next : curMean * (1 - w / curWeight) + x * (w / curWeight);
+        } else curSum += (x - base) * w;
       } else {
         const mean = stable ? curMean : base + curSum / curWeight;
         if (!Number.isFinite(mean)) return -1;
