@@ -275,7 +275,7 @@ export async function soak({ port, vars = {}, warmup, requests, concurrency, eve
     const workerPids: number[] = [];
     const MiB = 2 ** 20;
     const rss = async (requests: number) => {
-      await new Promise((r) => setTimeout(r, 1000));
+      await new Promise((r) => setTimeout(r, 1000)); // the measurement: memory after a second at rest, not a wait for work
       const pids = workerdPids(child);
       if (pids.worker === undefined) throw new Error("no user workerd (started with --inspector-addr) in the worker's process group");
       if (!workerPids.includes(pids.worker)) workerPids.push(pids.worker);
