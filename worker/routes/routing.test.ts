@@ -2,12 +2,12 @@
 // real RoutingStore Durable Object (the Workers vitest pool provides the binding).
 import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import flightGolden from '../models/flight-delay/golden.json';
-import { createApp, type Env } from './app.ts';
-import { createWasmSession } from './engine/ort-workerd.ts';
-import { BUNDLED_MODELS } from './models.ts';
-import { jsonClient, type Json } from '../test/support/app-client.ts';
-import { isolatedNamespace } from '../test/support/namespaces.ts';
+import flightGolden from '../../models/flight-delay/golden.json';
+import { createApp, type Env } from '../app.ts';
+import { createWasmSession } from '../engine/ort-workerd.ts';
+import { BUNDLED_MODELS } from '../models.ts';
+import { jsonClient, type Json } from '../../test/support/app-client.ts';
+import { isolatedNamespace } from '../../test/support/namespaces.ts';
 
 const TOKEN = 'test-operator-token';
 

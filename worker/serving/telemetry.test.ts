@@ -2,13 +2,13 @@
 // windows reach the model's DriftAggregator (real Durable Object storage), each exactly once.
 import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { decodeSummary, type CategoricalSketch, type TDigest } from '../core/index.ts';
-import flightGolden from '../models/flight-delay/golden.json';
-import { isolatedNamespace } from '../test/support/namespaces.ts';
-import type { DriftAggregator } from './aggregator.ts';
-import { createApp, type Env } from './app.ts';
-import { createWasmSession } from './engine/ort-workerd.ts';
-import { BUNDLED_MODELS } from './models.ts';
+import { decodeSummary, type CategoricalSketch, type TDigest } from '../../core/index.ts';
+import flightGolden from '../../models/flight-delay/golden.json';
+import { isolatedNamespace } from '../../test/support/namespaces.ts';
+import type { DriftAggregator } from '../aggregator.ts';
+import { createApp, type Env } from '../app.ts';
+import { createWasmSession } from '../engine/ort-workerd.ts';
+import { BUNDLED_MODELS } from '../models.ts';
 
 const rows = flightGolden.rows as { features: Record<string, unknown>; inputs: Record<string, number> }[];
 

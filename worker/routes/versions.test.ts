@@ -2,11 +2,11 @@
 // aggregator, and the operator's comparison with a verdict.
 import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import flightGolden from '../models/flight-delay/golden.json';
-import { isolatedNamespace } from '../test/support/namespaces.ts';
-import { createApp, type Env } from './app.ts';
-import { createWasmSession } from './engine/ort-workerd.ts';
-import { BUNDLED_MODELS } from './models.ts';
+import flightGolden from '../../models/flight-delay/golden.json';
+import { isolatedNamespace } from '../../test/support/namespaces.ts';
+import { createApp, type Env } from '../app.ts';
+import { createWasmSession } from '../engine/ort-workerd.ts';
+import { BUNDLED_MODELS } from '../models.ts';
 
 const rows = (flightGolden.rows as { features: Record<string, unknown> }[]).map((r) => r.features);
 

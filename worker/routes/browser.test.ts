@@ -3,13 +3,13 @@
 // model's DriftAggregator (real Durable Object storage) as one write.
 import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { createWindowProfiler, decodeSummary, encodeSummary, type CategoricalSketch, type ModelManifest, type TDigest } from '../core/index.ts';
-import movieGolden from '../models/movielens-topk/golden.json';
-import type { DriftAggregator } from './aggregator.ts';
-import { createApp, type Env } from './app.ts';
-import { PENDING_SLOTS, signToken } from './serving/browser-telemetry.ts';
-import { createWasmSession } from './engine/ort-workerd.ts';
-import { BUNDLED_MODELS } from './models.ts';
+import { createWindowProfiler, decodeSummary, encodeSummary, type CategoricalSketch, type ModelManifest, type TDigest } from '../../core/index.ts';
+import movieGolden from '../../models/movielens-topk/golden.json';
+import type { DriftAggregator } from '../aggregator.ts';
+import { createApp, type Env } from '../app.ts';
+import { PENDING_SLOTS, signToken } from '../serving/browser-telemetry.ts';
+import { createWasmSession } from '../engine/ort-workerd.ts';
+import { BUNDLED_MODELS } from '../models.ts';
 
 type Bindings = Env & Record<string, unknown>;
 const aggregator = () => {
