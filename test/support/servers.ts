@@ -47,7 +47,8 @@ process.once('exit', () => {
  * The worker under wrangler dev, with its own inspector port and state folder (so several can run).
  * `cwd`: another checkout to run (e.g. a snapshot of this one, which wrangler's file watcher then
  * cannot reload mid-measurement when someone edits the tree). `config`: another wrangler
- * configuration, relative to `cwd` (the benchmark worker's is bench/wrangler.toml).
+ * configuration, relative to `cwd` (the benchmark worker's is bench/wrangler.toml). The
+ * developer's `.dev.vars` is ignored: the worker sees `vars` and wrangler.toml's settings only.
  */
 export async function startWorker(
   port: number,
@@ -72,6 +73,9 @@ export async function startWorker(
       '--log-level',
       'error',
       '--show-interactive-dev-session=false',
+      // A developer's .dev.vars (npm start writes one) must not reach tests and benchmarks: every setting they need is a --var.
+      '--env-file',
+      '/dev/null',
       ...(config ? ['--config', config] : []),
       ...Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
     ],

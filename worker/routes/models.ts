@@ -59,6 +59,8 @@ stats.get('/v1/models/:name/stats', operatorAuth(), model, (c) => {
     model: e.manifest.name,
     version: e.manifest.version,
     engine: e.status(),
+    // Every deployed version's engine in this isolate (a routing table's versions are warmed when it is read).
+    versions: Object.fromEntries([...(r.versions.get(e.manifest.name) ?? [])].map(([v, x]) => [v, x.status().state])),
     batcher: e.batcher()?.stats() ?? null,
     cache: r.cache?.stats() ?? null,
     fallback: fb ? { url: fb.url, breaker: fb.breaker.stats(), ...fb.stats() } : null,

@@ -99,4 +99,18 @@ describe('routing tables', () => {
     const bstats = (await broken.call('GET', '/v1/models/flight-delay/stats', undefined, broken.auth)).json;
     expect(bstats.shadows['1-float32'].errors).toBe(10);
   });
+
+  it('a table warms the versions it names in the background, so a canary takes no cold load on its first answers', async () => {
+    const { call, auth, settled } = newApp();
+    // One answer starts the isolate (the stable version is warmed after it); the float32 build is not.
+    expect((await predict(call, 0)).status).toBe(200);
+    await settled();
+    const before = await call('GET', '/v1/models/flight-delay/stats', undefined, auth);
+    expect(before.json.versions).toEqual({ '1': 'ready', '1-float32': 'unloaded' });
+    const put = await call('PUT', '/v1/models/flight-delay/routing', { stable: '1', canary: { version: '1-float32', share: 0.1 } }, auth);
+    expect(put.status).toBe(200);
+    await settled();
+    const after = await call('GET', '/v1/models/flight-delay/stats', undefined, auth);
+    expect(after.json.versions).toEqual({ '1': 'ready', '1-float32': 'ready' });
+  });
 });

@@ -8,6 +8,7 @@ import { runtimeOf } from '../http/context.ts';
 import { model, operatorAuth } from '../http/middleware.ts';
 import { answer, bearer, document, documentedApp, ModelParams, operatorErrors, RoutingTableSchema } from '../http/openapi.ts';
 import { body, limit } from '../http/request.ts';
+import { backgroundOf } from '../serving/background.ts';
 
 export const routing = documentedApp();
 
@@ -46,6 +47,7 @@ routing.put('/v1/models/:name/routing', operatorAuth(), model, limit, async (c) 
   const table = validateRoutingTable(await body(c), versions);
   if (!c.env.ROUTING) throw new ValidationError('no routing store is bound (ROUTING)', 'ROUTING', 404, 'routing_unavailable');
   const { updatedAt } = await c.env.ROUTING.get(c.env.ROUTING.idFromName(e.manifest.name)).putTable(table);
-  runtimeOf(c).routing.set(e.manifest.name, { table, until: Date.now() + 5000 });
+  // This isolate uses it at once (and warms the versions it names); others within 5 s.
+  c.var.edge.remember(backgroundOf(c), runtimeOf(c), e.manifest.name, table);
   return c.json({ model: e.manifest.name, table, updated_at: updatedAt });
 });

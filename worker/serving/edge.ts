@@ -172,11 +172,20 @@ export class Edge {
     }
   }
 
-  /** Caches a model's table; a table that makes another deployed version stable warms it like the default one. */
+  /**
+   * Caches a model's table, and warms in the background every version it names (stable, canary,
+   * shadows) that is not loaded yet: a version that takes traffic must not carry its cold load
+   * into its first answers, nor into the latency its canary verdict is judged on.
+   */
   remember(background: Background, r: Runtime, name: string, table: RoutingTable): RoutingTable {
     r.routing.set(name, { table, until: Date.now() + ROUTING_TTL_MS });
-    const stable = r.versions.get(name)?.get(table.stable);
-    if (stable && stable.status().state === 'unloaded') this.warm(background, () => [stable]);
+    const byVersion = r.versions.get(name);
+    const named = [table.stable, table.canary?.version, ...(table.shadows ?? []).map((s) => s.version)];
+    const cold = named.flatMap((v) => {
+      const e = v === undefined ? undefined : byVersion?.get(v);
+      return e && e.status().state === 'unloaded' ? [e] : [];
+    });
+    if (cold.length) this.warm(background, () => cold);
     return table;
   }
 
