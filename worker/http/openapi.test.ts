@@ -2,6 +2,7 @@
 // routes validate with: every operator route is in it with its parameters and bodies, and what
 // the schemas refuse is a 400 naming the field, in the API's error body.
 import { env } from 'cloudflare:test';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isolatedNamespace } from '../../test/support/namespaces.ts';
 import { jsonClient } from '../../test/support/app-client.ts';
@@ -87,5 +88,63 @@ describe('the schemas validate what they document', () => {
     expect(res.status).toBe(200);
     expect(res.json.reference).toBe('previous_window');
     expect(res.json.windows).toHaveLength(2);
+  });
+
+  it('hostile queries and bodies (property): always 200 or a 4xx JSON error naming a field, never a 5xx', async () => {
+    const HOUR = 3_600_000;
+    const T0 = Date.UTC(2026, 0, 1);
+    const timeLike = fc.oneof(
+      fc.integer({ min: 0, max: 48 }).map((h) => String(T0 + h * HOUR)),
+      fc.integer({ min: 0, max: 48 }).map((h) => new Date(T0 + h * HOUR).toISOString()),
+      fc.constantFrom(
+        '',
+        '-5',
+        '1e3',
+        '0x10',
+        'NaN',
+        'Infinity',
+        '99999999999999999999',
+        '2026-13-45',
+        '2026-01-01T25:00:00Z',
+        '__proto__',
+        'constructor',
+        '\u0000',
+      ),
+      fc.string({ maxLength: 30 }),
+    );
+    const q = fc.record(
+      {
+        from: timeLike,
+        to: timeLike,
+        step: fc.oneof(fc.constantFrom('60000', '300000', '3600000', '0', '-1', '1.5', '1m', ''), fc.string({ maxLength: 12 })),
+        reference: fc.oneof(
+          fc.constantFrom('baseline', 'previous_day', 'previous_week', 'previous_window', '__proto__', 'toString', ''),
+          fc.string({ maxLength: 12 }),
+        ),
+        version: fc.oneof(fc.constantFrom('1', '1-float32', '__proto__', 'constructor'), fc.string({ maxLength: 12 })),
+      },
+      { requiredKeys: [] },
+    );
+    await fc.assert(
+      fc.asyncProperty(q, fc.constantFrom('drift', 'versions'), async (query, route) => {
+        const res = await call('GET', `/v1/models/flight-delay/${route}?${new URLSearchParams(query as Record<string, string>)}`, undefined, auth);
+        expect([200, 400], JSON.stringify({ route, query, body: res.json })).toContain(res.status);
+        if (res.status === 400) expect(typeof res.json.error.field).toBe('string');
+      }),
+      { numRuns: 60 },
+    );
+    const body = fc.oneof(
+      fc.jsonValue(),
+      fc.record({ from: fc.oneof(fc.jsonValue(), timeLike), to: fc.oneof(fc.jsonValue(), timeLike) }, { requiredKeys: [] }),
+    );
+    await fc.assert(
+      fc.asyncProperty(body, async (b) => {
+        const res = await call('POST', '/v1/models/flight-delay/baseline', b, auth);
+        // 422: a valid window with too few rows to be a baseline (nothing was sent to this aggregator).
+        expect([400, 422], JSON.stringify({ b, body: res.json })).toContain(res.status);
+        expect(typeof res.json.error.code).toBe('string');
+      }),
+      { numRuns: 60 },
+    );
   });
 });
