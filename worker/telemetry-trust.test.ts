@@ -140,8 +140,10 @@ describe('browser summaries are judged before they are accepted', () => {
     const { post, grant, get, drained } = setup({ TELEMETRY_SOURCE_ROWS_PER_MIN: '100', TELEMETRY_RATE_PER_MIN: '1000' });
     const g = await grant();
     // Windows of three different minutes (a backlog): each fits its window, not the clock's minute.
+    // From the test's start, so a minute boundary crossed mid-test cannot move "3 minutes ago".
+    const startMinute = Math.floor(Date.now() / 60_000);
     const ago = (p: Profile, minutes: number) => {
-      p.windowStart = Math.floor(Date.now() / 60_000 - minutes) * 60_000;
+      p.windowStart = (startMinute - minutes) * 60_000;
       p.windowEnd = p.windowStart + 1000;
       return encodeSummary(p);
     };
@@ -164,8 +166,11 @@ describe('browser summaries are judged before they are accepted', () => {
 
   it(`one network opens at most SLOTS_PER_GROUP windows between flushes; one source's rows in one window minute are capped however late they come`, async () => {
     const { post, grant, drained } = setup({ TELEMETRY_SOURCE_ROWS_PER_MIN: '600', TELEMETRY_RATE_PER_MIN: '1000', TELEMETRY_BROWSER_FLUSH_MS: '5000' });
+    // Minutes counted from the test's start, not from each call: the 3.2 s wait below may cross a
+    // minute boundary, and "5 minutes ago" must stay the same window minute across it.
+    const startMinute = Math.floor(Date.now() / 60_000);
     const at = (p: Profile, minutesAgo: number) => {
-      p.windowStart = Math.floor(Date.now() / 60_000 - minutesAgo) * 60_000;
+      p.windowStart = (startMinute - minutesAgo) * 60_000;
       p.windowEnd = p.windowStart + 1000;
       return encodeSummary(p);
     };
