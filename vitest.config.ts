@@ -9,7 +9,7 @@ export default defineConfig({
       {
         test: {
           name: 'node',
-          include: ['core/**/*.test.ts', 'test/node/**/*.test.ts', 'models/**/*.test.ts', 'bench/**/*.test.ts'],
+          include: ['core/**/*.test.ts', 'test/node/**/*.test.ts', 'models/**/*.test.ts', 'bench/**/*.test.ts', 'cli/**/*.test.ts'],
           testTimeout: 60_000,
         },
       },

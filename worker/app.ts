@@ -23,7 +23,6 @@
  * and inference answers carry `Server-Timing` with the worker's own time and the engine's.
  */
 import { OpenAPIHono } from '@hono/zod-openapi';
-import { Hono } from 'hono';
 import { TrieRouter } from 'hono/router/trie-router';
 import type { AppEnv } from './http/context.ts';
 import { errorJson, errorResponse } from './http/errors.ts';

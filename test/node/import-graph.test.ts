@@ -9,7 +9,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from '../support/servers.ts';
 
-const PRODUCT = ['core', 'worker', 'browser', 'origin', 'models'];
+const PRODUCT = ['core', 'worker', 'browser', 'origin', 'models', 'cli'];
 const SKIP = new Set(['node_modules', 'assets', '.wrangler']);
 
 function files(dir: string): string[] {
@@ -58,6 +58,7 @@ function forbidden(e: Edge): string | undefined {
   const [a, b] = [top(e.from), top(e.to)];
   if (a === 'core' && b !== 'core') return 'core/ imports nothing of the project outside core/';
   if ((a === 'worker' && b === 'browser') || (a === 'browser' && b === 'worker')) return 'the worker and the browser runtime meet only over HTTP';
+  if (a === 'cli' && (b === 'worker' || b === 'browser')) return "the CLI meets the worker only over HTTP (and core's types)";
   if (b === 'bench' || b === 'test') return 'product code never imports benchmarks or tests';
   return layer(e.from, e.to);
 }
