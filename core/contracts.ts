@@ -65,7 +65,7 @@ export type DriftWindow =
       reference_rows?: number;
       counters: Record<string, number>;
       latency_ms: { p50: number | null; p99: number | null };
-      /** The features and outputs that drifted in this window. */
+      /** The features and outputs judged drifted over this span. */
       drifted: string[];
       features: Record<string, JudgedSketch>;
       outputs: Record<string, JudgedSketch>;

@@ -9,7 +9,7 @@
 import { createRoute, OpenAPIHono, z, type RouteConfig } from '@hono/zod-openapi';
 import { ValidationError } from '../../core/index.ts';
 import type { AppEnv } from './context.ts';
-import { instant, MAX_TIME_MS } from './request.ts';
+import { instant, timeMessage } from './request.ts';
 
 export { z };
 
@@ -29,9 +29,6 @@ export function input<T extends z.ZodType>(schema: T, value: unknown, where: str
   const field = issue.path.length ? issue.path.map(String).join('.') : where;
   throw new ValidationError(issue.message, field);
 }
-
-const timeMessage = (field: string, v: unknown) =>
-  `${field} must be ms since the epoch or an ISO date, from 1970 to ${new Date(MAX_TIME_MS).toISOString()}; got ${JSON.stringify(v)?.slice(0, 64)}`;
 
 /** A time in a query or body: ms since the epoch (digits, or a number in a body) or an ISO date. */
 const valid = (v: unknown) => !Number.isNaN(instant(v));

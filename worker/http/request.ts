@@ -127,14 +127,14 @@ export function instant(v: unknown): number {
   return Number.isFinite(n) && n >= 0 && n <= MAX_TIME_MS ? n : NaN;
 }
 
+/** Why a value is not a time (see instant()), naming the field. */
+export const timeMessage = (field: string, v: unknown) =>
+  `${field} must be ms since the epoch or an ISO date, from 1970 to ${new Date(MAX_TIME_MS).toISOString()}; got ${JSON.stringify(v)?.slice(0, 64)}`;
+
 /** instant(), or a 400 naming the field. */
 export function time(v: unknown, field: string): number {
   const n = instant(v);
-  if (Number.isNaN(n))
-    throw new ValidationError(
-      `${field} must be ms since the epoch or an ISO date, from 1970 to ${new Date(MAX_TIME_MS).toISOString()}; got ${JSON.stringify(v)?.slice(0, 64)}`,
-      field,
-    );
+  if (Number.isNaN(n)) throw new ValidationError(timeMessage(field, v), field);
   return n;
 }
 

@@ -9,6 +9,7 @@
 import { encodeSummary, mergeInto, type TDigest, type ModelManifest, type Profile, type TelemetryGrant } from '../../core/index.ts';
 import { SOURCE_ROWS_PER_MIN } from '../config.ts';
 
+import { byModel } from './telemetry.ts';
 export { SOURCE_ROWS_PER_MIN };
 
 /** Largest summary body accepted, bytes. A movielens-topk browser window is 5-17 KB (full sketches: 17 KB). */
@@ -387,12 +388,7 @@ export function createBrowserTelemetry() {
         }
       }
       // One ingestMany call per model's aggregator.
-      const byModel = new Map<string, typeof out>();
-      for (const s of out) {
-        if (!byModel.has(s.model)) byModel.set(s.model, []);
-        byModel.get(s.model)!.push(s);
-      }
-      for (const [model, batch] of byModel) {
+      for (const [model, batch] of byModel(out)) {
         try {
           const results = await agg.get(agg.idFromName(model)).ingestMany(
             model,

@@ -50,12 +50,7 @@ export function telemetry(
       // Rounds of one ingestMany call per model's aggregator for everything due, until nothing
       // is left (windows that closed during a round go in the next) or a call fails.
       for (let round = 0, failed = false; round < 4 && !failed && profiler.stats().outbox > 0; round++) {
-        const byModel = new Map<string, ReturnType<typeof profiler.take>>();
-        for (const s of profiler.take()) {
-          if (!byModel.has(s.model)) byModel.set(s.model, []);
-          byModel.get(s.model)!.push(s);
-        }
-        for (const [model, batch] of byModel) {
+        for (const [model, batch] of byModel(profiler.take())) {
           try {
             const results = await agg.get(agg.idFromName(model)).ingestMany(
               model,
@@ -76,4 +71,15 @@ export function telemetry(
     }
   })();
   background(work);
+}
+
+/** Summaries by the model they are for: each model's aggregator takes its own in one ingestMany call. */
+export function byModel<T extends { model: string }>(items: Iterable<T>): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const s of items) {
+    let list = out.get(s.model);
+    if (!list) out.set(s.model, (list = []));
+    list.push(s);
+  }
+  return out;
 }
