@@ -123,5 +123,11 @@ describe('driftwatch against wrangler dev', () => {
     expect(gone.code).toBe(1);
     expect(gone.err).toMatch(/^driftwatch: cannot reach the edge at http:\/\/127\.0\.0\.1:\d+/);
     expect(gone.err).not.toMatch(/\n\s+at /);
+    // A usage mistake is told as one whether or not the edge answers.
+    const offline = await driftwatch(['route', 'flight-delay', '--canary', '1-float32', '--share', '1e309'], {
+      DRIFTWATCH_ENDPOINT: `http://127.0.0.1:${port}`,
+    });
+    expect(offline.code).toBe(2);
+    expect(offline.err).toMatch(/--canary needs --share, a number in \[0, 1\]/);
   });
 });

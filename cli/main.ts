@@ -192,18 +192,21 @@ export async function run(argv: string[], io: Io): Promise<number> {
         print(a, () => describeTable(a.model, a.table, a.versions, a.updated_at));
         return 0;
       }
-      const current = await call<{ table: VersionsAnswer['routing'] }>('GET', `/v1/models/${n}/routing`);
-      const table: VersionsAnswer['routing'] = { stable: p.options.get('stable') ?? current.table.stable };
+      // Options are checked before anything is asked of the edge: a usage mistake is one whatever the edge says.
+      let canary: { version: string; share: number } | undefined;
       if (p.options.has('canary')) {
         const share = Number(p.options.get('share'));
         if (!p.options.has('share') || !(share >= 0 && share <= 1)) throw new CliError('--canary needs --share, a number in [0, 1]', 2);
-        table.canary = { version: p.options.get('canary')!, share };
+        canary = { version: p.options.get('canary')!, share };
       } else if (p.options.has('share')) throw new CliError('--share goes with --canary', 2);
+      let shadows: { version: string; sampleRate: number }[] | undefined;
       if (p.options.has('shadow')) {
         const sample = p.options.has('sample') ? Number(p.options.get('sample')) : 1;
         if (!(sample >= 0 && sample <= 1)) throw new CliError('--sample must be a number in [0, 1]', 2);
-        table.shadows = [{ version: p.options.get('shadow')!, sampleRate: sample }];
+        shadows = [{ version: p.options.get('shadow')!, sampleRate: sample }];
       } else if (p.options.has('sample')) throw new CliError('--sample goes with --shadow', 2);
+      const stable = p.options.get('stable') ?? (await call<{ table: VersionsAnswer['routing'] }>('GET', `/v1/models/${n}/routing`)).table.stable;
+      const table: VersionsAnswer['routing'] = { stable, ...(canary ? { canary } : {}), ...(shadows ? { shadows } : {}) };
       const a = await call<{ model: string; table: VersionsAnswer['routing']; updated_at: string }>('PUT', `/v1/models/${n}/routing`, table);
       print(a, () => describeTable(a.model, a.table, undefined, a.updated_at));
       return 0;
