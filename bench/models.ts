@@ -6,7 +6,7 @@
 // Options: --ms 800 (measuring time per cell).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ModelManifest } from '../core/index.ts';
+import type { BuiltManifest } from '../core/index.ts';
 import type { TestTensor } from '../test/support/onnx-testdata.ts';
 import { ortNodeCpu, ortWebWasm, type Backend } from '../test/support/ort-backends.ts';
 import { markdownTable, progress } from './lib/report.ts';
@@ -20,7 +20,7 @@ interface Golden {
 }
 
 /** A batch of `n` rows cycled from the golden inputs, as the model's feeds. */
-function batch(manifest: ModelManifest, golden: Golden, n: number): Record<string, TestTensor> {
+function batch(manifest: BuiltManifest, golden: Golden, n: number): Record<string, TestTensor> {
   const rows = Array.from({ length: n }, (_, i) => golden.rows[i % golden.rows.length].inputs);
   const feeds: Record<string, TestTensor> = {};
   for (const inp of manifest.inputs) {
@@ -60,7 +60,7 @@ const backends = [ortWebWasm(), ortNodeCpu()];
 const rows: (string | number)[][] = [];
 for (const name of ['flight-delay', 'movielens-topk']) {
   const dir = join(MODELS, name);
-  const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as ModelManifest;
+  const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as BuiltManifest;
   const golden = JSON.parse(readFileSync(join(dir, manifest.golden.file), 'utf8')) as Golden;
   for (const precision of ['float32', 'int8'] as const) {
     const model = new Uint8Array(readFileSync(join(dir, manifest.artifacts[precision].file)));

@@ -16,7 +16,7 @@ import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import type { ModelManifest } from '../core/index.ts';
+import type { BuiltManifest } from '../core/index.ts';
 import { encodeInstances } from '../core/index.ts';
 import { BENCH_CONFIG, startWorker, stop as stopWorker, waitFor } from '../test/support/servers.ts';
 import { markdownTable, progress } from './lib/report.ts';
@@ -36,13 +36,13 @@ const started = performance.now();
 
 interface Model {
   name: string;
-  manifest: ModelManifest;
+  manifest: BuiltManifest;
   instances: Record<string, unknown>[];
   bodies: string[];
 }
 
 const models: Model[] = MODELS.map((name) => {
-  const manifest = JSON.parse(readFileSync(join(ROOT, 'models', name, 'manifest.json'), 'utf8')) as ModelManifest;
+  const manifest = JSON.parse(readFileSync(join(ROOT, 'models', name, 'manifest.json'), 'utf8')) as BuiltManifest;
   const instances = readFileSync(join(ROOT, 'models', name, manifest.replay.file), 'utf8')
     .trim()
     .split('\n')

@@ -37,7 +37,7 @@ import {
   encodeInstances,
   encodeSummary,
   mergeInto,
-  type ModelManifest,
+  type BuiltManifest,
   type ObservedRow,
   type Profile,
 } from '../core/index.ts';
@@ -68,8 +68,8 @@ type Model = (typeof MODELS)[number];
 const started = Date.now();
 
 const manifests = Object.fromEntries(
-  MODELS.map((m) => [m, JSON.parse(readFileSync(join(ROOT, 'models', m, 'manifest.json'), 'utf8')) as ModelManifest]),
-) as Record<Model, ModelManifest>;
+  MODELS.map((m) => [m, JSON.parse(readFileSync(join(ROOT, 'models', m, 'manifest.json'), 'utf8')) as BuiltManifest]),
+) as Record<Model, BuiltManifest>;
 const replay = Object.fromEntries(
   MODELS.map((m) => [
     m,

@@ -3,6 +3,8 @@
  * routes /openapi.json describes). Tables for people, `--json` for scripts; an error is one line
  * on stderr and a non-zero exit, never a stack trace.
  *
+ *   driftwatch import <model.onnx> --name <name> --reference <rows> [--label] [--task] [--version] [--quantize int8] [--out]
+ *   driftwatch push <dir> [--version <v>]
  *   driftwatch models
  *   driftwatch versions <name> [--from] [--to]
  *   driftwatch route <name> [--stable <v>] [--canary <v> --share <s>] [--shadow <v> [--sample <r>]]
@@ -16,20 +18,18 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AlertsAnswer, DriftAnswer, ErrorBodyV1, VersionsAnswer } from '../core/contracts.ts';
+import { CliError } from './errors.ts';
+import { importModel, readModelFolder } from './import.ts';
 
-/** A mistake the person can fix: printed as one line, exit status 2 (usage) or 1 (the edge refused). */
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
-  }
-}
+export { CliError };
 
 const USAGE = `driftwatch: the edge's operator API from the command line
 
 usage:
+  driftwatch import <model.onnx> --name N --reference <rows.csv|.jsonl|.parquet> [--label COL] [--task T]
+                   [--version V] [--quantize int8] [--out DIR]
+                                                    a model folder (manifest, baseline, golden rows) from an ONNX file
+  driftwatch push <dir> [--version V]               push a model folder to the edge's registry (checked there first)
   driftwatch models                                 the models the edge serves
   driftwatch versions <name> [--from T] [--to T]    deployed versions side by side, with the canary verdict
   driftwatch route <name> [--stable V] [--canary V --share S] [--shadow V [--sample R]]
@@ -45,7 +45,24 @@ options:
 token: DRIFTWATCH_TOKEN, else OPERATOR_TOKEN in .dev.vars
 times (T): ms since the epoch or an ISO 8601 date`;
 
-const FLAGS = new Set(['endpoint', 'from', 'to', 'step', 'reference', 'version', 'stable', 'canary', 'share', 'shadow', 'sample']);
+const FLAGS = new Set([
+  'endpoint',
+  'from',
+  'to',
+  'step',
+  'reference',
+  'version',
+  'stable',
+  'canary',
+  'share',
+  'shadow',
+  'sample',
+  'name',
+  'label',
+  'task',
+  'quantize',
+  'out',
+]);
 
 export interface Parsed {
   command: string | undefined;
@@ -110,9 +127,12 @@ export async function run(argv: string[], io: Io): Promise<number> {
     try {
       res = await io.fetch(`${endpoint}${path}`, {
         method,
-        headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(30_000),
+        headers: {
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+          ...(body === undefined || body instanceof FormData ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : body instanceof FormData ? body : JSON.stringify(body),
+        signal: AbortSignal.timeout(body instanceof FormData ? 300_000 : 30_000),
       });
     } catch (err) {
       throw new CliError(
@@ -151,6 +171,61 @@ export async function run(argv: string[], io: Io): Promise<number> {
   };
 
   switch (p.command) {
+    case 'import': {
+      const model = p.args[0];
+      if (!model) throw new CliError('driftwatch import needs an ONNX file: driftwatch import <model.onnx> --name <name> --reference <rows>', 2);
+      const modelName = p.options.get('name');
+      if (!modelName) throw new CliError('driftwatch import needs --name <name> (lower case, digits, ".", "_", "-")', 2);
+      if (!/^[a-z0-9][a-z0-9._-]{0,63}$/.test(modelName))
+        throw new CliError(`--name ${modelName} must be 1-64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit`, 2);
+      const reference = p.options.get('reference');
+      if (!reference) throw new CliError('driftwatch import needs --reference <rows.csv|.jsonl|.parquet>: the rows the baseline is computed from', 2);
+      const report = await importModel(
+        {
+          model,
+          name: modelName,
+          reference,
+          label: p.options.get('label'),
+          task: p.options.get('task'),
+          version: p.options.get('version') ?? '1',
+          quantize: p.options.get('quantize'),
+          out: p.options.get('out') ?? join('models', modelName),
+        },
+        p.json ? undefined : (line) => io.out(`  ${line}`),
+      );
+      print(
+        {
+          out: report.out,
+          rows: report.rows,
+          files: report.files,
+          quality: report.quality,
+          quantization: report.quantization ?? null,
+          manifest: report.manifest,
+        },
+        () => report.lines,
+      );
+      return 0;
+    }
+    case 'push': {
+      const dir = p.args[0];
+      if (!dir) throw new CliError('driftwatch push needs a model folder (driftwatch import writes one)', 2);
+      const files = readModelFolder(dir);
+      let manifest: { name?: unknown; version?: unknown };
+      try {
+        manifest = JSON.parse(new TextDecoder().decode(files['manifest.json']));
+      } catch (e) {
+        throw new CliError(`${join(dir, 'manifest.json')} is not JSON (${(e as Error).message})`, 2);
+      }
+      if (typeof manifest.name !== 'string') throw new CliError(`${join(dir, 'manifest.json')} has no "name"`, 2);
+      const version = p.options.get('version') ?? (typeof manifest.version === 'string' ? manifest.version : undefined);
+      if (!version) throw new CliError(`${join(dir, 'manifest.json')} has no "version"; give one with --version`, 2);
+      if (manifest.version !== version) files['manifest.json'] = new TextEncoder().encode(JSON.stringify({ ...manifest, version }, null, 1));
+      const body = new FormData();
+      for (const [f, bytes] of Object.entries(files)) body.append(f, new Blob([bytes as Uint8Array<ArrayBuffer>]), f);
+      const a = await call<PushAnswer>('PUT', `/v1/models/${encodeURIComponent(manifest.name)}/versions/${encodeURIComponent(version)}`, body);
+      print(a, () => pushLines(a));
+      return 0;
+    }
     case 'models': {
       const a = await call<{ models: { name: string; version: string; task: string; description: string }[] }>('GET', '/v1/models');
       print(a, () =>
@@ -242,6 +317,33 @@ export async function run(argv: string[], io: Io): Promise<number> {
     default:
       throw new CliError(`unknown command ${JSON.stringify(p.command)} (see driftwatch --help)`, 2);
   }
+}
+
+interface PushAnswer {
+  model: string;
+  version: string;
+  created: boolean;
+  record: { pushed_at: string; files: Record<string, { sha256: string; bytes: number }> };
+  checks?: { load_ms: number; golden_rows: number; agreement: Record<string, { max_abs_diff?: number; min_overlap?: number; exact?: boolean }> };
+  serving: string;
+}
+
+function pushLines(a: PushAnswer): string[] {
+  const m = a.record.files['model.onnx'];
+  const head = `${a.created ? 'pushed' : 'already there:'} ${a.model} version ${a.version}: model.onnx ${(m.bytes / 1024).toFixed(1)} KB, sha256 ${m.sha256.slice(0, 16)}…`;
+  if (!a.checks) return [head, `  ${a.serving}`];
+  const agreement = Object.entries(a.checks.agreement).map(([o, x]) =>
+    x.max_abs_diff !== undefined
+      ? `${o} within ${x.max_abs_diff.toExponential(1)}`
+      : x.min_overlap !== undefined
+        ? `${o} overlap ≥ ${x.min_overlap.toFixed(2)}`
+        : `${o} exact`,
+  );
+  return [
+    head,
+    `  checked on the edge engine: loaded in ${a.checks.load_ms} ms; ${a.checks.golden_rows} golden rows reproduce (${agreement.join(', ')})`,
+    `  ${a.serving}`,
+  ];
 }
 
 function describeTable(model: string, t: VersionsAnswer['routing'], versions: string[] | undefined, updated: string | null): string[] {

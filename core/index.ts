@@ -45,6 +45,8 @@ export { SummaryDecodeError, SketchMergeError } from './errors.ts';
 export { crc32 } from './crc32.ts';
 export type {
   ModelManifest,
+  BuiltManifest,
+  ModelTask,
   FeatureSpec,
   TensorSpec,
   TensorDType,
@@ -53,7 +55,8 @@ export type {
   CategoricalListFeature,
   ArtifactSpec,
 } from './manifest.ts';
-export { seasonalFeatures } from './manifest.ts';
+export { seasonalFeatures, MODEL_TASKS } from './manifest.ts';
+export { checkManifest, MAX_VOCABULARY } from './manifest-check.ts';
 export {
   createBatcher,
   DeadlineError,

@@ -27,6 +27,12 @@ export interface NumericFeature extends FeatureBase {
   range: [number, number];
   integer?: boolean;
   /**
+   * The column this feature fills when its input is one FLOAT tensor [N, F] holding every
+   * numeric feature (as skl2onnx and most tabular exporters write it); absent when the input is
+   * the feature's own [N] tensor.
+   */
+  column?: number;
+  /**
    * A calendar feature (month, weekday, hour): a window shorter than its cycle legitimately
    * differs from the training period's distribution, so drift on it means values outside the
    * training range only (core/drift.ts compareSketches, `seasonal`).
@@ -63,12 +69,16 @@ export interface ArtifactSpec {
   bytes: number;
 }
 
+/** What a model answers; shadow agreement and canary verdicts are defined per task. */
+export type ModelTask = 'binary-classification' | 'multiclass-classification' | 'regression' | 'top-k-recommendation';
+export const MODEL_TASKS: readonly ModelTask[] = ['binary-classification', 'multiclass-classification', 'regression', 'top-k-recommendation'];
+
 export interface ModelManifest {
   name: string;
   version: string;
   description: string;
   opset: number;
-  task: 'binary-classification' | 'top-k-recommendation';
+  task: ModelTask;
   inputs: TensorSpec[];
   outputs: TensorSpec[];
   features: FeatureSpec[];
@@ -76,19 +86,31 @@ export interface ModelManifest {
   sketchedOutputs: { name: string; kind: 'numeric' | 'categorical'; sketchCapacity?: number }[];
   /** Extra scalar parameters a request may set (e.g. k for top-k), with their ranges. */
   parameters?: { name: string; input: string; range: [number, number]; default: number }[];
-  artifacts: { float32: ArtifactSpec; int8: ArtifactSpec };
-  /** The artifact served at the edge and on the device by default. */
+  /** The builds made from the same training run (models/build.ts writes both); absent for imported models, whose registry record holds the artifact's sha256. */
+  artifacts?: { float32?: ArtifactSpec; int8?: ArtifactSpec };
+  /** Which build `model.onnx` is: the golden rows' expected outputs are read under this key. */
   serve: 'int8' | 'float32';
-  quantization: { scheme: string; details: string };
-  quality: { split: string; metrics: Record<string, { float32: number; int8: number; baseline?: number; baselineName?: string }> };
-  training: Record<string, string | number>;
-  baseline: ArtifactSpec & { rows: number; window: [string, string] };
-  golden: ArtifactSpec & { rows: number; tolerance: Record<string, number> };
-  replay: ArtifactSpec & { rows: number; period: [string, string] };
+  quantization?: { scheme: string; details: string };
+  quality?: { split: string; metrics: Record<string, { float32?: number; int8?: number; baseline?: number; baselineName?: string }> };
+  training?: Record<string, string | number>;
+  baseline?: ArtifactSpec & { rows: number; window: [string, string] };
+  golden?: ArtifactSpec & { rows: number; tolerance: Record<string, number> };
+  replay?: ArtifactSpec & { rows: number; period: [string, string] };
   serving: { defaultLatencyBudgetMs: number; maxBatch: number };
 }
 
 /** The names of the manifest's calendar features (`seasonal`), which drift is judged on by range only. */
 export function seasonalFeatures(m: Pick<ModelManifest, 'features'>): Set<string> {
   return new Set(m.features.filter((f) => f.kind === 'numeric' && f.seasonal).map((f) => f.name));
+}
+
+/** A manifest as models/build.ts writes it for the project's own models: both builds, their quality, the data files. */
+export interface BuiltManifest extends ModelManifest {
+  artifacts: { float32: ArtifactSpec; int8: ArtifactSpec };
+  quantization: { scheme: string; details: string };
+  quality: { split: string; metrics: Record<string, { float32: number; int8: number; baseline?: number; baselineName?: string }> };
+  training: Record<string, string | number>;
+  baseline: ArtifactSpec & { rows: number; window: [string, string] };
+  golden: ArtifactSpec & { rows: number; tolerance: Record<string, number> };
+  replay: ArtifactSpec & { rows: number; period: [string, string] };
 }

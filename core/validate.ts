@@ -28,7 +28,7 @@ export class ValidationError extends Error {
   constructor(
     message: string,
     readonly field: string,
-    readonly status: 400 | 404 | 413 | 422 = 400,
+    readonly status: 400 | 404 | 409 | 413 | 422 = 400,
     readonly code: string = 'invalid_input',
   ) {
     super(message);
@@ -172,6 +172,12 @@ export function encodeInstances(manifest: ModelManifest, body: unknown, { maxBat
       const data = allocate(spec.dtype, rows * h);
       col.forEach((list, r) => (list as number[]).forEach((v, j) => setElement(data, r * h + j, v)));
       feeds[f.input] = { dtype: spec.dtype, dims: [rows, h], data };
+    } else if (f.kind === 'numeric' && f.column !== undefined) {
+      // One [N, F] tensor holds every column feature of this input (checkManifest: each column fed once).
+      const width = spec.shape[1] as number;
+      feeds[f.input] ??= { dtype: spec.dtype, dims: [rows, width], data: allocate(spec.dtype, rows * width) };
+      const data = feeds[f.input].data;
+      col.forEach((v, r) => setElement(data, r * width + f.column!, v as number));
     } else {
       const data = allocate(spec.dtype, rows);
       col.forEach((v, r) => setElement(data, r, v as number));
@@ -355,12 +361,14 @@ export function decodeV2Inputs(
     if (flat.length !== count)
       throw new ValidationError(`${at}: "${name}" has ${flat.length} elements for shape [${shape.join(', ')}] (${count})`, `${at}.data`);
     const data = allocate(spec.dtype, count);
-    const limit = indexLimit(manifest, name);
+    const limits = indexLimits(manifest, name);
+    const width = Math.max(limits.length, 1);
     for (let k = 0; k < count; k++) {
       const v = flat[k];
       if (typeof v !== 'number' || !Number.isFinite(v)) throw new ValidationError(`${at}.data[${k}] must be a finite number`, `${at}.data`);
       if (spec.dtype !== 'float32' && !Number.isInteger(v))
         throw new ValidationError(`${at}.data[${k}] must be an integer for ${V2_DATATYPE[spec.dtype]}`, `${at}.data`);
+      const limit = limits[width > 1 ? k % width : 0];
       if (limit !== undefined && (v < limit[0] || v > limit[1]))
         throw new ValidationError(`${at}.data[${k}] = ${v} is outside [${limit[0]}, ${limit[1]}] for "${name}"`, `${at}.data`);
       setElement(data, k, v);
@@ -379,15 +387,21 @@ export function decodeV2Inputs(
   return { rows, feeds, id: body.id as string | undefined, outputs };
 }
 
-/** Valid value range of an input: vocabulary indices, numeric feature ranges, parameters. */
-function indexLimit(manifest: ModelManifest, input: string): [number, number] | undefined {
+/**
+ * Valid value ranges of an input: vocabulary indices, numeric feature ranges, parameters; for an
+ * [N, F] input one range per column (its features' ranges), for others one (or none).
+ */
+function indexLimits(manifest: ModelManifest, input: string): ([number, number] | undefined)[] {
+  const columns: [number, number][] = [];
   for (const f of manifest.features) {
     if (f.input !== input) continue;
-    if (f.kind === 'numeric') return f.range;
-    return [0, f.vocabulary.length];
+    if (f.kind === 'numeric' && f.column !== undefined) columns[f.column] = f.range;
+    else if (f.kind === 'numeric') return [f.range];
+    else return [[0, f.vocabulary.length]];
   }
+  if (columns.length) return columns;
   const p = (manifest.parameters ?? []).find((x) => x.input === input);
-  return p?.range;
+  return [p?.range];
 }
 
 /**
@@ -401,7 +415,7 @@ export function observedFromFeeds(manifest: ModelManifest, feeds: Record<string,
     if (!t) continue;
     const width = t.dims.slice(1).reduce((a, b) => a * b, 1);
     for (let r = 0; r < rows; r++) {
-      if (f.kind === 'numeric') out[r][f.name] = Number(t.data[r]);
+      if (f.kind === 'numeric') out[r][f.name] = Number(t.data[f.column === undefined ? r : r * width + f.column]);
       else if (f.kind === 'categorical') {
         const i = Number(t.data[r]);
         out[r][f.name] = i > 0 ? f.vocabulary[i - 1] : '<other>';

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { CategoricalSketch, createProfile, encodeSummary, TDigest, type ModelManifest } from '../core/index.ts';
+import { CategoricalSketch, createProfile, encodeSummary, TDigest, type BuiltManifest } from '../core/index.ts';
 import { encodeRows, exportFlightDelay, FLIGHT_INPUTS, maxHidden, predictFlights, trainFlightDelay, type FlightBatch } from './lib/flight-delay.ts';
 import { loadFlights, type Flights } from './lib/flights.ts';
 import { ensureMovieLensCsv, loadMovieLens, type Rating } from './lib/movielens.ts';
@@ -216,7 +216,7 @@ async function buildFlightDelay(): Promise<void> {
   const replay = `${replayRows.map((i) => JSON.stringify({ time: new Date(f.time[i]).toISOString().slice(0, 16), features: rowFeatures(f, i), delayed: f.delay[i] > 15 })).join('\n')}\n`;
 
   const art = { float32: write(dir, 'model.float32.onnx', bytes.float32), int8: write(dir, 'model.int8.onnx', bytes.int8) };
-  const manifest: ModelManifest = {
+  const manifest: BuiltManifest = {
     name: 'flight-delay',
     version: '1',
     description: 'Probability that a US domestic flight arrives more than 15 minutes late, from its schedule and route.',
@@ -512,7 +512,7 @@ async function buildMovieLensTopK(): Promise<void> {
   const catalogue = model.movies.map((m) => ({ id: m, ...ml.titles.get(m)! }));
   const art = { float32: write(dir, 'model.float32.onnx', bytes.float32), int8: write(dir, 'model.int8.onnx', bytes.int8) };
   write(dir, 'catalogue.json', `${JSON.stringify(catalogue)}\n`);
-  const manifest: ModelManifest = {
+  const manifest: BuiltManifest = {
     name: 'movielens-topk',
     version: '1',
     description: 'Top-k movie recommendations for a user described by the movies they liked (no user id), for on-device use.',

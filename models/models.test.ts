@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { decodeSummary, type ModelManifest } from '../core/index.ts';
+import { decodeSummary, type BuiltManifest } from '../core/index.ts';
 import type { TestTensor } from '../test/support/onnx-testdata.ts';
 import { ortNodeCpu, ortWebWasm, type Backend } from '../test/support/ort-backends.ts';
 
@@ -15,7 +15,7 @@ const MAX_INT8_BYTES = 2 * 1024 * 1024;
 
 function load(name: string) {
   const dir = join(import.meta.dirname, name);
-  const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as ModelManifest;
+  const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as BuiltManifest;
   const file = (f: string) => new Uint8Array(readFileSync(join(dir, f)));
   return { dir, manifest, file };
 }
@@ -29,7 +29,7 @@ interface GoldenRow {
 }
 
 /** Encodes named features as the manifest says (what the worker and browser do). */
-function encode(manifest: ModelManifest, features: Record<string, unknown>): Record<string, number | number[]> {
+function encode(manifest: BuiltManifest, features: Record<string, unknown>): Record<string, number | number[]> {
   const out: Record<string, number | number[]> = {};
   for (const f of manifest.features) {
     const v = features[f.name];
@@ -40,7 +40,7 @@ function encode(manifest: ModelManifest, features: Record<string, unknown>): Rec
   return out;
 }
 
-function feeds(manifest: ModelManifest, rows: GoldenRow[], k = 10): Record<string, TestTensor> {
+function feeds(manifest: BuiltManifest, rows: GoldenRow[], k = 10): Record<string, TestTensor> {
   const t: Record<string, TestTensor> = {};
   for (const inp of manifest.inputs) {
     if (inp.name === 'k') {

@@ -8,10 +8,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import * as ort from 'onnxruntime-node';
-import type { ModelManifest, Tensor, TensorData } from '../core/index.ts';
+import type { BuiltManifest, Tensor, TensorData } from '../core/index.ts';
 import { createApp, type Env } from '../worker/app.ts';
 import type { SessionFactory } from '../worker/engine/model-engine.ts';
-import type { BundledModel } from '../worker/models.ts';
+import type { SeedVersion } from '../worker/registry/registry.ts';
 
 const args = process.argv.slice(2);
 const flag = (name: string, env: string, fallback: string) =>
@@ -21,10 +21,21 @@ const delayMs = Number(flag('delay-ms', 'ORIGIN_DELAY_MS', '0'));
 const precision = flag('precision', 'ORIGIN_PRECISION', 'float32') as 'float32' | 'int8';
 const MODELS = join(import.meta.dirname, '..', 'models');
 
-function load(name: string): BundledModel {
-  const manifest = JSON.parse(readFileSync(join(MODELS, name, 'manifest.json'), 'utf8')) as ModelManifest;
-  const bytes = readFileSync(join(MODELS, name, manifest.artifacts[precision].file));
-  return { manifest, artifact: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer, baseline: new ArrayBuffer(0) };
+/** A default model's versions as the origin serves them: `1` and `1-float32`, both the `precision` build. */
+function load(name: string): SeedVersion[] {
+  const read = (file: string) => new Uint8Array(readFileSync(join(MODELS, name, file)));
+  const manifest = JSON.parse(readFileSync(join(MODELS, name, 'manifest.json'), 'utf8')) as BuiltManifest;
+  const model = read(manifest.artifacts[precision].file);
+  const files = (version: string) => ({
+    'model.onnx': model,
+    'manifest.json': new TextEncoder().encode(JSON.stringify({ ...manifest, version, serve: precision })),
+    'baseline.dwsm': read('baseline.dwsm'),
+    'golden.json': read('golden.json'),
+  });
+  return [
+    { model: name, version: manifest.version, files: files(manifest.version) },
+    { model: name, version: `${manifest.version}-float32`, files: files(`${manifest.version}-float32`) },
+  ];
 }
 
 const createNodeSession: SessionFactory = async (model) => {
@@ -41,7 +52,7 @@ const createNodeSession: SessionFactory = async (model) => {
 };
 
 const app = createApp({
-  models: { 'flight-delay': load('flight-delay'), 'movielens-topk': load('movielens-topk') },
+  seed: [...load('flight-delay'), ...load('movielens-topk')],
   createSession: createNodeSession,
   servedBy: 'origin',
 });

@@ -50,9 +50,10 @@ export { aggregatorConfig, ALERT_HYSTERESIS, ALERT_MIN_SOURCES, DAY_MS, HOUR_MS,
 
 /**
  * The models an aggregator judges, by name: each one's manifest (features, which are seasonal) and
- * its training baseline (an encoded summary). A Map: the name an object was addressed by is looked up.
+ * its training baseline (an encoded summary), or undefined for a name no model has. The worker's
+ * entry reads them from the registry (registry/models.ts).
  */
-export type AggregatorModels = ReadonlyMap<string, { manifest: ModelManifest; baseline: ArrayBuffer }>;
+export type AggregatorModels = (name: string) => Promise<{ manifest: ModelManifest; baseline: Uint8Array } | undefined>;
 /**
  * Largest bucket kept: a Durable Object's SQLite row holds at most 2 MB. A fold that would grow
  * a bucket past this keeps the summaries that fit and drops (and counts) the rest.
@@ -447,12 +448,13 @@ export class DriftAggregator extends DurableObject<Env> {
    * stopped) five minutes behind `now`. Returns the number of (window, version) pairs evaluated.
    */
   async evaluate(now: number): Promise<number> {
+    // The one await, first: from here on the evaluation runs without yielding to other calls.
+    const model = this.#meta('model');
+    const bundled = model ? await this.#models(model) : undefined;
+    if (!bundled) return 0;
     this.#fold();
     const { windowMs: W, minRows, hysteresis, graceMs, minSources } = this.config;
     const sql = this.ctx.storage.sql;
-    const model = this.#meta('model');
-    const bundled = model ? this.#models.get(model) : undefined;
-    if (!bundled) return 0;
     const maxEnd = Number(this.#meta('max_end') ?? -Infinity);
     if (!Number.isFinite(maxEnd)) return 0;
     const live = maxEnd >= now - DAY_MS;
@@ -715,9 +717,9 @@ export class DriftAggregator extends DurableObject<Env> {
   }
 
   /** The baseline in force: an operator's re-baseline window, else the training baseline. */
-  #baselineProfile(training: ArrayBuffer): Profile {
+  #baselineProfile(training: Uint8Array): Profile {
     const stored = this.#meta('baseline');
-    return decodeSummary(stored ? base64ToBytes(stored) : new Uint8Array(training));
+    return decodeSummary(stored ? base64ToBytes(stored) : training);
   }
 
   /**
@@ -745,9 +747,9 @@ export class DriftAggregator extends DurableObject<Env> {
   async baseline(model: string): Promise<{ bytes: Uint8Array; training: boolean }> {
     const stored = this.#meta('baseline');
     if (stored) return { bytes: base64ToBytes(stored), training: false };
-    const bundled = this.#models.get(model);
+    const bundled = await this.#models(model);
     if (!bundled) throw new Error(`no model "${model}" is served`);
-    return { bytes: new Uint8Array(bundled.baseline), training: true };
+    return { bytes: bundled.baseline, training: true };
   }
 
   /** The merged profile of [from, to) per version. */

@@ -6,10 +6,10 @@ import { CategoricalSketch, createProfile, decodeSummary, encodeSummary, TDigest
 import { rng } from '../test/support/data.ts';
 import { isolatedNamespace } from '../test/support/namespaces.ts';
 import { ALERT_HYSTERESIS, type DriftAggregator } from './aggregator.ts';
-import { BUNDLED_MODELS } from './models.ts';
+import { DEFAULT_VERSIONS, DEFAULTS } from '../models/defaults.ts';
 
 const AGGREGATOR = (env as unknown as { AGGREGATOR: DurableObjectNamespace<DriftAggregator> }).AGGREGATOR;
-const baseline = decodeSummary(new Uint8Array(BUNDLED_MODELS['flight-delay'].baseline));
+const baseline = decodeSummary(new Uint8Array(DEFAULTS['flight-delay'].baseline));
 
 /** One minute of 500 rows drawn from the baseline's own sketches; `shift` moves hour and month. */
 function minute(start: number, sequence: number, seed: number, shift: boolean): Uint8Array {
@@ -76,7 +76,7 @@ async function ingestPlan(agg: DurableObjectStub<DriftAggregator>): Promise<void
 async function operatorApp(ns: DurableObjectNamespace<DriftAggregator>) {
   const { createApp } = await import('./app.ts');
   const { createWasmSession } = await import('./engine/ort-workerd.ts');
-  const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+  const app = createApp({ seed: DEFAULT_VERSIONS, createSession: createWasmSession });
   // OPERATOR_TOKEN set here, whatever the developer's .dev.vars holds.
   const bindings = { ...(env as object), AGGREGATOR: ns, OPERATOR_TOKEN: 'op' };
   return { app, bindings };

@@ -6,11 +6,11 @@ import flightGolden from '../models/flight-delay/golden.json';
 import movieGolden from '../models/movielens-topk/golden.json';
 import { createApp, type Env } from './app.ts';
 import { createWasmSession } from './engine/ort-workerd.ts';
-import { BUNDLED_MODELS } from './models.ts';
+import { DEFAULT_VERSIONS } from '../models/defaults.ts';
 import { errorOf, jsonClient, type Json } from '../test/support/app-client.ts';
 
 function newApp(env: Env = {}) {
-  const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+  const app = createApp({ seed: DEFAULT_VERSIONS, createSession: createWasmSession });
   return { app, call: jsonClient(app, env, { strict: true }) };
 }
 
@@ -262,7 +262,7 @@ describe('batching, deadlines and the cache', () => {
 
 describe('cross-origin pages', () => {
   it('may call the inference API (preflight and answer carry CORS headers), not the operator routes', async () => {
-    const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+    const app = createApp({ seed: DEFAULT_VERSIONS, createSession: createWasmSession });
     const bindings = { ...(env as object), OPERATOR_TOKEN: 'op' };
     const origin = { origin: 'https://shop.example' };
     const pre = await app.request(

@@ -32,6 +32,7 @@ import { drift } from './routes/drift.ts';
 import { models, stats } from './routes/models.ts';
 import { oip } from './routes/oip.ts';
 import { predict } from './routes/predict.ts';
+import { registry } from './routes/registry.ts';
 import { routing } from './routes/routing.ts';
 import { versions } from './routes/versions.ts';
 import { backgroundOf } from './serving/background.ts';
@@ -75,6 +76,20 @@ export function createApp(options: AppOptions) {
 
   app.onError((err, c) => errorResponse(c, err));
 
+  // The registry's catalog, fresh enough for the model and version the path names (Edge.fresh).
+  app.use('*', async function catalog(c, next) {
+    const m = /^\/v[12]\/models\/([^/]+)(?:\/versions\/([^/]+))?/.exec(c.req.path);
+    const decode = (x: string | undefined) => {
+      try {
+        return x === undefined ? undefined : decodeURIComponent(x);
+      } catch {
+        return x;
+      }
+    };
+    if (c.env) await edge.fresh(c.env, backgroundOf(c), decode(m?.[1]), decode(m?.[2]));
+    await next();
+  });
+
   // Which methods a path is served for: Hono's own matcher over the routes (middleware left out),
   // built at the first miss, when every route is registered.
   let methodsRouter: TrieRouter<string> | undefined;
@@ -101,11 +116,12 @@ export function createApp(options: AppOptions) {
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.route('/', oip);
   app.route('/', predict);
-  app.route('/', browserRoutes(options.models));
+  app.route('/', browserRoutes());
   app.route('/', routing);
   app.route('/', drift);
   app.route('/', versions);
   app.route('/', stats);
+  app.route('/', registry);
   app.route('/', models);
   // The operator API's document, generated from the schemas the routes validate with (http/openapi.ts).
   app.openAPIRegistry.registerComponent('securitySchemes', 'operator', { type: 'http', scheme: 'bearer', description: 'OPERATOR_TOKEN' });

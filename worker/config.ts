@@ -73,6 +73,10 @@ export interface EdgeConfig {
   };
   /** The operator routes' bearer token; undefined turns them off (404 operator_disabled). */
   operatorToken: string | undefined;
+  /** Largest push to the registry, all files together (MODEL_MAX_BYTES, default 32 MiB). */
+  modelMaxBytes: number;
+  /** Loaded artifacts an isolate keeps sessions for before freeing the least recently used (MODEL_CACHE_BYTES, default 48 MiB). */
+  modelCacheBytes: number;
 }
 
 const parsed = new WeakMap<object, EdgeConfig>();
@@ -107,6 +111,8 @@ function parseEdgeConfig(env: Env): EdgeConfig {
       maxQueue: num('BATCH_MAX_QUEUE', 256),
     },
     cache: { maxBytes: num('CACHE_MAX_BYTES', 8 * 1024 * 1024), ttlMs: num('CACHE_TTL_MS', 60_000) },
+    modelMaxBytes: num('MODEL_MAX_BYTES', 32 * 1024 * 1024, 1024),
+    modelCacheBytes: num('MODEL_CACHE_BYTES', 48 * 1024 * 1024, 0),
     failModelLoad,
     fallbackUrl,
     fallback: {

@@ -31,6 +31,10 @@ export interface Env extends Partial<Cloudflare.Env> {
   HEDGE_QUANTILE?: string;
   /** Testing and drills: comma-separated models (or model@version) whose edge engine fails to load ("*" for all). */
   FAIL_MODEL_LOAD?: string;
+  /** Largest push to the model registry in bytes, all files together. Default 33554432 (32 MiB). */
+  MODEL_MAX_BYTES?: string;
+  /** Bytes of loaded model artifacts an isolate keeps sessions for; past it the least recently used is freed. Default 50331648 (48 MiB). */
+  MODEL_CACHE_BYTES?: string;
   /** Bearer token for the operator routes (a secret; locally from .dev.vars). */
   OPERATOR_TOKEN?: string;
   /** Drift summaries: the window each isolate sketches before flushing (ms), and rows per window. Defaults 5000 and 2000; TELEMETRY=off disables. */

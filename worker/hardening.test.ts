@@ -8,7 +8,7 @@ import flightGolden from '../models/flight-delay/golden.json';
 import { createAdmission, createApp, type Env } from './app.ts';
 import { bearerToken, tokenEquals } from './auth.ts';
 import { createWasmSession } from './engine/ort-workerd.ts';
-import { BUNDLED_MODELS } from './models.ts';
+import { DEFAULT_VERSIONS } from '../models/defaults.ts';
 import { errorOf, jsonClient, type Json } from '../test/support/app-client.ts';
 import { isolatedNamespace } from '../test/support/namespaces.ts';
 import { waitFor } from '../test/support/wait.ts';
@@ -31,7 +31,7 @@ const v2Body = {
 
 /** An app with routing tables and aggregators of its own (the workers pool shares storage across a file's tests). */
 function newApp(vars: Partial<Env> = {}) {
-  const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+  const app = createApp({ seed: DEFAULT_VERSIONS, createSession: createWasmSession });
   const e = env as Env;
   const tag = crypto.randomUUID();
   const objects = { ROUTING: isolatedNamespace(e.ROUTING!, tag), AGGREGATOR: isolatedNamespace(e.AGGREGATOR!, tag) };

@@ -13,7 +13,7 @@ import type { DriftAggregator } from './aggregator.ts';
 import { createApp, type Env } from './app.ts';
 import type { SessionFactory } from './engine/model-engine.ts';
 import { createWasmSession } from './engine/ort-workerd.ts';
-import { BUNDLED_MODELS } from './models.ts';
+import { DEFAULT_VERSIONS } from '../models/defaults.ts';
 
 type Json = Record<string, any>;
 const rows = flightGolden.rows as { features: Json }[];
@@ -94,7 +94,7 @@ describe('hedging (HEDGE_QUANTILE)', () => {
   async function warmed(hedge: boolean) {
     const fallback = fakeFallback();
     const { control, createSession } = slowableSessions();
-    const app = createApp({ models: BUNDLED_MODELS, createSession });
+    const app = createApp({ seed: DEFAULT_VERSIONS, createSession });
     const b = bindings(hedge);
     // The first request of a cold engine goes to the fallback by design (see below); load first.
     await app.request('/v2/models/flight-delay/ready', {}, b);
@@ -149,7 +149,7 @@ describe('cold engine with a fallback', () => {
   it('the first request goes to the fallback; the engine loads in waitUntil and serves the next ones', async () => {
     const fallback = fakeFallback();
     const { createSession } = slowableSessions();
-    const app = createApp({ models: BUNDLED_MODELS, createSession });
+    const app = createApp({ seed: DEFAULT_VERSIONS, createSession });
     const b: Env = { FALLBACK_URL, CACHE_MAX_BYTES: '0', TELEMETRY: 'off' };
     const first = await call(app, b, '/v1/models/flight-delay/predict', predict(0), { 'x-latency-budget-ms': '2000' });
     expect(first.status).toBe(200);
@@ -218,7 +218,7 @@ describe('edge telemetry flush: failure, retry, bounded outbox', () => {
     const logged = vi.spyOn(console, 'error').mockImplementation(() => undefined);
     // Calls 0 and 1: unreachable; call 2: delivered but the answer lost; then healthy.
     const flaky = flakyAggregators('retry', (n) => (n < 2 ? 'before' : n === 2 ? 'after' : 'ok'));
-    const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+    const app = createApp({ seed: DEFAULT_VERSIONS, createSession: createWasmSession });
     const b = bindings(flaky.ns);
     const n = 6;
     for (let i = 0; i < n; i++) expect((await call(app, b, '/v1/models/flight-delay/predict', predict(i), { 'x-latency-budget-ms': '5000' })).status).toBe(200);
@@ -245,7 +245,7 @@ describe('edge telemetry flush: failure, retry, bounded outbox', () => {
     vi.spyOn(console, 'error').mockImplementation(() => undefined);
     let down = true;
     const flaky = flakyAggregators('outage', () => (down ? 'before' : 'ok'));
-    const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+    const app = createApp({ seed: DEFAULT_VERSIONS, createSession: createWasmSession });
     const b = bindings(flaky.ns);
     const served = 150;
     let maxOutbox = 0;

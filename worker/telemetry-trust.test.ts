@@ -20,15 +20,15 @@ import { ALERT_HYSTERESIS, MAX_BUCKET_BYTES, type DriftAggregator } from './aggr
 import { SLOTS_PER_GROUP } from './serving/browser-telemetry.ts';
 import { createApp, type Env } from './app.ts';
 import { createWasmSession } from './engine/ort-workerd.ts';
-import { BUNDLED_MODELS } from './models.ts';
+import { DEFAULT_VERSIONS, DEFAULTS } from '../models/defaults.ts';
 
 const ns = (env as unknown as { AGGREGATOR: DurableObjectNamespace<DriftAggregator> }).AGGREGATOR;
 const OPERATOR = 'trust-operator';
-const FLIGHT = BUNDLED_MODELS['flight-delay'].manifest;
-const baseline = decodeSummary(new Uint8Array(BUNDLED_MODELS['flight-delay'].baseline));
+const FLIGHT = DEFAULTS['flight-delay'].manifest;
+const baseline = decodeSummary(new Uint8Array(DEFAULTS['flight-delay'].baseline));
 
 function setup(vars: Record<string, string> = {}) {
-  const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+  const app = createApp({ seed: DEFAULT_VERSIONS, createSession: createWasmSession });
   const bindings = { ...(env as Env), TELEMETRY_SIGNING_KEY: undefined, OPERATOR_TOKEN: OPERATOR, TELEMETRY_BROWSER_FLUSH_MS: '0', ...vars } as Env &
     Record<string, unknown>;
   const get = (path: string, headers: Record<string, string> = {}) =>

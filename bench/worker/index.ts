@@ -5,12 +5,12 @@
  */
 import { createApp } from '../../worker/app.ts';
 import { createWasmSession } from '../../worker/engine/ort-workerd.ts';
-import { BUNDLED_MODELS } from '../../worker/models.ts';
+import { DEFAULT_VERSIONS } from '../../models/defaults.ts';
 import { benchRoutes } from './routes.ts';
 
 export { DriftAggregator, RoutingStore } from '../../worker/index.ts';
 
-const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
-app.route('/', benchRoutes(BUNDLED_MODELS));
+const app = createApp({ seed: DEFAULT_VERSIONS, createSession: createWasmSession });
+app.route('/', benchRoutes());
 
 export default app;

@@ -48,9 +48,8 @@ import {
   type ObservedRow,
   type Profile,
 } from '../../core/index.ts';
-import type { AppEnv } from '../../worker/http/context.ts';
+import { runtimeOf, type AppEnv } from '../../worker/http/context.ts';
 import { body, engineOf, limit } from '../../worker/http/request.ts';
-import type { BundledModel } from '../../worker/models.ts';
 import { createRuntime } from '../../worker/serving/runtime.ts';
 import { subset } from '../../worker/serving/tensors.ts';
 import { telemetry } from '../../worker/serving/telemetry.ts';
@@ -113,8 +112,8 @@ export function sketchWindows(
 const kept = new Map<string, Uint8Array[]>();
 const MAX_KEPT = 8;
 
-/** The bench routes over `models` (those the app serves), as a sub-app to mount with `app.route('/', ...)`. */
-export function benchRoutes(models: Record<string, BundledModel>): Hono<AppEnv> {
+/** The bench routes over the models the app serves, as a sub-app to mount with `app.route('/', ...)`. */
+export function benchRoutes(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.post('/v1/models/:name/bench', limit, async (c) => {
@@ -158,9 +157,10 @@ export function benchRoutes(models: Record<string, BundledModel>): Hono<AppEnv> 
     if (!Number.isInteger(n) || n < lo || n > hi) throw new ValidationError(`${field} must be an integer in [${lo}, ${hi}]`, field);
     return n;
   };
-  const manifestOf = (name: unknown): ModelManifest => {
-    const m = typeof name === 'string' && Object.hasOwn(models, name) ? models[name].manifest : undefined; // proto-safe: own property checked
-    if (!m) throw new ValidationError(`unknown model ${JSON.stringify(name)} (serving ${Object.keys(models).join(', ')})`, 'model', 404, 'model_not_found');
+  const manifestOf = (c: Context<AppEnv>, name: unknown): ModelManifest => {
+    const engines = runtimeOf(c).engines;
+    const m = typeof name === 'string' ? engines.get(name)?.manifest : undefined;
+    if (!m) throw new ValidationError(`unknown model ${JSON.stringify(name)} (serving ${[...engines.keys()].join(', ')})`, 'model', 404, 'model_not_found');
     return m;
   };
   /** Real rows: features as the profiler sees them (encodeInstances' `observed`) with the outputs the client got for them. */
@@ -176,7 +176,7 @@ export function benchRoutes(models: Record<string, BundledModel>): Hono<AppEnv> 
 
   app.post('/v1/bench/telemetry/sketch', async (c) => {
     const b = await json(c);
-    const m = manifestOf(b.model);
+    const m = manifestOf(c, b.model);
     const rows = rowsOf(m, b);
     const latencies = latenciesOf(b);
     const runs = int(b.runs, 'runs', 0, 1_000_000);
@@ -184,7 +184,6 @@ export function benchRoutes(models: Record<string, BundledModel>): Hono<AppEnv> 
     const rt = createRuntime(
       { ...c.env, TELEMETRY: 'on' },
       {
-        models,
         createSession: () => Promise.reject(new Error('the sketch bench runs no model')),
         servedBy: 'bench',
       },
@@ -209,7 +208,7 @@ export function benchRoutes(models: Record<string, BundledModel>): Hono<AppEnv> 
 
   app.post('/v1/bench/telemetry/summaries', async (c) => {
     const b = await json(c);
-    const m = manifestOf(b.model);
+    const m = manifestOf(c, b.model);
     const rows = rowsOf(m, b);
     const count = int(b.count, 'count', 1, 20_000);
     const distinct = int(b.distinct, 'distinct', 1, 256, 64);
@@ -253,7 +252,7 @@ export function benchRoutes(models: Record<string, BundledModel>): Hono<AppEnv> 
     const list = kept.get(probe === 'reject' ? `${String(b.token)}/probe` : String(b.token));
     if (!list) throw new ValidationError(`no summaries kept under token ${JSON.stringify(b.token)} (in this isolate)`, 'token', 404, 'token_not_found');
     if (!c.env.AGGREGATOR) throw new ValidationError('no aggregator is bound (AGGREGATOR)', 'AGGREGATOR', 404, 'aggregator_unavailable');
-    const model = manifestOf(b.model).name;
+    const model = manifestOf(c, b.model).name;
     if (typeof b.object !== 'string' || !b.object) throw new ValidationError('object must name a DriftAggregator', 'object');
     const count = int(b.count, 'count', 0, list.length, list.length);
     const concurrency = int(b.concurrency, 'concurrency', 1, 1024, 16);

@@ -19,3 +19,26 @@ export function isolatedNamespace<N extends DurableObjectNamespace<any>>(ns: N, 
     },
   });
 }
+
+/**
+ * An R2 bucket of a test's own: every key lives under `<tag>/` in the real (emulated) bucket, and
+ * lists see only those, with the prefix taken off. The registry runs unchanged over it.
+ */
+export function isolatedBucket(bucket: R2Bucket, tag: string): R2Bucket {
+  const at = (k: string) => `${tag}/${k}`;
+  const wrapped = {
+    get: (key: string) => bucket.get(at(key)),
+    head: (key: string) => bucket.head(at(key)),
+    put: (key: string, value: Parameters<R2Bucket['put']>[1], options?: R2PutOptions) => bucket.put(at(key), value, options),
+    delete: (keys: string | string[]) => bucket.delete(Array.isArray(keys) ? keys.map(at) : at(keys)),
+    async list(options: R2ListOptions = {}) {
+      const page = await bucket.list({ ...options, prefix: at(options.prefix ?? '') });
+      return {
+        ...page,
+        objects: page.objects.map((o) => ({ key: o.key.slice(tag.length + 1), size: o.size })),
+        delimitedPrefixes: page.delimitedPrefixes.map((p) => p.slice(tag.length + 1)),
+      };
+    },
+  };
+  return wrapped as unknown as R2Bucket;
+}

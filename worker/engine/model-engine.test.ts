@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { encodeInstances, type ModelManifest, type Tensor } from '../../core/index.ts';
-import { BUNDLED_MODELS } from '../models.ts';
+import { DEFAULTS } from '../../models/defaults.ts';
 import { createModelEngine, ModelLoadError, warmupFeeds, type Session } from './model-engine.ts';
 import { createWasmSession } from './ort-workerd.ts';
 
-const flight = BUNDLED_MODELS['flight-delay'];
-const movies = BUNDLED_MODELS['movielens-topk'];
+const flight = DEFAULTS['flight-delay'];
+const movies = DEFAULTS['movielens-topk'];
 
 /**
  * A session on a virtual clock: run number i (0-based) advances the clock by costs(i) ms and

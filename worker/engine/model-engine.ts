@@ -23,6 +23,19 @@ export interface Session {
   run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
+  /** The graph's inputs and outputs with their element types and shapes, where the backend reports them (onnxruntime 1.22+). */
+  readonly inputMetadata?: readonly SessionValue[];
+  readonly outputMetadata?: readonly SessionValue[];
+  /** Frees the session's memory (its WASM heap share); the session is not used after. */
+  release?(): Promise<void>;
+}
+
+/** A graph input or output as the backend describes it: `type` an ONNX element type name ('float32', 'int64'), `shape` with symbolic dims as strings. */
+export interface SessionValue {
+  name: string;
+  isTensor: boolean;
+  type?: string;
+  shape?: readonly (number | string)[];
 }
 
 export type SessionFactory = (model: Uint8Array) => Promise<Session>;
@@ -54,8 +67,8 @@ export class ModelLoadError extends Error {
 
 export interface EngineOptions {
   manifest: ModelManifest;
-  /** The served artifact's bytes (read lazily, at first load). */
-  artifact: () => Uint8Array;
+  /** The served artifact's bytes, read at each load (from the registry) and dropped once the session exists. */
+  artifact: () => Uint8Array | Promise<Uint8Array>;
   createSession: SessionFactory;
   batch?: { mode?: BatchMode; maxBatch?: number; maxWaitMs?: number; maxQueue?: number };
   retryLoadAfterMs?: number;
@@ -71,6 +84,13 @@ export interface ModelEngine {
   batcher(): Batcher<EngineRequest, Record<string, Tensor>> | undefined;
   /** Times `runs` direct session runs of one request (no batcher), in ms each: for benchmarks. */
   timeRuns(request: EngineRequest, runs: number): Promise<number[]>;
+  /** When the engine last served (its clock), for evicting the least recently used session. */
+  lastUsed(): number;
+  /**
+   * Frees the session once no request is queued or running on it (state back to 'unloaded'; the
+   * next request loads it again). False, and nothing done, while it is busy or not ready.
+   */
+  unload(): Promise<boolean>;
 }
 
 export function createModelEngine({
@@ -85,6 +105,8 @@ export function createModelEngine({
   let loading: Promise<Session> | undefined;
   let session: Session | undefined;
   let batcher: Batcher<EngineRequest, Record<string, Tensor>> | undefined;
+  let used = 0;
+  let running = 0;
 
   function load(): Promise<void> {
     if (session) return Promise.resolve();
@@ -97,7 +119,7 @@ export function createModelEngine({
       status = { state: 'loading' };
       const t = now();
       try {
-        const s = await createSession(artifact());
+        const s = await createSession(await artifact());
         for (const i of manifest.inputs) if (!s.inputNames.includes(i.name)) throw new Error(`the artifact has no input "${i.name}"`);
         for (const o of manifest.outputs) if (!s.outputNames.includes(o.name)) throw new Error(`the artifact has no output "${o.name}"`);
         const loadMs = now() - t;
@@ -131,9 +153,26 @@ export function createModelEngine({
     status: () => status,
     load,
     async infer(request, { deadline } = {}) {
-      await load();
-      batcher ??= createBatcher({ run, now, ...batch, maxBatch: batch.maxBatch ?? manifest.serving.maxBatch });
-      return batcher.submit(request, { deadline });
+      used = now();
+      running++;
+      try {
+        await load();
+        batcher ??= createBatcher({ run, now, ...batch, maxBatch: batch.maxBatch ?? manifest.serving.maxBatch });
+        return await batcher.submit(request, { deadline });
+      } finally {
+        running--;
+      }
+    },
+    lastUsed: () => used,
+    async unload() {
+      if (!session || running > 0) return false;
+      const s = session;
+      session = undefined;
+      loading = undefined;
+      batcher = undefined;
+      status = { state: 'unloaded' };
+      await s.release?.().catch((e) => console.error(`model ${manifest.name}@${manifest.version}: release failed`, e));
+      return true;
     },
     batcher: () => batcher,
     async timeRuns(request, runs) {

@@ -58,6 +58,9 @@ export const createWasmSession: SessionFactory = async (model) => {
   return {
     inputNames: s.inputNames,
     outputNames: s.outputNames,
+    inputMetadata: s.inputMetadata,
+    outputMetadata: s.outputMetadata,
+    release: () => s.release(),
     async run(feeds) {
       const ortFeeds: Record<string, ort.Tensor> = {};
       for (const [k, t] of Object.entries(feeds)) ortFeeds[k] = new ort.Tensor(t.dtype, t.data, t.dims);

@@ -9,14 +9,14 @@ import { jsonClient } from '../../test/support/app-client.ts';
 import type { DriftAggregator } from '../aggregator.ts';
 import { createApp } from '../app.ts';
 import { createWasmSession } from '../engine/ort-workerd.ts';
-import { BUNDLED_MODELS } from '../models.ts';
+import { DEFAULT_VERSIONS } from '../../models/defaults.ts';
 
 const TOKEN = 'openapi-operator';
 const bindings = {
   OPERATOR_TOKEN: TOKEN,
   AGGREGATOR: isolatedNamespace((env as unknown as { AGGREGATOR: DurableObjectNamespace<DriftAggregator> }).AGGREGATOR, 'openapi'),
 };
-const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+const app = createApp({ seed: DEFAULT_VERSIONS, createSession: createWasmSession });
 const call = jsonClient(app, bindings, { strict: true });
 const auth = { authorization: `Bearer ${TOKEN}` };
 
@@ -37,6 +37,8 @@ describe('GET /openapi.json', () => {
         'GET /v1/models/{name}/versions',
         'POST /v1/models/{name}/baseline',
         'PUT /v1/models/{name}/routing',
+        'PUT /v1/models/{name}/versions/{version}',
+        'DELETE /v1/models/{name}/versions/{version}',
       ].sort(),
     );
     const drift = doc.paths['/v1/models/{name}/drift'].get;
@@ -52,6 +54,8 @@ describe('GET /openapi.json', () => {
     });
     expect(doc.paths['/v1/models/{name}/routing'].put.requestBody.content['application/json'].schema).toEqual({ $ref: '#/components/schemas/RoutingTable' });
     expect(doc.components.schemas.RoutingTable.required).toEqual(['stable']);
+    const pushBody = doc.paths['/v1/models/{name}/versions/{version}'].put.requestBody.content['multipart/form-data'].schema;
+    expect(pushBody.required).toEqual(['model.onnx', 'manifest.json', 'baseline.dwsm', 'golden.json']);
     expect(doc.components.securitySchemes.operator).toEqual(expect.objectContaining({ type: 'http', scheme: 'bearer' }));
   });
 });

@@ -9,7 +9,7 @@ import type { DriftAggregator } from '../aggregator.ts';
 import { createApp, type Env } from '../app.ts';
 import { PENDING_SLOTS, signToken } from '../serving/browser-telemetry.ts';
 import { createWasmSession } from '../engine/ort-workerd.ts';
-import { BUNDLED_MODELS } from '../models.ts';
+import { DEFAULT_VERSIONS, DEFAULTS } from '../../models/defaults.ts';
 
 type Bindings = Env & Record<string, unknown>;
 const aggregator = () => {
@@ -22,7 +22,7 @@ const OPERATOR = 'browser-routes-operator';
 const CLIENT = '198.51.100.1';
 
 function setup(vars: Record<string, string> = {}) {
-  const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+  const app = createApp({ seed: DEFAULT_VERSIONS, createSession: createWasmSession });
   // Signed with the isolate's own random key whatever the developer's .dev.vars holds.
   const bindings: Bindings = { ...(env as Env), TELEMETRY_SIGNING_KEY: undefined, OPERATOR_TOKEN: OPERATOR, TELEMETRY_BROWSER_FLUSH_MS: '20', ...vars };
   const get = (path: string, headers: Record<string, string> = {}) => app.request(path, { headers: { 'cf-connecting-ip': CLIENT, ...headers } }, bindings);
@@ -91,7 +91,7 @@ describe('GET /v1/models/{name}/artifact', () => {
     expect(res.headers.get('cache-control')).toBe('no-store');
     const d = (await res.json()) as Descriptor;
     expect(d.manifest.name).toBe('movielens-topk');
-    expect(d.artifact.sha256).toBe(d.manifest.artifacts.int8.sha256);
+    expect(d.artifact.sha256).toBe(DEFAULTS['movielens-topk'].manifest.artifacts.int8.sha256);
     expect(d.golden.rows.length).toBeGreaterThanOrEqual(8);
     expect(d.golden.rows[0].expected.movie_ids).toHaveLength(10);
     expect(d.telemetry.token.split('.')).toHaveLength(3);

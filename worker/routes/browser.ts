@@ -36,11 +36,9 @@ import {
 } from '../../core/index.ts';
 import { bearerToken as bearer, checkOperator } from '../auth.ts';
 import { edgeConfig } from '../config.ts';
-import type { AppEnv } from '../http/context.ts';
-import type { BundledModel } from '../models.ts';
+import { runtimeOf, type AppEnv } from '../http/context.ts';
+import type { ModelEngine } from '../engine/model-engine.ts';
 import { backgroundOf } from '../serving/background.ts';
-import flightGolden from '../../models/flight-delay/golden.json';
-import movieGolden from '../../models/movielens-topk/golden.json';
 import {
   addressGroup,
   createBrowserTelemetry,
@@ -57,12 +55,10 @@ import {
 /** Golden rows in a descriptor: enough for every backend's check, small enough to ship. */
 const GOLDEN_ROWS = 16;
 
-/** The golden sets (each model folder's golden.json): features and the outputs onnxruntime-node computed. */
-type Golden = { tolerance: Record<string, number>; rows: { features: Record<string, unknown>; expected: { int8: Record<string, number | number[]> } }[] };
-const GOLDEN = new Map<string, Golden>([
-  ['flight-delay', flightGolden as never],
-  ['movielens-topk', movieGolden as never],
-]);
+/** A version's golden set (golden.json in the registry): features and the outputs onnxruntime-node computed, per build. */
+type Golden = { tolerance: Record<string, number>; rows: { features: Record<string, unknown>; expected: Record<string, Record<string, number | number[]>> }[] };
+/** Golden sets parsed, by the sha256 of their file (a few per model; bounded all the same). */
+const MAX_GOLDEN = 64;
 
 // --- Routes -------------------------------------------------------------------------------------
 
@@ -74,15 +70,48 @@ const json = (c: Context, status: number, code: string, message: string, field?:
 /** The client's address as Cloudflare (and `wrangler dev`) reports it, or undefined. */
 const clientAddress = (c: Context) => c.req.header('cf-connecting-ip') || undefined;
 
-/** The routes over `models`, with this app's browser telemetry state, as a sub-app to mount with `app.route('/', ...)`. */
-export function browserRoutes(models: Record<string, BundledModel>): Hono<AppEnv> {
+/** The routes over the registry's models, with this app's browser telemetry state, as a sub-app to mount with `app.route('/', ...)`. */
+export function browserRoutes(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const telemetry = createBrowserTelemetry();
-  // Own-property lookups only: a model name comes from the client ("__proto__", "constructor").
-  const byName = new Map(Object.entries(models));
+  const goldens = new Map<string, Golden>();
   const settings = (c: Context<AppEnv>) => edgeConfig(c.env).browser;
 
-  const modelOf = (c: Context<AppEnv>) => byName.get(c.req.param('name')!);
+  /** The engine of a model's version (Maps only: a name comes from the client, "__proto__" included); its default version when none is named. */
+  const engineAt = (c: Context<AppEnv>, name: string, version?: string): ModelEngine | undefined => {
+    const r = runtimeOf(c);
+    return version === undefined ? r.engines.get(name) : r.versions.get(name)?.get(version);
+  };
+  const modelOf = (c: Context<AppEnv>) => engineAt(c, c.req.param('name')!, c.req.query('version'));
+  const notFound = (c: Context<AppEnv>) => {
+    const name = c.req.param('name')!;
+    const version = c.req.query('version');
+    const r = runtimeOf(c);
+    return version !== undefined && r.versions.has(name)
+      ? json(
+          c,
+          404,
+          'version_not_found',
+          `model "${name}" has no version ${JSON.stringify(version)} (deployed: ${[...r.versions.get(name)!.keys()].join(', ')})`,
+          'version',
+        )
+      : json(c, 404, 'model_not_found', `unknown model ${JSON.stringify(name)} (serving ${[...r.engines.keys()].join(', ')})`, 'name');
+  };
+
+  const goldenOf = async (c: Context<AppEnv>, manifest: ModelManifest): Promise<Golden | undefined> => {
+    const rec = c.var.edge.record(c.env, manifest.name, manifest.version);
+    const sha = rec?.files['golden.json']?.sha256;
+    if (!rec || !sha) return undefined;
+    let g = goldens.get(sha);
+    if (!g) {
+      const bytes = await runtimeOf(c).registry.file(rec, 'golden.json');
+      if (!bytes) return undefined;
+      g = JSON.parse(new TextDecoder().decode(bytes)) as Golden;
+      if (goldens.size >= MAX_GOLDEN) goldens.delete(goldens.keys().next().value!);
+      goldens.set(sha, g);
+    }
+    return g;
+  };
 
   /**
    * A telemetry grant, or why none is given. The source id is the worker's: a new random one,
@@ -120,10 +149,11 @@ export function browserRoutes(models: Record<string, BundledModel>): Hono<AppEnv
 
   app.get('/v1/models/:name/artifact', async (c) => {
     const m = modelOf(c);
-    if (!m) return json(c, 404, 'model_not_found', `unknown model "${c.req.param('name')}" (serving ${[...byName.keys()].join(', ')})`, 'name');
+    if (!m) return notFound(c);
     const manifest = m.manifest;
-    const spec = manifest.artifacts[manifest.serve];
-    const golden = GOLDEN.get(manifest.name);
+    const spec = c.var.edge.record(c.env, manifest.name, manifest.version)?.files['model.onnx'];
+    if (!spec) return notFound(c);
+    const golden = await goldenOf(c, manifest);
     // The model is served whatever happens to telemetry; without a grant the runtime reports nothing.
     const g = c.env.AGGREGATOR ? await grant(c, manifest) : undefined;
     c.header('cache-control', 'no-store');
@@ -135,7 +165,7 @@ export function browserRoutes(models: Record<string, BundledModel>): Hono<AppEnv
       golden: golden
         ? {
             tolerance: golden.tolerance,
-            rows: golden.rows.slice(0, GOLDEN_ROWS).map((r) => ({ features: r.features, expected: r.expected[manifest.serve as 'int8'] })),
+            rows: golden.rows.slice(0, GOLDEN_ROWS).map((r) => ({ features: r.features, expected: r.expected[manifest.serve] ?? {} })),
           }
         : null,
       telemetry: g && 'token' in g ? g : null, // proto-safe: narrows grant()'s own union
@@ -145,7 +175,7 @@ export function browserRoutes(models: Record<string, BundledModel>): Hono<AppEnv
   // A fresh token for a browser that already has the model (keeps its source id when it shows its previous token).
   app.get('/v1/models/:name/telemetry-token', async (c) => {
     const m = modelOf(c);
-    if (!m) return json(c, 404, 'model_not_found', `unknown model "${c.req.param('name')}"`, 'name');
+    if (!m) return notFound(c);
     if (!c.env.AGGREGATOR) return json(c, 404, 'telemetry_unavailable', 'no aggregator is bound (AGGREGATOR): telemetry is off', 'name');
     const g = await grant(c, m.manifest);
     // proto-safe: narrows grant()'s own union
@@ -157,24 +187,29 @@ export function browserRoutes(models: Record<string, BundledModel>): Hono<AppEnv
     return c.json(g);
   });
 
-  app.get('/v1/models/:name/artifact/:sha256', (c) => {
-    const m = modelOf(c);
-    if (!m) return json(c, 404, 'model_not_found', `unknown model "${c.req.param('name')}"`, 'name');
-    const spec = m.manifest.artifacts[m.manifest.serve];
-    if (c.req.param('sha256') !== spec.sha256)
+  // Any committed version's bytes, by their sha256 (the descriptor names the default's, or ?version='s).
+  app.get('/v1/models/:name/artifact/:sha256', async (c) => {
+    const name = c.req.param('name');
+    const r = runtimeOf(c);
+    const records = r.records.get(name);
+    if (!records) return json(c, 404, 'model_not_found', `unknown model ${JSON.stringify(name)}`, 'name');
+    const sha = c.req.param('sha256');
+    const rec = [...records.values()].find((x) => x.files['model.onnx']?.sha256 === sha);
+    if (!rec)
       return json(
         c,
         404,
         'artifact_not_found',
-        `model "${m.manifest.name}" serves ${spec.sha256}; fetch /v1/models/${m.manifest.name}/artifact again`,
+        `model "${name}" has no version with model.onnx ${JSON.stringify(sha.slice(0, 64))}; fetch /v1/models/${name}/artifact again`,
         'sha256',
       );
-    return c.body(m.artifact, 200, {
+    const bytes = await r.registry.file(rec, 'model.onnx');
+    return c.body(bytes as Uint8Array<ArrayBuffer>, 200, {
       'content-type': 'application/octet-stream',
       'cache-control': 'public, max-age=31536000, immutable',
-      etag: `"${spec.sha256}"`,
-      'x-model-sha256': spec.sha256,
-      'x-model-version': m.manifest.version,
+      etag: `"${sha}"`,
+      'x-model-sha256': sha,
+      'x-model-version': rec.version,
     });
   });
 
@@ -211,7 +246,8 @@ export function browserRoutes(models: Record<string, BundledModel>): Hono<AppEnv
       );
     }
     const { claims } = verdict;
-    const m = byName.get(claims.m);
+    // The version the token was issued for (its own features), else the model's default.
+    const m = engineAt(c, claims.m, claims.v) ?? engineAt(c, claims.m);
     if (!m) {
       telemetry.refused('model_not_found');
       return json(c, 404, 'model_not_found', `model "${claims.m}" is not served here`, 'token');

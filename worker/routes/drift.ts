@@ -51,7 +51,7 @@ drift.get('/v1/models/:name/drift', operatorAuth(), model, needsAggregator, asyn
   const shift = shifts.get(reference);
   const agg = c.var.aggregator;
   const inForce = await agg.baseline(m.name);
-  const baseline = inForce.training ? c.var.edge.trainingBaseline(m.name) : decodeSummary(inForce.bytes);
+  const baseline = inForce.training ? await c.var.edge.trainingBaseline(c.env, m.name) : decodeSummary(inForce.bytes);
   const seasonal = seasonalFeatures(m);
   const windows: DriftWindow[] = [];
   for (let t = from; t < to; t += step) {
@@ -101,7 +101,7 @@ drift.get('/v1/models/:name/drift', operatorAuth(), model, needsAggregator, asyn
     aggregator: await agg.counters(),
     baseline: {
       source: inForce.training ? 'training' : baseline.source.id,
-      window: inForce.training ? m.baseline.window : [new Date(baseline.windowStart).toISOString(), new Date(baseline.windowEnd).toISOString()],
+      window: (inForce.training ? m.baseline?.window : undefined) ?? [new Date(baseline.windowStart).toISOString(), new Date(baseline.windowEnd).toISOString()],
       rows: baseline.counters.rows,
       features: Object.fromEntries([...baseline.features].map(([k, s]) => [k, s.describe()])),
       outputs: Object.fromEntries([...baseline.outputs].map(([k, s]) => [k, s.describe()])),

@@ -2,7 +2,7 @@
  * The models this worker serves (public: names, versions, features, outputs, quality), and for
  * operators what this isolate's engine, batcher, cache, fallback and shadows are doing.
  */
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import { runtimeOf, type AppEnv } from '../http/context.ts';
 import { model, operatorAuth } from '../http/middleware.ts';
 import { answer, bearer, document, documentedApp, ModelParams, operatorErrors } from '../http/openapi.ts';
@@ -20,13 +20,28 @@ document(stats, {
   responses: { 200: answer('figures of the isolate that answered'), ...operatorErrors },
 });
 
+/** What the registry holds of a model: each version with its size, sha256, task, quality and when it was pushed, oldest first. */
+const versionsOf = (c: Context<AppEnv>, name: string) =>
+  [...(runtimeOf(c).records.get(name)?.values() ?? [])]
+    .sort((a, b) => (a.pushed_at < b.pushed_at ? -1 : a.pushed_at > b.pushed_at ? 1 : a.version < b.version ? -1 : 1))
+    .map((r) => ({
+      version: r.version,
+      pushed_at: r.pushed_at,
+      task: r.task,
+      bytes: r.files['model.onnx']?.bytes ?? 0,
+      sha256: r.files['model.onnx']?.sha256 ?? '',
+      quality: r.quality?.metrics ?? null,
+    }));
+
 models.get('/v1/models', (c) =>
   c.json({
     models: [...runtimeOf(c).engines.values()].map((e) => ({
       name: e.manifest.name,
+      // The default version: what serves when no routing table says otherwise.
       version: e.manifest.version,
       description: e.manifest.description,
       task: e.manifest.task,
+      versions: versionsOf(c, e.manifest.name),
     })),
   }),
 );
@@ -45,8 +60,9 @@ models.get('/v1/models/:name', (c) => {
     })),
     parameters: m.parameters ?? [],
     outputs: m.outputs,
-    quality: m.quality,
+    quality: m.quality ?? null,
     serving: m.serving,
+    versions: versionsOf(c, m.name),
   });
 });
 

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import flightGolden from '../../models/flight-delay/golden.json';
 import { createApp, type Env } from '../app.ts';
 import { createWasmSession } from '../engine/ort-workerd.ts';
-import { BUNDLED_MODELS } from '../models.ts';
+import { DEFAULT_VERSIONS } from '../../models/defaults.ts';
 import { jsonClient, type Json } from '../../test/support/app-client.ts';
 import { isolatedNamespace } from '../../test/support/namespaces.ts';
 
@@ -19,7 +19,7 @@ const TOKEN = 'test-operator-token';
 function newApp(vars: Partial<Env> = {}) {
   const ROUTING = isolatedNamespace((env as Env).ROUTING!, crypto.randomUUID());
   const bindings = { ...(env as Env), ROUTING, OPERATOR_TOKEN: TOKEN, CACHE_MAX_BYTES: '0', ...vars };
-  const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+  const app = createApp({ seed: DEFAULT_VERSIONS, createSession: createWasmSession });
   const ctx = createExecutionContext();
   const call = jsonClient({ request: (path: string, init: RequestInit, b: object) => app.request(path, init, b, ctx) }, bindings, { strict: true });
   const auth = { authorization: `Bearer ${TOKEN}` };

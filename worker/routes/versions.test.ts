@@ -6,7 +6,7 @@ import flightGolden from '../../models/flight-delay/golden.json';
 import { isolatedNamespace } from '../../test/support/namespaces.ts';
 import { createApp, type Env } from '../app.ts';
 import { createWasmSession } from '../engine/ort-workerd.ts';
-import { BUNDLED_MODELS } from '../models.ts';
+import { DEFAULT_VERSIONS } from '../../models/defaults.ts';
 
 const rows = (flightGolden.rows as { features: Record<string, unknown> }[]).map((r) => r.features);
 
@@ -17,7 +17,7 @@ const rows = (flightGolden.rows as { features: Record<string, unknown> }[]).map(
  * prediction, so that `settled()` waits for exactly the work they left behind (flushes, shadows).
  */
 function setup(tag: string) {
-  const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+  const app = createApp({ seed: DEFAULT_VERSIONS, createSession: createWasmSession });
   const e = env as Env;
   const bindings: Env = {
     ...e,

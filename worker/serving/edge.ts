@@ -5,12 +5,22 @@
  * and each model's routing table, read from its RoutingStore and cached. Routes reach it as
  * `c.var.edge`; the benchmark worker mounts its routes beside the same one.
  */
-import { assignVersion, canonicalKey, decodeSummary, encodeInstances, observedFromFeeds, type Profile, type RoutingTable } from '../../core/index.ts';
+import {
+  assignVersion,
+  canonicalKey,
+  decodeSummary,
+  encodeInstances,
+  observedFromFeeds,
+  type ModelManifest,
+  type Profile,
+  type RoutingTable,
+} from '../../core/index.ts';
 import type { ModelEngine } from '../engine/model-engine.ts';
 import type { Env } from '../env.ts';
+import type { VersionRecord } from '../registry/registry.ts';
 import { createAdmission } from './admission.ts';
 import type { Background } from './background.ts';
-import { createRuntime, type Runtime, type ServingOptions } from './runtime.ts';
+import { createRuntime, syncCatalog, type Runtime, type ServingOptions } from './runtime.ts';
 import { sampleInstance } from './tensors.ts';
 
 /** Longest an isolate's start waits for the routing tables (see start). */
@@ -19,6 +29,10 @@ const ISOLATE_START_WAIT_MS = 500;
 const ROUTING_WAIT_MS = 20;
 /** How long a routing table read from its store is used before it is read again. */
 const ROUTING_TTL_MS = 5000;
+/** How long the registry's catalog is used before it is read again (in the background). */
+const CATALOG_TTL_MS = 5000;
+/** A request naming a model or version this isolate does not know reads the catalog again, at most this often. */
+const CATALOG_MISS_MS = 1000;
 
 export class Edge {
   readonly options: ServingOptions;
@@ -34,7 +48,10 @@ export class Edge {
   #warmed = false;
   /** Reads of each model's RoutingStore in flight: one at a time, shared by the requests that wait for it. */
   readonly #tableReads = new Map<string, Promise<RoutingTable | undefined>>();
+  /** Training baselines decoded, by the sha256 of their file. */
   readonly #baselines = new Map<string, Profile>();
+  /** The catalog read in flight, shared by whoever needs it. */
+  #refreshing: Promise<void> | undefined;
 
   constructor(options: ServingOptions) {
     this.options = options;
@@ -92,6 +109,13 @@ export class Edge {
    */
   async #start(env: Env, background: Background): Promise<void> {
     const r = this.runtime(env);
+    try {
+      const seeded = await r.registry.seed(this.options.seed ?? []);
+      if (seeded) console.log(`registry: seeded ${seeded} default model version(s)`);
+    } catch (err) {
+      console.error('registry: seeding failed', err);
+    }
+    await this.refresh(env).catch((err) => console.error('registry: catalog unavailable', err));
     for (const e of r.engines.values()) {
       try {
         const m = e.manifest;
@@ -126,10 +150,79 @@ export class Edge {
         this.#warming = e.load().catch(() => undefined);
         await this.#warming;
         this.#warming = undefined;
+        if (this.#runtime) await this.evict(undefined, e);
       }
     })();
     work.catch((err) => console.error('warm-up failed', err));
     background(work);
+  }
+
+  /**
+   * Reads the registry's catalog and brings the engines in step (syncCatalog): new versions get
+   * an engine (loaded later, by warm or their first request), deleted ones are unloaded. One read
+   * at a time; callers during a read share it.
+   */
+  refresh(env: Env | undefined): Promise<void> {
+    this.#refreshing ??= (async () => {
+      const r = this.runtime(env);
+      const catalog = await r.registry.catalog();
+      const fresh = [...catalog.values()].flat().filter((x) => !r.versions.get(x.model)?.has(x.version));
+      const manifests = new Map<string, ModelManifest>();
+      await Promise.all(
+        fresh.map(async (x) => {
+          try {
+            manifests.set(`${x.model}/${x.version}`, await r.registry.manifest(x));
+          } catch (err) {
+            console.error(`registry: ${x.model}/${x.version} is skipped`, err);
+          }
+        }),
+      );
+      for (const e of syncCatalog(r, catalog, manifests, this.options.createSession)) void e.unload();
+      r.catalogAt = Date.now();
+    })().finally(() => {
+      this.#refreshing = undefined;
+    });
+    return this.#refreshing;
+  }
+
+  /**
+   * Keeps the catalog fresh for a request: past CATALOG_TTL_MS it is read again in the background
+   * (the request goes on with what it has); a request naming a model or version this isolate
+   * does not know waits for a read, at most one per CATALOG_MISS_MS, so a version pushed through
+   * another isolate serves here within seconds and unknown names cannot make every request read.
+   */
+  async fresh(env: Env | undefined, background: Background, name?: string, version?: string): Promise<void> {
+    const r = this.runtime(env);
+    const age = Date.now() - r.catalogAt;
+    const known = name === undefined || (r.versions.has(name) && (version === undefined || r.versions.get(name)!.has(version)));
+    if (!known && age > CATALOG_MISS_MS) {
+      await this.refresh(env).catch((err) => console.error('registry: catalog unavailable', err));
+      return;
+    }
+    if (age > CATALOG_TTL_MS) background(this.refresh(env).catch((err) => console.error('registry: catalog unavailable', err)));
+  }
+
+  /** The commit record of a version this isolate serves. */
+  record(env: Env | undefined, name: string, version: string): VersionRecord | undefined {
+    return this.runtime(env).records.get(name)?.get(version);
+  }
+
+  /**
+   * Frees the least recently used sessions while the loaded artifacts pass MODEL_CACHE_BYTES (an
+   * isolate has 128 MB): never the one just loaded, never one serving a request. A freed version
+   * loads again on its next request.
+   */
+  async evict(env: Env | undefined, keep?: ModelEngine): Promise<void> {
+    const r = this.runtime(env);
+    const loaded: { e: ModelEngine; bytes: number }[] = [];
+    for (const [name, byVersion] of r.versions)
+      for (const [v, e] of byVersion) if (e.status().state === 'ready') loaded.push({ e, bytes: r.records.get(name)?.get(v)?.files['model.onnx']?.bytes ?? 0 });
+    let total = loaded.reduce((a, x) => a + x.bytes, 0);
+    loaded.sort((a, b) => a.e.lastUsed() - b.e.lastUsed());
+    for (const { e, bytes } of loaded) {
+      if (total <= r.config.modelCacheBytes) break;
+      if (e !== keep && (await e.unload())) total -= bytes;
+    }
   }
 
   /**
@@ -208,11 +301,19 @@ export class Edge {
     return { engine, key, table };
   }
 
-  /** A model's training baseline, decoded once. `name` must be a served model's. */
-  trainingBaseline(name: string): Profile {
-    let b = this.#baselines.get(name);
-    // proto-safe: `name` is a served manifest's name (the route found it in the engines Map)
-    if (!b) this.#baselines.set(name, (b = decodeSummary(new Uint8Array(this.options.models[name].baseline))));
+  /** A model's training baseline: its default version's baseline.dwsm from the registry, decoded once per file. */
+  async trainingBaseline(env: Env | undefined, name: string): Promise<Profile> {
+    const r = this.runtime(env);
+    const e = r.engines.get(name);
+    const rec = e && r.records.get(name)?.get(e.manifest.version);
+    if (!rec) throw new Error(`no model "${name}" is served`);
+    const sha = rec.files['baseline.dwsm']?.sha256 ?? '';
+    let b = this.#baselines.get(sha);
+    if (!b) {
+      const bytes = await r.registry.file(rec, 'baseline.dwsm');
+      if (!bytes) throw new Error(`${name}/${rec.version} has no baseline.dwsm`);
+      this.#baselines.set(sha, (b = decodeSummary(bytes)));
+    }
     return b;
   }
 }

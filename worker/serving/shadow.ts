@@ -68,10 +68,23 @@ export function shadow(
   background(work);
 }
 
+/** A regression shadow agrees with the served value within this relative difference. */
+export const REGRESSION_AGREEMENT = 0.01;
+
+const argmax = (p: Float32Array, r: number, c: number) => {
+  let best = 0;
+  for (let j = 1; j < c; j++) if (p[r * c + j] > p[r * c + best]) best = j;
+  return best;
+};
+
 /**
  * Agreement of a shadow's outputs with the served ones (see ShadowStats), also returned as
  * counters for its window profile: `shadowCompared` (rows, or top-k slots for ranking models)
- * and `shadowAgree` (rows on the same side of 0.5, or slots whose id is in the served top-k).
+ * and `shadowAgree`: binary classifiers, rows on the same side of 0.5; multiclass ones, rows
+ * with the same label; regressors, rows whose values differ by at most 1% (relative); ranking
+ * models, slots whose id is in the served top-k. `scoreDiff` holds |served − shadow| of the
+ * score (binary), the largest class-probability gap (multiclass), the relative difference
+ * (regression), or that of the first score (ranking).
  */
 export function compare(
   m: ModelManifest,
@@ -87,6 +100,40 @@ export function compare(
     for (let i = 0; i < a.length; i++) {
       if (a[i] >= 0.5 === b[i] >= 0.5) agree++;
       st.scoreDiff.add(Math.abs(a[i] - b[i]));
+    }
+    st.sameClass += agree;
+    return { shadowCompared: a.length, shadowAgree: agree };
+  }
+  if (m.task === 'multiclass-classification') {
+    // The label (an integer output of one value per row) agrees or not; the probabilities' largest gap is the score difference.
+    const label = m.outputs.find((o) => o.dtype !== 'float32' && o.shape.length === 1)?.name;
+    const probs = m.outputs.find((o) => o.dtype === 'float32')?.name;
+    const rows = served[(label ?? probs)!].dims[0];
+    let agree = 0;
+    for (let r = 0; r < rows; r++) {
+      if (label) agree += Number(served[label].data[r]) === Number(shadow[label].data[r]) ? 1 : 0;
+      if (probs) {
+        const c = served[probs].dims[1] ?? 1;
+        let gap = 0;
+        for (let j = 0; j < c; j++)
+          gap = Math.max(gap, Math.abs((served[probs].data as Float32Array)[r * c + j] - (shadow[probs].data as Float32Array)[r * c + j]));
+        if (!label) agree += argmax(served[probs].data as Float32Array, r, c) === argmax(shadow[probs].data as Float32Array, r, c) ? 1 : 0;
+        st.scoreDiff.add(gap);
+      }
+    }
+    st.sameClass += agree;
+    return { shadowCompared: rows, shadowAgree: agree };
+  }
+  if (m.task === 'regression') {
+    // The relative difference of the values (to the larger of the two, at least 1e-9); within 1% agrees.
+    const output = m.outputs.find((o) => o.dtype === 'float32')!.name;
+    const a = served[output].data as Float32Array;
+    const b = shadow[output].data as Float32Array;
+    let agree = 0;
+    for (let i = 0; i < a.length; i++) {
+      const rel = Math.abs(a[i] - b[i]) / Math.max(Math.abs(a[i]), Math.abs(b[i]), 1e-9);
+      st.scoreDiff.add(rel);
+      if (rel <= REGRESSION_AGREEMENT) agree++;
     }
     st.sameClass += agree;
     return { shadowCompared: a.length, shadowAgree: agree };

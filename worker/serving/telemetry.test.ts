@@ -8,13 +8,13 @@ import { isolatedNamespace } from '../../test/support/namespaces.ts';
 import type { DriftAggregator } from '../aggregator.ts';
 import { createApp, type Env } from '../app.ts';
 import { createWasmSession } from '../engine/ort-workerd.ts';
-import { BUNDLED_MODELS } from '../models.ts';
+import { DEFAULT_VERSIONS } from '../../models/defaults.ts';
 
 const rows = flightGolden.rows as { features: Record<string, unknown>; inputs: Record<string, number> }[];
 
 describe('edge telemetry', () => {
   it('sketches every served row (v1 and v2) and ships closed windows to the aggregator once', async () => {
-    const app = createApp({ models: BUNDLED_MODELS, createSession: createWasmSession });
+    const app = createApp({ seed: DEFAULT_VERSIONS, createSession: createWasmSession });
     // Windows close by rows only here (an aligned time boundary mid-test would cut one short).
     // This test's own aggregator (storage is shared across a file's tests), and one execution
     // context for every request, to wait for the flushes they leave behind.
