@@ -24,8 +24,14 @@ async function openCache(name: string): Promise<Cache | undefined> {
   }
 }
 
-export async function loadDescriptor(endpoint: string, model: string, cacheName: string): Promise<{ descriptor: ArtifactDescriptor; fromCache: boolean }> {
-  const url = `${endpoint}/v1/models/${encodeURIComponent(model)}/artifact`;
+export async function loadDescriptor(
+  endpoint: string,
+  model: string,
+  cacheName: string,
+  version?: string,
+): Promise<{ descriptor: ArtifactDescriptor; fromCache: boolean }> {
+  // A version pinned by the page, else the model's default (what serves when no routing table says otherwise).
+  const url = `${endpoint}/v1/models/${encodeURIComponent(model)}/artifact${version === undefined ? '' : `?version=${encodeURIComponent(version)}`}`;
   const cache = await openCache(cacheName);
   let networkError: unknown;
   try {

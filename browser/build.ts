@@ -23,6 +23,7 @@ import { randomUUID } from 'node:crypto';
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEMO_ASSETS } from './demo/assets.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
@@ -103,7 +104,7 @@ async function bundle(options: BuildOptions): Promise<string[]> {
 
 export async function buildBrowser({ minify = true, quiet = false }: { minify?: boolean; quiet?: boolean } = {}): Promise<{ ms: number; outDir: string }> {
   const t0 = performance.now();
-  await Promise.all(['ort', 'movielens-topk'].map((d) => mkdir(join(OUT_DIR, d), { recursive: true })));
+  await Promise.all(['ort', ...DEMO_ASSETS.map((a) => dirname(a.to))].map((d) => mkdir(join(OUT_DIR, d), { recursive: true })));
   await mkdir(TMP_DIR, { recursive: true });
   const common = {
     absWorkingDir: ROOT,
@@ -143,7 +144,7 @@ export async function buildBrowser({ minify = true, quiet = false }: { minify?: 
     ...Object.entries(PAGES).map(async ([to, from]) => put(join(ASSETS_DIR, to), await readFile(join(ROOT, from)))),
     put(join(ASSETS_DIR, '_headers'), headersFile()),
     ...ORT_FILES.map((f) => copyIfChanged(join(ORT_DIST, f), join(OUT_DIR, 'ort', f))),
-    copyIfChanged(join(ROOT, 'models/movielens-topk/catalogue.json'), join(OUT_DIR, 'movielens-topk/catalogue.json')),
+    ...DEMO_ASSETS.map((a) => copyIfChanged(join(ROOT, a.from), join(OUT_DIR, a.to))),
   ]);
   // Earlier builds' hashed chunks (this build's files are all in place by now).
   const built = new Set([...runtime, ...pages]);

@@ -2,8 +2,8 @@
  * Correctness before speed: a backend is used only when its outputs on the golden rows agree
  * with a reference (the WASM backend's outputs, or onnxruntime-node's recorded in golden.json)
  * within the model's tolerance. Ranked outputs: at least `min_overlap_at_10` of every top-10 in
- * common (scaled to k) and, for ids in both lists, scores within `score_abs`. Scalar outputs:
- * within `<output>_abs` (default 1e-3).
+ * common (scaled to k) and, for ids in both lists, scores within `score_abs`. Other outputs,
+ * value by value: floats within `<output>_abs` (default 1e-3), integers (labels) exactly.
  */
 import type { ModelManifest } from '../core/index.ts';
 import type { Prediction } from './tensors.ts';
@@ -45,12 +45,19 @@ export function compareGolden(
       if (scores && maxAbsDiff > scoreAbs) return fail(`row ${r}: a score differs by ${maxAbsDiff.toExponential(2)}, tolerance ${scoreAbs}`);
     }
   } else {
+    // Classifiers, regressors: every value of every output (a label, class probabilities, a
+    // [N, 1] value), floats within `<output>_abs` (default 1e-3), integers (labels) exactly.
     for (const o of manifest.outputs) {
-      const tol = tolerance[`${o.name}_abs`] ?? 1e-3;
+      const tol = o.dtype === 'float32' ? (tolerance[`${o.name}_abs`] ?? 1e-3) : 0;
       for (let r = 0; r < got.length; r++) {
-        const d = Math.abs(Number(got[r][o.name]) - Number(want[r][o.name]));
-        if (!(d <= maxAbsDiff)) maxAbsDiff = Number.isNaN(d) ? Infinity : d;
-        if (scores && maxAbsDiff > tol) return fail(`row ${r}: ${o.name} differs by ${maxAbsDiff.toExponential(2)}, tolerance ${tol}`);
+        const a = [got[r][o.name]].flat().map(Number);
+        const b = [want[r][o.name]].flat().map(Number);
+        if (a.length !== b.length) return fail(`row ${r}: ${o.name} has ${a.length} values, expected ${b.length}`);
+        for (let k = 0; k < a.length; k++) {
+          const d = Math.abs(a[k] - b[k]);
+          if (!(d <= maxAbsDiff)) maxAbsDiff = Number.isNaN(d) ? Infinity : d;
+          if (scores && !(d <= tol)) return fail(`row ${r}: ${o.name} differs by ${d.toExponential(2)}, tolerance ${tol}`);
+        }
       }
     }
   }

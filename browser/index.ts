@@ -1,8 +1,8 @@
 /**
- * The browser runtime: on-device inference for the project's models with WebGPU, WASM and the
- * edge as a ladder, in a dedicated Web Worker so the page never freezes.
+ * The browser runtime: on-device inference for any model in the edge's registry with WebGPU,
+ * WASM and the edge as a ladder, in a dedicated Web Worker so the page never freezes.
  *
- *   const rt = createRuntime({ model: 'movielens-topk', endpoint: location.origin });
+ *   const rt = createRuntime({ model: 'my-recommender', endpoint: location.origin });
  *   await rt.ready;                          // the ladder was probed; rt.backend says who won
  *   const picks = await rt.recommend([1, 260, 1196], 10);   // [{ id, score }] best first
  *   rt.addEventListener('backendchange', (e) => console.warn(e.detail));  // { from, to, reason }
@@ -30,6 +30,8 @@ export type { BackendName, BackendChange, Attempt, InitReport, Prediction, Telem
 
 export interface RuntimeOptions {
   model: string;
+  /** A version in the edge's registry (pushed with `driftwatch push`). Default: the model's default version. */
+  version?: string;
   /** The worker's origin. Default: this page's origin. */
   endpoint?: string;
   /** The ladder, fastest first. Default ['webgpu', 'wasm', 'edge']. */
@@ -66,7 +68,7 @@ export interface Runtime extends EventTarget {
   readonly manifest: ModelManifest | undefined;
   /** Named-feature instances, as POST /v1/models/{name}/predict takes them; one prediction per instance. */
   predict(instances: Record<string, unknown>[]): Promise<Prediction[]>;
-  /** Top-k for a history of liked ids (most recent last), best first. movielens-topk. */
+  /** Top-k for a history of liked ids (most recent last), best first: ranking models (task top-k-recommendation). */
   recommend(history: (number | string)[], k?: number): Promise<{ id: number; score: number }[]>;
   stats(): RuntimeStats;
   /** Sends the telemetry gathered so far now (it is also sent on an interval and on pagehide). */
@@ -85,6 +87,7 @@ interface Item {
 
 export function createRuntime({
   model,
+  version,
   endpoint = dom.location.origin,
   prefer = [...BACKENDS],
   telemetry = true,
@@ -127,29 +130,33 @@ export function createRuntime({
     }),
   );
   failed.catch(() => undefined);
-  const ready = Promise.race([remote.init({ model, endpoint, prefer, ortBase: new URL('ort/', base).href, cacheName }, Comlink.proxy(onChange)), failed]).then(
-    (r) => {
-      report = r;
-      backend = r.backend;
-      manifest = r.descriptor.manifest;
-      const m = manifest;
-      batcher = createBatcher<Item, { prediction: Prediction; backend: BackendName }>({
-        maxBatch: batch.maxBatch ?? m.serving.maxBatch,
-        maxWaitMs: batch.maxWaitMs ?? 2,
-        run: async (items) => {
-          const merged = concatRequests(m, items);
-          const res = await remote.run(Comlink.transfer(merged, buffersOf(merged.feeds)));
-          backend = res.backend;
-          // Each row cut back to its own k (the batch ran with the largest).
-          const keep = m.parameters?.length ? items.map((it) => it.params[m.parameters![0].name] ?? Infinity) : undefined;
-          return toPredictions(m, res.outputs, merged.rows, keep).map((prediction) => ({ prediction, backend: res.backend }));
-        },
-      });
-      if (telemetry !== false && r.descriptor.telemetry)
-        reporter = createReporter({ endpoint, manifest: m, grant: r.descriptor.telemetry, options: telemetry === true ? {} : telemetry });
-      return r;
-    },
-  );
+  const ready = Promise.race([
+    remote.init(
+      { model, ...(version === undefined ? {} : { version }), endpoint, prefer, ortBase: new URL('ort/', base).href, cacheName },
+      Comlink.proxy(onChange),
+    ),
+    failed,
+  ]).then((r) => {
+    report = r;
+    backend = r.backend;
+    manifest = r.descriptor.manifest;
+    const m = manifest;
+    batcher = createBatcher<Item, { prediction: Prediction; backend: BackendName }>({
+      maxBatch: batch.maxBatch ?? m.serving.maxBatch,
+      maxWaitMs: batch.maxWaitMs ?? 2,
+      run: async (items) => {
+        const merged = concatRequests(m, items);
+        const res = await remote.run(Comlink.transfer(merged, buffersOf(merged.feeds)));
+        backend = res.backend;
+        // Each row cut back to its own k (the batch ran with the largest).
+        const keep = m.parameters?.length ? items.map((it) => it.params[m.parameters![0].name] ?? Infinity) : undefined;
+        return toPredictions(m, res.outputs, merged.rows, keep).map((prediction) => ({ prediction, backend: res.backend }));
+      },
+    });
+    if (telemetry !== false && r.descriptor.telemetry)
+      reporter = createReporter({ endpoint, manifest: m, grant: r.descriptor.telemetry, options: telemetry === true ? {} : telemetry });
+    return r;
+  });
   ready.catch(() => undefined);
 
   async function predict(instances: Record<string, unknown>[]): Promise<Prediction[]> {

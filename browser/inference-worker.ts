@@ -141,7 +141,7 @@ const api: InferenceApi = {
   async init(options, onChange) {
     if (state) throw new Error('init() was already called on this worker');
     const t0 = performance.now();
-    const { descriptor, fromCache: descriptorFromCache } = await loadDescriptor(options.endpoint, options.model, options.cacheName);
+    const { descriptor, fromCache: descriptorFromCache } = await loadDescriptor(options.endpoint, options.model, options.cacheName, options.version);
     let bytes: Uint8Array | undefined;
     let artifactFromCache = false;
     let artifactError: string | undefined;

@@ -15,6 +15,8 @@ export type { ArtifactDescriptor, GoldenRow, TelemetryGrant } from '../core/inde
 
 export interface InitOptions {
   model: string;
+  /** A version of the model's registry to run; its default version when absent. */
+  version?: string;
   /** The worker's origin (absolute URL), e.g. location.origin. */
   endpoint: string;
   prefer: BackendName[];

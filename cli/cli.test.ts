@@ -1,35 +1,18 @@
 // The driftwatch CLI as a person runs it (node cli/driftwatch.mjs, the package's bin) against a
 // real worker under wrangler dev: tables, --json, routing changes, and one-line errors with the
 // exit status a script can test.
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, ROOT, startWorker, stop, waitFor } from '../test/support/servers.ts';
+import { runCli } from '../test/support/cli.ts';
+import { freePort, startWorker, stop, waitFor } from '../test/support/servers.ts';
 import { grid, parseArgs } from './main.ts';
 
 const TOKEN = 'cli-operator';
 let endpoint = '';
 let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
 
-/** Runs the CLI; stdout, stderr and the exit status. */
-function driftwatch(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'cli/driftwatch.mjs'), ...args], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH, DRIFTWATCH_ENDPOINT: endpoint, DRIFTWATCH_TOKEN: TOKEN, ...env },
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err });
-    });
-  });
-}
+/** Runs the CLI against this file's worker. */
+const driftwatch = (args: string[], env: Record<string, string> = {}) =>
+  runCli(args, { DRIFTWATCH_ENDPOINT: endpoint, DRIFTWATCH_TOKEN: TOKEN, ...env }, 60_000);
 
 describe('parseArgs and grid', () => {
   it('reads positionals, --flag value, --flag=value, --json; refuses unknown options and missing values', () => {

@@ -654,6 +654,24 @@ describe('aligned windows', () => {
   });
 });
 
+describe('a replayed clock set back', () => {
+  it('closes the open window at its latest row and starts one at the earlier time: replayed rows never land in a live window', () => {
+    let t = 20 * WINDOW_MS + 100;
+    const p = createWindowProfiler({ source: SOURCE, windowMs: WINDOW_MS, align: true, now: () => t });
+    p.observe(FLIGHT, '1', flightRows(2), 5, 'edge');
+    t = 20 * WINDOW_MS + 700;
+    p.observe(FLIGHT, '1', flightRows(1), 5, 'edge');
+    t = 12 * WINDOW_MS + 10; // a replay of older traffic
+    p.observe(FLIGHT, '1', flightRows(5), 5, 'edge');
+    expect(p.stats()).toMatchObject({ open: 1, outbox: 1 });
+    t = 13 * WINDOW_MS;
+    expect(p.tick()).toBe(1);
+    const [live, replayed] = p.take().map((s) => decodeSummary(s.bytes));
+    expect([live.windowStart, live.windowEnd, live.counters.rows]).toEqual([20 * WINDOW_MS + 100, 20 * WINDOW_MS + 700, 3]);
+    expect([replayed.windowStart, replayed.windowEnd, replayed.counters.rows]).toEqual([12 * WINDOW_MS + 10, 13 * WINDOW_MS, 5]);
+  });
+});
+
 describe('shadow runs', () => {
   it('count in shadowRows (not as served outcomes) and carry the counters given, e.g. agreement', () => {
     let t = 0;

@@ -85,6 +85,8 @@ interface Open {
   manifest: ModelManifest;
   /** The window's end: the next multiple of windowMs after its start. */
   end: number;
+  /** The clock at its latest row. */
+  last: number;
 }
 
 export function createWindowProfiler({
@@ -107,9 +109,11 @@ export function createWindowProfiler({
     const key = `${manifest.name}\u0000${version}`;
     let o = open.get(key);
     const t = now();
-    // A row past the open window's end starts the next window (the clock may jump, e.g. replays).
-    if (o && align && t >= o.end) {
-      close(key, o);
+    // A row past the open window's end starts the next window (the clock may jump, e.g. replays),
+    // and so does one before its start (a replayed clock set back behind live traffic's window).
+    if (o && align && (t >= o.end || t < o.profile.windowStart)) {
+      // Set back, the clock says nothing of where the open window ends: at its latest row.
+      close(key, o, t < o.profile.windowStart ? o.last : undefined);
       o = undefined;
     }
     if (!o) {
@@ -124,15 +128,16 @@ export function createWindowProfiler({
       }
       for (const s of manifest.sketchedOutputs)
         p.outputs.set(s.name, s.kind === 'numeric' ? new TDigest({ compression }) : new CategoricalSketch({ capacity: s.sketchCapacity ?? 256 }));
-      o = { profile: p, rows: 0, manifest, end: align ? Math.floor(t / windowMs) * windowMs + windowMs : t + windowMs };
+      o = { profile: p, rows: 0, manifest, end: align ? Math.floor(t / windowMs) * windowMs + windowMs : t + windowMs, last: t };
       open.set(key, o);
     }
+    o.last = Math.max(o.last, t);
     return o;
   }
 
-  function close(key: string, o: Open): void {
+  function close(key: string, o: Open, end?: number): void {
     open.delete(key);
-    o.profile.windowEnd = Math.max(o.profile.windowStart, align ? Math.min(now(), o.end) : now());
+    o.profile.windowEnd = Math.max(o.profile.windowStart, end ?? (align ? Math.min(now(), o.end) : now()));
     o.profile.sequence = ++sequence;
     outbox.push({ profile: o.profile, shipment: ship(o.profile), inFlight: false });
     while (outbox.length > maxOutbox) {

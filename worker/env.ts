@@ -14,7 +14,7 @@ export interface Env extends Partial<Cloudflare.Env> {
   /** Cache budget in bytes; "0" turns the cache off. Default 8 MiB. */
   CACHE_MAX_BYTES?: string;
   CACHE_TTL_MS?: string;
-  /** Base URL of the hosted fallback (KServe v2), for every model; FALLBACK_URL_<MODEL> overrides per model (MODEL in upper snake case, e.g. FALLBACK_URL_FLIGHT_DELAY). */
+  /** Base URL of the hosted fallback (KServe v2), for every model; FALLBACK_URL_<MODEL> overrides per model (MODEL in upper snake case, e.g. FALLBACK_URL_MY_MODEL for my-model). */
   FALLBACK_URL?: string;
   [perModelUrl: `FALLBACK_URL_${string}`]: string | undefined;
   /** Per attempt, ms (never more than the request's budget left). Default 2000. */

@@ -69,7 +69,8 @@ function layer(from: string, to: string): string | undefined {
   const [a, b] = [part(from), part(to)];
   if (a === undefined || b === undefined) return undefined;
   if (a === 'routes' && b === 'routes') return 'a route module never imports another (what they share lives in http/ or serving/)';
-  if ((a === 'serving' || a === 'engine') && (b === 'routes' || b === 'http')) return 'serving and engine code knows nothing of HTTP routes';
+  if ((a === 'serving' || a === 'engine' || a === 'registry') && (b === 'routes' || b === 'http'))
+    return 'serving, engine and registry code knows nothing of HTTP routes';
   if (a === 'http' && b === 'routes') return 'http/ serves the routes, it never imports them';
   return undefined;
 }
@@ -100,6 +101,7 @@ describe('the import graph between top-level folders', () => {
   it('the layers inside worker/ are told apart', () => {
     expect(layer('worker/routes/oip.ts', 'worker/routes/predict.ts')).toMatch(/never imports another/);
     expect(layer('worker/serving/serve.ts', 'worker/http/request.ts')).toMatch(/knows nothing of HTTP/);
+    expect(layer('worker/registry/check.ts', 'worker/http/errors.ts')).toMatch(/knows nothing of HTTP/);
     expect(layer('worker/http/inference.ts', 'worker/routes/oip.ts')).toMatch(/never imports them/);
     expect(layer('worker/routes/oip.ts', 'worker/http/request.ts')).toBeUndefined();
     expect(layer('worker/http/inference.ts', 'worker/serving/serve.ts')).toBeUndefined();
@@ -126,5 +128,20 @@ describe('the import graph between top-level folders', () => {
     };
     for (const n of graph.keys()) visit(n, []);
     expect(cycles).toEqual([]);
+  });
+
+  it('product code names no model: worker/ and browser/ serve what the registry holds (the demo page and tests aside)', () => {
+    const names = /flight-delay|flight_delay|movielens/i;
+    const product = ['worker', 'browser']
+      .flatMap((d) => files(join(ROOT, d)))
+      .map((f) => relative(ROOT, f))
+      .filter((f) => !isTest(f) && !f.startsWith('browser/demo/'));
+    expect(product.length).toBeGreaterThan(30);
+    const naming = product.flatMap((f) =>
+      readFileSync(join(ROOT, f), 'utf8')
+        .split('\n')
+        .flatMap((line, i) => (names.test(line) ? [`${f}:${i + 1}: ${line.trim()}`] : [])),
+    );
+    expect(naming).toEqual([]);
   });
 });

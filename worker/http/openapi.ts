@@ -45,7 +45,7 @@ const bodyTime = (field: string) =>
     .openapi(TIME_DOC);
 
 export const ModelParams = z.object({
-  name: z.string().openapi({ param: { name: 'name', in: 'path' }, description: 'a served model', example: 'flight-delay' }),
+  name: z.string().openapi({ param: { name: 'name', in: 'path' }, description: 'a served model', example: 'my-model' }),
 });
 
 export const RangeQuery = z.object({

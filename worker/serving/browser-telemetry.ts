@@ -12,7 +12,7 @@ import { SOURCE_ROWS_PER_MIN } from '../config.ts';
 import { byModel } from './telemetry.ts';
 export { SOURCE_ROWS_PER_MIN };
 
-/** Largest summary body accepted, bytes. A movielens-topk browser window is 5-17 KB (full sketches: 17 KB). */
+/** Largest summary body accepted, bytes. The default recommender's browser window is 5-17 KB (full sketches: 17 KB). */
 export const TELEMETRY_MAX_BYTES = 64 * 1024;
 /** How long after expiry a token still proves which source a renewing browser is (its source id is kept). */
 export const RENEW_GRACE_MS = 24 * 3600_000;

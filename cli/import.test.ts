@@ -1,0 +1,225 @@
+// Bring your own model, end to end: two models the project did not build, exported the way other
+// tools write them (test/fixtures/export_models.py, with Debian's python3-onnx and python3-sklearn:
+// an iris MLP classifier and a diabetes regressor, each one FLOAT [N, F] input with the scaler in
+// the graph), imported with `driftwatch import`, pushed with `driftwatch push` to a real worker
+// under wrangler dev, and then: the edge's answers against onnxruntime-node's, OIP metadata and
+// infer, drift flagged on the one feature whose unit changed (x1.8) and on no other, and both
+// still served after the worker restarts on its persisted state.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../test/support/cli.ts';
+import { freePort, ROOT, startWorker, stop, waitFor } from '../test/support/servers.ts';
+import { quantizeWeights, readGraph, readReference } from './import.ts';
+
+const TOKEN = 'import-operator';
+const PYTHON = process.env.DRIFTWATCH_PYTHON ?? '/usr/bin/python3';
+const HOUR = 3_600_000;
+/** Debian's python3-onnx and python3-sklearn (.ci/run installs them); without them outside CI the suite says why it skips. */
+const python = (() => {
+  try {
+    execFileSync(PYTHON, ['-c', 'import onnx, sklearn'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    if (process.env.CI) throw new Error(`${PYTHON} cannot import onnx and sklearn: install python3-onnx and python3-sklearn (.ci/run does)`);
+    return false;
+  }
+})();
+
+const dir = mkdtempSync(join(tmpdir(), 'dw-import-'));
+let port = 0;
+let base = '';
+let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
+const VARS = { OPERATOR_TOKEN: TOKEN, CACHE_MAX_BYTES: '0', TELEMETRY_CLOCK: 'event', TELEMETRY_WINDOW_MS: String(HOUR), TELEMETRY_MAX_ROWS: '100000' };
+const cli = (args: string[]) => runCli(args, { DRIFTWATCH_ENDPOINT: base, DRIFTWATCH_TOKEN: TOKEN });
+const timings: Record<string, number> = {};
+async function timed<T>(what: string, f: () => Promise<T>): Promise<T> {
+  const t = performance.now();
+  try {
+    return await f();
+  } finally {
+    timings[what] = Math.round(performance.now() - t);
+  }
+}
+
+async function api(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}`, 'x-latency-budget-ms': '5000', ...headers },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, json: JSON.parse(text) as any, headers: res.headers };
+}
+
+/** onnxruntime-node's outputs for rows of a float [N, F] model. */
+async function reference(model: string, input: string, rows: number[][]): Promise<Record<string, number[]>> {
+  // The graph as written (see cli/import.ts SESSION: fused int8 kernels on the CPU provider compute something else).
+  const s = await ort.InferenceSession.create(model, { graphOptimizationLevel: 'basic' });
+  const out = await s.run({ [input]: new ort.Tensor('float32', Float32Array.from(rows.flat()), [rows.length, rows[0].length]) });
+  return Object.fromEntries(Object.entries(out).map(([k, t]) => [k, Array.from(t.data as ArrayLike<number | bigint>, Number)]));
+}
+
+const describeOrSkip = python ? describe : describe.skip;
+
+describeOrSkip('driftwatch import and push: models exported by other tools, served and watched', () => {
+  const iris = { onnx: join(dir, 'iris-mlp.onnx'), csv: join(dir, 'iris.csv'), out: join(dir, 'models/iris-mlp') };
+  const diabetes = { onnx: join(dir, 'diabetes-ridge.onnx'), csv: join(dir, 'diabetes.csv'), out: join(dir, 'models/diabetes') };
+  let irisRows: Record<string, number>[] = [];
+  let diabetesRows: Record<string, number>[] = [];
+  const IRIS = ['sepal_length', 'sepal_width', 'petal_length', 'petal_width'];
+  const DIABETES = ['age', 'sex', 'bmi', 'bp', 's1', 's2', 's3', 's4', 's5', 's6'];
+
+  beforeAll(async () => {
+    execFileSync(PYTHON, [join(ROOT, 'test/fixtures/export_models.py'), dir], { stdio: 'pipe' });
+    irisRows = (await readReference(iris.csv)).rows as Record<string, number>[];
+    diabetesRows = (await readReference(diabetes.csv)).rows as Record<string, number>[];
+    port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    worker = await startWorker(port, VARS);
+    await waitFor(`${base}/healthz`);
+  }, 180_000);
+  afterAll(async () => {
+    if (worker) await stop(worker);
+    rmSync(dir, { recursive: true, force: true });
+    if (Object.keys(timings).length) console.log(`import walk-through (ms): ${JSON.stringify(timings)}`);
+  });
+
+  it('reads the graphs as exported: one FLOAT [N, F] input, label and probabilities, a [N, 1] regression output', () => {
+    const g = readGraph(readFileSync(iris.onnx), iris.onnx);
+    expect(g.inputs).toEqual([{ name: 'float_input', dtype: 'float32', shape: ['N', 4] }]);
+    expect(g.outputs.map((o) => `${o.name} ${o.dtype} [${o.shape.join(', ')}]`)).toEqual(['label int64 [N]', 'probabilities float32 [N, 3]']);
+    expect(readGraph(readFileSync(diabetes.onnx), diabetes.onnx).outputs).toEqual([{ name: 'variable', dtype: 'float32', shape: ['N', 1] }]);
+    expect(() => readGraph(new Uint8Array([1, 2, 3, 4, 5]), 'junk.onnx')).toThrow(/junk.onnx is not an ONNX model/);
+    // int8: both weight matrices, dequantized in the graph.
+    expect(quantizeWeights(readFileSync(iris.onnx)).weights).toBe(2);
+  });
+
+  it('imports both: manifest inferred from the graph and the rows, quality reported, an int8 build checked against float32', async () => {
+    const a = await timed('import iris (int8)', () =>
+      cli(['import', iris.onnx, '--name', 'iris-mlp', '--reference', iris.csv, '--label', 'species', '--quantize', 'int8', '--out', iris.out]),
+    );
+    expect(a.code, a.err).toBe(0);
+    expect(a.out).toMatch(/iris-mlp version 1: multiclass-classification, 4 features, 2 output\(s\), serving the int8 build/);
+    expect(a.out).toMatch(/feature sepal_length\s+numeric in \[0, [\d.]+\]\s+-> float_input\[:, 0\]/);
+    expect(a.out).toMatch(/quality accuracy\s+float32 0\.9\d+, int8 0\.9\d+/);
+    expect(a.out).toMatch(/labels agree: (1\.0000|0\.99\d\d)/);
+    const m = JSON.parse(readFileSync(join(iris.out, 'manifest.json'), 'utf8'));
+    expect(m.features.map((f: { name: string; column: number }) => `${f.name}@${f.column}`)).toEqual(IRIS.map((f, i) => `${f}@${i}`));
+    expect(m.sketchedOutputs).toEqual([{ name: 'label', kind: 'categorical', sketchCapacity: 256 }]);
+    for (const f of ['model.onnx', 'model.float32.onnx', 'baseline.dwsm', 'golden.json']) expect(existsSync(join(iris.out, f)), f).toBe(true);
+
+    const b = await timed('import diabetes', () =>
+      cli(['import', diabetes.onnx, '--name', 'diabetes', '--reference', diabetes.csv, '--label', 'progression', '--out', diabetes.out]),
+    );
+    expect(b.code, b.err).toBe(0);
+    expect(b.out).toMatch(/diabetes version 1: regression, 10 features, 1 output\(s\), serving the float32 build/);
+    expect(b.out).toMatch(/feature sex\s+numeric \(integer\)/);
+    expect(b.out).toMatch(/quality r2\s+float32 0\.5\d+/);
+
+    // Mistakes are one line and an exit status.
+    const noLabel = await cli(['import', iris.onnx, '--name', 'iris-mlp', '--reference', iris.csv, '--out', join(dir, 'x')]);
+    expect(noLabel.code).toBe(1);
+    expect(noLabel.err).toMatch(/^driftwatch: input "float_input" takes 4 columns; the reference has 5 besides the label .* name the label with --label\n$/);
+    const badName = await cli(['import', iris.onnx, '--name', 'Iris', '--reference', iris.csv]);
+    expect(badName.code).toBe(2);
+  });
+
+  it('pushes both to the edge, which checks them on its engine and serves them: answers match onnxruntime-node, on /v1 and the OIP routes', async () => {
+    const pushed = await timed('push iris', () => cli(['push', iris.out]));
+    expect(pushed.code, pushed.err).toBe(0);
+    expect(pushed.out).toMatch(/^pushed iris-mlp version 1: model.onnx [\d.]+ KB, sha256 [0-9a-f]{16}/m);
+    expect(pushed.out).toMatch(/checked on the edge engine: loaded in [\d.]+ ms; 32 golden rows reproduce/);
+    expect(pushed.out).toMatch(/default version: serves now/);
+    const p2 = await timed('push diabetes', () => cli(['push', diabetes.out]));
+    expect(p2.code, p2.err).toBe(0);
+    const again = await cli(['push', diabetes.out]);
+    expect(again.out).toMatch(/^already there: diabetes version 1/m);
+    const models = await cli(['models']);
+    expect(models.out).toMatch(/^iris-mlp\s+1\s+multiclass-classification/m);
+    expect(models.out).toMatch(/^diabetes\s+1\s+regression/m);
+
+    // Every reference row through the edge, against onnxruntime-node on the same artifact.
+    const irisX = irisRows.map((r) => IRIS.map((f) => r[f]));
+    const irisWant = await reference(join(iris.out, 'model.onnx'), 'float_input', irisX);
+    for (let i = 0; i < irisRows.length; i += 50) {
+      const chunk = irisRows.slice(i, i + 50).map((r) => Object.fromEntries(IRIS.map((f) => [f, r[f]])));
+      const res = await api('POST', '/v1/models/iris-mlp/predict', { instances: chunk });
+      expect(res.status, JSON.stringify(res.json)).toBe(200);
+      res.json.predictions.forEach((p: { label: number; probabilities: number[] }, j: number) => {
+        const want = irisWant.probabilities.slice((i + j) * 3, (i + j + 1) * 3);
+        p.probabilities.forEach((x, c) => expect(Math.abs(x - want[c])).toBeLessThan(1e-4));
+        const [first, second] = [...want].sort((a, b) => b - a);
+        if (first - second > 2e-4) expect(p.label).toBe(irisWant.label[i + j]);
+      });
+    }
+    const meta = await api('GET', '/v2/models/diabetes');
+    expect(meta.status).toBe(200);
+    expect(meta.json.inputs).toEqual([{ name: 'X', datatype: 'FP32', shape: [-1, 10] }]);
+    expect(meta.json.outputs).toEqual([{ name: 'variable', datatype: 'FP32', shape: [-1, 1] }]);
+    const X = diabetesRows.slice(0, 20).map((r) => DIABETES.map((f) => r[f]));
+    const want = await reference(diabetes.onnx, 'X', X);
+    const infer = await api('POST', '/v2/models/diabetes/versions/1/infer', { inputs: [{ name: 'X', datatype: 'FP32', shape: [20, 10], data: X.flat() }] });
+    expect(infer.status, JSON.stringify(infer.json)).toBe(200);
+    const got = infer.json.outputs.find((o: { name: string }) => o.name === 'variable');
+    expect(got.shape).toEqual([20, 1]);
+    got.data.forEach((v: number, i: number) => expect(Math.abs(v - want.variable[i])).toBeLessThan(1e-3));
+    // A value outside the inferred range is refused by name, not served.
+    const far = await api('POST', '/v1/models/diabetes/predict', {
+      instances: [{ ...Object.fromEntries(DIABETES.map((f) => [f, diabetesRows[0][f]])), bmi: -5 }],
+    });
+    expect(far.status).toBe(400);
+    expect(far.json.error.field).toBe('instances[0].bmi');
+  });
+
+  it('flags drift on the feature whose unit changed (bmi x1.8), on no feature that did not move, and serves both after a restart', async () => {
+    const start = Math.floor((Date.now() - 6 * HOUR) / HOUR) * HOUR;
+    const send = async (rows: Record<string, number>[], at: number, scale: Record<string, number> = {}) => {
+      for (let i = 0; i < rows.length; i += 32) {
+        const instances = rows.slice(i, i + 32).map((r) => Object.fromEntries(DIABETES.map((f) => [f, r[f] * (scale[f] ?? 1)])));
+        const res = await api('POST', '/v1/models/diabetes/predict', { instances }, { 'x-event-time': String(at + i) });
+        expect(res.status, JSON.stringify(res.json)).toBe(200);
+      }
+    };
+    await timed('traffic: 2 x 442 rows', async () => {
+      await send(diabetesRows, start);
+      await send(diabetesRows, start + HOUR, { bmi: 1.8 });
+      // One more request an hour later closes the second window (the event clock moves it).
+      await send(diabetesRows.slice(0, 1), start + 2 * HOUR);
+    });
+    // Until both windows have reached the aggregator.
+    let drift: any;
+    for (let i = 0; i < 100; i++) {
+      drift = (await api('GET', `/v1/models/diabetes/drift?from=${start}&to=${start + 2 * HOUR}&step=${HOUR}`)).json;
+      if (drift.windows?.every((w: { rows: number }) => w.rows === diabetesRows.length)) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(drift.windows.map((w: { rows: number }) => w.rows)).toEqual([diabetesRows.length, diabetesRows.length]);
+    const [same, moved] = drift.windows;
+    expect(same.drifted.filter((x: string) => DIABETES.includes(x))).toEqual([]);
+    expect(moved.drifted.filter((x: string) => DIABETES.includes(x))).toEqual(['bmi']);
+    // The regression output moved with it.
+    expect(moved.drifted).toContain('variable');
+    expect(drift.baseline.source).toBe('training');
+    expect(drift.baseline.rows).toBe(diabetesRows.length);
+
+    // The worker restarts on its persisted state (R2 and the Durable Objects): both still served.
+    await stop(worker!);
+    worker = await timed('restart', async () => {
+      const w = await startWorker(port, VARS);
+      await waitFor(`${base}/healthz`);
+      return w;
+    });
+    const listed = (await api('GET', '/v1/models')).json.models.map((m: { name: string }) => m.name);
+    expect(listed).toEqual(expect.arrayContaining(['iris-mlp', 'diabetes', 'flight-delay', 'movielens-topk']));
+    const after = await api('POST', '/v1/models/iris-mlp/predict', { instances: [Object.fromEntries(IRIS.map((f) => [f, irisRows[0][f]]))] });
+    expect(after.status).toBe(200);
+    expect(after.headers.get('x-model-version')).toBe('1');
+    const still = (await api('GET', `/v1/models/diabetes/drift?from=${start}&to=${start + 2 * HOUR}&step=${HOUR}`)).json;
+    expect(still.windows[1].drifted).toContain('bmi');
+    writeFileSync(join(dir, 'timings.json'), JSON.stringify(timings));
+  });
+});
