@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../test/support/cli.ts';
-import { freePort, ROOT, startWorker, stop, waitFor } from '../test/support/servers.ts';
+import { freePort, ROOT, startOrigin, startWorker, stop, waitFor } from '../test/support/servers.ts';
 import { quantizeWeights, readGraph, readReference } from './import.ts';
 
 const TOKEN = 'import-operator';
@@ -33,6 +33,7 @@ const dir = mkdtempSync(join(tmpdir(), 'dw-import-'));
 let port = 0;
 let base = '';
 let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
+let origin: ReturnType<typeof startOrigin> | undefined;
 const VARS = { OPERATOR_TOKEN: TOKEN, CACHE_MAX_BYTES: '0', TELEMETRY_CLOCK: 'event', TELEMETRY_WINDOW_MS: String(HOUR), TELEMETRY_MAX_ROWS: '100000' };
 const cli = (args: string[]) => runCli(args, { DRIFTWATCH_ENDPOINT: base, DRIFTWATCH_TOKEN: TOKEN });
 const timings: Record<string, number> = {};
@@ -84,6 +85,7 @@ describeOrSkip('driftwatch import and push: models exported by other tools, serv
   }, 180_000);
   afterAll(async () => {
     if (worker) await stop(worker);
+    if (origin) await stop(origin);
     rmSync(dir, { recursive: true, force: true });
     if (Object.keys(timings).length) console.log(`import walk-through (ms): ${JSON.stringify(timings)}`);
   });
@@ -206,13 +208,38 @@ describeOrSkip('driftwatch import and push: models exported by other tools, serv
     expect(drift.baseline.source).toBe('training');
     expect(drift.baseline.rows).toBe(diabetesRows.length);
 
-    // The worker restarts on its persisted state (R2 and the Durable Objects): both still served.
+    // The hosted fallback pulls the pushed versions from the edge's registry (by sha256) and serves them too.
+    const originPort = await freePort();
+    origin = startOrigin(originPort, 0, { registry: base, token: TOKEN });
+    await waitFor(`http://127.0.0.1:${originPort}/v2/health/ready`);
+    const fromOrigin = async () => {
+      for (let i = 0; i < 100; i++) {
+        const res = await fetch(`http://127.0.0.1:${originPort}/v1/models/diabetes/predict`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ instances: [Object.fromEntries(DIABETES.map((f) => [f, diabetesRows[0][f]]))] }),
+        });
+        if (res.status === 200) return (await res.json()) as { predictions: { variable: number[] }[]; served_by: string };
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      throw new Error('the origin never served diabetes');
+    };
+    const o = await fromOrigin();
+    expect(o.served_by).toBe('origin');
+    const edgeAnswer = await api('POST', '/v1/models/diabetes/predict', { instances: [Object.fromEntries(DIABETES.map((f) => [f, diabetesRows[0][f]]))] });
+    expect(Math.abs(o.predictions[0].variable[0] - edgeAnswer.json.predictions[0].variable[0])).toBeLessThan(1e-3);
+
+    // The worker restarts on its persisted state (R2 and the Durable Objects): both still served,
+    // and diabetes through the fallback when its edge engine fails to load.
     await stop(worker!);
     worker = await timed('restart', async () => {
-      const w = await startWorker(port, VARS);
+      const w = await startWorker(port, { ...VARS, FALLBACK_URL: `http://127.0.0.1:${originPort}`, FAIL_MODEL_LOAD: 'diabetes' });
       await waitFor(`${base}/healthz`);
       return w;
     });
+    const fellBack = await api('POST', '/v1/models/diabetes/predict', { instances: [Object.fromEntries(DIABETES.map((f) => [f, diabetesRows[0][f]]))] });
+    expect(fellBack.status, JSON.stringify(fellBack.json)).toBe(200);
+    expect(fellBack.json.served_by).toBe('fallback');
     const listed = (await api('GET', '/v1/models')).json.models.map((m: { name: string }) => m.name);
     expect(listed).toEqual(expect.arrayContaining(['iris-mlp', 'diabetes', 'flight-delay', 'movielens-topk']));
     const after = await api('POST', '/v1/models/iris-mlp/predict', { instances: [Object.fromEntries(IRIS.map((f) => [f, irisRows[0][f]]))] });

@@ -41,7 +41,8 @@ console.log(
     '',
   ].join('\n'),
 );
-run('tsx', ['origin/server.ts', '--port', originPort]);
+// The origin pulls the versions pushed to the edge (driftwatch push), so it can stand in for them too.
+run('tsx', ['origin/server.ts', '--port', originPort, '--registry', `http://127.0.0.1:${port}`]);
 run('wrangler', ['dev', '--ip', '127.0.0.1', '--port', port, '--var', `FALLBACK_URL:http://127.0.0.1:${originPort}`, ...process.argv.slice(2)], {
   WRANGLER_SEND_METRICS: 'false',
 });

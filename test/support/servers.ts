@@ -24,17 +24,24 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function start(cmd: string, args: string[], cwd = ROOT): ChildProcess {
+function start(cmd: string, args: string[], cwd = ROOT, env: Record<string, string> = {}): ChildProcess {
   // The project's own binaries (its Node 22, wrangler, tsx) first, also from a folder outside it.
   const PATH = `${join(ROOT, 'node_modules/.bin')}:${process.env.PATH ?? ''}`;
-  const child = spawn(cmd, args, { cwd, env: { ...process.env, PATH, WRANGLER_SEND_METRICS: 'false' }, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  const child = spawn(cmd, args, {
+    cwd,
+    env: { ...process.env, PATH, WRANGLER_SEND_METRICS: 'false', ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true,
+  });
   child.stderr!.on('data', () => undefined);
   return child;
 }
 
 /** The origin: float32 models on onnxruntime-node, optionally slowed by `delayMs` per inference. */
-export function startOrigin(port: number, delayMs = 0): ChildProcess {
-  return start('npx', ['tsx', 'origin/server.ts', '--port', String(port), '--delay-ms', String(delayMs)]);
+export function startOrigin(port: number, delayMs = 0, pull?: { registry: string; token: string; everyMs?: number }): ChildProcess {
+  const args = ['tsx', 'origin/server.ts', '--port', String(port), '--delay-ms', String(delayMs)];
+  if (pull) args.push('--registry', pull.registry, '--pull-ms', String(pull.everyMs ?? 1000));
+  return start('npx', args, ROOT, pull ? { ORIGIN_REGISTRY_TOKEN: pull.token } : {});
 }
 
 /** State folders of the workers started by this process, removed when it exits (a restart on the same port within a test keeps its state). */

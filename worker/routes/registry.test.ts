@@ -103,6 +103,15 @@ describe('pushing a version', () => {
     const card = await app.request('GET', '/v1/models/flights-copy/versions/7');
     expect(card.json.manifest.name).toBe('flights-copy');
     expect(card.json.pushed_at).toMatch(/^\d{4}-\d\d-\d\dT/);
+    // Its files, for operators (the hosted fallback pulls versions this way), by their sha256.
+    const file = await app.app.request('/v1/models/flights-copy/versions/7/files/model.onnx', { headers: auth }, app.bindings);
+    expect(file.status).toBe(200);
+    expect(await sha256Hex(await file.arrayBuffer())).toBe(await sha256Hex(flight.artifact));
+    expect(file.headers.get('x-sha256')).toBe(await sha256Hex(flight.artifact));
+    expect((await app.request('GET', '/v1/models/flights-copy/versions/7/files/model.onnx')).status).toBe(401);
+    const none = await app.request('GET', '/v1/models/flights-copy/versions/7/files/model.float32.onnx', undefined, auth);
+    expect([none.status, none.json.error.code]).toEqual([404, 'file_not_found']);
+    expect((await app.request('GET', '/v1/models/flights-copy/versions/7/files/__proto__', undefined, auth)).status).toBe(404);
     await app.settled();
   });
 

@@ -12,6 +12,9 @@
  * - `DELETE /v1/models/{name}/versions/{version}`: refused (409) while the routing table uses the
  *   version (stable, canary or shadow; with no table, the default version).
  * - `GET /v1/models/{name}/versions/{version}`: the commit record and the manifest.
+ * - `GET /v1/models/{name}/versions/{version}/files/{file}` (operator token): a file of the
+ *   version, checked against its sha256 (as KServe's storage initializer pulls a storageUri: the
+ *   hosted fallback, origin/, pulls pushed versions this way).
  */
 import { bodyLimit } from 'hono/body-limit';
 import { createMiddleware } from 'hono/factory';
@@ -178,4 +181,26 @@ registry.get('/v1/models/:name/versions/:version', async (c) => {
   const e = r.versions.get(name)?.get(version);
   if (!rec || !e) throw new ValidationError(`model ${JSON.stringify(name)} has no version ${JSON.stringify(version)}`, 'version', 404, 'version_not_found');
   return c.json({ ...rec, engine: e.status(), manifest: e.manifest });
+});
+
+registry.get('/v1/models/:name/versions/:version/files/:file', operatorAuth(), async (c) => {
+  const name = c.req.param('name');
+  const version = c.req.param('version');
+  const file = c.req.param('file');
+  const r = runtimeOf(c);
+  const rec = r.records.get(name)?.get(version);
+  if (!rec) throw new ValidationError(`model ${JSON.stringify(name)} has no version ${JSON.stringify(version)}`, 'version', 404, 'version_not_found');
+  if (!(VERSION_FILES as readonly string[]).includes(file) || !rec.files[file as VersionFile])
+    throw new ValidationError(
+      `${name}/${version} has no file ${JSON.stringify(file.slice(0, 80))} (it has ${Object.keys(rec.files).join(', ')})`,
+      'file',
+      404,
+      'file_not_found',
+    );
+  const bytes = (await r.registry.file(rec, file as VersionFile))!;
+  return c.body(bytes as Uint8Array<ArrayBuffer>, 200, {
+    'content-type': file.endsWith('.json') ? 'application/json' : 'application/octet-stream',
+    'cache-control': 'private, max-age=31536000, immutable',
+    'x-sha256': rec.files[file as VersionFile]!.sha256,
+  });
 });
