@@ -3,13 +3,20 @@
 // the ladder is forced the way a real device would force it (no WebGPU adapter; the WASM file
 // failing to load; SwiftShader's WebGPU adapter) and must reproduce the golden top-k within the
 // model's tolerance, with the page's main thread ticking throughout. Telemetry from the page
-// must reach the model's aggregator and show in the operator API; bad tokens are refused.
+// must reach the model's aggregator and show in the operator API; bad tokens are refused. A model
+// pushed to the registry (not one of the defaults) loads in the page by its version.
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { buildBrowser } from '../../browser/build.ts';
+import { importModel } from '../../cli/import.ts';
+import { GraphBuilder } from '../../models/lib/onnx-builder.ts';
+import { rng } from '../../models/lib/rng.ts';
+import type { Prediction } from '../../browser/tensors.ts';
 import { compareGolden } from '../../browser/golden.ts';
 import type { ModelManifest } from '../../core/index.ts';
 import { launchChromium, resolveChromium } from '../support/chromium.ts';
@@ -296,6 +303,98 @@ describe('browser runtime in Chromium against wrangler dev', () => {
       expect(out.error).toMatchObject({ name: 'ValidationError', field: 'instances[0].hour' });
     } finally {
       await close();
+    }
+  });
+
+  it('a model pushed to the registry (not a default) loads in the page by version: WASM, golden rows within tolerance, labels and class probabilities', async () => {
+    // A small multiclass model written here (one FLOAT [N, 3] input, Gemm, Softmax, ArgMax),
+    // imported as int8 with reference rows, and pushed as a person would.
+    const dir = mkdtempSync(join(tmpdir(), 'dw-browser-push-'));
+    try {
+      const rnd = rng(7);
+      const g = new GraphBuilder();
+      const x = g.input('x', 'float32', ['N', 3]);
+      const w = g.init(
+        'w',
+        'float32',
+        [3, 4],
+        Array.from({ length: 12 }, () => rnd() * 4 - 2),
+      );
+      const b = g.init(
+        'b',
+        'float32',
+        [4],
+        Array.from({ length: 4 }, () => rnd() - 0.5),
+      );
+      const logits = g.op('Add', [g.op('MatMul', [x, w]), b]);
+      g.op('Softmax', [logits], { axis: 1 }, 'probabilities');
+      g.op('ArgMax', ['probabilities'], { axis: 1, keepdims: 0 }, 'label');
+      g.output('label', 'int64', ['N']);
+      g.output('probabilities', 'float32', ['N', 4]);
+      writeFileSync(join(dir, 'tiny.onnx'), g.toBytes({ name: 'tiny' }));
+      const csv = ['a,b,c', ...Array.from({ length: 300 }, () => [rnd() * 10, rnd() * 5 - 2, rnd()].map((v) => v.toFixed(4)).join(','))].join('\n');
+      writeFileSync(join(dir, 'rows.csv'), csv);
+      const report = await importModel({
+        model: join(dir, 'tiny.onnx'),
+        name: 'tiny-softmax',
+        reference: join(dir, 'rows.csv'),
+        version: '3',
+        quantize: 'int8',
+        out: join(dir, 'out'),
+      });
+      const form = new FormData();
+      for (const f of Object.keys(report.files)) form.append(f, new Blob([readFileSync(join(dir, 'out', f))]), f);
+      const pushed = await fetch(`${sharedBase}/v1/models/tiny-softmax/versions/3`, {
+        method: 'PUT',
+        body: form,
+        headers: { authorization: `Bearer ${OPERATOR_TOKEN}` },
+      });
+      expect(pushed.status, await pushed.clone().text()).toBe(201);
+      const golden = JSON.parse(readFileSync(join(dir, 'out/golden.json'), 'utf8')) as {
+        tolerance: Record<string, number>;
+        rows: { features: Record<string, number>; expected: { int8: Prediction } }[];
+      };
+
+      const { context, close } = await launchChromium();
+      try {
+        const page = await openPage(context, sharedBase);
+        const out = await page.evaluate(
+          async (instances) => {
+            const { createRuntime } = globalThis as unknown as { createRuntime: (o: object) => any };
+            const rt = createRuntime({ model: 'tiny-softmax', version: '3', prefer: ['wasm'], telemetry: false });
+            const report = await rt.ready;
+            const got = await rt.predict(instances);
+            const version = rt.manifest.version;
+            rt.dispose();
+            let missing: string | undefined;
+            const other = createRuntime({ model: 'tiny-softmax', version: '9', prefer: ['wasm'], telemetry: false });
+            try {
+              await other.ready;
+            } catch (e) {
+              missing = (e as Error).message;
+            }
+            other.dispose();
+            return { backend: report.backend, attempts: report.attempts, got, version, missing };
+          },
+          golden.rows.map((r) => r.features),
+        );
+        expect(out.backend).toBe('wasm');
+        expect(out.version).toBe('3');
+        const tiny = report.manifest;
+        expect(
+          compareGolden(
+            tiny,
+            out.got,
+            golden.rows.map((r) => r.expected.int8),
+            golden.tolerance,
+          ),
+        ).toMatchObject({ ok: true });
+        expect(out.missing).toMatch(/version_not_found|has no version "9"/);
+      } finally {
+        await close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
