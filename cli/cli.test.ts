@@ -47,7 +47,7 @@ describe('driftwatch against wrangler dev', () => {
     const models = await driftwatch(['models']);
     expect(models.code, models.err).toBe(0);
     expect(models.out).toMatch(/^model\s+version\s+task/m);
-    expect(models.out).toMatch(/^flight-delay\s+1\s+binary-classification/m);
+    expect(models.out).toMatch(/^flight-delay\s+1\s+binary-classification\s+1, 1-float32\s+Probability/m);
     expect(models.out).toMatch(/^movielens-topk\s+1\s+top-k-recommendation/m);
 
     const shown = await driftwatch(['route', 'flight-delay']);

@@ -141,7 +141,7 @@ describeOrSkip('driftwatch import and push: models exported by other tools, serv
     const again = await cli(['push', diabetes.out]);
     expect(again.out).toMatch(/^already there: diabetes version 1/m);
     const models = await cli(['models']);
-    expect(models.out).toMatch(/^iris-mlp\s+1\s+multiclass-classification/m);
+    expect(models.out).toMatch(/^iris-mlp\s+1\s+multiclass-classification\s+1\s/m);
     expect(models.out).toMatch(/^diabetes\s+1\s+regression/m);
 
     // Every reference row through the edge, against onnxruntime-node on the same artifact.

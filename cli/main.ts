@@ -30,7 +30,7 @@ usage:
                    [--version V] [--quantize int8] [--out DIR]
                                                     a model folder (manifest, baseline, golden rows) from an ONNX file
   driftwatch push <dir> [--version V]               push a model folder to the edge's registry (checked there first)
-  driftwatch models                                 the models the edge serves
+  driftwatch models                                 the models the edge serves, with every version in its registry
   driftwatch versions <name> [--from T] [--to T]    deployed versions side by side, with the canary verdict
   driftwatch route <name> [--stable V] [--canary V --share S] [--shadow V [--sample R]]
                                                     show the routing table, or replace it
@@ -227,11 +227,15 @@ export async function run(argv: string[], io: Io): Promise<number> {
       return 0;
     }
     case 'models': {
-      const a = await call<{ models: { name: string; version: string; task: string; description: string }[] }>('GET', '/v1/models');
+      const a = await call<{ models: { name: string; version: string; task: string; description: string; versions?: { version: string }[] }[] }>(
+        'GET',
+        '/v1/models',
+      );
+      // version: the default one (what serves with no routing table); registry: every version pushed, oldest first.
       print(a, () =>
         grid(
-          ['model', 'version', 'task', 'description'],
-          a.models.map((m) => [m.name, m.version, m.task, m.description]),
+          ['model', 'version', 'task', 'registry', 'description'],
+          a.models.map((m) => [m.name, m.version, m.task, (m.versions ?? []).map((v) => v.version).join(', '), m.description]),
         ),
       );
       return 0;

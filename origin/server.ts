@@ -84,14 +84,22 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => server.c
 
 // The edge's pushed versions, pulled now and then; an edge that is not up yet is tried again later.
 if (registry) {
+  let reached = false;
+  let waiting = false;
   const pull = async () => {
     try {
       const r = await pullRegistry({ edge: registry, token: registryToken, app, env });
       for (const v of r.pulled) console.log(`origin: pulled ${v} from ${registry}`);
       for (const x of r.refused) console.error(`origin: ${x.version} from ${registry} refused (${x.status}): ${x.message}`);
     } catch (err) {
-      console.error(`origin: cannot pull from ${registry}: ${(err as Error).message}`);
+      // npm start starts the origin first: the edge answering a few seconds later is the usual case.
+      if (!reached) {
+        if (!waiting) console.log(`origin: the edge at ${registry} does not answer yet; pulling its pushed versions every ${pullMs / 1000} s`);
+        waiting = true;
+      } else console.error(`origin: cannot pull from ${registry}: ${(err as Error).message}`);
+      return;
     }
+    reached = true;
   };
   await pull();
   setInterval(pull, pullMs).unref();
