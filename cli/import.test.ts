@@ -13,7 +13,8 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../test/support/cli.ts';
 import { freePort, ROOT, startOrigin, startWorker, stop, waitFor } from '../test/support/servers.ts';
-import { quantizeWeights, readGraph, readReference } from './import.ts';
+import { GraphBuilder } from '../models/lib/onnx-builder.ts';
+import { importModel, quantizeWeights, readGraph, readReference } from './import.ts';
 
 const TOKEN = 'import-operator';
 const PYTHON = process.env.DRIFTWATCH_PYTHON ?? '/usr/bin/python3';
@@ -248,5 +249,65 @@ describeOrSkip('driftwatch import and push: models exported by other tools, serv
     const still = (await api('GET', `/v1/models/diabetes/drift?from=${start}&to=${start + 2 * HOUR}&step=${HOUR}`)).json;
     expect(still.windows[1].drifted).toContain('bmi');
     writeFileSync(join(dir, 'timings.json'), JSON.stringify(timings));
+  });
+});
+
+describe('driftwatch import: inputs of one feature each, text columns, JSON lines and quoted CSV', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'dw-import-unit-'));
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+  /** y = 2x + (city index): one FLOAT [N] input and one INT64 [N] input fed through a vocabulary. */
+  const model = () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', ['N']);
+    const city = g.input('city', 'int64', ['N']);
+    const two = g.init('two', 'float32', [], [2]);
+    g.op('Add', [g.op('Mul', [x, two]), g.op('Cast', [city], { to: 1 })], {}, 'y');
+    g.output('y', 'float32', ['N']);
+    const path = join(tmp, 'y.onnx');
+    writeFileSync(path, g.toBytes({ name: 'y' }));
+    return path;
+  };
+
+  it('reads quoted CSV fields (commas, quotes, CRLF) and JSON lines, and names the line at fault', async () => {
+    writeFileSync(join(tmp, 'q.csv'), 'name,x\r\n"Smith, J.",1.5\r\n"say ""hi""",2\r\n');
+    expect(await readReference(join(tmp, 'q.csv'))).toEqual({
+      columns: ['name', 'x'],
+      rows: [
+        { name: 'Smith, J.', x: 1.5 },
+        { name: 'say "hi"', x: 2 },
+      ],
+    });
+    writeFileSync(join(tmp, 'r.jsonl'), '{"x": 1, "city": "Oslo"}\n\n{"x": 2, "city": "Lima"}\n');
+    expect((await readReference(join(tmp, 'r.jsonl'))).rows).toHaveLength(2);
+    writeFileSync(join(tmp, 'bad.jsonl'), '{"x": 1}\n[1, 2]\n');
+    await expect(readReference(join(tmp, 'bad.jsonl'))).rejects.toThrow(/bad.jsonl line 2 is not a JSON object/);
+    writeFileSync(join(tmp, 'short.csv'), 'a,b\n1,2\n3\n');
+    await expect(readReference(join(tmp, 'short.csv'))).rejects.toThrow(/short.csv line 3 has 1 fields; the header has 2/);
+    await expect(readReference(join(tmp, 'rows.xlsx'))).rejects.toThrow(/must be .csv, .jsonl or .parquet/);
+  });
+
+  it('maps inputs by name: numbers to a numeric feature, text to a categorical one with its vocabulary; --quantize needs weights', async () => {
+    const path = model();
+    const cities = ['Oslo', 'Lima', 'Oslo', 'Pune', 'Oslo', 'Lima'];
+    writeFileSync(join(tmp, 'rows.jsonl'), cities.map((c, i) => JSON.stringify({ x: i / 2, city: c })).join('\n'));
+    const r = await importModel({ model: path, name: 'y-model', reference: join(tmp, 'rows.jsonl'), version: '1', out: join(tmp, 'out') });
+    expect(r.manifest.task).toBe('regression');
+    expect(r.manifest.features).toEqual([
+      { name: 'x', kind: 'numeric', input: 'x', range: [0, 12.5] },
+      { name: 'city', kind: 'categorical', input: 'city', vocabulary: ['Oslo', 'Lima', 'Pune'], oov: 'unknown', sketchCapacity: 16 },
+    ]);
+    // Golden rows hold what onnxruntime-node computed: Oslo is index 1, so y = 2 * 0 + 1.
+    const golden = JSON.parse(readFileSync(join(tmp, 'out/golden.json'), 'utf8'));
+    expect(golden.rows[0]).toEqual({ features: { x: 0, city: 'Oslo' }, expected: { float32: { y: 1 } } });
+    await expect(
+      importModel({ model: path, name: 'y-model', reference: join(tmp, 'rows.jsonl'), version: '1', quantize: 'int8', out: join(tmp, 'q') }),
+    ).rejects.toThrow(/--quantize int8 found no MatMul or Gemm weight matrix/);
+    await expect(
+      importModel({ model: path, name: 'y-model', reference: join(tmp, 'rows.jsonl'), version: '1', task: 'ranking', out: join(tmp, 't') }),
+    ).rejects.toThrow(/--task must be one of binary-classification, multiclass-classification, regression, top-k-recommendation/);
+    writeFileSync(join(tmp, 'missing.jsonl'), JSON.stringify({ x: 1, town: 'Oslo' }));
+    await expect(importModel({ model: path, name: 'y-model', reference: join(tmp, 'missing.jsonl'), version: '1', out: join(tmp, 'm') })).rejects.toThrow(
+      /input "city" has no column of that name in the reference \(columns: x, town\)/,
+    );
   });
 });

@@ -173,6 +173,7 @@ function parseCsv(text: string, path: string): { columns: string[]; rows: Row[] 
 }
 
 export async function readReference(path: string): Promise<{ columns: string[]; rows: Row[] }> {
+  if (!/\.(csv|jsonl|ndjson|parquet)$/.test(path)) throw new CliError(`the reference rows must be .csv, .jsonl or .parquet, got ${path}`, 2);
   let bytes: Buffer;
   try {
     bytes = readFileSync(path);

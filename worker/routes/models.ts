@@ -77,6 +77,12 @@ stats.get('/v1/models/:name/stats', operatorAuth(), model, (c) => {
     engine: e.status(),
     // Every deployed version's engine in this isolate (a routing table's versions are warmed when it is read).
     versions: Object.fromEntries([...(r.versions.get(e.manifest.name) ?? [])].map(([v, x]) => [v, x.status().state])),
+    // Sessions this isolate holds, all models together, against MODEL_CACHE_BYTES (freed least recently used first).
+    sessions: {
+      loaded_bytes: c.var.edge.loadedBytes(c.env),
+      budget_bytes: r.config.modelCacheBytes,
+      evicted: r.evicted,
+    },
     batcher: e.batcher()?.stats() ?? null,
     cache: r.cache?.stats() ?? null,
     fallback: fb ? { url: fb.url, breaker: fb.breaker.stats(), ...fb.stats() } : null,

@@ -273,6 +273,42 @@ describe('pushing a version', () => {
   });
 });
 
+describe('sessions within MODEL_CACHE_BYTES', () => {
+  it('frees the least recently used session past the budget; a freed version loads again on its next request', async () => {
+    // flight-delay 1 (int8, 20,576 bytes) and 1-float32 (61,205 bytes) do not fit in 70,000 together.
+    const app = newApp({ MODEL_CACHE_BYTES: '70000' });
+    const g = flight.golden.rows[0];
+    const enc = (await import('../../core/index.ts')).encodeInstances(flight.manifest, { instances: [g.features] });
+    const body = JSON.stringify({
+      inputs: flight.manifest.inputs.map((i) => ({
+        name: i.name,
+        datatype: i.dtype === 'float32' ? 'FP32' : 'INT64',
+        shape: [1],
+        data: Array.from(enc.feeds[i.name].data as ArrayLike<number | bigint>, Number),
+      })),
+    });
+    const infer = (v: string) =>
+      app.request('POST', `/v2/models/flight-delay/versions/${v}/infer`, body, { 'content-type': 'application/json', 'x-latency-budget-ms': '10000' });
+    const stats = async () => (await app.request('GET', '/v1/models/flight-delay/stats', undefined, auth)).json;
+    for (const [v, want] of [
+      ['1', g.expected.int8.p_delay],
+      ['1-float32', g.expected.float32.p_delay],
+      ['1', g.expected.int8.p_delay],
+    ] as const) {
+      const res = await infer(v);
+      expect(res.status, JSON.stringify(res.json)).toBe(200);
+      expect(Math.abs(res.json.outputs[0].data[0] - (want as number))).toBeLessThan(1e-4);
+      await app.settled();
+      const s = await stats();
+      const other = v === '1' ? '1-float32' : '1';
+      expect(s.versions[v], JSON.stringify(s.versions)).toBe('ready');
+      expect(s.versions[other], JSON.stringify(s.versions)).not.toBe('ready');
+      expect(s.sessions.loaded_bytes).toBeLessThanOrEqual(70_000);
+    }
+    expect((await stats()).sessions.evicted).toBeGreaterThanOrEqual(2);
+  });
+});
+
 describe('deleting a version', () => {
   it('refuses the version the routing table uses, deletes another, and answers 404 for one that is not there', async () => {
     const app = newApp();

@@ -90,6 +90,8 @@ export class Edge {
         const waiters = this.#idleWaiters;
         this.#idleWaiters = [];
         for (const w of waiters) w();
+        // A request may have loaded a session: keep the loaded artifacts within MODEL_CACHE_BYTES.
+        if (this.#runtime && env) background(this.evict(env).catch((err) => console.error('evicting sessions failed', err)));
       }
     }
     // Without bindings (app.request with no env) there is no runtime to warm.
@@ -144,7 +146,10 @@ export class Edge {
           await new Promise<void>((r) => this.#idleWaiters.push(r));
           continue;
         }
-        const e = engines().find((x) => x.status().state === 'unloaded');
+        // Only what fits in MODEL_CACHE_BYTES beside the sessions loaded: a warm-up must not evict a session in use.
+        const r = this.#runtime;
+        const room = r ? r.config.modelCacheBytes - this.#loadedBytes(r) : Infinity;
+        const e = engines().find((x) => x.status().state === 'unloaded' && (!r || this.#bytesOf(r, x) <= room));
         if (!e) return;
         // A failure is remembered by the engine (status 'failed'); requests take their fallback path.
         this.#warming = e.load().catch(() => undefined);
@@ -207,21 +212,42 @@ export class Edge {
     return this.runtime(env).records.get(name)?.get(version);
   }
 
+  /** The model.onnx bytes of an engine's version (what its session costs, roughly). */
+  #bytesOf(r: Runtime, e: ModelEngine): number {
+    return r.records.get(e.manifest.name)?.get(e.manifest.version)?.files['model.onnx']?.bytes ?? 0;
+  }
+
+  /** The artifacts of every loaded session in this isolate, bytes (the stats route shows it). */
+  loadedBytes(env: Env | undefined): number {
+    return this.#loadedBytes(this.runtime(env));
+  }
+
+  #loadedBytes(r: Runtime): number {
+    let total = 0;
+    for (const byVersion of r.versions.values()) for (const e of byVersion.values()) if (e.status().state === 'ready') total += this.#bytesOf(r, e);
+    return total;
+  }
+
   /**
    * Frees the least recently used sessions while the loaded artifacts pass MODEL_CACHE_BYTES (an
-   * isolate has 128 MB): never the one just loaded, never one serving a request. A freed version
+   * isolate has 128 MB): never the one just loaded (`keep`), never the most recently used one
+   * (a single model over the budget still serves), never one serving a request. A freed version
    * loads again on its next request.
    */
   async evict(env: Env | undefined, keep?: ModelEngine): Promise<void> {
     const r = this.runtime(env);
     const loaded: { e: ModelEngine; bytes: number }[] = [];
-    for (const [name, byVersion] of r.versions)
-      for (const [v, e] of byVersion) if (e.status().state === 'ready') loaded.push({ e, bytes: r.records.get(name)?.get(v)?.files['model.onnx']?.bytes ?? 0 });
-    let total = loaded.reduce((a, x) => a + x.bytes, 0);
+    for (const byVersion of r.versions.values())
+      for (const e of byVersion.values()) if (e.status().state === 'ready') loaded.push({ e, bytes: this.#bytesOf(r, e) });
+    let total = this.#loadedBytes(r);
+    if (total <= r.config.modelCacheBytes) return;
     loaded.sort((a, b) => a.e.lastUsed() - b.e.lastUsed());
-    for (const { e, bytes } of loaded) {
+    for (const { e, bytes } of loaded.slice(0, -1)) {
       if (total <= r.config.modelCacheBytes) break;
-      if (e !== keep && (await e.unload())) total -= bytes;
+      if (e !== keep && (await e.unload())) {
+        total -= bytes;
+        r.evicted++;
+      }
     }
   }
 

@@ -56,6 +56,8 @@ export interface Runtime {
   records: Map<string, Map<string, VersionRecord>>;
   /** When the catalog was last read from the registry (Date.now()), 0 never. */
   catalogAt: number;
+  /** Sessions freed to keep the loaded artifacts within MODEL_CACHE_BYTES. */
+  evicted: number;
   /** Routing tables read from each model's RoutingStore, cached until `until`. */
   routing: Map<string, { table: RoutingTable; until: number }>;
   shadows: Map<string, Map<string, ShadowStats>>;
@@ -82,6 +84,7 @@ export function createRuntime(env: Env | undefined, { servedBy = 'edge' }: Servi
     versions: new Map(),
     records: new Map(),
     catalogAt: 0,
+    evicted: 0,
     routing: new Map(),
     shadows: new Map(),
     served: new Map(),
