@@ -114,3 +114,23 @@ export interface BuiltManifest extends ModelManifest {
   golden: ArtifactSpec & { rows: number; tolerance: Record<string, number> };
   replay: ArtifactSpec & { rows: number; period: [string, string] };
 }
+
+/**
+ * What a request is encoded by: the graph inputs, and each feature's input, column, vocabulary
+ * and list length, and the parameters. Two versions with the same interface take the same
+ * tensors for the same request, so one may stand in for the other (canary, shadow); ranges,
+ * descriptions and sketch sizes may differ.
+ */
+export function encodingInterface(m: Pick<ModelManifest, 'inputs' | 'features' | 'parameters'>): string {
+  return JSON.stringify({
+    inputs: m.inputs.map((i) => [i.name, i.dtype, i.shape]),
+    features: m.features.map((f) => [
+      f.name,
+      f.kind,
+      f.input,
+      f.kind === 'numeric' ? (f.column ?? null) : f.vocabulary,
+      f.kind === 'categorical-list' ? f.maxLength : null,
+    ]),
+    parameters: (m.parameters ?? []).map((p) => [p.name, p.input]),
+  });
+}

@@ -273,6 +273,30 @@ describe('pushing a version', () => {
   });
 });
 
+describe('routing across pushed versions', () => {
+  it('a pushed version serves as a canary once routed; one that encodes requests differently is refused by the routing table', async () => {
+    const app = newApp();
+    expect((await push(app, 'flight-delay', '2', flightFiles('flight-delay', '2'))).status).toBe(201);
+    // Version 3 knows one more airport: index 1 + n for "ZZZ" means something else to its graph.
+    const files = flightFiles('flight-delay', '3');
+    const m = JSON.parse(new TextDecoder().decode(files['manifest.json']));
+    m.features.find((f: { name: string }) => f.name === 'origin').vocabulary.push('ZZZ');
+    files['manifest.json'] = utf8(m);
+    expect((await push(app, 'flight-delay', '3', files)).status).toBe(201);
+    const put = (table: object) =>
+      app.request('PUT', '/v1/models/flight-delay/routing', JSON.stringify(table), { ...auth, 'content-type': 'application/json' });
+    const refused = await put({ stable: '1', canary: { version: '3', share: 0.5 } });
+    expect([refused.status, refused.json.error.code, refused.json.error.field]).toEqual([422, 'incompatible_version', 'canary.version']);
+    expect(refused.json.error.message).toMatch(/version 3 encodes requests differently from the default version 1/);
+    expect((await put({ stable: '2' })).status).toBe(200);
+    const served = await predict(app, 'flight-delay');
+    expect(served.headers.get('x-model-version')).toBe('2');
+    // Version 2 is version 1's bytes: the same answer, now named 2.
+    expect(Math.abs(served.json.predictions[0].p_delay - flight.golden.rows[0].expected.int8.p_delay)).toBeLessThan(1e-4);
+    await app.settled();
+  });
+});
+
 describe('sessions within MODEL_CACHE_BYTES', () => {
   it('frees the least recently used session past the budget; a freed version loads again on its next request', async () => {
     // flight-delay 1 (int8, 20,576 bytes) and 1-float32 (61,205 bytes) do not fit in 70,000 together.

@@ -3,7 +3,7 @@
  * table lives in the model's RoutingStore (a Durable Object); this isolate uses a new one at
  * once, others within 5 s.
  */
-import { validateRoutingTable, ValidationError } from '../../core/index.ts';
+import { encodingInterface, validateRoutingTable, ValidationError } from '../../core/index.ts';
 import { runtimeOf } from '../http/context.ts';
 import { model, operatorAuth } from '../http/middleware.ts';
 import { answer, bearer, document, documentedApp, ModelParams, operatorErrors, RoutingTableSchema } from '../http/openapi.ts';
@@ -45,6 +45,23 @@ routing.put('/v1/models/:name/routing', operatorAuth(), model, limit, async (c) 
   const e = c.var.engine;
   const versions = [...runtimeOf(c).versions.get(e.manifest.name)!.keys()];
   const table = validateRoutingTable(await body(c), versions);
+  // Requests are encoded by the default version's manifest: every version that serves or shadows
+  // them must take the same tensors for them (a new vocabulary or feature set is a model of its own).
+  const byVersion = runtimeOf(c).versions.get(e.manifest.name)!;
+  const want = encodingInterface(e.manifest);
+  const named: [string, string][] = [
+    ['stable', table.stable],
+    ...(table.canary ? [['canary.version', table.canary.version] as [string, string]] : []),
+    ...(table.shadows ?? []).map((s, i) => [`shadows.${i}.version`, s.version] as [string, string]),
+  ];
+  for (const [field, v] of named)
+    if (encodingInterface(byVersion.get(v)!.manifest) !== want)
+      throw new ValidationError(
+        `version ${v} encodes requests differently from the default version ${e.manifest.version} (its inputs, features or vocabularies differ); push it as a model of its own`,
+        field,
+        422,
+        'incompatible_version',
+      );
   if (!c.env.ROUTING) throw new ValidationError('no routing store is bound (ROUTING)', 'ROUTING', 404, 'routing_unavailable');
   const { updatedAt } = await c.env.ROUTING.get(c.env.ROUTING.idFromName(e.manifest.name)).putTable(table);
   // This isolate uses it at once (and warms the versions it names); others within 5 s.
