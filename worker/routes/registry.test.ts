@@ -292,7 +292,7 @@ describe('routing across pushed versions', () => {
     const served = await predict(app, 'flight-delay');
     expect(served.headers.get('x-model-version')).toBe('2');
     // Version 2 is version 1's bytes: the same answer, now named 2.
-    expect(Math.abs(served.json.predictions[0].p_delay - flight.golden.rows[0].expected.int8.p_delay)).toBeLessThan(1e-4);
+    expect(Math.abs(served.json.predictions[0].p_delay - (flight.golden.rows[0].expected.int8.p_delay as number))).toBeLessThan(1e-4);
     await app.settled();
   });
 });
