@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parquetWriteBuffer } from 'hyparquet-writer';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../test/support/cli.ts';
@@ -268,7 +269,7 @@ describe('driftwatch import: inputs of one feature each, text columns, JSON line
     return path;
   };
 
-  it('reads quoted CSV fields (commas, quotes, CRLF) and JSON lines, and names the line at fault', async () => {
+  it('reads quoted CSV fields (commas, quotes, CRLF), JSON lines and Parquet, and names the line at fault', async () => {
     writeFileSync(join(tmp, 'q.csv'), 'name,x\r\n"Smith, J.",1.5\r\n"say ""hi""",2\r\n');
     expect(await readReference(join(tmp, 'q.csv'))).toEqual({
       columns: ['name', 'x'],
@@ -284,6 +285,22 @@ describe('driftwatch import: inputs of one feature each, text columns, JSON line
     writeFileSync(join(tmp, 'short.csv'), 'a,b\n1,2\n3\n');
     await expect(readReference(join(tmp, 'short.csv'))).rejects.toThrow(/short.csv line 3 has 1 fields; the header has 2/);
     await expect(readReference(join(tmp, 'rows.xlsx'))).rejects.toThrow(/must be .csv, .jsonl or .parquet/);
+    // Parquet as pandas and Spark write it: typed columns, 64-bit integers read back as numbers.
+    const buf = parquetWriteBuffer({
+      columnData: [
+        { name: 'city', data: ['Oslo', 'Lima'], type: 'STRING' },
+        { name: 'n', data: [3n, 4n], type: 'INT64' },
+        { name: 'x', data: [0.5, 1.5], type: 'DOUBLE' },
+      ],
+    });
+    writeFileSync(join(tmp, 'r.parquet'), new Uint8Array(buf));
+    expect(await readReference(join(tmp, 'r.parquet'))).toEqual({
+      columns: ['city', 'n', 'x'],
+      rows: [
+        { city: 'Oslo', n: 3, x: 0.5 },
+        { city: 'Lima', n: 4, x: 1.5 },
+      ],
+    });
   });
 
   it('maps inputs by name: numbers to a numeric feature, text to a categorical one with its vocabulary; --quantize needs weights', async () => {
