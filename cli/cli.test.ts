@@ -56,12 +56,35 @@ describe('driftwatch against wrangler dev', () => {
     expect(shown.out).toContain('deployed: 1, 1-float32');
     expect(shown.out).toContain('the default table (none stored)');
 
-    const set = await driftwatch(['route', 'flight-delay', '--canary', '1-float32', '--share', '0.2', '--shadow', '1-float32', '--sample', '0.5']);
+    const set = await driftwatch([
+      'route',
+      'flight-delay',
+      '--canary',
+      '1-float32',
+      '--share',
+      '0.2',
+      '--shadow',
+      '1-float32',
+      '--sample',
+      '0.5',
+      '--reason',
+      'first canary',
+    ]);
     expect(set.code, set.err).toBe(0);
     expect(set.out).toContain('canary 1-float32 for 20.0% of callers');
     expect(set.out).toContain('shadow 1-float32 on 50.0% of requests');
     const json = JSON.parse((await driftwatch(['route', 'flight-delay', '--json'])).out);
     expect(json.table).toEqual({ stable: '1', canary: { version: '1-float32', share: 0.2 }, shadows: [{ version: '1-float32', sampleRate: 0.5 }] });
+
+    // The change is in the model's history: who (the token's name), from what to what, why.
+    const history = await driftwatch(['history', 'flight-delay']);
+    expect(history.code, history.err).toBe(0);
+    expect(history.out).toContain('flight-delay: 1 change(s), newest first');
+    expect(history.out).toMatch(/^1\s+\d{4}-\d\d-\d\dT\S+\s+operator\s+route: none -> stable 1, canary 1-float32 20\.0%, shadow 1-float32\s+first canary$/m);
+    expect(JSON.parse((await driftwatch(['history', 'flight-delay', '--json', '--limit', '5'])).out).entries[0]).toMatchObject({
+      who: 'operator',
+      why: 'first canary',
+    });
 
     const versions = await driftwatch(['versions', 'flight-delay']);
     expect(versions.code, versions.err).toBe(0);

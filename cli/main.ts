@@ -10,6 +10,7 @@
  *   driftwatch route <name> [--stable <v>] [--canary <v> --share <s>] [--shadow <v> [--sample <r>]]
  *   driftwatch drift <name> [--from] [--to] [--step] [--reference] [--version]
  *   driftwatch alerts <name>
+ *   driftwatch history <name> [--limit N]
  *
  * Endpoint: --endpoint, else DRIFTWATCH_ENDPOINT, else http://127.0.0.1:8787. Token:
  * DRIFTWATCH_TOKEN, else OPERATOR_TOKEN in .dev.vars (what `npm start` uses). The CLI meets the
@@ -37,9 +38,11 @@ usage:
   driftwatch drift <name> [--from T] [--to T] [--step MS] [--reference R] [--version V]
                                                     drift by window against the baseline (or a moving reference)
   driftwatch alerts <name>                          drift alerts, open and resolved
+  driftwatch history <name> [--limit N]             who changed what serves, when, from what to what, and why
 
 options:
   --endpoint URL   the edge (else DRIFTWATCH_ENDPOINT, else http://127.0.0.1:8787)
+  --reason TEXT    why (route, push): kept in the model's history
   --json           the API's answer as JSON, for scripts
   --help           this text
 token: DRIFTWATCH_TOKEN, else OPERATOR_TOKEN in .dev.vars
@@ -62,6 +65,8 @@ const FLAGS = new Set([
   'task',
   'quantize',
   'out',
+  'limit',
+  'reason',
 ]);
 
 export interface Parsed {
@@ -130,6 +135,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
         headers: {
           ...(token ? { authorization: `Bearer ${token}` } : {}),
           ...(body === undefined || body instanceof FormData ? {} : { 'content-type': 'application/json' }),
+          // Why, for the model's history (route, push).
+          ...(method !== 'GET' && p.options.has('reason') ? { 'x-change-reason': p.options.get('reason')! } : {}),
         },
         body: body === undefined ? undefined : body instanceof FormData ? body : JSON.stringify(body),
         signal: AbortSignal.timeout(body instanceof FormData ? 300_000 : 30_000),
@@ -318,9 +325,42 @@ export async function run(argv: string[], io: Io): Promise<number> {
       ]);
       return 0;
     }
+    case 'history': {
+      const lim = p.options.get('limit');
+      if (lim !== undefined && !/^\d+$/.test(lim)) throw new CliError(`--limit must be a whole number, got ${lim}`, 2);
+      const a = await call<HistoryAnswer>('GET', `/v1/models/${name()}/history${query(['limit'])}`);
+      const table = (t: unknown) => {
+        if (!t || typeof t !== 'object') return 'none';
+        const r = t as VersionsAnswer['routing'];
+        return [
+          `stable ${r.stable}`,
+          ...(r.canary ? [`canary ${r.canary.version} ${pct(r.canary.share)}`] : []),
+          ...(r.shadows ?? []).map((x) => `shadow ${x.version}`),
+        ].join(', ');
+      };
+      print(a, () => [
+        `${a.model}: ${a.entries.length} change(s), newest first`,
+        ...grid(
+          ['#', 'at', 'who', 'change', 'why'],
+          a.entries.map((e) => [
+            String(e.seq),
+            e.at,
+            e.who,
+            e.action === 'route' ? `route: ${table(e.from)} -> ${table(e.to)}` : `${e.action} version ${e.version}`,
+            e.why ?? '',
+          ]),
+        ),
+      ]);
+      return 0;
+    }
     default:
       throw new CliError(`unknown command ${JSON.stringify(p.command)} (see driftwatch --help)`, 2);
   }
+}
+
+interface HistoryAnswer {
+  model: string;
+  entries: { seq: number; at: string; who: string; action: 'route' | 'push' | 'delete'; from?: unknown; to?: unknown; version?: string; why?: string }[];
 }
 
 interface PushAnswer {

@@ -1,6 +1,8 @@
 /**
  * Operator authentication: every operator route (drift, versions, baseline, alerts, routing,
- * stats, the telemetry figures) requires `Authorization: Bearer <OPERATOR_TOKEN>`.
+ * stats, the telemetry figures, the registry's writes) requires `Authorization: Bearer <token>`:
+ * OPERATOR_TOKEN (whose holder is named "operator"), or one of OPERATOR_TOKENS
+ * (`name:token,name:token`), so that the history of what served says who changed it.
  *
  * - The scheme is matched case-insensitively (RFC 9110 §11.1: "It uses a case-insensitive
  *   token to identify the authentication scheme"), one or more spaces before the credentials.
@@ -45,22 +47,59 @@ export function bearerToken(header: string | undefined): string | undefined {
   return m ? m[1].trimEnd() : undefined;
 }
 
+const OPERATOR_NAME = /^[A-Za-z0-9][\w.@-]{0,63}$/;
+const parsedTokens = new WeakMap<object, [string, string][]>();
+
 /**
- * Throws unless the request carries the operator token: ValidationError 404 `operator_disabled`
- * when OPERATOR_TOKEN is unset or empty, OperatorAuthError (401) when the token is missing or wrong.
+ * The operator tokens of an environment, as [name, token]: OPERATOR_TOKEN as "operator", then
+ * each `name:token` of OPERATOR_TOKENS. A malformed entry (no name, a name of other characters,
+ * an empty token, a name given twice) is an Error naming the variable, as every setting's is.
  */
-export function checkOperator(c: Context): void {
-  const token = (c.env as { OPERATOR_TOKEN?: string } | undefined)?.OPERATOR_TOKEN;
-  if (!token) throw new ValidationError('operator routes are disabled: set the OPERATOR_TOKEN secret', 'authorization', 404, 'operator_disabled');
-  const given = bearerToken(c.req.header('authorization'));
-  // Compared even when absent (against ''), so a missing header takes the same path as a wrong one.
-  if (!tokenEquals(given ?? '', token) || given === undefined) throw new OperatorAuthError();
+export function operatorTokens(env: { OPERATOR_TOKEN?: string; OPERATOR_TOKENS?: string } | undefined): [string, string][] {
+  const e = env ?? {};
+  let tokens = parsedTokens.get(e);
+  if (tokens) return tokens;
+  tokens = e.OPERATOR_TOKEN ? [['operator', e.OPERATOR_TOKEN]] : [];
+  for (const entry of (e.OPERATOR_TOKENS ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
+    const at = entry.indexOf(':');
+    const name = entry.slice(0, at);
+    const token = entry.slice(at + 1);
+    if (at < 1 || !OPERATOR_NAME.test(name) || !token)
+      throw new Error(
+        `configuration OPERATOR_TOKENS must be name:token pairs separated by commas (names of letters, digits, '_', '.', '@', '-'); "${name || entry.slice(0, 12)}..." is not`,
+      );
+    if (tokens.some(([n]) => n === name)) throw new Error(`configuration OPERATOR_TOKENS names "${name}" twice (OPERATOR_TOKEN is "operator")`);
+    tokens.push([name, token]);
+  }
+  parsedTokens.set(e, tokens);
+  return tokens;
 }
 
-/** Middleware: the route behind it answers only with the operator token (see checkOperator). */
+/**
+ * The name of the operator the request's token belongs to; throws unless it carries one:
+ * ValidationError 404 `operator_disabled` when no operator token is set, OperatorAuthError (401)
+ * when the token is missing or wrong. Every configured token is compared, in constant time each,
+ * so the answer's timing says nothing of which one came close.
+ */
+export function checkOperator(c: Context): string {
+  const tokens = operatorTokens(c.env as { OPERATOR_TOKEN?: string; OPERATOR_TOKENS?: string } | undefined);
+  if (tokens.length === 0)
+    throw new ValidationError('operator routes are disabled: set the OPERATOR_TOKEN secret (or OPERATOR_TOKENS)', 'authorization', 404, 'operator_disabled');
+  const given = bearerToken(c.req.header('authorization'));
+  // Compared even when absent (against ''), so a missing header takes the same path as a wrong one.
+  let who: string | undefined;
+  for (const [name, token] of tokens) if (tokenEquals(given ?? '', token) && who === undefined) who = name;
+  if (who === undefined || given === undefined) throw new OperatorAuthError();
+  return who;
+}
+
+/** Middleware: the route behind it answers only with an operator token (see checkOperator); `c.var.operator` names its holder. */
 export function operatorAuth(): MiddlewareHandler {
   return async function operatorAuth(c, next) {
-    checkOperator(c);
+    c.set('operator', checkOperator(c));
     await next();
   };
 }

@@ -9,6 +9,7 @@
  *   object (workerd passes the same object to every request of an isolate).
  * - aggregatorConfig(env): the DriftAggregator's (its Durable Object has its own environment).
  */
+import { operatorTokens } from './auth.ts';
 import type { BatchMode } from '../core/index.ts';
 import type { Env } from './env.ts';
 
@@ -73,6 +74,8 @@ export interface EdgeConfig {
   };
   /** The operator routes' bearer token; undefined turns them off (404 operator_disabled). */
   operatorToken: string | undefined;
+  /** The names of the operator tokens (OPERATOR_TOKEN is "operator", then OPERATOR_TOKENS'). */
+  operators: string[];
   /** Largest push to the registry, all files together (MODEL_MAX_BYTES, default 32 MiB). */
   modelMaxBytes: number;
   /** Loaded artifacts an isolate keeps sessions for before freeing the least recently used (MODEL_CACHE_BYTES, default 48 MiB). */
@@ -142,6 +145,8 @@ function parseEdgeConfig(env: Env): EdgeConfig {
       tokensPerIpPerMin: num('TELEMETRY_TOKENS_PER_IP_PER_MIN', 30, 1),
     },
     operatorToken: env.OPERATOR_TOKEN || undefined,
+    // Parsed here too, so that a malformed OPERATOR_TOKENS stops the worker with its name.
+    operators: operatorTokens(env).map(([name]) => name),
   };
 }
 

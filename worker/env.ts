@@ -35,6 +35,8 @@ export interface Env extends Partial<Cloudflare.Env> {
   MODEL_MAX_BYTES?: string;
   /** Bytes of loaded model artifacts an isolate keeps sessions for; past it the least recently used is freed. Default 50331648 (48 MiB). */
   MODEL_CACHE_BYTES?: string;
+  /** More operator tokens, each with the name the history records: `alice:<token>,deploy-bot:<token>` (a secret). */
+  OPERATOR_TOKENS?: string;
   /** Bearer token for the operator routes (a secret; locally from .dev.vars). */
   OPERATOR_TOKEN?: string;
   /** Drift summaries: the window each isolate sketches before flushing (ms), and rows per window. Defaults 5000 and 2000; TELEMETRY=off disables. */

@@ -17,6 +17,8 @@ export interface AppEnv {
     edge: Edge;
     engine: ModelEngine;
     aggregator: DurableObjectStub<DriftAggregator>;
+    /** Behind operatorAuth: the name of the operator whose token the request carries. */
+    operator: string;
   };
 }
 

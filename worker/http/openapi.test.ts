@@ -32,6 +32,7 @@ describe('GET /openapi.json', () => {
       [
         'GET /v1/models/{name}/alerts',
         'GET /v1/models/{name}/drift',
+        'GET /v1/models/{name}/history',
         'GET /v1/models/{name}/routing',
         'GET /v1/models/{name}/stats',
         'GET /v1/models/{name}/versions',

@@ -157,3 +157,13 @@ export function serverTiming(k: RequestClock): string {
   if (k.isolateMs !== undefined) parts.push(`isolate;dur=${ms(k.isolateMs)};desc="isolate start"`);
   return parts.join(', ');
 }
+
+/** The reason an operator gives for a change (the `x-change-reason` header, kept in the model's history), or undefined. */
+export function changeReason(c: AppContext): string | undefined {
+  const raw = c.req.header('x-change-reason');
+  if (raw === undefined || raw.trim() === '') return undefined;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this refuses
+  if (raw.length > 500 || /[\u0000-\u001f\u007f]/.test(raw))
+    throw new ValidationError('x-change-reason must be at most 500 characters, without control characters', 'x-change-reason');
+  return raw.trim();
+}

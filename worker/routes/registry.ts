@@ -23,6 +23,7 @@ import { edgeConfig } from '../config.ts';
 import { runtimeOf, type AppEnv } from '../http/context.ts';
 import { errorJson } from '../http/errors.ts';
 import { operatorAuth } from '../http/middleware.ts';
+import { changeReason } from '../http/request.ts';
 import { answer, bearer, document, documentedApp, operatorErrors, z } from '../http/openapi.ts';
 import { checkVersion } from '../registry/check.ts';
 import { checkNames, VERSION_FILES, type VersionFile } from '../registry/registry.ts';
@@ -95,6 +96,7 @@ registry.put('/v1/models/:name/versions/:version', operatorAuth(), pushLimit, as
   const name = c.req.param('name');
   const version = c.req.param('version');
   checkNames(name, version);
+  const why = changeReason(c);
   if (!(c.req.header('content-type') ?? '').toLowerCase().startsWith('multipart/form-data'))
     throw new ValidationError(
       "the body must be multipart/form-data, one part per file named after it ('model.onnx', 'manifest.json', ...)",
@@ -133,6 +135,14 @@ registry.put('/v1/models/:name/versions/:version', operatorAuth(), pushLimit, as
   const manifest = report?.manifest ?? (raw ? normalizedManifest(name, version, raw) : undefined);
   if (manifest) files['manifest.json'] = utf8.encode(JSON.stringify(manifest, null, 1));
   const { record, created } = await r.registry.commit(name, version, files, manifest ?? (await r.registry.manifest(existing!)));
+  if (created && c.env.ROUTING)
+    await c.env.ROUTING.get(c.env.ROUTING.idFromName(name)).record({
+      who: c.var.operator,
+      action: 'push',
+      version,
+      sha256: record.files['model.onnx']?.sha256,
+      why,
+    });
   await c.var.edge.refresh(c.env);
   // A model's first version serves at once: warm it now rather than on its first request.
   const e = r.engines.get(name);
@@ -154,6 +164,7 @@ registry.delete('/v1/models/:name/versions/:version', operatorAuth(), async (c) 
   const name = c.req.param('name');
   const version = c.req.param('version');
   checkNames(name, version);
+  const why = changeReason(c);
   const r = runtimeOf(c);
   const versions = await r.registry.versionsOf(name);
   if (!versions.some((x) => x.version === version))
@@ -169,6 +180,7 @@ registry.delete('/v1/models/:name/versions/:version', operatorAuth(), async (c) 
       'version_in_use',
     );
   await r.registry.remove(name, version);
+  if (c.env.ROUTING) await c.env.ROUTING.get(c.env.ROUTING.idFromName(name)).record({ who: c.var.operator, action: 'delete', version, why });
   await c.var.edge.refresh(c.env);
   return c.json({ model: name, version, deleted: true });
 });
