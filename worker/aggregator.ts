@@ -44,6 +44,7 @@ import {
   type Streak,
 } from '../core/index.ts';
 import type { Env } from './env.ts';
+import { postEvent } from './webhook.ts';
 import { aggregatorConfig, DAY_MS, HOUR_MS, MINUTE_MS, type AggregatorConfig } from './config.ts';
 
 export { aggregatorConfig, ALERT_HYSTERESIS, ALERT_MIN_SOURCES, DAY_MS, HOUR_MS, MIN_ROWS_TO_EVALUATE, MINUTE_MS, type AggregatorConfig } from './config.ts';
@@ -656,17 +657,7 @@ export class DriftAggregator extends DurableObject<Env> {
       if (row.resolved_at !== null && !row.notified_resolved) events.push(['alert.resolved', 'notified_resolved']);
       for (const [event, column] of events) {
         const body = JSON.stringify({ event, model, alert: event === 'alert.opened' ? { ...alert, resolved_at: null } : alert });
-        const headers: Record<string, string> = { 'content-type': 'application/json', 'x-driftwatch-event': event };
-        if (webhookSecret) headers['x-driftwatch-signature'] = `sha256=${await hmacHex(webhookSecret, body)}`;
-        let ok = false;
-        try {
-          const res = await fetch(webhookUrl, { method: 'POST', headers, body, signal: AbortSignal.timeout(5000) });
-          await res.body?.cancel();
-          ok = res.ok;
-        } catch {
-          ok = false;
-        }
-        if (!ok) {
+        if (!(await postEvent(webhookUrl, webhookSecret, event, body))) {
           sql.exec(`UPDATE alerts SET notify_attempts = notify_attempts + 1 WHERE id = ?`, row.id as number);
           this.#count('webhook_failures');
           return true;
@@ -805,12 +796,6 @@ function tryMerge(acc: Profile, p: Profile): boolean {
 
 function originOf(p: Profile): 'edge' | 'browser' {
   return p.source.kind === 'edge' ? 'edge' : 'browser';
-}
-
-async function hmacHex(secret: string, body: string): Promise<string> {
-  const key = await crypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-  const mac = new Uint8Array(await crypto.subtle.sign('HMAC', key, new TextEncoder().encode(body)));
-  return Array.from(mac, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 function bytesToBase64(b: Uint8Array): string {

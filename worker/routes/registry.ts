@@ -137,6 +137,7 @@ registry.put('/v1/models/:name/versions/:version', operatorAuth(), pushLimit, as
   const { record, created } = await r.registry.commit(name, version, files, manifest ?? (await r.registry.manifest(existing!)));
   if (created && c.env.ROUTING)
     await c.env.ROUTING.get(c.env.ROUTING.idFromName(name)).record({
+      model: name,
       who: c.var.operator,
       action: 'push',
       version,
@@ -180,7 +181,7 @@ registry.delete('/v1/models/:name/versions/:version', operatorAuth(), async (c) 
       'version_in_use',
     );
   await r.registry.remove(name, version);
-  if (c.env.ROUTING) await c.env.ROUTING.get(c.env.ROUTING.idFromName(name)).record({ who: c.var.operator, action: 'delete', version, why });
+  if (c.env.ROUTING) await c.env.ROUTING.get(c.env.ROUTING.idFromName(name)).record({ model: name, who: c.var.operator, action: 'delete', version, why });
   await c.var.edge.refresh(c.env);
   return c.json({ model: name, version, deleted: true });
 });

@@ -77,7 +77,11 @@ routing.put('/v1/models/:name/routing', operatorAuth(), model, limit, async (c) 
         'incompatible_version',
       );
   if (!c.env.ROUTING) throw new ValidationError('no routing store is bound (ROUTING)', 'ROUTING', 404, 'routing_unavailable');
-  const { updatedAt } = await c.env.ROUTING.get(c.env.ROUTING.idFromName(e.manifest.name)).putTable(table, { who: c.var.operator, why: changeReason(c) });
+  const { updatedAt } = await c.env.ROUTING.get(c.env.ROUTING.idFromName(e.manifest.name)).putTable(table, {
+    who: c.var.operator,
+    why: changeReason(c),
+    model: e.manifest.name,
+  });
   // This isolate uses it at once (and warms the versions it names); others within 5 s.
   c.var.edge.remember(backgroundOf(c), runtimeOf(c), e.manifest.name, table);
   return c.json({ model: e.manifest.name, table, updated_at: updatedAt });
