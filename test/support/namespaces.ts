@@ -35,7 +35,7 @@ export function isolatedBucket(bucket: R2Bucket, tag: string): R2Bucket {
       const page = await bucket.list({ ...options, prefix: at(options.prefix ?? '') });
       return {
         ...page,
-        objects: page.objects.map((o) => ({ key: o.key.slice(tag.length + 1), size: o.size })),
+        objects: page.objects.map((o) => ({ key: o.key.slice(tag.length + 1), size: o.size, etag: o.etag })),
         delimitedPrefixes: page.delimitedPrefixes.map((p) => p.slice(tag.length + 1)),
       };
     },

@@ -58,7 +58,7 @@ export interface Bucket {
   put(key: string, value: ArrayBuffer | Uint8Array | string): Promise<unknown>;
   delete(keys: string | string[]): Promise<void>;
   list(options?: { prefix?: string; cursor?: string; delimiter?: string }): Promise<{
-    objects: { key: string }[];
+    objects: { key: string; etag?: string }[];
     truncated: boolean;
     cursor?: string;
     delimitedPrefixes: string[];
@@ -99,18 +99,35 @@ export function checkNames(model: string, version?: string): void {
 }
 
 export class Registry {
+  /** Commit records read, by key and etag (see catalog). */
+  readonly #records = new Map<string, VersionRecord>();
+
   constructor(readonly bucket: Bucket) {}
 
   /** Every committed version, by model, oldest push first. */
   async catalog(): Promise<Map<string, VersionRecord[]>> {
-    const keys: string[] = [];
+    const listed: { key: string; etag?: string }[] = [];
     let cursor: string | undefined;
     do {
       const page = await this.bucket.list({ cursor });
-      for (const o of page.objects) if (o.key.endsWith(`/${RECORD}`) && o.key.split('/').length === 3) keys.push(o.key);
+      for (const o of page.objects) if (o.key.endsWith(`/${RECORD}`) && o.key.split('/').length === 3) listed.push(o);
       cursor = page.truncated ? page.cursor : undefined;
     } while (cursor);
-    const records = await Promise.all(keys.map((k) => this.#readRecord(k)));
+    // A commit record never changes while it exists: only records not read yet (a new key, or a
+    // key deleted and committed again, which has a new etag) cost a read.
+    const records = await Promise.all(
+      listed.map(async ({ key, etag }) => {
+        const id = `${key}\u0000${etag ?? ''}`;
+        const known = etag ? this.#records.get(id) : undefined;
+        if (known) return known;
+        const r = await this.#readRecord(key);
+        if (r && etag) this.#records.set(id, r);
+        return r;
+      }),
+    );
+    // Forget records no longer listed (deleted versions).
+    const live = new Set(listed.map((o) => `${o.key}\u0000${o.etag ?? ''}`));
+    for (const id of this.#records.keys()) if (!live.has(id)) this.#records.delete(id);
     const out = new Map<string, VersionRecord[]>();
     for (const r of records) {
       if (!r) continue;
@@ -265,6 +282,8 @@ const byPush = (a: VersionRecord, b: VersionRecord) =>
  */
 export function memoryBucket(): Bucket {
   const objects = new Map<string, Uint8Array>();
+  const etags = new Map<string, string>();
+  let puts = 0;
   return {
     async get(key) {
       const v = objects.get(key);
@@ -272,13 +291,17 @@ export function memoryBucket(): Bucket {
     },
     async put(key, value) {
       objects.set(key, typeof value === 'string' ? new TextEncoder().encode(value) : new Uint8Array(value).slice());
+      etags.set(key, String(++puts));
     },
     async delete(keys) {
-      for (const k of Array.isArray(keys) ? keys : [keys]) objects.delete(k);
+      for (const k of Array.isArray(keys) ? keys : [keys]) {
+        objects.delete(k);
+        etags.delete(k);
+      }
     },
     async list({ prefix = '' } = {}) {
       const keys = [...objects.keys()].filter((k) => k.startsWith(prefix)).sort();
-      return { objects: keys.map((key) => ({ key })), truncated: false, delimitedPrefixes: [] };
+      return { objects: keys.map((key) => ({ key, etag: etags.get(key) })), truncated: false, delimitedPrefixes: [] };
     },
   };
 }
