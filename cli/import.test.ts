@@ -117,7 +117,22 @@ describeOrSkip('driftwatch import and push: models exported by other tools, serv
     for (const f of ['model.onnx', 'model.float32.onnx', 'baseline.dwsm', 'golden.json']) expect(existsSync(join(iris.out, f)), f).toBe(true);
 
     const b = await timed('import diabetes', () =>
-      cli(['import', diabetes.onnx, '--name', 'diabetes', '--reference', diabetes.csv, '--label', 'progression', '--out', diabetes.out]),
+      cli([
+        'import',
+        diabetes.onnx,
+        '--name',
+        'diabetes',
+        '--reference',
+        diabetes.csv,
+        '--label',
+        'progression',
+        '--owner',
+        'ml-team@example.com',
+        '--retrain-every',
+        'P30D',
+        '--out',
+        diabetes.out,
+      ]),
     );
     expect(b.code, b.err).toBe(0);
     expect(b.out).toMatch(/diabetes version 1: regression, 10 features, 1 output\(s\), serving the float32 build/);
@@ -144,7 +159,7 @@ describeOrSkip('driftwatch import and push: models exported by other tools, serv
     expect(again.out).toMatch(/^already there: diabetes version 1/m);
     const models = await cli(['models']);
     expect(models.out).toMatch(/^iris-mlp\s+1\s+multiclass-classification\s+1\s/m);
-    expect(models.out).toMatch(/^diabetes\s+1\s+regression/m);
+    expect(models.out).toMatch(/^diabetes\s+1\s+regression.*\s0 d of P30D, ml-team@example.com$/m);
 
     // Every reference row through the edge, against onnxruntime-node on the same artifact.
     const irisX = irisRows.map((r) => IRIS.map((f) => r[f]));

@@ -70,6 +70,9 @@ export interface ImportOptions {
   task?: string;
   version: string;
   quantize?: string;
+  /** Who owns the model (a contact), and how often it should be retrained (P30D, P6W, P3M, P1Y). */
+  owner?: string;
+  retrainEvery?: string;
   out: string;
 }
 
@@ -465,6 +468,9 @@ export async function importModel(o: ImportOptions, progress: (line: string) => 
     sketchedOutputs: sketchedOutputs(task, graph.outputs),
     serve: o.quantize === 'int8' ? 'int8' : 'float32',
     serving: { defaultLatencyBudgetMs: 50, maxBatch: 64 },
+    ...(o.owner !== undefined || o.retrainEvery !== undefined
+      ? { ownership: { ...(o.owner !== undefined ? { owner: o.owner } : {}), ...(o.retrainEvery !== undefined ? { retrain_every: o.retrainEvery } : {}) } }
+      : {}),
   };
   let manifest: ModelManifest;
   try {

@@ -28,7 +28,7 @@ const USAGE = `driftwatch: the edge's operator API from the command line
 
 usage:
   driftwatch import <model.onnx> --name N --reference <rows.csv|.jsonl|.parquet> [--label COL] [--task T]
-                   [--version V] [--quantize int8] [--out DIR]
+                   [--version V] [--quantize int8] [--owner WHO] [--retrain-every P30D] [--out DIR]
                                                     a model folder (manifest, baseline, golden rows) from an ONNX file
   driftwatch push <dir> [--version V]               push a model folder to the edge's registry (checked there first)
   driftwatch models                                 the models the edge serves, with every version in its registry
@@ -67,6 +67,8 @@ const FLAGS = new Set([
   'out',
   'limit',
   'reason',
+  'owner',
+  'retrain-every',
 ]);
 
 export interface Parsed {
@@ -196,6 +198,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
           task: p.options.get('task'),
           version: p.options.get('version') ?? '1',
           quantize: p.options.get('quantize'),
+          owner: p.options.get('owner'),
+          retrainEvery: p.options.get('retrain-every'),
           out: p.options.get('out') ?? join('models', modelName),
         },
         p.json ? undefined : (line) => io.out(`  ${line}`),
@@ -234,15 +238,28 @@ export async function run(argv: string[], io: Io): Promise<number> {
       return 0;
     }
     case 'models': {
-      const a = await call<{ models: { name: string; version: string; task: string; description: string; versions?: { version: string }[] }[] }>(
-        'GET',
-        '/v1/models',
-      );
-      // version: the default one (what serves with no routing table); registry: every version pushed, oldest first.
+      const a = await call<{
+        models: {
+          name: string;
+          version: string;
+          task: string;
+          description: string;
+          versions?: { version: string }[];
+          ownership?: { owner: string | null; retrain_every: string | null; age_days: number | null; stale: boolean | null } | null;
+        }[];
+      }>('GET', '/v1/models');
+      // version: the default one (what serves with no routing table); registry: every version pushed, oldest first;
+      // retrain: the model's age against its cadence, and its owner.
+      const retrain = (o: (typeof a.models)[number]['ownership']) =>
+        !o
+          ? ''
+          : [o.stale ? `STALE (${o.age_days} d, every ${o.retrain_every})` : o.age_days !== null ? `${o.age_days} d of ${o.retrain_every}` : '', o.owner ?? '']
+              .filter(Boolean)
+              .join(', ');
       print(a, () =>
         grid(
-          ['model', 'version', 'task', 'registry', 'description'],
-          a.models.map((m) => [m.name, m.version, m.task, (m.versions ?? []).map((v) => v.version).join(', '), m.description]),
+          ['model', 'version', 'task', 'registry', 'description', 'retrain'],
+          a.models.map((m) => [m.name, m.version, m.task, (m.versions ?? []).map((v) => v.version).join(', '), m.description, retrain(m.ownership)]),
         ),
       );
       return 0;

@@ -55,7 +55,7 @@ export type {
   CategoricalListFeature,
   ArtifactSpec,
 } from './manifest.ts';
-export { encodingInterface, seasonalFeatures, MODEL_TASKS } from './manifest.ts';
+export { cadenceDays, encodingInterface, seasonalFeatures, staleness, MODEL_TASKS } from './manifest.ts';
 export { checkManifest, MAX_VOCABULARY } from './manifest-check.ts';
 export {
   createBatcher,

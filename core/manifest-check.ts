@@ -6,7 +6,7 @@
  * against a manifest that cannot encode it. The first problem is a ValidationError naming the
  * field as `features[2].range`.
  */
-import { MODEL_TASKS, type FeatureSpec, type ModelManifest, type TensorDType, type TensorSpec } from './manifest.ts';
+import { cadenceDays, MODEL_TASKS, type FeatureSpec, type ModelManifest, type TensorDType, type TensorSpec } from './manifest.ts';
 import { ValidationError } from './validate.ts';
 
 const DTYPES: readonly TensorDType[] = ['float32', 'int64', 'int32', 'uint8', 'int8'];
@@ -211,6 +211,33 @@ export function checkManifest(value: unknown, expect: { name: string; version: s
     };
   });
   const serving = k.object(m.serving ?? {}, 'serving');
+  let ownership: ModelManifest['ownership'];
+  if (m.ownership !== undefined) {
+    const o = k.object(m.ownership, 'ownership');
+    ownership = {};
+    if (o.owner !== undefined) {
+      const owner = k.string(o.owner, 'ownership.owner', 200);
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this refuses
+      if (/[\u0000-\u001f\u007f]/.test(owner)) k.fail('ownership.owner', 'must not hold control characters');
+      ownership.owner = owner;
+    }
+    if (o.trained !== undefined) {
+      const t = k.array(o.trained, 'ownership.trained', { min: 2, max: 2 }).map((d, i) => {
+        if (typeof d !== 'string' || !/^\d{4}-\d\d-\d\d/.test(d) || !Number.isFinite(Date.parse(d))) k.fail(`ownership.trained[${i}]`, 'must be an ISO date');
+        return d as string;
+      });
+      if (Date.parse(t[0]) > Date.parse(t[1])) k.fail('ownership.trained', `is empty: ${t[0]} is after ${t[1]}`);
+      ownership.trained = [t[0], t[1]];
+    }
+    if (o.retrain_every !== undefined) {
+      if (typeof o.retrain_every !== 'string' || cadenceDays(o.retrain_every) === undefined)
+        k.fail(
+          'ownership.retrain_every',
+          `must be an ISO 8601 duration of days, weeks, months or years (P30D, P6W, P3M, P1Y), got ${JSON.stringify(o.retrain_every)?.slice(0, 40)}`,
+        );
+      ownership.retrain_every = o.retrain_every;
+    }
+  }
   return {
     ...(m as object),
     name: expect.name,
@@ -224,6 +251,7 @@ export function checkManifest(value: unknown, expect: { name: string; version: s
     sketchedOutputs,
     ...(parameters ? { parameters } : {}),
     serve: k.oneOf(m.serve ?? 'float32', 'serve', ['int8', 'float32'] as const),
+    ...(ownership ? { ownership } : {}),
     serving: {
       defaultLatencyBudgetMs: k.number(serving.defaultLatencyBudgetMs ?? 50, 'serving.defaultLatencyBudgetMs', { min: 1, max: 60_000 }),
       maxBatch: k.number(serving.maxBatch ?? 64, 'serving.maxBatch', { min: 1, max: 4096, integer: true }),

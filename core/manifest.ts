@@ -97,6 +97,29 @@ export interface ModelManifest {
   golden?: ArtifactSpec & { rows: number; tolerance: Record<string, number> };
   replay?: ArtifactSpec & { rows: number; period: [string, string] };
   serving: { defaultLatencyBudgetMs: number; maxBatch: number };
+  /** Who owns the model, the period its training data covers, and how often it should be retrained (ISO 8601 duration: P30D, P6W, P3M, P1Y). */
+  ownership?: { owner?: string; trained?: [string, string]; retrain_every?: string };
+}
+
+/** Days in a retrain cadence (`P<n>D`, `P<n>W`, `P<n>M` as 30 days, `P<n>Y` as 365), or undefined when it is not one. */
+export function cadenceDays(s: string): number | undefined {
+  const m = /^P([1-9]\d{0,3})([DWMY])$/.exec(s);
+  if (!m) return undefined;
+  return Number(m[1]) * { D: 1, W: 7, M: 30, Y: 365 }[m[2] as 'D' | 'W' | 'M' | 'Y'];
+}
+
+/**
+ * A model's age against its retrain cadence: days since the end of the period it was trained on
+ * (else since `since`, when its version was pushed), when the next training is due, and whether
+ * that is past. Undefined without a cadence.
+ */
+export function staleness(m: Pick<ModelManifest, 'ownership'>, since: string, now: number): { age_days: number; due_at: string; stale: boolean } | undefined {
+  const days = m.ownership?.retrain_every ? cadenceDays(m.ownership.retrain_every) : undefined;
+  if (days === undefined) return undefined;
+  const from = Date.parse(m.ownership?.trained?.[1] ?? since);
+  if (!Number.isFinite(from)) return undefined;
+  const due = from + days * 86_400_000;
+  return { age_days: Math.floor((now - from) / 86_400_000), due_at: new Date(due).toISOString(), stale: now > due };
 }
 
 /** The names of the manifest's calendar features (`seasonal`), which drift is judged on by range only. */

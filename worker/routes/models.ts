@@ -3,6 +3,7 @@
  * operators what this isolate's engine, batcher, cache, fallback and shadows are doing.
  */
 import { Hono, type Context } from 'hono';
+import { staleness } from '../../core/index.ts';
 import { runtimeOf, type AppEnv } from '../http/context.ts';
 import { model, operatorAuth } from '../http/middleware.ts';
 import { answer, bearer, document, documentedApp, ModelParams, operatorErrors } from '../http/openapi.ts';
@@ -33,6 +34,29 @@ const versionsOf = (c: Context<AppEnv>, name: string) =>
       quality: r.quality?.metrics ?? null,
     }));
 
+/**
+ * Who owns a model and how old it is against its retrain cadence: the manifest's ownership of
+ * the version serving everyone (the routing table's stable one as this isolate knows it, else the
+ * default), its age since the end of its training period (else since its push), when retraining
+ * is due and whether that is past. Null when the manifest names no owner or cadence.
+ */
+const ownershipOf = (c: Context<AppEnv>, name: string) => {
+  const r = runtimeOf(c);
+  const stable = r.routing.get(name)?.table.stable ?? r.engines.get(name)?.manifest.version;
+  const e = stable === undefined ? undefined : r.versions.get(name)?.get(stable);
+  const rec = stable === undefined ? undefined : r.records.get(name)?.get(stable);
+  if (!e || !rec || !e.manifest.ownership) return null;
+  const o = e.manifest.ownership;
+  return {
+    version: stable,
+    owner: o.owner ?? null,
+    trained: o.trained ?? null,
+    retrain_every: o.retrain_every ?? null,
+    pushed_at: rec.pushed_at,
+    ...(staleness(e.manifest, rec.pushed_at, Date.now()) ?? { age_days: null, due_at: null, stale: null }),
+  };
+};
+
 models.get('/v1/models', (c) =>
   c.json({
     models: [...runtimeOf(c).engines.values()].map((e) => ({
@@ -42,6 +66,7 @@ models.get('/v1/models', (c) =>
       description: e.manifest.description,
       task: e.manifest.task,
       versions: versionsOf(c, e.manifest.name),
+      ownership: ownershipOf(c, e.manifest.name),
     })),
   }),
 );
@@ -63,6 +88,7 @@ models.get('/v1/models/:name', (c) => {
     quality: m.quality ?? null,
     serving: m.serving,
     versions: versionsOf(c, m.name),
+    ownership: ownershipOf(c, m.name),
   });
 });
 

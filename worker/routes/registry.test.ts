@@ -273,6 +273,34 @@ describe('pushing a version', () => {
   });
 });
 
+describe('ownership', () => {
+  it("shows each model's owner and its age against its retrain cadence; a cadence that is not one is refused by name", async () => {
+    const app = newApp();
+    const files = flightFiles('owned', '1');
+    const m = JSON.parse(new TextDecoder().decode(files['manifest.json']));
+    m.ownership = { owner: 'ml-team@example.com', trained: ['2024-01-01', '2024-06-30'], retrain_every: 'P30D' };
+    files['manifest.json'] = utf8(m);
+    const bad = flightFiles('owned', '1');
+    bad['manifest.json'] = utf8({ ...m, ownership: { retrain_every: 'monthly' } });
+    const refused = await push(app, 'owned', '1', bad);
+    expect([refused.status, refused.json.error.field]).toEqual([422, 'ownership.retrain_every']);
+    expect((await push(app, 'owned', '1', files)).status).toBe(201);
+    const card = await app.request('GET', '/v1/models/owned');
+    expect(card.json.ownership).toMatchObject({
+      version: '1',
+      owner: 'ml-team@example.com',
+      retrain_every: 'P30D',
+      due_at: '2024-07-30T00:00:00.000Z',
+      stale: true,
+    });
+    expect(card.json.ownership.age_days).toBeGreaterThan(100);
+    const list = await app.request('GET', '/v1/models');
+    expect(list.json.models.find((x: { name: string }) => x.name === 'owned').ownership.stale).toBe(true);
+    expect(list.json.models.find((x: { name: string }) => x.name === 'flight-delay').ownership).toBeNull();
+    await app.settled();
+  });
+});
+
 describe('routing across pushed versions', () => {
   it('a pushed version serves as a canary once routed; one that encodes requests differently is refused by the routing table', async () => {
     const app = newApp();
