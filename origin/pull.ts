@@ -8,7 +8,8 @@
  */
 import { createHash } from 'node:crypto';
 
-interface Record_ {
+/** The edge's answer for one version: its commit record's files and its manifest. */
+interface VersionAnswer {
   files: Record<string, { sha256: string; bytes: number }>;
   manifest: { serve?: string } & Record<string, unknown>;
 }
@@ -48,7 +49,7 @@ export async function pullRegistry({
       const id = `${m.name}/${version}`;
       if (held.has(id)) continue;
       const base = `/v1/models/${encodeURIComponent(m.name)}/versions/${encodeURIComponent(version)}`;
-      const rec = (await (await get(base)).json()) as Record_;
+      const rec = (await (await get(base)).json()) as VersionAnswer;
       const file = async (f: string) => {
         const bytes = new Uint8Array(await (await get(`${base}/files/${f}`)).arrayBuffer());
         const sha = createHash('sha256').update(bytes).digest('hex');

@@ -46,6 +46,11 @@ function json(file: VersionFile, bytes: Uint8Array): unknown {
   }
 }
 
+/** A pushed manifest.json, parsed and checked (core's checkManifest) as the version `name`/`version`. */
+export function checkedManifest(name: string, version: string, bytes: Uint8Array): ModelManifest {
+  return checkManifest(json('manifest.json', bytes), { name, version });
+}
+
 type GoldenRow = { features: Record<string, unknown>; expected: Record<string, Record<string, unknown>> };
 
 /** The ONNX element type names onnxruntime reports, for the manifest's dtypes. */
@@ -60,7 +65,7 @@ export async function checkVersion(
   for (const f of REQUIRED_FILES)
     if (!files[f]) refuse(f, 'is missing (a version needs model.onnx, manifest.json, baseline.dwsm and golden.json)', 400, 'missing_file');
 
-  const manifest = checkManifest(json('manifest.json', files['manifest.json']!), { name, version });
+  const manifest = checkedManifest(name, version, files['manifest.json']!);
 
   let profile: ReturnType<typeof decodeSummary>;
   try {

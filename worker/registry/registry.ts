@@ -106,13 +106,7 @@ export class Registry {
 
   /** Every committed version, by model, oldest push first. */
   async catalog(): Promise<Map<string, VersionRecord[]>> {
-    const listed: { key: string; etag?: string }[] = [];
-    let cursor: string | undefined;
-    do {
-      const page = await this.bucket.list({ cursor });
-      for (const o of page.objects) if (o.key.endsWith(`/${RECORD}`) && o.key.split('/').length === 3) listed.push(o);
-      cursor = page.truncated ? page.cursor : undefined;
-    } while (cursor);
+    const listed = await this.#listRecords('');
     // A commit record never changes while it exists: only records not read yet (a new key, or a
     // key deleted and committed again, which has a new etag) cost a read.
     const records = await Promise.all(
@@ -141,15 +135,21 @@ export class Registry {
   /** The committed versions of one model, oldest push first (the first is its default). */
   async versionsOf(model: string): Promise<VersionRecord[]> {
     if (!MODEL_NAME.test(model)) return [];
-    const keys: string[] = [];
+    const listed = await this.#listRecords(`${model}/`);
+    const records = (await Promise.all(listed.map((o) => this.#readRecord(o.key)))).filter((r): r is VersionRecord => r !== undefined);
+    return records.sort(byPush);
+  }
+
+  /** The commit records' keys (and etags) under `prefix`, every page of the listing. */
+  async #listRecords(prefix: string): Promise<{ key: string; etag?: string }[]> {
+    const out: { key: string; etag?: string }[] = [];
     let cursor: string | undefined;
     do {
-      const page = await this.bucket.list({ prefix: `${model}/`, cursor });
-      for (const o of page.objects) if (o.key.endsWith(`/${RECORD}`) && o.key.split('/').length === 3) keys.push(o.key);
+      const page = await this.bucket.list({ prefix, cursor });
+      for (const o of page.objects) if (o.key.endsWith(`/${RECORD}`) && o.key.split('/').length === 3) out.push(o);
       cursor = page.truncated ? page.cursor : undefined;
     } while (cursor);
-    const records = (await Promise.all(keys.map((k) => this.#readRecord(k)))).filter((r): r is VersionRecord => r !== undefined);
-    return records.sort(byPush);
+    return out;
   }
 
   /** The commit record of one version, or undefined. */

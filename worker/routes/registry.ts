@@ -18,14 +18,14 @@
  */
 import { bodyLimit } from 'hono/body-limit';
 import { createMiddleware } from 'hono/factory';
-import { checkManifest, ValidationError } from '../../core/index.ts';
+import { ValidationError } from '../../core/index.ts';
 import { edgeConfig } from '../config.ts';
 import { runtimeOf, type AppEnv } from '../http/context.ts';
 import { errorJson } from '../http/errors.ts';
 import { operatorAuth } from '../http/middleware.ts';
 import { changeReason } from '../http/request.ts';
 import { answer, bearer, document, documentedApp, operatorErrors, z } from '../http/openapi.ts';
-import { checkVersion } from '../registry/check.ts';
+import { checkedManifest, checkVersion } from '../registry/check.ts';
 import { checkNames, VERSION_FILES, type VersionFile } from '../registry/registry.ts';
 import { backgroundOf } from '../serving/background.ts';
 
@@ -82,16 +82,6 @@ const pushLimit = createMiddleware<AppEnv>(async (c, next) => {
 
 const utf8 = new TextEncoder();
 
-function normalizedManifest(name: string, version: string, raw: Uint8Array) {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(new TextDecoder().decode(raw));
-  } catch (e) {
-    throw new ValidationError(`manifest.json: is not JSON (${e instanceof Error ? e.message : e})`, 'manifest.json', 422, 'invalid_version');
-  }
-  return checkManifest(parsed, { name, version });
-}
-
 registry.put('/v1/models/:name/versions/:version', operatorAuth(), pushLimit, async (c) => {
   const name = c.req.param('name');
   const version = c.req.param('version');
@@ -132,7 +122,7 @@ registry.put('/v1/models/:name/versions/:version', operatorAuth(), pushLimit, as
   const report = existing ? undefined : await checkVersion(name, version, files, c.var.edge.options.createSession);
   // The registry keeps the checked manifest (defaults filled in), so a re-push is compared in that form.
   const raw = files['manifest.json'];
-  const manifest = report?.manifest ?? (raw ? normalizedManifest(name, version, raw) : undefined);
+  const manifest = report?.manifest ?? (raw ? checkedManifest(name, version, raw) : undefined);
   if (manifest) files['manifest.json'] = utf8.encode(JSON.stringify(manifest, null, 1));
   const { record, created } = await r.registry.commit(name, version, files, manifest ?? (await r.registry.manifest(existing!)));
   if (created && c.env.ROUTING)

@@ -90,8 +90,11 @@ export class Edge {
         const waiters = this.#idleWaiters;
         this.#idleWaiters = [];
         for (const w of waiters) w();
-        // A request may have loaded a session: keep the loaded artifacts within MODEL_CACHE_BYTES.
-        if (this.#runtime && env) background(this.evict(env).catch((err) => console.error('evicting sessions failed', err)));
+        // A request may have loaded a session: keep the loaded artifacts within MODEL_CACHE_BYTES
+        // (checked here, so a request under budget schedules nothing).
+        const r = this.#runtime;
+        if (r && env && this.#loadedBytes(r) > r.config.modelCacheBytes)
+          background(this.evict(env).catch((err) => console.error('evicting sessions failed', err)));
       }
     }
     // Without bindings (app.request with no env) there is no runtime to warm.
