@@ -84,6 +84,19 @@ function browserSummary(manifest: ModelManifest, source: string, rows = 8, seque
 }
 
 describe('GET /v1/models/{name}/artifact', () => {
+  it('describes a version of the registry by ?version=; an unknown or hostile one is a 404 naming the version', async () => {
+    const { get } = setup();
+    const pinned = await get('/v1/models/flight-delay/artifact?version=1-float32');
+    expect(pinned.status).toBe(200);
+    const d = (await pinned.json()) as Descriptor & { version: string };
+    expect([d.version, d.artifact.sha256]).toEqual(['1-float32', DEFAULTS['flight-delay'].manifest.artifacts.float32.sha256]);
+    for (const v of ['9', '__proto__', 'constructor', '%00']) {
+      const res = await get(`/v1/models/flight-delay/artifact?version=${v}`);
+      expect(res.status, v).toBe(404);
+      expect(((await res.json()) as { error: { code: string; field: string } }).error).toMatchObject({ code: 'version_not_found', field: 'version' });
+    }
+  });
+
   it('describes the served artifact, whose bytes match the manifest sha256, with golden rows and a token', async () => {
     const { get } = setup();
     const res = await get('/v1/models/movielens-topk/artifact');
