@@ -95,3 +95,20 @@ export type {
   VersionsAnswer,
   VersionSummary,
 } from './contracts.ts';
+export {
+  analyzeStage,
+  DEFAULT_PLAN,
+  DEFAULT_THRESHOLDS,
+  parseDurationMs,
+  rollbackTable,
+  rolloutPlanToJSON,
+  stageTable,
+  validateRolloutPlan,
+  type CheckStatus,
+  type RolloutCheck,
+  type RolloutPlan,
+  type RolloutStage,
+  type RolloutThresholds,
+  type StageAnalysis,
+  type StageEvidence,
+} from './rollout.ts';
