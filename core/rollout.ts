@@ -128,7 +128,8 @@ export function validateRolloutPlan(value: unknown): RolloutPlan {
   else {
     if (!Array.isArray(plan.steps) || plan.steps.length > 20) throw new ValidationError('steps must be an array of at most 20 steps', 'steps');
     let last = 0;
-    plan.steps.forEach((raw, i) => {
+    const steps: unknown[] = plan.steps;
+    steps.forEach((raw, i) => {
       const f = `steps[${i}]`;
       const s = obj(raw, f);
       only(s, f, ['share', 'min_rows', 'min_duration']);
@@ -136,7 +137,7 @@ export function validateRolloutPlan(value: unknown): RolloutPlan {
       if (share <= last) throw new ValidationError(`${f}.share must be larger than the step before (${last}), got ${share}`, `${f}.share`);
       last = share;
       if (share === 1) {
-        if (i !== plan.steps.length - 1) throw new ValidationError(`${f}.share 1 is the promotion; it can only be the last step`, `${f}.share`);
+        if (i !== steps.length - 1) throw new ValidationError(`${f}.share 1 is the promotion; it can only be the last step`, `${f}.share`);
         return;
       }
       stages.push({

@@ -51,10 +51,11 @@ export { aggregatorConfig, ALERT_HYSTERESIS, ALERT_MIN_SOURCES, DAY_MS, HOUR_MS,
 
 /**
  * The models an aggregator judges, by name: each one's manifest (features, which are seasonal) and
- * its training baseline (an encoded summary), or undefined for a name no model has. The worker's
+ * its training baseline (an encoded summary), or undefined for a name no model has: of `version`
+ * when given (the version last promoted), else of the model's default version. The worker's
  * entry reads them from the registry (registry/models.ts).
  */
-export type AggregatorModels = (name: string) => Promise<{ manifest: ModelManifest; baseline: Uint8Array } | undefined>;
+export type AggregatorModels = (name: string, version?: string) => Promise<{ manifest: ModelManifest; baseline: Uint8Array } | undefined>;
 /**
  * Largest bucket kept: a Durable Object's SQLite row holds at most 2 MB. A fold that would grow
  * a bucket past this keeps the summaries that fit and drops (and counts) the rest.
@@ -451,7 +452,7 @@ export class DriftAggregator extends DurableObject<Env> {
   async evaluate(now: number): Promise<number> {
     // The one await, first: from here on the evaluation runs without yielding to other calls.
     const model = this.#meta('model');
-    const bundled = model ? await this.#models(model) : undefined;
+    const bundled = model ? await this.#reference(model) : undefined;
     if (!bundled) return 0;
     this.#fold();
     const { windowMs: W, minRows, hysteresis, graceMs, minSources } = this.config;
@@ -738,9 +739,55 @@ export class DriftAggregator extends DurableObject<Env> {
   async baseline(model: string): Promise<{ bytes: Uint8Array; training: boolean }> {
     const stored = this.#meta('baseline');
     if (stored) return { bytes: base64ToBytes(stored), training: false };
-    const bundled = await this.#models(model);
+    const bundled = await this.#reference(model);
     if (!bundled) throw new Error(`no model "${model}" is served`);
     return { bytes: bundled.baseline, training: true };
+  }
+
+  /** The model's manifest and training baseline in force: the version last promoted's, else the default version's. */
+  async #reference(model: string): Promise<Awaited<ReturnType<AggregatorModels>>> {
+    const promoted = this.#meta('reference_version');
+    return (promoted ? await this.#models(model, promoted) : undefined) ?? (await this.#models(model));
+  }
+
+  /**
+   * A promoted version's training baseline becomes the reference for drift: windows evaluated from
+   * here on are judged against it (those already evaluated keep their verdicts and alerts), an
+   * operator's re-baseline window is dropped (it described the old version's traffic) and streaks
+   * restart. Idempotent: promoting the version in force again changes nothing.
+   */
+  async promote(version: string): Promise<{ changed: boolean }> {
+    if (this.#meta('reference_version') === version) return { changed: false };
+    this.ctx.storage.transactionSync(() => {
+      this.#setMeta('reference_version', version);
+      this.ctx.storage.sql.exec(`DELETE FROM meta WHERE key = 'baseline'`);
+      this.ctx.storage.sql.exec(`DELETE FROM streaks`);
+    });
+    return { changed: true };
+  }
+
+  /**
+   * What a rollout stage is judged on (worker/routing-store.ts): the data clock (the newest window
+   * end received, ms; null before any data), each of `versions`' merged profile of the buckets
+   * from `from` on (null: none yet), and the input features and outputs with an open drift alert
+   * per version.
+   */
+  async evidence(
+    from: number | null,
+    versions: string[],
+  ): Promise<{ clock: number | null; profiles: Record<string, Uint8Array | null>; alerts: Record<string, string[]> }> {
+    this.#fold();
+    const max = Number(this.#meta('max_end') ?? Number.NaN);
+    const profiles: Record<string, Uint8Array | null> = {};
+    const alerts: Record<string, string[]> = {};
+    for (const v of versions.slice(0, 8)) {
+      profiles[v] = from === null ? null : await this.window(from, Number.MAX_SAFE_INTEGER, v);
+      alerts[v] = this.ctx.storage.sql
+        .exec(`SELECT feature FROM alerts WHERE model_version = ? AND resolved_at IS NULL`, v)
+        .toArray()
+        .map((r) => r.feature as string);
+    }
+    return { clock: Number.isFinite(max) ? max : null, profiles, alerts };
   }
 
   /** The merged profile of [from, to) per version. */

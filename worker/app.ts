@@ -5,7 +5,7 @@
  * - routes/oip.ts: the Open Inference Protocol (KServe v2) that Triton, KServe and MLServer speak;
  * - routes/predict.ts: the friendlier named-feature route;
  * - routes/models.ts: the model list and each model's card, and operators' per-isolate stats;
- * - routes/routing.ts, drift.ts, versions.ts: operators' canary/shadow tables, drift and alerts,
+ * - routes/routing.ts, rollouts.ts, drift.ts, versions.ts: operators' canary/shadow tables, rollouts, drift and alerts,
  *   versions side by side;
  * - routes/browser.ts: artifacts and telemetry for the browser runtime (serving/browser-telemetry.ts
  *   judges and merges the summaries).
@@ -33,6 +33,7 @@ import { models, stats } from './routes/models.ts';
 import { oip } from './routes/oip.ts';
 import { predict } from './routes/predict.ts';
 import { registry } from './routes/registry.ts';
+import { rollouts } from './routes/rollouts.ts';
 import { routing } from './routes/routing.ts';
 import { versions } from './routes/versions.ts';
 import { backgroundOf } from './serving/background.ts';
@@ -118,6 +119,7 @@ export function createApp(options: AppOptions) {
   app.route('/', predict);
   app.route('/', browserRoutes());
   app.route('/', routing);
+  app.route('/', rollouts);
   app.route('/', drift);
   app.route('/', versions);
   app.route('/', stats);

@@ -40,6 +40,14 @@ describe('GET /openapi.json', () => {
         'PUT /v1/models/{name}/routing',
         'PUT /v1/models/{name}/versions/{version}',
         'DELETE /v1/models/{name}/versions/{version}',
+        'POST /v1/models/{name}/rollouts',
+        'GET /v1/models/{name}/rollouts',
+        'GET /v1/models/{name}/rollouts/{id}',
+        'POST /v1/models/{name}/rollouts/{id}/pause',
+        'POST /v1/models/{name}/rollouts/{id}/resume',
+        'POST /v1/models/{name}/rollouts/{id}/abort',
+        'POST /v1/models/{name}/rollouts/{id}/promote',
+        'POST /v1/models/{name}/rollback',
       ].sort(),
     );
     const drift = doc.paths['/v1/models/{name}/drift'].get;

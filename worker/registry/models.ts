@@ -1,7 +1,8 @@
 /**
- * What the drift aggregator judges a model by, read from the registry: its default (first pushed)
- * version's manifest and training baseline. Cached per object for a minute, so an evaluation
- * reads the registry at most once a minute, and a model pushed meanwhile is known within one.
+ * What the drift aggregator judges a model by, read from the registry: a version's manifest and
+ * training baseline (the version last promoted; else the default, first pushed, one). Cached per
+ * object for a minute, so an evaluation reads the registry at most once a minute, and a model
+ * pushed meanwhile is known within one.
  */
 import type { AggregatorModels } from '../aggregator.ts';
 import { memoryBucket, Registry, type Bucket, type SeedVersion } from './registry.ts';
@@ -13,14 +14,16 @@ export function registryModels(bucket: Bucket | undefined, seed: readonly SeedVe
   const registry = new Registry(bucket ?? memoryBucket());
   const cache = new Map<string, { until: number; value: Awaited<ReturnType<AggregatorModels>> }>();
   let seeded: Promise<unknown> | undefined;
-  return async (name) => {
-    const hit = cache.get(name);
+  return async (name, version) => {
+    const key = `${name}\u0000${version ?? ''}`;
+    const hit = cache.get(key);
     if (hit && hit.until > Date.now()) return hit.value;
     seeded ??= registry.seed(seed).catch((err) => console.error('registry: seeding failed', err));
     await seeded;
-    const first = (await registry.versionsOf(name))[0];
+    const all = await registry.versionsOf(name);
+    const first = version === undefined ? all[0] : all.find((r) => r.version === version);
     const value = first ? { manifest: await registry.manifest(first), baseline: (await registry.file(first, 'baseline.dwsm')) ?? new Uint8Array() } : undefined;
-    cache.set(name, { until: Date.now() + (value ? TTL_MS : 5000), value });
+    cache.set(key, { until: Date.now() + (value ? TTL_MS : 5000), value });
     return value;
   };
 }

@@ -3,7 +3,8 @@
  * table lives in the model's RoutingStore (a Durable Object); this isolate uses a new one at
  * once, others within 5 s.
  */
-import { encodingInterface, validateRoutingTable, ValidationError } from '../../core/index.ts';
+import { encodingInterface, validateRoutingTable, ValidationError, type RoutingTable } from '../../core/index.ts';
+import type { AppContext } from '../http/context.ts';
 import { runtimeOf } from '../http/context.ts';
 import { model, operatorAuth } from '../http/middleware.ts';
 import { answer, bearer, document, documentedApp, ModelParams, operatorErrors, RoutingTableSchema, z } from '../http/openapi.ts';
@@ -59,8 +60,25 @@ routing.put('/v1/models/:name/routing', operatorAuth(), model, limit, async (c) 
   const e = c.var.engine;
   const versions = [...runtimeOf(c).versions.get(e.manifest.name)!.keys()];
   const table = validateRoutingTable(await body(c), versions);
-  // Requests are encoded by the default version's manifest: every version that serves or shadows
-  // them must take the same tensors for them (a new vocabulary or feature set is a model of its own).
+  compatible(c, table);
+  if (!c.env.ROUTING) throw new ValidationError('no routing store is bound (ROUTING)', 'ROUTING', 404, 'routing_unavailable');
+  const { updatedAt } = await c.env.ROUTING.get(c.env.ROUTING.idFromName(e.manifest.name)).putTable(table, {
+    who: c.var.operator,
+    why: changeReason(c),
+    model: e.manifest.name,
+  });
+  // This isolate uses it at once (and warms the versions it names); others within 5 s.
+  c.var.edge.remember(backgroundOf(c), runtimeOf(c), e.manifest.name, table);
+  return c.json({ model: e.manifest.name, table, updated_at: updatedAt });
+});
+
+/**
+ * Requests are encoded by the default version's manifest: every version a table serves or shadows
+ * must take the same tensors for them (a new vocabulary or feature set is a model of its own).
+ * Throws a 422 naming the table's field otherwise.
+ */
+export function compatible(c: AppContext, table: RoutingTable): void {
+  const e = c.var.engine;
   const byVersion = runtimeOf(c).versions.get(e.manifest.name)!;
   const want = encodingInterface(e.manifest);
   const named: [string, string][] = [
@@ -76,16 +94,7 @@ routing.put('/v1/models/:name/routing', operatorAuth(), model, limit, async (c) 
         422,
         'incompatible_version',
       );
-  if (!c.env.ROUTING) throw new ValidationError('no routing store is bound (ROUTING)', 'ROUTING', 404, 'routing_unavailable');
-  const { updatedAt } = await c.env.ROUTING.get(c.env.ROUTING.idFromName(e.manifest.name)).putTable(table, {
-    who: c.var.operator,
-    why: changeReason(c),
-    model: e.manifest.name,
-  });
-  // This isolate uses it at once (and warms the versions it names); others within 5 s.
-  c.var.edge.remember(backgroundOf(c), runtimeOf(c), e.manifest.name, table);
-  return c.json({ model: e.manifest.name, table, updated_at: updatedAt });
-});
+}
 
 routing.get('/v1/models/:name/history', operatorAuth(), model, async (c) => {
   const name = c.var.engine.manifest.name;
