@@ -11,6 +11,8 @@
  *   driftwatch drift <name> [--from] [--to] [--step] [--reference] [--version]
  *   driftwatch alerts <name>
  *   driftwatch history <name> [--limit N]
+ *   driftwatch rollout <name> [<version> [--plan <file>]] [--pause|--resume|--abort|--promote]
+ *   driftwatch rollback <name>
  *
  * Endpoint: --endpoint, else DRIFTWATCH_ENDPOINT, else http://127.0.0.1:8787. Token:
  * DRIFTWATCH_TOKEN, else OPERATOR_TOKEN in .dev.vars (what `npm start` uses). The CLI meets the
@@ -39,10 +41,15 @@ usage:
                                                     drift by window against the baseline (or a moving reference)
   driftwatch alerts <name>                          drift alerts, open and resolved
   driftwatch history <name> [--limit N]             who changed what serves, when, from what to what, and why
+  driftwatch rollout <name> <version> [--plan FILE] start a rollout: shadow, canary steps, promotion, judged on live traffic
+  driftwatch rollout <name>                         the running rollout's stage and latest analysis, and the last ones
+  driftwatch rollout <name> --pause|--resume|--abort|--promote
+                                                    take over the running rollout
+  driftwatch rollback <name>                        back to the stable the rollout began from, else the previous stable
 
 options:
   --endpoint URL   the edge (else DRIFTWATCH_ENDPOINT, else http://127.0.0.1:8787)
-  --reason TEXT    why (route, push): kept in the model's history
+  --reason TEXT    why (route, push, rollout, rollback): kept in the model's history
   --json           the API's answer as JSON, for scripts
   --help           this text
 token: DRIFTWATCH_TOKEN, else OPERATOR_TOKEN in .dev.vars
@@ -69,7 +76,10 @@ const FLAGS = new Set([
   'reason',
   'owner',
   'retrain-every',
+  'plan',
 ]);
+/** Flags that take no value. */
+const SWITCHES = new Set(['pause', 'resume', 'abort', 'promote']);
 
 export interface Parsed {
   command: string | undefined;
@@ -91,6 +101,10 @@ export function parseArgs(argv: string[]): Parsed {
     else if (a === '--help' || a === '-h') help = true;
     else if (a.startsWith('--')) {
       const [name, inline] = a.slice(2).split(/=(.*)/s, 2);
+      if (SWITCHES.has(name) && inline === undefined) {
+        options.set(name, 'true');
+        continue;
+      }
       if (!FLAGS.has(name)) throw new CliError(`unknown option --${name} (see driftwatch --help)`, 2);
       const value = inline ?? argv[++i];
       if (value === undefined || (inline === undefined && value.startsWith('--'))) throw new CliError(`--${name} needs a value`, 2);
@@ -363,11 +377,63 @@ export async function run(argv: string[], io: Io): Promise<number> {
             String(e.seq),
             e.at,
             e.who,
-            e.action === 'route' ? `route: ${table(e.from)} -> ${table(e.to)}` : `${e.action} version ${e.version}`,
+            e.action === 'push' || e.action === 'delete'
+              ? `${e.action} version ${e.version}`
+              : `${e.action === 'route' ? 'route' : `${e.action}${e.rollout ? ` (rollout ${e.rollout})` : ''}`}: ${table(e.from)} -> ${table(e.to)}`,
             e.why ?? '',
           ]),
         ),
       ]);
+      return 0;
+    }
+    case 'rollout': {
+      const n = name();
+      const version = p.args[1];
+      const actions = [...SWITCHES].filter((a) => p.options.has(a));
+      if (actions.length > 1) throw new CliError(`one of --${actions.join(', --')} at a time`, 2);
+      if (actions.length && version) throw new CliError(`--${actions[0]} takes over the running rollout; it names no version`, 2);
+      if (p.options.has('plan') && !version) throw new CliError('--plan goes with a version to roll out', 2);
+      if (version) {
+        let plan: unknown;
+        if (p.options.has('plan')) {
+          const file = p.options.get('plan')!;
+          try {
+            plan = JSON.parse(readFileSync(file, 'utf8'));
+          } catch (err) {
+            throw new CliError(`--plan ${file}: ${(err as Error).message}`, 2);
+          }
+        }
+        const a = await call<RolloutView>('POST', `/v1/models/${n}/rollouts`, { version, ...(plan === undefined ? {} : { plan }) });
+        print(a, () => rolloutLines(a));
+        return 0;
+      }
+      const list = await call<{ model: string; active: RolloutView | null; rollouts: RolloutView[] }>('GET', `/v1/models/${n}/rollouts`);
+      if (actions.length) {
+        if (!list.active) throw new CliError(`${list.model} has no running or paused rollout`);
+        const a = await call<RolloutView>('POST', `/v1/models/${n}/rollouts/${list.active.id}/${actions[0]}`);
+        print(a, () => rolloutLines(a));
+        return 0;
+      }
+      print(list, () => [
+        ...(list.active ? rolloutLines(list.active) : [`${list.model}: no rollout running`]),
+        ...(list.rollouts.some((r) => r !== list.active && r.id !== list.active?.id)
+          ? [
+              '',
+              ...grid(
+                ['rollout', 'version', 'from', 'status', 'started', 'why'],
+                list.rollouts
+                  .filter((r) => r.id !== list.active?.id)
+                  .slice(0, 10)
+                  .map((r) => [String(r.id), r.version, r.stable, r.status, r.started_at, r.reason ?? '']),
+              ),
+            ]
+          : []),
+      ]);
+      return 0;
+    }
+    case 'rollback': {
+      const a = await call<{ model: string; table: VersionsAnswer['routing']; rollout?: number }>('POST', `/v1/models/${name()}/rollback`);
+      print(a, () => [`${a.model}: rolled back${a.rollout ? ` (rollout ${a.rollout})` : ''}`, ...describeTable(a.model, a.table, undefined, null).slice(0, -1)]);
       return 0;
     }
     default:
@@ -377,7 +443,46 @@ export async function run(argv: string[], io: Io): Promise<number> {
 
 interface HistoryAnswer {
   model: string;
-  entries: { seq: number; at: string; who: string; action: 'route' | 'push' | 'delete'; from?: unknown; to?: unknown; version?: string; why?: string }[];
+  entries: { seq: number; at: string; who: string; action: string; from?: unknown; to?: unknown; version?: string; rollout?: number; why?: string }[];
+}
+
+/** A rollout as the edge shows it (worker/routes/rollouts.ts). */
+interface RolloutView {
+  id: number;
+  model: string;
+  version: string;
+  stable: string;
+  status: string;
+  stage: { index: number; kind: string; share: number };
+  stage_from: string | null;
+  started_at: string;
+  started_by: string;
+  reason?: string;
+  analysis?: {
+    verdict: string;
+    rows: { candidate: number; stable: number };
+    checks: { name: string; status: string; detail: string }[];
+  };
+  plan: { shadow: { sample_rate: number } | null; steps: { share: number }[] };
+}
+
+function rolloutLines(r: RolloutView): string[] {
+  const plan = [...(r.plan.shadow ? [`shadow ${pct(r.plan.shadow.sample_rate)}`] : []), ...r.plan.steps.map((s) => pct(s.share)), '100%'];
+  const at = r.stage.kind === 'promoted' ? plan.length - 1 : r.stage.index;
+  return [
+    `${r.model} rollout ${r.id}: version ${r.version} from stable ${r.stable}, ${r.status} (started by ${r.started_by} at ${r.started_at})`,
+    `  plan: ${plan.map((x, i) => (i === at ? `[${x}]` : x)).join(' -> ')}`,
+    ...(r.reason ? [`  ${r.reason}`] : []),
+    ...(r.analysis
+      ? [
+          `  latest analysis: ${r.analysis.verdict} (${r.analysis.rows.candidate} rows of the candidate, ${r.analysis.rows.stable} of stable)`,
+          ...grid(
+            ['check', 'status', 'evidence'],
+            r.analysis.checks.map((c) => [c.name, c.status, c.detail]),
+          ).map((l) => `  ${l}`),
+        ]
+      : []),
+  ];
 }
 
 interface PushAnswer {

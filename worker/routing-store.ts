@@ -378,8 +378,10 @@ export class RoutingStore extends DurableObject<Env> {
     if (!agg) return;
     const stable = r.base.stable;
     const ev = await agg.evidence(r.stageFrom, [stable, r.candidate]);
-    // Evidence starts at the next whole minute of the data clock (buckets are minutes): rows of the table before are not counted.
-    const startOf = (clock: number | null) => Math.ceil((clock ?? Date.now()) / MINUTE_MS) * MINUTE_MS;
+    // Evidence starts at the first whole minute after the data clock (buckets are minutes; the
+    // clock is the end of the newest window received, and the edge's open windows lag behind it):
+    // rows served under the table before are not counted.
+    const startOf = (clock: number | null) => (Math.floor((clock ?? Date.now()) / MINUTE_MS) + 1) * MINUTE_MS;
     if (r.stageFrom === null) {
       await this.ctx.storage.transaction(async (txn) => {
         const now = await txn.get<Rollout>(rkey(r.id));

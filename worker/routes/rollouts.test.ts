@@ -70,7 +70,7 @@ describe('rollouts', () => {
   it('refuses what it cannot run, naming the field', async () => {
     const { call, push } = setup();
     await push('2');
-    const post = (b: unknown, h = OP) => call('POST', '/v1/models/flight-delay/rollouts', b, h);
+    const post = (b: unknown, h: Record<string, string> = OP) => call('POST', '/v1/models/flight-delay/rollouts', b, h);
     expect((await post({ version: '2' }, {})).status).toBe(401);
     const cases: [unknown, number, string][] = [
       [{ version: '9' }, 422, 'version'],
@@ -102,7 +102,7 @@ describe('rollouts', () => {
 
     expect(await tick()).toBe(true); // the stage's evidence starts at the data clock's next minute
     const from = Date.parse((await call('GET', '/v1/models/flight-delay/rollouts/1', undefined, OP)).json.stage_from);
-    expect(from).toBe(T0 + MIN);
+    expect(from).toBe(T0 + 2 * MIN);
     await minute('1', from, 400);
     await minute('2', from, 100);
     await tick();
@@ -119,7 +119,7 @@ describe('rollouts', () => {
     // The next step counts only its own minutes.
     await tick();
     expect((await call('GET', '/v1/models/flight-delay/rollouts/1', undefined, OP)).json.analysis.rows.candidate).toBe(0);
-    for (const m of [2, 3]) {
+    for (const m of [3, 4]) {
       await minute('1', from + m * MIN, 200);
       await minute('2', from + m * MIN, 300);
     }
@@ -148,8 +148,8 @@ describe('rollouts', () => {
     await minute('1', T0, 300);
     await call('POST', '/v1/models/flight-delay/rollouts', { version: '2', plan: twoSteps }, OP);
     await tick();
-    await minute('1', T0 + MIN, 400, { errors: 1 });
-    await minute('2', T0 + MIN, 120, { errors: 30 });
+    await minute('1', T0 + 2 * MIN, 400, { errors: 1 });
+    await minute('2', T0 + 2 * MIN, 120, { errors: 30 });
     await tick(); // one minute of two, but failing beyond noise does not wait
     const r = (await call('GET', '/v1/models/flight-delay/rollouts/1', undefined, OP)).json;
     expect(r.status).toBe('rolled_back');
