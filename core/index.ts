@@ -112,3 +112,4 @@ export {
   type StageAnalysis,
   type StageEvidence,
 } from './rollout.ts';
+export { countRefusal, judgeRefusals, MAX_REFUSED_FIELDS, REFUSED_PREFIX, refusedCounter, refusedField, seenOf, type RefusalJudgement } from './refusals.ts';

@@ -20,6 +20,7 @@ import { CategoricalSketch } from './categorical.ts';
 import type { ModelManifest } from './manifest.ts';
 import { createProfile, encodeSummary, mergeProfiles, type Profile, type SourceKind } from './profile.ts';
 import { TDigest } from './tdigest.ts';
+import { countRefusal } from './refusals.ts';
 
 /**
  * Who answered a request: the edge engine, the cache, the fallback, nobody (error); or
@@ -62,6 +63,8 @@ export interface Shipment {
 export interface WindowProfiler {
   /** Adds one request: its rows, its latency, who served it, and optional counters to add (e.g. shadow agreement). */
   observe(manifest: ModelManifest, version: string, rows: ObservedRow[], latencyMs: number, outcome: Outcome, counters?: Record<string, number>): void;
+  /** Counts one request refused by validation, by the field at fault (core/refusals.ts), in the version's window. */
+  refused(manifest: ModelManifest, version: string, field: string): void;
   /** Closes windows that are due (by time or rows); returns how many were closed. */
   tick(): number;
   /** Closes every open window now. */
@@ -173,6 +176,9 @@ export function createWindowProfiler({
   }
 
   return {
+    refused(manifest, version, field) {
+      countRefusal(current(manifest, version).profile.counters, field);
+    },
     observe(manifest, version, rows, latencyMs, outcome, counters) {
       const o = current(manifest, version);
       const p = o.profile;

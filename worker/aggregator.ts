@@ -31,11 +31,14 @@ import {
   alertStep,
   decodeSummary,
   encodeSummary,
+  judgeRefusals,
   judgeWindow,
   mergeInto,
   mergeProfiles,
   nextStreak,
   seasonalFeatures,
+  seenOf,
+  staleness,
   SketchMergeError,
   SummaryDecodeError,
   type Alert,
@@ -55,7 +58,10 @@ export { aggregatorConfig, ALERT_HYSTERESIS, ALERT_MIN_SOURCES, DAY_MS, HOUR_MS,
  * when given (the version last promoted), else of the model's default version. The worker's
  * entry reads them from the registry (registry/models.ts).
  */
-export type AggregatorModels = (name: string, version?: string) => Promise<{ manifest: ModelManifest; baseline: Uint8Array } | undefined>;
+export type AggregatorModels = (
+  name: string,
+  version?: string,
+) => Promise<{ manifest: ModelManifest; baseline: Uint8Array; pushedAt?: string } | undefined>;
 /**
  * Largest bucket kept: a Durable Object's SQLite row holds at most 2 MB. A fold that would grow
  * a bucket past this keeps the summaries that fit and drops (and counts) the rest.
@@ -454,6 +460,7 @@ export class DriftAggregator extends DurableObject<Env> {
     const model = this.#meta('model');
     const bundled = model ? await this.#reference(model) : undefined;
     if (!bundled) return 0;
+    this.#staleCheck(bundled, now);
     this.#fold();
     const { windowMs: W, minRows, hysteresis, graceMs, minSources } = this.config;
     const sql = this.ctx.storage.sql;
@@ -514,8 +521,44 @@ export class DriftAggregator extends DurableObject<Env> {
       } else j.browserRows += p.counters.rows;
     }
     let evaluated = 0;
+    /** One more judged window of (version, key): its streak, and the alert it opens or resolves. */
+    const judgeKey = (version: string, key: string, drifted: boolean, w: number, evidence: () => Record<string, unknown>) => {
+      const st = sql.exec(`SELECT drifted, clean, since FROM streaks WHERE model_version = ? AND feature = ?`, version, key).toArray()[0] as unknown as
+        | Streak
+        | undefined;
+      const streak = nextStreak(st, drifted, w);
+      sql.exec(
+        `INSERT INTO streaks (model_version, feature, drifted, clean, since) VALUES (?, ?, ?, ?, ?) ON CONFLICT(model_version, feature) DO UPDATE SET drifted = excluded.drifted, clean = excluded.clean, since = excluded.since`,
+        version,
+        key,
+        streak.drifted,
+        streak.clean,
+        streak.since,
+      );
+      const open = sql.exec(`SELECT id FROM alerts WHERE model_version = ? AND feature = ? AND resolved_at IS NULL`, version, key).toArray()[0];
+      const step = alertStep(streak, open !== undefined, hysteresis);
+      if (step === 'open') {
+        sql.exec(`INSERT INTO alerts (model_version, feature, opened_at, since, evidence) VALUES (?, ?, ?, ?, ?)`, version, key, w + W, streak.since, JSON.stringify(evidence()));
+        this.#count('alerts_opened');
+      } else if (step === 'resolve') {
+        sql.exec(`UPDATE alerts SET resolved_at = ? WHERE id = ?`, w + W, open!.id as number);
+        this.#count('alerts_resolved');
+      }
+    };
     for (const w of [...windows.keys()].sort((a, b) => a - b)) {
       for (const [version, j] of windows.get(w)!) {
+        // Refusals (core/refusals.ts) are the edge's own count: browsers' summaries say nothing of
+        // requests the edge refused, and a counter a client sends is not evidence of anything.
+        if (j.edge && seenOf(j.edge) >= minRows) {
+          const watched = sql
+            .exec(`SELECT feature FROM streaks WHERE model_version = ? AND feature LIKE 'refused:%'`, version)
+            .toArray()
+            .map((r) => r.feature as string);
+          for (const r of judgeRefusals(j.edge, baseline, watched))
+            judgeKey(version, r.key, r.drifted, w, () => ({
+              refusal_rate: { statistic: r.rate, threshold: r.threshold, refused: r.count, seen: r.seen, reference_rate: r.referenceRate },
+            }));
+        }
         // Browser evidence counts only from enough distinct sources; below that, the window is
         // judged on the edge's own rows, and not at all when those are too few.
         const groups = () =>
@@ -530,41 +573,14 @@ export class DriftAggregator extends DurableObject<Env> {
         evaluated++;
         // A version seen only as a shadow saw the same inputs as the served one: only its outputs are its own.
         const judged = judgeWindow(baseline, p, { seasonal, shadowOnly: (p.counters.shadowRows ?? 0) >= p.counters.rows });
-        for (const [key, j] of [...judged.features, ...[...judged.outputs].map(([name, x]) => [`output:${name}`, x] as const)]) {
-          const st = sql.exec(`SELECT drifted, clean, since FROM streaks WHERE model_version = ? AND feature = ?`, version, key).toArray()[0] as unknown as
-            | Streak
-            | undefined;
-          const streak = nextStreak(st, j.drifted, w);
-          sql.exec(
-            `INSERT INTO streaks (model_version, feature, drifted, clean, since) VALUES (?, ?, ?, ?, ?) ON CONFLICT(model_version, feature) DO UPDATE SET drifted = excluded.drifted, clean = excluded.clean, since = excluded.since`,
-            version,
-            key,
-            streak.drifted,
-            streak.clean,
-            streak.since,
-          );
-          const open = sql.exec(`SELECT id FROM alerts WHERE model_version = ? AND feature = ? AND resolved_at IS NULL`, version, key).toArray()[0];
-          const step = alertStep(streak, open !== undefined, hysteresis);
-          if (step === 'open') {
-            const evidence = Object.fromEntries(
-              Object.entries(j.drift)
+        for (const [key, x] of [...judged.features, ...[...judged.outputs].map(([name, x]) => [`output:${name}`, x] as const)])
+          judgeKey(version, key, x.drifted, w, () =>
+            Object.fromEntries(
+              Object.entries(x.drift)
                 .filter(([, r]) => r?.drifted)
                 .map(([m, r]) => [m, { statistic: r!.statistic, threshold: r!.threshold }]),
-            );
-            sql.exec(
-              `INSERT INTO alerts (model_version, feature, opened_at, since, evidence) VALUES (?, ?, ?, ?, ?)`,
-              version,
-              key,
-              w + W,
-              streak.since,
-              JSON.stringify(evidence),
-            );
-            this.#count('alerts_opened');
-          } else if (step === 'resolve') {
-            sql.exec(`UPDATE alerts SET resolved_at = ? WHERE id = ?`, w + W, open!.id as number);
-            this.#count('alerts_resolved');
-          }
-        }
+            ),
+          );
       }
     }
     // Every window before `upper` is now judged (empty ones included).
@@ -744,6 +760,22 @@ export class DriftAggregator extends DurableObject<Env> {
     return { bytes: bundled.baseline, training: true };
   }
 
+  /**
+   * A `stale` alert, once per version, when the reference version is past its retrain cadence
+   * (core/manifest.ts staleness: the end of its training period, else when it was pushed, plus
+   * `retrain_every`); promoting another version resolves it.
+   */
+  #staleCheck(ref: { manifest: ModelManifest; pushedAt?: string }, now: number): void {
+    const s = staleness(ref.manifest, ref.pushedAt ?? '', now);
+    if (!s?.stale) return;
+    const sql = this.ctx.storage.sql;
+    const version = ref.manifest.version;
+    if (sql.exec(`SELECT 1 FROM alerts WHERE model_version = ? AND feature = 'stale' LIMIT 1`, version).toArray().length) return;
+    const evidence = { stale: { age_days: s.age_days, due_at: s.due_at, retrain_every: ref.manifest.ownership?.retrain_every, owner: ref.manifest.ownership?.owner ?? null } };
+    sql.exec(`INSERT INTO alerts (model_version, feature, opened_at, since, evidence) VALUES (?, 'stale', ?, ?, ?)`, version, now, Date.parse(s.due_at), JSON.stringify(evidence));
+    this.#count('alerts_opened');
+  }
+
   /** The model's manifest and training baseline in force: the version last promoted's, else the default version's. */
   async #reference(model: string): Promise<Awaited<ReturnType<AggregatorModels>>> {
     const promoted = this.#meta('reference_version');
@@ -761,6 +793,7 @@ export class DriftAggregator extends DurableObject<Env> {
     this.ctx.storage.transactionSync(() => {
       this.#setMeta('reference_version', version);
       this.ctx.storage.sql.exec(`DELETE FROM meta WHERE key = 'baseline'`);
+      this.ctx.storage.sql.exec(`UPDATE alerts SET resolved_at = ? WHERE feature = 'stale' AND resolved_at IS NULL AND model_version != ?`, Date.now(), version);
       this.ctx.storage.sql.exec(`DELETE FROM streaks`);
     });
     return { changed: true };

@@ -3,13 +3,13 @@
  * serves this caller, serve() timed for Server-Timing, and the record of what was served
  * (counts, telemetry, shadows).
  */
-import type { ModelManifest, observedFromFeeds, RoutingTable, Tensor } from '../../core/index.ts';
+import { refusedField, ValidationError, type ModelManifest, type observedFromFeeds, type RoutingTable, type Tensor } from '../../core/index.ts';
 import type { EngineRequest, ModelEngine } from '../engine/model-engine.ts';
 import { backgroundOf } from '../serving/background.ts';
 import { countServed } from '../serving/runtime.ts';
 import { serve, type Served } from '../serving/serve.ts';
 import { shadow } from '../serving/shadow.ts';
-import { telemetry } from '../serving/telemetry.ts';
+import { ship, telemetry } from '../serving/telemetry.ts';
 import { runtimeOf, type AppContext } from './context.ts';
 import { clockOf } from './request.ts';
 
@@ -66,4 +66,25 @@ export function recordServed(
   const k = clockOf(c);
   countServed(r, m.name, version);
   telemetry(r, c.env?.AGGREGATOR, backgroundOf(c), k.eventTime, m, version, observed, predictions, performance.now() - k.received, servedBy);
+}
+
+/**
+ * Counts a request refused by validation in the drift telemetry (core/refusals.ts), under the
+ * version that serves most callers (the routing table's stable one): how a field that starts
+ * arriving missing, as a string or out of range shows up. Never fails the request's answer.
+ */
+export function recordRefused(c: AppContext, m: ModelManifest, err: unknown): void {
+  if (!(err instanceof ValidationError)) return;
+  const r = runtimeOf(c);
+  if (!r.profiler) return;
+  const k = clockOf(c);
+  if (k.eventTime !== undefined) r.eventClock = k.eventTime;
+  try {
+    r.profiler.refused(m, r.routing.get(m.name)?.table.stable ?? m.version, refusedField(m, err.field));
+    r.profiler.tick();
+  } catch (e) {
+    console.error('telemetry: cannot count a refusal', e);
+    return;
+  }
+  ship(r, c.env?.AGGREGATOR, backgroundOf(c));
 }

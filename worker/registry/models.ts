@@ -22,7 +22,9 @@ export function registryModels(bucket: Bucket | undefined, seed: readonly SeedVe
     await seeded;
     const all = await registry.versionsOf(name);
     const first = version === undefined ? all[0] : all.find((r) => r.version === version);
-    const value = first ? { manifest: await registry.manifest(first), baseline: (await registry.file(first, 'baseline.dwsm')) ?? new Uint8Array() } : undefined;
+    const value = first
+      ? { manifest: await registry.manifest(first), baseline: (await registry.file(first, 'baseline.dwsm')) ?? new Uint8Array(), pushedAt: first.pushed_at }
+      : undefined;
     cache.set(key, { until: Date.now() + (value ? TTL_MS : 5000), value });
     return value;
   };

@@ -6,7 +6,7 @@
 import { Hono } from 'hono';
 import { canonicalKey, decodeV2Inputs, observedFromFeeds, V2_DATATYPE, type ModelManifest, type Tensor } from '../../core/index.ts';
 import { runtimeOf, type AppContext, type AppEnv } from '../http/context.ts';
-import { pick, recordServed, shadowAfter, timedServe } from '../http/inference.ts';
+import { pick, recordRefused, recordServed, shadowAfter, timedServe } from '../http/inference.ts';
 import { eventTime, publicApi, shed } from '../http/middleware.ts';
 import { body, clockOf, deadline, engineOf, limit } from '../http/request.ts';
 import { paramsOf, toPredictions } from '../serving/tensors.ts';
@@ -77,7 +77,13 @@ const infer = async (c: AppContext) => {
   clockOf(c).timed = true;
   const e = engineOf(c);
   const m = e.manifest;
-  const req = decodeV2Inputs(m, await body(c));
+  let req: ReturnType<typeof decodeV2Inputs>;
+  try {
+    req = decodeV2Inputs(m, await body(c));
+  } catch (err) {
+    recordRefused(c, m, err);
+    throw err;
+  }
   const { deadline: dl } = deadline(c, m);
   const { cache } = runtimeOf(c);
   const key = `v2|${m.name}@${m.version}|${canonicalKey({ i: Object.fromEntries(Object.entries(req.feeds).map(([k, t]) => [k, [t.dims, t.data]])), o: req.outputs ?? null })}`;

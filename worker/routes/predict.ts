@@ -6,7 +6,7 @@
 import { Hono } from 'hono';
 import { canonicalKey, encodeInstances } from '../../core/index.ts';
 import { runtimeOf, type AppEnv } from '../http/context.ts';
-import { pick, recordServed, shadowAfter, timedServe } from '../http/inference.ts';
+import { pick, recordRefused, recordServed, shadowAfter, timedServe } from '../http/inference.ts';
 import { eventTime, publicApi, shed } from '../http/middleware.ts';
 import { body, clockOf, deadline, engineOf, limit } from '../http/request.ts';
 import { subset, toPredictions } from '../serving/tensors.ts';
@@ -19,8 +19,15 @@ predict.post('/v1/models/:name/predict', shed, limit, eventTime, async (c) => {
   clockOf(c).timed = true;
   const e = engineOf(c);
   const m = e.manifest;
-  const raw = await body(c);
-  const enc = encodeInstances(m, raw);
+  let raw: unknown;
+  let enc: ReturnType<typeof encodeInstances>;
+  try {
+    raw = await body(c);
+    enc = encodeInstances(m, raw);
+  } catch (err) {
+    recordRefused(c, m, err);
+    throw err;
+  }
   const { deadline: dl } = deadline(c, m);
   const { cache } = runtimeOf(c);
   const instances = (raw as { instances: unknown[] }).instances;

@@ -41,7 +41,15 @@ export function telemetry(
     console.error('telemetry: cannot sketch', err);
     return;
   }
-  if (r.flushing || !aggregators || r.profiler.stats().outbox === 0) return;
+  ship(r, aggregators, background);
+}
+
+/**
+ * Ships the windows that are due to each model's DriftAggregator, in waitUntil (one flush at a
+ * time per isolate). A failed shipment stays in the outbox and goes again with the same sequence.
+ */
+export function ship(r: Runtime, aggregators: DurableObjectNamespace<DriftAggregator> | undefined, background: Background): void {
+  if (!r.profiler || r.flushing || !aggregators || r.profiler.stats().outbox === 0) return;
   r.flushing = true;
   const agg = aggregators;
   const profiler = r.profiler;
