@@ -20,7 +20,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AlertsAnswer, DriftAnswer, ErrorBodyV1, VersionsAnswer } from '../core/contracts.ts';
+import type { AlertsAnswer, DriftAnswer, ErrorBodyV1, HistoryAnswer, RolloutsAnswer, RolloutView, VersionsAnswer } from '../core/contracts.ts';
 import { CliError } from './errors.ts';
 import { importModel, readModelFolder } from './import.ts';
 
@@ -42,7 +42,7 @@ usage:
   driftwatch alerts <name>                          drift alerts, open and resolved
   driftwatch history <name> [--limit N]             who changed what serves, when, from what to what, and why
   driftwatch rollout <name> <version> [--plan FILE] start a rollout: shadow, canary steps, promotion, judged on live traffic
-  driftwatch rollout <name>                         the running rollout's stage and latest analysis, and the last ones
+  driftwatch rollout <name>                         the running (else latest) rollout's stage and analysis, and earlier ones
   driftwatch rollout <name> --pause|--resume|--abort|--promote
                                                     take over the running rollout
   driftwatch rollback <name>                        back to the stable the rollout began from, else the previous stable
@@ -407,24 +407,24 @@ export async function run(argv: string[], io: Io): Promise<number> {
         print(a, () => rolloutLines(a));
         return 0;
       }
-      const list = await call<{ model: string; active: RolloutView | null; rollouts: RolloutView[] }>('GET', `/v1/models/${n}/rollouts`);
+      const list = await call<RolloutsAnswer>('GET', `/v1/models/${n}/rollouts`);
       if (actions.length) {
         if (!list.active) throw new CliError(`${list.model} has no running or paused rollout`);
         const a = await call<RolloutView>('POST', `/v1/models/${n}/rollouts/${list.active.id}/${actions[0]}`);
         print(a, () => rolloutLines(a));
         return 0;
       }
+      // The running rollout, else the latest (why did it end?), in full; then the ones before.
+      const shown = list.active ?? list.rollouts[0];
+      const earlier = list.rollouts.filter((r) => r.id !== shown?.id).slice(0, 10);
       print(list, () => [
-        ...(list.active ? rolloutLines(list.active) : [`${list.model}: no rollout running`]),
-        ...(list.rollouts.some((r) => r !== list.active && r.id !== list.active?.id)
+        ...(shown ? rolloutLines(shown) : [`${list.model}: no rollout yet`]),
+        ...(earlier.length
           ? [
               '',
               ...grid(
                 ['rollout', 'version', 'from', 'status', 'started', 'why'],
-                list.rollouts
-                  .filter((r) => r.id !== list.active?.id)
-                  .slice(0, 10)
-                  .map((r) => [String(r.id), r.version, r.stable, r.status, r.started_at, r.reason ?? '']),
+                earlier.map((r) => [String(r.id), r.version, r.stable, r.status, r.started_at, r.reason ?? '']),
               ),
             ]
           : []),
@@ -439,31 +439,6 @@ export async function run(argv: string[], io: Io): Promise<number> {
     default:
       throw new CliError(`unknown command ${JSON.stringify(p.command)} (see driftwatch --help)`, 2);
   }
-}
-
-interface HistoryAnswer {
-  model: string;
-  entries: { seq: number; at: string; who: string; action: string; from?: unknown; to?: unknown; version?: string; rollout?: number; why?: string }[];
-}
-
-/** A rollout as the edge shows it (worker/routes/rollouts.ts). */
-interface RolloutView {
-  id: number;
-  model: string;
-  version: string;
-  stable: string;
-  status: string;
-  stage: { index: number; kind: string; share: number };
-  stage_from: string | null;
-  started_at: string;
-  started_by: string;
-  reason?: string;
-  analysis?: {
-    verdict: string;
-    rows: { candidate: number; stable: number };
-    checks: { name: string; status: string; detail: string }[];
-  };
-  plan: { shadow: { sample_rate: number } | null; steps: { share: number }[] };
 }
 
 function rolloutLines(r: RolloutView): string[] {

@@ -5,6 +5,8 @@
  * its wire). Types only: nothing here runs.
  */
 import type { ModelManifest } from './manifest.ts';
+import type { RoutingTable } from './routing.ts';
+import type { StageAnalysis } from './rollout.ts';
 import type { DriftMethod, DriftResult } from './drift.ts';
 import type { SketchDescription } from './sketch.ts';
 
@@ -100,8 +102,24 @@ export interface Alert {
   opened_at: string;
   /** End of the window that confirmed it resolved, or null while open. */
   resolved_at: string | null;
-  /** The statistics of the window that opened it. */
-  evidence: Record<string, { statistic: number; threshold: number }>;
+  /**
+   * The statistics of the window that opened it (a drift alert: by method; `refused:<field>`:
+   * refusal_rate with refused, seen and reference_rate); `stale`: age_days, due_at, retrain_every, owner.
+   */
+  evidence: Record<
+    string,
+    {
+      statistic?: number;
+      threshold?: number;
+      refused?: number;
+      seen?: number;
+      reference_rate?: number;
+      age_days?: number;
+      due_at?: string;
+      retrain_every?: string;
+      owner?: string | null;
+    }
+  >;
 }
 
 /** `GET /v1/models/{name}/alerts`. */
@@ -134,4 +152,72 @@ export interface VersionsAnswer {
   to: string;
   routing: { stable: string; canary?: { version: string; share: number }; shadows?: { version: string; sampleRate: number }[] };
   versions: Record<string, VersionSummary>;
+}
+
+export type HistoryAction = 'route' | 'push' | 'delete' | 'rollout' | 'step' | 'promote' | 'rollback' | 'pause' | 'resume' | 'abort';
+
+/** One change in a model's history (`GET /v1/models/{name}/history`, and each `history.<action>` webhook post). */
+export interface HistoryEntry {
+  /** 1, 2, ...: the order of changes, gap-free. */
+  seq: number;
+  at: string;
+  /** The operator token's name (OPERATOR_TOKEN is "operator"); "rollout" for a rollout plan's own decisions. */
+  who: string;
+  action: HistoryAction;
+  /** The table before and after (every action but 'push' and 'delete'). */
+  from?: RoutingTable | null;
+  to?: RoutingTable;
+  /** The version pushed or deleted, or the rollout's candidate. */
+  version?: string;
+  sha256?: string;
+  /** The rollout the change belongs to, and its stage after the change (index into the plan's stages). */
+  rollout?: number;
+  stage?: number;
+  /** The reason given (x-change-reason), or for the plan's decisions a one-line summary of the analysis. */
+  why?: string;
+  /** The plan's analysis behind a step, promotion or rollback: every check with its evidence. */
+  evidence?: StageAnalysis;
+}
+
+/** `GET /v1/models/{name}/history`: newest first. */
+export interface HistoryAnswer {
+  model: string;
+  entries: HistoryEntry[];
+}
+
+export type RolloutStatus = 'running' | 'paused' | 'promoted' | 'rolled_back' | 'aborted';
+
+/** A rollout as the operator API shows it (`GET /v1/models/{name}/rollouts[/{id}]`). */
+export interface RolloutView {
+  id: number;
+  model: string;
+  /** The candidate. */
+  version: string;
+  /** The stable version it began from: where a rollback returns. */
+  stable: string;
+  status: RolloutStatus;
+  /** The stage running (index into the plan's shadow and steps), or `promoted`. */
+  stage: { index: number; kind: 'shadow' | 'canary' | 'promoted'; share: number };
+  /** Where the stage's evidence starts on the data clock; null until its first tick. */
+  stage_from: string | null;
+  started_at: string;
+  started_by: string;
+  updated_at: string;
+  /** Why it ended, or why it is paused. */
+  reason?: string;
+  /** The latest analysis of the running stage, or the one that ended it. */
+  analysis?: StageAnalysis;
+  /** The plan in its JSON form (core/rollout.ts validateRolloutPlan). */
+  plan: {
+    shadow: { sample_rate: number; min_rows: number; min_duration: string } | null;
+    steps: { share: number; min_rows: number; min_duration: string }[];
+    thresholds: Record<string, number>;
+  };
+}
+
+/** `GET /v1/models/{name}/rollouts`: the running or paused one, and the latest ones, newest first. */
+export interface RolloutsAnswer {
+  model: string;
+  active: RolloutView | null;
+  rollouts: RolloutView[];
 }

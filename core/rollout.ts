@@ -170,7 +170,10 @@ export function validateRolloutPlan(value: unknown): RolloutPlan {
 
 /** The plan in its JSON form (validateRolloutPlan reads it back to the same plan). */
 export function rolloutPlanToJSON(plan: RolloutPlan): Record<string, unknown> {
-  const iso = (ms: number) => `PT${ms / 1000}S`;
+  const iso = (ms: number) => {
+    const s = ms / 1000;
+    return s % 3600 === 0 ? `PT${s / 3600}H` : s % 60 === 0 ? `PT${s / 60}M` : `PT${s}S`;
+  };
   const shadow = plan.stages.find((s) => s.kind === 'shadow');
   const t = plan.thresholds;
   return {

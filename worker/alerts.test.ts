@@ -100,7 +100,7 @@ describe('drift alerts', () => {
     expect(month.opened_at).toBe(new Date(t0 + (4 + ALERT_HYSTERESIS) * 60_000).toISOString());
     expect(month.resolved_at).toBe(new Date(t0 + (8 + ALERT_HYSTERESIS) * 60_000).toISOString());
     // month is a calendar feature: May was never in training, so it is out of range.
-    expect(month.evidence.out_of_range.statistic).toBeGreaterThan(month.evidence.out_of_range.threshold);
+    expect(month.evidence.out_of_range.statistic).toBeGreaterThan(month.evidence.out_of_range.threshold!);
     expect(alerts.find((a) => a.feature === 'hour')!.evidence.psi.statistic).toBeGreaterThan(0.25);
     // Evaluating again changes nothing (each minute is evaluated once).
     expect(await agg.evaluate(Date.now())).toBe(0);

@@ -27,7 +27,10 @@ import {
   decodeSummary,
   rollbackTable,
   stageTable,
+  type HistoryAction,
+  type HistoryEntry,
   type RolloutPlan,
+  type RolloutStatus,
   type RoutingTable,
   type StageAnalysis,
 } from '../core/index.ts';
@@ -35,34 +38,9 @@ import { aggregatorConfig, MINUTE_MS } from './config.ts';
 import type { Env } from './env.ts';
 import { postEvent } from './webhook.ts';
 
-export type HistoryAction = 'route' | 'push' | 'delete' | 'rollout' | 'step' | 'promote' | 'rollback' | 'pause' | 'resume' | 'abort';
+export type { HistoryAction, HistoryEntry, RolloutStatus } from '../core/index.ts';
 
-/** One change in a model's history (GET /v1/models/{name}/history answers these, newest first). */
-export interface HistoryEntry {
-  /** 1, 2, ...: the order of changes, gap-free. */
-  seq: number;
-  at: string;
-  /** The operator token's name (OPERATOR_TOKEN is "operator"); "rollout" for a rollout plan's own decisions. */
-  who: string;
-  action: HistoryAction;
-  /** The table before and after (every action but 'push' and 'delete'). */
-  from?: RoutingTable | null;
-  to?: RoutingTable;
-  /** The version pushed or deleted, or the rollout's candidate. */
-  version?: string;
-  sha256?: string;
-  /** The rollout the change belongs to, and its stage after the change (index into the plan's stages). */
-  rollout?: number;
-  stage?: number;
-  /** The reason given (x-change-reason), or for the plan's decisions a one-line summary of the analysis. */
-  why?: string;
-  /** The plan's analysis behind a step, promotion or rollback: every check with its evidence. */
-  evidence?: StageAnalysis;
-}
-
-export type RolloutStatus = 'running' | 'paused' | 'promoted' | 'rolled_back' | 'aborted';
-
-/** A rollout as GET /v1/models/{name}/rollouts answers it. */
+/** A rollout as this object keeps it (the route shows it as core/contracts.ts's RolloutView). */
 export interface Rollout {
   id: number;
   model: string;
@@ -207,6 +185,17 @@ export class RoutingStore extends DurableObject<Env> {
     });
     if (!('error' in result)) await this.#arm(0);
     return result;
+  }
+
+  /** The model's own rollout plan (PUT /v1/models/{name}/rollout-plan): what a rollout started without one uses. */
+  async plan(): Promise<{ plan: RolloutPlan | null; updatedAt: string | null }> {
+    return { plan: (await this.ctx.storage.get<RolloutPlan>('plan')) ?? null, updatedAt: (await this.ctx.storage.get<string>('planUpdatedAt')) ?? null };
+  }
+
+  async setPlan(plan: RolloutPlan): Promise<{ updatedAt: string }> {
+    const updatedAt = new Date().toISOString();
+    await this.ctx.storage.put({ plan, planUpdatedAt: updatedAt });
+    return { updatedAt };
   }
 
   /** The rollout `id`, or the latest one; undefined when there is none. */

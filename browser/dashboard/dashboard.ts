@@ -17,7 +17,19 @@
  * with the reason in `#message`. `body.dataset.from/to/step` are the range actually queried
  * (aligned to whole steps, since the aggregator keeps minute buckets).
  */
-import type { Alert, AlertsAnswer, DriftAnswer, DriftWindow, ErrorBodyV1, JudgedSketch, VersionSummary, VersionsAnswer } from '../../core/contracts.ts';
+import type {
+  Alert,
+  AlertsAnswer,
+  DriftAnswer,
+  DriftWindow,
+  ErrorBodyV1,
+  HistoryAnswer,
+  HistoryEntry,
+  JudgedSketch,
+  RolloutsAnswer,
+  VersionSummary,
+  VersionsAnswer,
+} from '../../core/contracts.ts';
 import type { DriftResult } from '../../core/drift.ts';
 import type { SketchDescription } from '../../core/sketch.ts';
 
@@ -258,6 +270,8 @@ interface PageData {
   drift: DriftAnswer;
   alerts: AlertsAnswer | Error;
   versions: VersionsAnswer | Error;
+  history: HistoryAnswer | Error;
+  rollouts: RolloutsAnswer | Error;
   at: number;
 }
 const state: { models: ModelInfo[] | null; data: PageData | null; method: string; generation: number; timer: number } = {
@@ -362,14 +376,16 @@ async function load(): Promise<void> {
     const base = `/v1/models/${encodeURIComponent(model)}`;
     const span = `from=${range.from}&to=${range.to}`;
     const failed = (e: unknown) => (e instanceof Error ? e : new Error(String(e)));
-    const [drift, alerts, versions] = await Promise.all([
+    const [drift, alerts, versions, history, rollouts] = await Promise.all([
       api<DriftAnswer>(`${base}/drift?${span}&step=${range.step}${p.reference ? `&reference=${encodeURIComponent(p.reference)}` : ''}`, t),
       api<AlertsAnswer>(`${base}/alerts`, t).catch(failed),
       api<VersionsAnswer>(`${base}/versions?${span}`, t).catch(failed),
+      api<HistoryAnswer>(`${base}/history?limit=30`, t).catch(failed),
+      api<RolloutsAnswer>(`${base}/rollouts`, t).catch(failed),
     ]);
-    for (const r of [alerts, versions]) if (r instanceof ApiError && r.status === 401) throw r;
+    for (const r of [alerts, versions, history, rollouts]) if (r instanceof ApiError && r.status === 401) throw r;
     if (gen !== state.generation) return;
-    state.data = { model, info: models.find((m) => m.name === model), range, reference: p.reference, drift, alerts, versions, at: Date.now() };
+    state.data = { model, info: models.find((m) => m.name === model), range, reference: p.reference, drift, alerts, versions, history, rollouts, at: Date.now() };
     Object.assign(document.body.dataset, { from: String(range.from), to: String(range.to), step: String(range.step) });
     document.title = `${model} · driftwatch`;
     message('');
@@ -535,6 +551,7 @@ function render(): void {
   root.append(row2);
   alertsPanel(row2, d.alerts);
   versionsPanel(row2, d.versions);
+  historyPanel(root, d.history, d.rollouts);
 }
 
 function refName(d: PageData): string {
@@ -579,12 +596,35 @@ function cards(root: Element, v: View): void {
       }),
       stat('Latency, latest window', latest?.latency_ms ? `${ms(latest.latency_ms.p50)} / ${ms(latest.latency_ms.p99)}` : '–', 'p50 / p99 per request'),
       stat('Served at the edge', total ? pct(edge / total) : '–', total ? `errors ${pct(errors / total)} · fallback ${pct(sum('fallbacks') / total)}` : ''),
+      refusedCard(v, stat),
       stat(
         'Compared with',
         refName(v.d),
         `baseline: ${b.source || '–'} · ${Array.isArray(b.window) ? `${b.window.map((x) => String(x).slice(0, 10)).join(' → ')} · ` : ''}${int(b.rows)} rows`,
       ),
     ),
+  );
+}
+
+/** Requests refused by validation in range, and the field refused most: how an upstream change shows first. */
+function refusedCard(v: View, stat: (k: string, value: string, sub: string, extra?: { alarm?: boolean | null; attrs?: Attrs }) => Element): Element {
+  const byField = new Map<string, number>();
+  let refused = 0;
+  let served = 0;
+  for (const w of v.withData) {
+    served += w.rows || 0;
+    for (const [k, n] of Object.entries(w.counters || {})) {
+      if (k === 'refused') refused += n;
+      else if (k.startsWith('refused:')) byField.set(k.slice(8), (byField.get(k.slice(8)) || 0) + n);
+    }
+  }
+  const top = [...byField].sort((a, b) => b[1] - a[1]).slice(0, 3);
+  const open = v.d.alerts instanceof Error ? [] : v.d.alerts.alerts.filter((a) => a.resolved_at === null && a.feature.startsWith('refused:'));
+  return stat(
+    'Refused by validation',
+    refused ? pct(refused / (refused + served)) : '0',
+    refused ? `${int(refused)} requests · ${top.map(([f, n]) => `${f} ${int(n)}`).join(', ')}` : 'no request refused in range',
+    { alarm: open.length > 0, attrs: { id: 'refused', 'data-value': refused } },
   );
 }
 
@@ -1074,7 +1114,13 @@ function servedPanel(root: Element, v: View): void {
 
 function evidence(ev: Alert['evidence']): string {
   return Object.entries(ev || {})
-    .map(([m, r]) => `${m} ${num(r.statistic)} > ${num(r.threshold)}`)
+    .map(([m, r]) =>
+      m === 'stale'
+        ? `${r.age_days} days since training, retrain every ${r.retrain_every} (due ${String(r.due_at).slice(0, 10)})${r.owner ? ` · owner ${r.owner}` : ''}`
+        : m === 'refusal_rate'
+          ? `${int(r.refused)} of ${int(r.seen)} requests refused (${pct(r.statistic ?? 0)}; reference ${pct(r.reference_rate ?? 0)})`
+          : `${m} ${num(r.statistic)} > ${num(r.threshold)}`,
+    )
     .join(' · ');
 }
 function alertsPanel(root: Element, a: AlertsAnswer | Error): void {
@@ -1123,6 +1169,89 @@ function alertsPanel(root: Element, a: AlertsAnswer | Error): void {
   }
   body.append(ul);
   if (list.length > 40) body.append(h('div', { class: 'muted', text: `and ${list.length - 40} older alerts` }));
+}
+
+const tableText = (t: HistoryEntry['to'] | null | undefined) =>
+  t ? [`stable ${t.stable}`, ...(t.canary ? [`canary ${t.canary.version} ${pct(t.canary.share)}`] : []), ...(t.shadows ?? []).map((x) => `shadow ${x.version}`)].join(', ') : 'none';
+
+/** What serves and why: the rollout in progress (its stage and latest analysis), then every change, newest first. */
+function historyPanel(root: Element, hist: HistoryAnswer | Error, ro: RolloutsAnswer | Error): void {
+  const body = panel(
+    root,
+    'history',
+    'Rollouts and history',
+    'Every change to what serves: who (the token\'s name, or the rollout plan), when, from what to what, and why; a plan\'s steps carry their analysis.',
+  );
+  if (!(ro instanceof Error) && ro.active) {
+    const r = ro.active;
+    const stages = [...(r.plan.shadow ? [`shadow ${pct(r.plan.shadow.sample_rate)}`] : []), ...r.plan.steps.map((x) => pct(x.share)), '100%'];
+    const checks = r.analysis?.checks ?? [];
+    body.append(
+      h(
+        'div',
+        { class: `rollout ${r.status}`, id: 'rollout', 'data-status': r.status },
+        h(
+          'div',
+          {},
+          h('span', { class: `badge ${r.status === 'paused' ? 'warn' : 'good'}`, text: r.status.toUpperCase() }),
+          ' ',
+          h('strong', { text: `rollout ${r.id}: version ${r.version}` }),
+          h('span', { class: 'muted', text: ` from stable ${r.stable} · started by ${r.started_by} ${stamp(Date.parse(r.started_at))}` }),
+        ),
+        h(
+          'ol',
+          { class: 'stages' },
+          stages.map((x, i) => h('li', { class: i < r.stage.index ? 'done' : i === r.stage.index ? 'now' : '', text: x })),
+        ),
+        r.analysis
+          ? h(
+              'div',
+              { class: 'checks' },
+              checks.map((c) => h('span', { class: `badge ${c.status === 'fail' ? 'bad' : c.status === 'wait' ? 'warn' : 'good'}`, title: c.detail, text: `${c.name}: ${c.status}` })),
+            )
+          : null,
+        r.reason ? h('div', { class: 'muted', text: r.reason }) : null,
+      ),
+    );
+  }
+  if (hist instanceof Error) {
+    body.append(h('div', { class: 'empty', text: `History unavailable: ${hist.message}` }));
+    return;
+  }
+  if (!hist.entries.length) {
+    body.append(h('div', { class: 'empty', text: 'Nothing has changed what this model serves yet.' }));
+    return;
+  }
+  const bad = new Set(['rollback', 'abort']);
+  body.append(
+    h(
+      'table',
+      { class: 'history' },
+      h('thead', {}, h('tr', {}, ['#', 'when', 'who', 'change', 'why'].map((x) => h('th', { text: x })))),
+      h(
+        'tbody',
+        {},
+        hist.entries.map((e) =>
+          h(
+            'tr',
+            { 'data-action': e.action, class: bad.has(e.action) ? 'bad' : e.action === 'promote' ? 'good' : '' },
+            h('td', { text: String(e.seq) }),
+            h('td', { text: stamp(Date.parse(e.at)) }),
+            h('td', { text: e.who }),
+            h(
+              'td',
+              {},
+              h('strong', { text: e.action }),
+              e.action === 'push' || e.action === 'delete'
+                ? ` version ${e.version}`
+                : `${e.rollout ? ` (rollout ${e.rollout})` : ''}: ${tableText(e.from)} → ${tableText(e.to)}`,
+            ),
+            h('td', { class: 'why', text: e.why ?? '' }),
+          ),
+        ),
+      ),
+    ),
+  );
 }
 
 function versionsPanel(root: Element, res: VersionsAnswer | Error): void {

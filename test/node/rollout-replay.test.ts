@@ -13,7 +13,9 @@
 //    slice_flip.py), is rolled back in its shadow stage on shadow agreement, with the evidence
 //    in the history and one webhook call for it.
 // 3. A person's pause holds the plan however much evidence comes; abort goes back; rollback
-//    goes back to the version that had all the traffic before.
+//    goes back to the version that had all the traffic before. Meanwhile the dashboard's history
+//    panel shows the paused rollout and every change (UPDATE_SCREENSHOTS=1 writes
+//    docs/history.png for the README).
 import { execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
@@ -22,6 +24,8 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { buildBrowser } from '../../browser/build.ts';
+import { launchChromium } from '../support/chromium.ts';
 import { runCli } from '../support/cli.ts';
 import { freePort, ROOT, startWorker, stop, waitFor } from '../support/servers.ts';
 
@@ -123,6 +127,7 @@ describe('rollouts through wrangler dev on event time', () => {
       return res.json() as Promise<any>;
     };
 
+    await buildBrowser({ quiet: true });
     let worker = await up();
     lap('worker up');
     expect(await driftwatch('push', fine)).toContain('pushed flight-delay version 2');
@@ -192,7 +197,9 @@ describe('rollouts through wrangler dev on event time', () => {
     let r = await until(1, (x) => x.stage.index >= 2 || x.status !== 'running', 20);
     expect(r.status).toBe('running');
     expect(r.stage).toEqual({ index: 2, kind: 'canary', share: 0.5 });
-    await driftwatch('rollout', 'flight-delay');
+    await minute();
+    await new Promise((res) => setTimeout(res, 700));
+    expect(await driftwatch('rollout', 'flight-delay')).toMatch(/^\s+rows\s+(pass|wait)\s+/m);
     // Killed mid-plan (objects, isolate and all), restarted on the same storage: the plan goes on.
     await stop(worker);
     worker = await up();
@@ -224,7 +231,9 @@ describe('rollouts through wrangler dev on event time', () => {
     expect(agreement.candidate).toBeLessThan(0.8);
     expect((await api('/v1/models/flight-delay/routing')).table).toEqual({ stable: '2' });
     const out = await driftwatch('rollout', 'flight-delay');
-    expect(out).toMatch(/^2\s+3\s+2\s+rolled_back/m);
+    expect(out).toContain('flight-delay rollout 2: version 3 from stable 2, rolled_back');
+    expect(out).toMatch(/^\s+shadow_agreement\s+fail\s+\d+ of \d+ shadow comparisons/m);
+    expect(out).toMatch(/^1\s+2\s+1\s+promoted/m);
     lap('rollout 2 rolled back');
 
     // 3. A person's pause wins over the plan; abort goes back; rollback goes to the previous stable.
@@ -232,6 +241,26 @@ describe('rollouts through wrangler dev on event time', () => {
     expect(await driftwatch('rollout', 'flight-delay', '--pause', '--reason', 'checking the dashboard')).toContain('paused');
     r = await until(3, () => false, 4);
     expect(r).toMatchObject({ status: 'paused', stage: { index: 0 } });
+    // The dashboard's history panel: the paused rollout, and every change with who and why.
+    const browser = await launchChromium({ viewport: { width: 1280, height: 900 } });
+    try {
+      const page = await browser.context.newPage();
+      const problems: string[] = [];
+      page.on('pageerror', (e) => problems.push(e.message));
+      await page.goto(`${base}/dashboard?model=flight-delay&from=${Date.parse('2001-01-08T00:00:00Z')}&to=${t}&step=${5 * MIN}#token=${TOKEN}`);
+      await page.locator('body[data-state=ready], body[data-state=error]').waitFor({ timeout: 45_000 });
+      expect(await page.locator('body').getAttribute('data-state'), await page.locator('#message').innerText()).toBe('ready');
+      expect(problems).toEqual([]);
+      const panel = page.locator('#history');
+      expect(await panel.locator('#rollout').getAttribute('data-status')).toBe('paused');
+      expect(await panel.locator('ol.stages li.now').innerText()).toBe('shadow 50%');
+      expect(await panel.locator('tr[data-action=promote]').count()).toBe(1);
+      expect(await panel.locator('tr[data-action=rollback] td.why').innerText()).toMatch(/^shadow at 50% failed: shadow_agreement/);
+      expect(await panel.locator('tbody tr').count()).toBe((await api('/v1/models/flight-delay/history')).entries.length);
+      if (process.env.UPDATE_SCREENSHOTS === '1') await panel.screenshot({ path: join(ROOT, 'docs/history.png') });
+    } finally {
+      await browser.close();
+    }
     await driftwatch('rollout', 'flight-delay', '--abort');
     expect((await api('/v1/models/flight-delay/routing')).table).toEqual({ stable: '2' });
     expect(await driftwatch('rollback', 'flight-delay', '--reason', 'drill')).toContain('flight-delay: stable 1');

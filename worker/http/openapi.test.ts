@@ -48,6 +48,8 @@ describe('GET /openapi.json', () => {
         'POST /v1/models/{name}/rollouts/{id}/abort',
         'POST /v1/models/{name}/rollouts/{id}/promote',
         'POST /v1/models/{name}/rollback',
+        'GET /v1/models/{name}/rollout-plan',
+        'PUT /v1/models/{name}/rollout-plan',
       ].sort(),
     );
     const drift = doc.paths['/v1/models/{name}/drift'].get;

@@ -160,12 +160,16 @@ registry.delete('/v1/models/:name/versions/:version', operatorAuth(), async (c) 
   const versions = await r.registry.versionsOf(name);
   if (!versions.some((x) => x.version === version))
     throw new ValidationError(`model "${name}" has no version ${JSON.stringify(version)} in the registry`, 'version', 404, 'version_not_found');
-  const stored = c.env.ROUTING ? (await c.env.ROUTING.get(c.env.ROUTING.idFromName(name)).getTable()).table : null;
+  const store = c.env.ROUTING?.get(c.env.ROUTING.idFromName(name));
+  const stored = store ? (await store.getTable()).table : null;
   const table = stored ?? { stable: versions[0].version };
-  const used = [table.stable, table.canary?.version, ...(table.shadows ?? []).map((s) => s.version)];
+  // A running or paused rollout will serve its candidate and return to its stable: both are in use.
+  const rollout = await store?.rollout();
+  const rolling = rollout && (rollout.status === 'running' || rollout.status === 'paused') ? [rollout.candidate, rollout.base.stable] : [];
+  const used = [table.stable, table.canary?.version, ...(table.shadows ?? []).map((s) => s.version), ...rolling];
   if (used.includes(version))
     throw new ValidationError(
-      `version ${version} of "${name}" is in the routing table (${stored ? 'stable, canary or shadow' : 'the default version, with no table stored'}); route traffic away from it first`,
+      `version ${version} of "${name}" is in ${rolling.includes(version) ? `rollout ${rollout!.id} (${rollout!.status})` : `the routing table (${stored ? 'stable, canary or shadow' : 'the default version, with no table stored'})`}; route traffic away from it first`,
       'version',
       409,
       'version_in_use',

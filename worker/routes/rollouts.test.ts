@@ -180,12 +180,32 @@ describe('rollouts', () => {
     expect((await call('GET', '/v1/models/flight-delay/rollouts', undefined, OP)).json.active).toMatchObject({ id: 1, status: 'paused', stage: { index: 0 } });
     expect((await call('POST', '/v1/models/flight-delay/rollouts/1/resume', undefined, OP)).json.status).toBe('running');
     // A person's table edit pauses it too.
-    expect((await call('PUT', '/v1/models/flight-delay/routing', { stable: '1', canary: { version: '2', share: 0.01 } }, ALICE)).status).toBe(200);
+    expect((await call('PUT', '/v1/models/flight-delay/routing', { stable: '1' }, ALICE)).status).toBe(200);
     const paused = (await call('GET', '/v1/models/flight-delay/rollouts/1', undefined, OP)).json;
     expect(paused).toMatchObject({ status: 'paused', reason: 'the routing table was replaced by alice' });
+    // Out of the table, the candidate is still the paused rollout's: it cannot be deleted under it.
+    const del = await call('DELETE', '/v1/models/flight-delay/versions/2', undefined, OP);
+    expect(del.status).toBe(409);
+    expect(del.json.error.message).toContain('rollout 1 (paused)');
     expect((await call('POST', '/v1/models/flight-delay/rollouts/1/abort', undefined, OP)).json.status).toBe('aborted');
     expect(await table()).toEqual({ stable: '1' });
     expect((await history()).slice(0, 5).map((e) => `${e.action}:${e.who}`)).toEqual(['abort:operator', 'route:alice', 'resume:operator', 'pause:alice', 'rollout:operator']);
+  });
+
+  it("keeps the model's own plan, which a rollout without one follows", async () => {
+    const { call, push } = setup();
+    await push('2');
+    const shown = await call('GET', '/v1/models/flight-delay/rollout-plan', undefined, OP);
+    expect(shown.json).toMatchObject({ default: true, plan: { shadow: { sample_rate: 0.1, min_rows: 200, min_duration: 'PT10M' } } });
+    expect((await call('PUT', '/v1/models/flight-delay/rollout-plan', { steps: [{ share: 0.3 }], thresholds: { error_rate: 2 } }, OP)).json.error.field).toBe(
+      'thresholds.error_rate',
+    );
+    const put = await call('PUT', '/v1/models/flight-delay/rollout-plan', { shadow: null, steps: [{ share: 0.3 }], thresholds: { error_rate: 0.02 } }, OP);
+    expect(put.status).toBe(200);
+    expect(put.json.plan).toMatchObject({ shadow: null, steps: [{ share: 0.3, min_rows: 200 }], thresholds: { error_rate: 0.02, shadow_agreement: 0.9 } });
+    const r = await call('POST', '/v1/models/flight-delay/rollouts', { version: '2' }, OP);
+    expect(r.json.stage).toEqual({ index: 0, kind: 'canary', share: 0.3 });
+    expect(r.json.plan.thresholds.error_rate).toBe(0.02);
   });
 
   it('promotes on a person\'s word, and rolls back to the last version that had all the traffic', async () => {

@@ -4,7 +4,7 @@
  * sketches; see worker/routing-store.ts and core/rollout.ts), and rollback. Every change lands in
  * the model's history and on the webhook.
  */
-import { rolloutPlanToJSON, stageTable, validateRolloutPlan, ValidationError, type RoutingTable } from '../../core/index.ts';
+import { DEFAULT_PLAN, rolloutPlanToJSON, stageTable, validateRolloutPlan, ValidationError, type RolloutsAnswer, type RolloutView, type RoutingTable } from '../../core/index.ts';
 import type { AppContext } from '../http/context.ts';
 import { runtimeOf } from '../http/context.ts';
 import { model, operatorAuth } from '../http/middleware.ts';
@@ -31,7 +31,7 @@ document(rollouts, {
         'application/json': {
           schema: z.strictObject({
             version: z.string(),
-            plan: z.looseObject({}).optional().openapi({ description: 'shadow, steps and thresholds (see the README); the default plan when omitted' }),
+            plan: z.looseObject({}).optional().openapi({ description: "shadow, steps and thresholds (see the README); the model's rollout plan when omitted" }),
           }),
         },
       },
@@ -39,6 +39,22 @@ document(rollouts, {
     },
   },
   responses: { 201: answer('the rollout, at its first stage'), 409: answer('another rollout is running or paused'), ...operatorErrors },
+});
+document(rollouts, {
+  method: 'get',
+  path: '/v1/models/{name}/rollout-plan',
+  summary: "The model's rollout plan: what a rollout started without a plan follows (the default plan until one is stored)",
+  security: bearer,
+  request: { params: ModelParams },
+  responses: { 200: answer('the plan in its JSON form, and whether it is the default'), ...operatorErrors },
+});
+document(rollouts, {
+  method: 'put',
+  path: '/v1/models/{name}/rollout-plan',
+  summary: "Stores the model's rollout plan: shadow, steps and thresholds (every part optional)",
+  security: bearer,
+  request: { params: ModelParams, body: { content: { 'application/json': { schema: z.looseObject({}) } }, required: true } },
+  responses: { 200: answer('the plan stored, with the defaults filled in'), ...operatorErrors },
 });
 document(rollouts, {
   method: 'get',
@@ -85,7 +101,7 @@ const storeOf = (c: AppContext) => {
 };
 
 /** The rollout as the API shows it: the plan in its JSON form and the stage spelled out. */
-function view(r: Rollout) {
+function view(r: Rollout): RolloutView {
   const stage = r.plan.stages[r.stage];
   return {
     id: r.id,
@@ -100,7 +116,7 @@ function view(r: Rollout) {
     updated_at: r.updatedAt,
     ...(r.reason ? { reason: r.reason } : {}),
     ...(r.analysis ? { analysis: r.analysis } : {}),
-    plan: rolloutPlanToJSON(r.plan),
+    plan: rolloutPlanToJSON(r.plan) as RolloutView['plan'],
   };
 }
 
@@ -131,8 +147,8 @@ rollouts.post('/v1/models/:name/rollouts', operatorAuth(), model, limit, async (
       422,
       'unknown_version',
     );
-  const plan = validateRolloutPlan(b.plan);
   const store = storeOf(c);
+  const plan = b.plan === undefined ? ((await store.plan()).plan ?? DEFAULT_PLAN) : validateRolloutPlan(b.plan);
   const current = (await store.getTable()).table ?? { stable: e.manifest.version };
   for (const stage of [...plan.stages, undefined]) compatible(c, stageTable(current, b.version, stage));
   const aggregator = c.env.AGGREGATOR?.idFromName(e.manifest.name).toString();
@@ -142,10 +158,23 @@ rollouts.post('/v1/models/:name/rollouts', operatorAuth(), model, limit, async (
   return c.json(view(r), 201);
 });
 
+rollouts.get('/v1/models/:name/rollout-plan', operatorAuth(), model, async (c) => {
+  const { plan, updatedAt } = await storeOf(c).plan();
+  return c.json({ model: c.var.engine.manifest.name, plan: rolloutPlanToJSON(plan ?? DEFAULT_PLAN), default: plan === null, updated_at: updatedAt });
+});
+
+rollouts.put('/v1/models/:name/rollout-plan', operatorAuth(), model, limit, async (c) => {
+  const raw = await body(c);
+  if (raw === null) throw new ValidationError('the plan must be an object (shadow, steps, thresholds)', 'plan');
+  const plan = validateRolloutPlan(raw);
+  const { updatedAt } = await storeOf(c).setPlan(plan);
+  return c.json({ model: c.var.engine.manifest.name, plan: rolloutPlanToJSON(plan), default: false, updated_at: updatedAt });
+});
+
 rollouts.get('/v1/models/:name/rollouts', operatorAuth(), model, async (c) => {
   const all = await storeOf(c).rollouts(50);
   const active = all.find((r) => r.status === 'running' || r.status === 'paused');
-  return c.json({ model: c.var.engine.manifest.name, active: active ? view(active) : null, rollouts: all.map(view) });
+  return c.json({ model: c.var.engine.manifest.name, active: active ? view(active) : null, rollouts: all.map(view) } satisfies RolloutsAnswer);
 });
 
 rollouts.get('/v1/models/:name/rollouts/:id', operatorAuth(), model, async (c) => {

@@ -3,7 +3,7 @@
  * table lives in the model's RoutingStore (a Durable Object); this isolate uses a new one at
  * once, others within 5 s.
  */
-import { encodingInterface, validateRoutingTable, ValidationError, type RoutingTable } from '../../core/index.ts';
+import { encodingInterface, validateRoutingTable, ValidationError, type HistoryAnswer, type RoutingTable } from '../../core/index.ts';
 import type { AppContext } from '../http/context.ts';
 import { runtimeOf } from '../http/context.ts';
 import { model, operatorAuth } from '../http/middleware.ts';
@@ -108,5 +108,5 @@ routing.get('/v1/models/:name/history', operatorAuth(), model, async (c) => {
   const before = int('before', c.req.query('before'), 1, Number.MAX_SAFE_INTEGER, undefined);
   if (!c.env.ROUTING) throw new ValidationError('no routing store is bound (ROUTING)', 'ROUTING', 404, 'routing_unavailable');
   const entries = await c.env.ROUTING.get(c.env.ROUTING.idFromName(name)).history(limit, before);
-  return c.json({ model: name, entries });
+  return c.json({ model: name, entries } satisfies HistoryAnswer);
 });
