@@ -433,7 +433,10 @@ export async function run(argv: string[], io: Io): Promise<number> {
     }
     case 'rollback': {
       const a = await call<{ model: string; table: VersionsAnswer['routing']; rollout?: number }>('POST', `/v1/models/${name()}/rollback`);
-      print(a, () => [`${a.model}: rolled back${a.rollout ? ` (rollout ${a.rollout})` : ''}`, ...describeTable(a.model, a.table, undefined, null).slice(0, -1)]);
+      print(a, () => [
+        `${a.model}: rolled back${a.rollout ? ` (rollout ${a.rollout})` : ''}`,
+        ...describeTable(a.model, a.table, undefined, null).slice(0, -1),
+      ]);
       return 0;
     }
     default:

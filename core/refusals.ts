@@ -57,7 +57,11 @@ export interface RefusalJudgement {
 export const seenOf = (p: Pick<Profile, 'counters'>) => p.counters.rows + (p.counters.refused ?? 0);
 
 /** Every refused field of `window`, and each of `also` (fields being watched), against `reference`'s rates. */
-export function judgeRefusals(window: Pick<Profile, 'counters'>, reference: Pick<Profile, 'counters'> | undefined, also: Iterable<string> = []): RefusalJudgement[] {
+export function judgeRefusals(
+  window: Pick<Profile, 'counters'>,
+  reference: Pick<Profile, 'counters'> | undefined,
+  also: Iterable<string> = [],
+): RefusalJudgement[] {
   const n = seenOf(window);
   const keys = new Set([...Object.keys(window.counters).filter((k) => k.startsWith(REFUSED_PREFIX)), ...also]);
   const refN = reference ? seenOf(reference) : 0;

@@ -17,14 +17,24 @@ import { TDigest } from './tdigest.ts';
 import { ValidationError } from './validate.ts';
 
 /** A seeded profile: `rows` rows, `errors` of them failed, latencies around `latencyMs`, scores from `score`. */
-function profile(version: string, { rows, errors = 0, latencyMs = 10, score = (i: number) => (i % 100) / 100, shadow = false, agree }: {
-  rows: number;
-  errors?: number;
-  latencyMs?: number;
-  score?: (i: number) => number;
-  shadow?: boolean;
-  agree?: number;
-}): Profile {
+function profile(
+  version: string,
+  {
+    rows,
+    errors = 0,
+    latencyMs = 10,
+    score = (i: number) => (i % 100) / 100,
+    shadow = false,
+    agree,
+  }: {
+    rows: number;
+    errors?: number;
+    latencyMs?: number;
+    score?: (i: number) => number;
+    shadow?: boolean;
+    agree?: number;
+  },
+): Profile {
   const p = createProfile({ model: 'm', modelVersion: version, windowStart: 0, windowEnd: 60_000 });
   const out = new TDigest();
   for (let i = 0; i < rows; i++) {
@@ -106,7 +116,13 @@ describe('rollout plans', () => {
 describe('stage tables', () => {
   it('keeps other shadows, adds the candidate as a shadow or the canary, and rolls back to stable without it', () => {
     const base = { stable: '1', shadows: [{ version: 'x', sampleRate: 0.1 }] };
-    expect(stageTable(base, '2', shadowStage)).toEqual({ stable: '1', shadows: [{ version: 'x', sampleRate: 0.1 }, { version: '2', sampleRate: 0.1 }] });
+    expect(stageTable(base, '2', shadowStage)).toEqual({
+      stable: '1',
+      shadows: [
+        { version: 'x', sampleRate: 0.1 },
+        { version: '2', sampleRate: 0.1 },
+      ],
+    });
     expect(stageTable(base, '2', canary)).toEqual({ stable: '1', canary: { version: '2', share: 0.05 }, shadows: [{ version: 'x', sampleRate: 0.1 }] });
     expect(stageTable(base, '2', undefined)).toEqual({ stable: '2', shadows: [{ version: 'x', sampleRate: 0.1 }] });
     expect(rollbackTable({ stable: '1', shadows: [{ version: '2', sampleRate: 1 }] }, '2')).toEqual({ stable: '1' });
@@ -114,18 +130,22 @@ describe('stage tables', () => {
 
   it('is sticky across steps: a caller on the candidate stays on it as the share rises', () => {
     fc.assert(
-      fc.property(fc.array(fc.string(), { minLength: 1, maxLength: 50 }), fc.array(fc.double({ min: 0.0001, max: 0.9999, noNaN: true }), { minLength: 2, maxLength: 6 }), (keys, raw) => {
-        const shares = [...new Set(raw)].sort((a, b) => a - b);
-        for (const key of keys) {
-          let onCandidate = false;
-          for (const share of shares) {
-            const v = assignVersion(stageTable({ stable: '1' }, '2', { ...canary, share }), key);
-            if (onCandidate) expect(v).toBe('2');
-            onCandidate = v === '2';
+      fc.property(
+        fc.array(fc.string(), { minLength: 1, maxLength: 50 }),
+        fc.array(fc.double({ min: 0.0001, max: 0.9999, noNaN: true }), { minLength: 2, maxLength: 6 }),
+        (keys, raw) => {
+          const shares = [...new Set(raw)].sort((a, b) => a - b);
+          for (const key of keys) {
+            let onCandidate = false;
+            for (const share of shares) {
+              const v = assignVersion(stageTable({ stable: '1' }, '2', { ...canary, share }), key);
+              if (onCandidate) expect(v).toBe('2');
+              onCandidate = v === '2';
+            }
+            expect(assignVersion(stageTable({ stable: '1' }, '2', undefined), key)).toBe('2');
           }
-          expect(assignVersion(stageTable({ stable: '1' }, '2', undefined), key)).toBe('2');
-        }
-      }),
+        },
+      ),
     );
   });
 });
@@ -158,11 +178,19 @@ describe('stage analysis', () => {
 
   it('waits on a rise that sampling noise could give, rather than guessing', () => {
     // 3 errors in 200 rows against 0.1%: 1.5% is past +1 point, but not beyond noise.
-    const a = analyzeStage(canary, t, { stable: profile('1', { rows: 4000, errors: 4 }), candidate: profile('2', { rows: 200, errors: 3 }), elapsedMs: minute });
+    const a = analyzeStage(canary, t, {
+      stable: profile('1', { rows: 4000, errors: 4 }),
+      candidate: profile('2', { rows: 200, errors: 3 }),
+      elapsedMs: minute,
+    });
     expect(a.checks.find((c) => c.name === 'error_rate')!.status).toBe('wait');
     expect(a.verdict).toBe('wait');
     // The same rate on 20x the rows is.
-    const b = analyzeStage(canary, t, { stable: profile('1', { rows: 40_000, errors: 40 }), candidate: profile('2', { rows: 4000, errors: 80 }), elapsedMs: minute });
+    const b = analyzeStage(canary, t, {
+      stable: profile('1', { rows: 40_000, errors: 40 }),
+      candidate: profile('2', { rows: 4000, errors: 80 }),
+      elapsedMs: minute,
+    });
     expect(b.checks.find((c) => c.name === 'error_rate')!.status).toBe('fail');
   });
 

@@ -58,10 +58,7 @@ export { aggregatorConfig, ALERT_HYSTERESIS, ALERT_MIN_SOURCES, DAY_MS, HOUR_MS,
  * when given (the version last promoted), else of the model's default version. The worker's
  * entry reads them from the registry (registry/models.ts).
  */
-export type AggregatorModels = (
-  name: string,
-  version?: string,
-) => Promise<{ manifest: ModelManifest; baseline: Uint8Array; pushedAt?: string } | undefined>;
+export type AggregatorModels = (name: string, version?: string) => Promise<{ manifest: ModelManifest; baseline: Uint8Array; pushedAt?: string } | undefined>;
 /**
  * Largest bucket kept: a Durable Object's SQLite row holds at most 2 MB. A fold that would grow
  * a bucket past this keeps the summaries that fit and drops (and counts) the rest.
@@ -538,7 +535,14 @@ export class DriftAggregator extends DurableObject<Env> {
       const open = sql.exec(`SELECT id FROM alerts WHERE model_version = ? AND feature = ? AND resolved_at IS NULL`, version, key).toArray()[0];
       const step = alertStep(streak, open !== undefined, hysteresis);
       if (step === 'open') {
-        sql.exec(`INSERT INTO alerts (model_version, feature, opened_at, since, evidence) VALUES (?, ?, ?, ?, ?)`, version, key, w + W, streak.since, JSON.stringify(evidence()));
+        sql.exec(
+          `INSERT INTO alerts (model_version, feature, opened_at, since, evidence) VALUES (?, ?, ?, ?, ?)`,
+          version,
+          key,
+          w + W,
+          streak.since,
+          JSON.stringify(evidence()),
+        );
         this.#count('alerts_opened');
       } else if (step === 'resolve') {
         sql.exec(`UPDATE alerts SET resolved_at = ? WHERE id = ?`, w + W, open!.id as number);
@@ -771,8 +775,16 @@ export class DriftAggregator extends DurableObject<Env> {
     const sql = this.ctx.storage.sql;
     const version = ref.manifest.version;
     if (sql.exec(`SELECT 1 FROM alerts WHERE model_version = ? AND feature = 'stale' LIMIT 1`, version).toArray().length) return;
-    const evidence = { stale: { age_days: s.age_days, due_at: s.due_at, retrain_every: ref.manifest.ownership?.retrain_every, owner: ref.manifest.ownership?.owner ?? null } };
-    sql.exec(`INSERT INTO alerts (model_version, feature, opened_at, since, evidence) VALUES (?, 'stale', ?, ?, ?)`, version, now, Date.parse(s.due_at), JSON.stringify(evidence));
+    const evidence = {
+      stale: { age_days: s.age_days, due_at: s.due_at, retrain_every: ref.manifest.ownership?.retrain_every, owner: ref.manifest.ownership?.owner ?? null },
+    };
+    sql.exec(
+      `INSERT INTO alerts (model_version, feature, opened_at, since, evidence) VALUES (?, 'stale', ?, ?, ?)`,
+      version,
+      now,
+      Date.parse(s.due_at),
+      JSON.stringify(evidence),
+    );
     this.#count('alerts_opened');
   }
 
@@ -793,7 +805,11 @@ export class DriftAggregator extends DurableObject<Env> {
     this.ctx.storage.transactionSync(() => {
       this.#setMeta('reference_version', version);
       this.ctx.storage.sql.exec(`DELETE FROM meta WHERE key = 'baseline'`);
-      this.ctx.storage.sql.exec(`UPDATE alerts SET resolved_at = ? WHERE feature = 'stale' AND resolved_at IS NULL AND model_version != ?`, Date.now(), version);
+      this.ctx.storage.sql.exec(
+        `UPDATE alerts SET resolved_at = ? WHERE feature = 'stale' AND resolved_at IS NULL AND model_version != ?`,
+        Date.now(),
+        version,
+      );
       this.ctx.storage.sql.exec(`DELETE FROM streaks`);
     });
     return { changed: true };

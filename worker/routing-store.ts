@@ -172,15 +172,40 @@ export class RoutingStore extends DurableObject<Env> {
     const result = await this.ctx.storage.transaction(async (txn): Promise<Rollout | RolloutRefusal> => {
       const active = await this.#activeIn(txn);
       if (active)
-        return { error: `rollout ${active.id} of version ${active.candidate} is ${active.status}; abort or promote it first`, code: 'rollout_running', status: 409 };
+        return {
+          error: `rollout ${active.id} of version ${active.candidate} is ${active.status}; abort or promote it first`,
+          code: 'rollout_running',
+          status: 409,
+        };
       const base = (await txn.get<RoutingTable>('table')) ?? current;
       if (base.stable === candidate) return { error: `version ${candidate} is already stable`, code: 'same_version', status: 422 };
       const id = ((await txn.get<number>('rollout_seq')) ?? 0) + 1;
       const at = new Date().toISOString();
-      const rollout: Rollout = { id, model, ...(aggregator ? { aggregator } : {}), candidate, base, plan, stage: 0, status: 'running', stageFrom: null, startedAt: at, startedBy: who, updatedAt: at, rev: 0 };
+      const rollout: Rollout = {
+        id,
+        model,
+        ...(aggregator ? { aggregator } : {}),
+        candidate,
+        base,
+        plan,
+        stage: 0,
+        status: 'running',
+        stageFrom: null,
+        startedAt: at,
+        startedBy: who,
+        updatedAt: at,
+        rev: 0,
+      };
       await txn.put({ rollout_seq: id, rollout_active: id });
       if (id > MAX_ROLLOUTS) await txn.delete(rkey(id - MAX_ROLLOUTS));
-      await this.#change(txn, rollout, 'rollout', who, why ?? `rollout of ${candidate} started (${describeStage(plan, 0)})`, stageTable(base, candidate, plan.stages[0]));
+      await this.#change(
+        txn,
+        rollout,
+        'rollout',
+        who,
+        why ?? `rollout of ${candidate} started (${describeStage(plan, 0)})`,
+        stageTable(base, candidate, plan.stages[0]),
+      );
       return rollout;
     });
     if (!('error' in result)) await this.#arm(0);
@@ -224,9 +249,23 @@ export class RoutingStore extends DurableObject<Env> {
       const by = `${action} by ${who}${why ? `: ${why}` : ''}`;
       if (action === 'pause') return this.#change(txn, { ...r, status: 'paused', reason: by }, 'pause', who, why);
       if (action === 'resume')
-        return this.#change(txn, { ...r, status: 'running', stageFrom: null, reason: undefined }, 'resume', who, why, stageTable(r.base, r.candidate, r.plan.stages[r.stage]));
+        return this.#change(
+          txn,
+          { ...r, status: 'running', stageFrom: null, reason: undefined },
+          'resume',
+          who,
+          why,
+          stageTable(r.base, r.candidate, r.plan.stages[r.stage]),
+        );
       if (action === 'abort') return this.#change(txn, { ...r, status: 'aborted', reason: by }, 'abort', who, why, rollbackTable(r.base, r.candidate));
-      return this.#change(txn, { ...r, status: 'promoted', stage: r.plan.stages.length, reason: by }, 'promote', who, why, stageTable(r.base, r.candidate, undefined));
+      return this.#change(
+        txn,
+        { ...r, status: 'promoted', stage: r.plan.stages.length, reason: by },
+        'promote',
+        who,
+        why,
+        stageTable(r.base, r.candidate, undefined),
+      );
     });
     if (!('error' in result)) await this.#arm(0);
     return result;
@@ -252,7 +291,14 @@ export class RoutingStore extends DurableObject<Env> {
       const table: RoutingTable = { stable: previous, ...(now.shadows?.length ? { shadows: now.shadows.filter((s) => s.version !== previous) } : {}) };
       const at = new Date().toISOString();
       await txn.put({ table, updatedAt: at });
-      await this.#append(txn, model, { at, who, action: 'rollback', from: now, to: table, why: why ?? `back to ${previous}, the last version that had all the traffic` });
+      await this.#append(txn, model, {
+        at,
+        who,
+        action: 'rollback',
+        from: now,
+        to: table,
+        why: why ?? `back to ${previous}, the last version that had all the traffic`,
+      });
       return { table };
     });
     if (!('error' in result)) await this.#arm(0);
@@ -335,7 +381,9 @@ export class RoutingStore extends DurableObject<Env> {
     const at = Date.now() + inMs;
     const current = await this.ctx.storage.getAlarm();
     if (current !== null && current <= at) return;
-    const work = (aggregatorConfig(this.env).webhookUrl && (await this.ctx.storage.list({ prefix: 'w:', limit: 1 })).size > 0) || (await this.#active())?.status === 'running';
+    const work =
+      (aggregatorConfig(this.env).webhookUrl && (await this.ctx.storage.list({ prefix: 'w:', limit: 1 })).size > 0) ||
+      (await this.#active())?.status === 'running';
     if (work) await this.ctx.storage.setAlarm(at);
   }
 
@@ -405,7 +453,15 @@ export class RoutingStore extends DurableObject<Env> {
       const next = r.stage + 1;
       const passed = `${describeStage(r.plan, r.stage)} passed (${analysis.rows.candidate} rows of the candidate, ${analysis.rows.stable} of stable)`;
       if (next >= r.plan.stages.length)
-        await this.#change(txn, { ...now, status: 'promoted', stage: next, reason: passed }, 'promote', 'rollout', passed, stageTable(r.base, r.candidate, undefined), analysis);
+        await this.#change(
+          txn,
+          { ...now, status: 'promoted', stage: next, reason: passed },
+          'promote',
+          'rollout',
+          passed,
+          stageTable(r.base, r.candidate, undefined),
+          analysis,
+        );
       else
         await this.#change(
           txn,

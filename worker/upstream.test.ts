@@ -117,15 +117,31 @@ describe('ownership', () => {
     // The aggregator reads versions from the worker's registry bucket: a version of this test's own.
     const version = `old-${tag.slice(0, 8)}`;
     const utf8 = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
-    const manifest = { ...flight.manifest, version, ownership: { owner: 'ml-team@example.com', trained: ['2024-01-01', '2024-06-30'] as [string, string], retrain_every: 'P90D' } };
+    const manifest = {
+      ...flight.manifest,
+      version,
+      ownership: { owner: 'ml-team@example.com', trained: ['2024-01-01', '2024-06-30'] as [string, string], retrain_every: 'P90D' },
+    };
     await new Registry((env as Env).MODELS!).commit(
       'flight-delay',
       version,
-      { 'model.onnx': new Uint8Array(flight.artifact), 'manifest.json': utf8(manifest), 'baseline.dwsm': new Uint8Array(flight.baseline), 'golden.json': utf8(flight.golden) },
+      {
+        'model.onnx': new Uint8Array(flight.artifact),
+        'manifest.json': utf8(manifest),
+        'baseline.dwsm': new Uint8Array(flight.baseline),
+        'golden.json': utf8(flight.golden),
+      },
       manifest,
     );
     expect(await agg.promote(version)).toEqual({ changed: true });
-    const p = createProfile({ model: 'flight-delay', modelVersion: version, source: { kind: 'edge', id: 't' }, sequence: 1, windowStart: Date.now() - 10 * MIN, windowEnd: Date.now() - 9 * MIN });
+    const p = createProfile({
+      model: 'flight-delay',
+      modelVersion: version,
+      source: { kind: 'edge', id: 't' },
+      sequence: 1,
+      windowStart: Date.now() - 10 * MIN,
+      windowEnd: Date.now() - 9 * MIN,
+    });
     p.counters.rows = 1;
     expect((await agg.ingest('flight-delay', encodeSummary(p))).status).toBe('stored');
     await agg.evaluate(Date.now());

@@ -385,7 +385,18 @@ async function load(): Promise<void> {
     ]);
     for (const r of [alerts, versions, history, rollouts]) if (r instanceof ApiError && r.status === 401) throw r;
     if (gen !== state.generation) return;
-    state.data = { model, info: models.find((m) => m.name === model), range, reference: p.reference, drift, alerts, versions, history, rollouts, at: Date.now() };
+    state.data = {
+      model,
+      info: models.find((m) => m.name === model),
+      range,
+      reference: p.reference,
+      drift,
+      alerts,
+      versions,
+      history,
+      rollouts,
+      at: Date.now(),
+    };
     Object.assign(document.body.dataset, { from: String(range.from), to: String(range.to), step: String(range.step) });
     document.title = `${model} · driftwatch`;
     message('');
@@ -1172,7 +1183,13 @@ function alertsPanel(root: Element, a: AlertsAnswer | Error): void {
 }
 
 const tableText = (t: HistoryEntry['to'] | null | undefined) =>
-  t ? [`stable ${t.stable}`, ...(t.canary ? [`canary ${t.canary.version} ${pct(t.canary.share)}`] : []), ...(t.shadows ?? []).map((x) => `shadow ${x.version}`)].join(', ') : 'none';
+  t
+    ? [
+        `stable ${t.stable}`,
+        ...(t.canary ? [`canary ${t.canary.version} ${pct(t.canary.share)}`] : []),
+        ...(t.shadows ?? []).map((x) => `shadow ${x.version}`),
+      ].join(', ')
+    : 'none';
 
 /** What serves and why: the rollout in progress (its stage and latest analysis), then every change, newest first. */
 function historyPanel(root: Element, hist: HistoryAnswer | Error, ro: RolloutsAnswer | Error): void {
@@ -1180,7 +1197,7 @@ function historyPanel(root: Element, hist: HistoryAnswer | Error, ro: RolloutsAn
     root,
     'history',
     'Rollouts and history',
-    'Every change to what serves: who (the token\'s name, or the rollout plan), when, from what to what, and why; a plan\'s steps carry their analysis.',
+    "Every change to what serves: who (the token's name, or the rollout plan), when, from what to what, and why; a plan's steps carry their analysis.",
   );
   if (!(ro instanceof Error) && ro.active) {
     const r = ro.active;
@@ -1207,7 +1224,13 @@ function historyPanel(root: Element, hist: HistoryAnswer | Error, ro: RolloutsAn
           ? h(
               'div',
               { class: 'checks' },
-              checks.map((c) => h('span', { class: `badge ${c.status === 'fail' ? 'bad' : c.status === 'wait' ? 'warn' : 'good'}`, title: c.detail, text: `${c.name}: ${c.status}` })),
+              checks.map((c) =>
+                h('span', {
+                  class: `badge ${c.status === 'fail' ? 'bad' : c.status === 'wait' ? 'warn' : 'good'}`,
+                  title: c.detail,
+                  text: `${c.name}: ${c.status}`,
+                }),
+              ),
             )
           : null,
         r.reason ? h('div', { class: 'muted', text: r.reason }) : null,
@@ -1227,7 +1250,15 @@ function historyPanel(root: Element, hist: HistoryAnswer | Error, ro: RolloutsAn
     h(
       'table',
       { class: 'history' },
-      h('thead', {}, h('tr', {}, ['#', 'when', 'who', 'change', 'why'].map((x) => h('th', { text: x })))),
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          ['#', 'when', 'who', 'change', 'why'].map((x) => h('th', { text: x })),
+        ),
+      ),
       h(
         'tbody',
         {},

@@ -34,7 +34,14 @@ function setup() {
   let seq = 0;
   /** One minute of a version's rows at `start`: `errors` of them failed, scores from `score`. */
   const minute = async (version: string, start: number, rows: number, { errors = 0, score = (i: number) => (i % 97) / 97 } = {}) => {
-    const p = createProfile({ model: 'flight-delay', modelVersion: version, source: { kind: 'edge', id: 'test' }, sequence: ++seq, windowStart: start, windowEnd: start + MIN });
+    const p = createProfile({
+      model: 'flight-delay',
+      modelVersion: version,
+      source: { kind: 'edge', id: 'test' },
+      sequence: ++seq,
+      windowStart: start,
+      windowEnd: start + MIN,
+    });
     const out = new TDigest();
     for (let i = 0; i < rows; i++) {
       out.add(score(i));
@@ -64,7 +71,13 @@ function setup() {
 }
 
 const T0 = Math.floor(Date.now() / MIN) * MIN - 60 * MIN;
-const twoSteps = { shadow: null, steps: [{ share: 0.2, min_rows: 100, min_duration: 'PT2M' }, { share: 0.6, min_rows: 100, min_duration: 'PT2M' }] };
+const twoSteps = {
+  shadow: null,
+  steps: [
+    { share: 0.2, min_rows: 100, min_duration: 'PT2M' },
+    { share: 0.6, min_rows: 100, min_duration: 'PT2M' },
+  ],
+};
 
 describe('rollouts', () => {
   it('refuses what it cannot run, naming the field', async () => {
@@ -96,7 +109,14 @@ describe('rollouts', () => {
     await minute('1', T0, 300);
     const started = await call('POST', '/v1/models/flight-delay/rollouts', { version: '2', plan: twoSteps }, { ...ALICE, 'x-change-reason': 'retrained' });
     expect(started.status).toBe(201);
-    expect(started.json).toMatchObject({ id: 1, version: '2', stable: '1', status: 'running', stage: { index: 0, kind: 'canary', share: 0.2 }, started_by: 'alice' });
+    expect(started.json).toMatchObject({
+      id: 1,
+      version: '2',
+      stable: '1',
+      status: 'running',
+      stage: { index: 0, kind: 'canary', share: 0.2 },
+      started_by: 'alice',
+    });
     expect(await table()).toEqual({ stable: '1', canary: { version: '2', share: 0.2 } });
     expect((await call('POST', '/v1/models/flight-delay/rollouts', { version: '2' }, OP)).status).toBe(409);
 
@@ -189,7 +209,13 @@ describe('rollouts', () => {
     expect(del.json.error.message).toContain('rollout 1 (paused)');
     expect((await call('POST', '/v1/models/flight-delay/rollouts/1/abort', undefined, OP)).json.status).toBe('aborted');
     expect(await table()).toEqual({ stable: '1' });
-    expect((await history()).slice(0, 5).map((e) => `${e.action}:${e.who}`)).toEqual(['abort:operator', 'route:alice', 'resume:operator', 'pause:alice', 'rollout:operator']);
+    expect((await history()).slice(0, 5).map((e) => `${e.action}:${e.who}`)).toEqual([
+      'abort:operator',
+      'route:alice',
+      'resume:operator',
+      'pause:alice',
+      'rollout:operator',
+    ]);
   });
 
   it("keeps the model's own plan, which a rollout without one follows", async () => {
@@ -208,11 +234,14 @@ describe('rollouts', () => {
     expect(r.json.plan.thresholds.error_rate).toBe(0.02);
   });
 
-  it('promotes on a person\'s word, and rolls back to the last version that had all the traffic', async () => {
+  it("promotes on a person's word, and rolls back to the last version that had all the traffic", async () => {
     const { call, push, tick, table } = setup();
     await push('2');
     await call('POST', '/v1/models/flight-delay/rollouts', { version: '2' }, OP);
-    expect((await call('POST', '/v1/models/flight-delay/rollouts/1/promote', undefined, OP)).json).toMatchObject({ status: 'promoted', stage: { kind: 'promoted' } });
+    expect((await call('POST', '/v1/models/flight-delay/rollouts/1/promote', undefined, OP)).json).toMatchObject({
+      status: 'promoted',
+      stage: { kind: 'promoted' },
+    });
     expect(await table()).toEqual({ stable: '2' });
     await tick();
     const back = await call('POST', '/v1/models/flight-delay/rollback', undefined, { ...ALICE, 'x-change-reason': 'complaints' });

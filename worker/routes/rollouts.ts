@@ -4,7 +4,16 @@
  * sketches; see worker/routing-store.ts and core/rollout.ts), and rollback. Every change lands in
  * the model's history and on the webhook.
  */
-import { DEFAULT_PLAN, rolloutPlanToJSON, stageTable, validateRolloutPlan, ValidationError, type RolloutsAnswer, type RolloutView, type RoutingTable } from '../../core/index.ts';
+import {
+  DEFAULT_PLAN,
+  rolloutPlanToJSON,
+  stageTable,
+  validateRolloutPlan,
+  ValidationError,
+  type RolloutsAnswer,
+  type RolloutView,
+  type RoutingTable,
+} from '../../core/index.ts';
 import type { AppContext } from '../http/context.ts';
 import { runtimeOf } from '../http/context.ts';
 import { model, operatorAuth } from '../http/middleware.ts';
@@ -129,7 +138,8 @@ const apply = (c: AppContext, table: RoutingTable) => c.var.edge.remember(backgr
 
 const rolloutId = (c: AppContext) => {
   const raw = c.req.param('id') ?? '';
-  if (!/^[1-9]\d{0,8}$/.test(raw)) throw new ValidationError(`rollout id must be a positive whole number, got ${JSON.stringify(raw.slice(0, 40))}`, 'id', 404, 'no_rollout');
+  if (!/^[1-9]\d{0,8}$/.test(raw))
+    throw new ValidationError(`rollout id must be a positive whole number, got ${JSON.stringify(raw.slice(0, 40))}`, 'id', 404, 'no_rollout');
   return Number(raw);
 };
 
@@ -138,7 +148,8 @@ rollouts.post('/v1/models/:name/rollouts', operatorAuth(), model, limit, async (
   const raw = await body(c);
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ValidationError('the body must be an object { version, plan? }', 'body');
   const b = raw as Record<string, unknown>;
-  for (const k of Object.keys(b)) if (k !== 'version' && k !== 'plan') throw new ValidationError(`unknown field "${k.slice(0, 64)}" (known: version, plan)`, k.slice(0, 64));
+  for (const k of Object.keys(b))
+    if (k !== 'version' && k !== 'plan') throw new ValidationError(`unknown field "${k.slice(0, 64)}" (known: version, plan)`, k.slice(0, 64));
   const versions = runtimeOf(c).versions.get(e.manifest.name)!;
   if (typeof b.version !== 'string' || !versions.has(b.version))
     throw new ValidationError(
