@@ -3,6 +3,7 @@
 // so that each test controls the evidence exactly; test/node/rollout-replay.test.ts runs the same
 // through wrangler dev with real traffic.
 import { env, runDurableObjectAlarm } from 'cloudflare:test';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createProfile, encodeSummary, TDigest } from '../../core/index.ts';
 import { DEFAULT_VERSIONS, DEFAULTS } from '../../models/defaults.ts';
@@ -216,6 +217,53 @@ describe('rollouts', () => {
       'pause:alice',
       'rollout:operator',
     ]);
+  });
+
+  it('takes hostile bodies without a 5xx, and a refused one changes nothing', async () => {
+    const { call, push, history } = setup();
+    await push('2');
+    const before = (await history()).length;
+    const plan = fc.oneof(
+      fc.jsonValue({ maxDepth: 3 }),
+      fc.record(
+        {
+          shadow: fc.oneof(
+            fc.constant(null),
+            fc.jsonValue({ maxDepth: 2 }),
+            fc.record({ sample_rate: fc.double(), min_rows: fc.integer(), min_duration: fc.string() }),
+          ),
+          steps: fc.oneof(
+            fc.jsonValue({ maxDepth: 2 }),
+            fc.array(fc.record({ share: fc.double(), min_rows: fc.oneof(fc.integer(), fc.double()) }), { maxLength: 25 }),
+          ),
+          thresholds: fc.dictionary(fc.constantFrom('error_rate', '__proto__', 'constructor', 'latency_ms', 'x'), fc.jsonValue({ maxDepth: 1 })),
+        },
+        { requiredKeys: [] },
+      ),
+    );
+    const bodies = fc.oneof(
+      fc.jsonValue({ maxDepth: 3 }),
+      fc.record({ version: fc.constantFrom('1', '9', '__proto__', 'constructor', '', '../2'), plan }, { requiredKeys: [] }),
+    );
+    let started = 0;
+    await fc.assert(
+      fc.asyncProperty(bodies, plan, async (b, p) => {
+        const r = await call('POST', '/v1/models/flight-delay/rollouts', JSON.stringify(b), OP);
+        expect(r.status, JSON.stringify(b)).toBeLessThan(500);
+        if (r.status === 201) {
+          started++;
+          expect((await call('POST', `/v1/models/flight-delay/rollouts/${r.json.id}/abort`, undefined, OP)).status).toBe(200);
+        } else expect(typeof r.json.error.field, JSON.stringify(r.json)).toBe('string');
+        const q = await call('PUT', '/v1/models/flight-delay/rollout-plan', JSON.stringify(p), OP);
+        expect(q.status, JSON.stringify(p)).toBeLessThan(500);
+        if (q.status !== 200) expect(typeof q.json.error.field).toBe('string');
+      }),
+      { numRuns: 60 },
+    );
+    // Only a rollout that started (and its abort) went into the history.
+    expect((await history()).length).toBe(before + 2 * started);
+    const huge = await call('POST', '/v1/models/flight-delay/rollouts', JSON.stringify({ version: '2', plan: { steps: [], pad: 'x'.repeat(300_000) } }), OP);
+    expect(huge.status).toBe(413);
   });
 
   it("keeps the model's own plan, which a rollout without one follows", async () => {
