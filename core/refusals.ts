@@ -34,11 +34,13 @@ export function refusedCounter(field: string): string {
 
 /** Adds one refusal of `field` to `counters` (see the header). */
 export function countRefusal(counters: Counters, field: string): void {
+  // proto-safe: every name here starts with "refused:", never an inherited key
   let name = refusedCounter(field);
+  // proto-safe: name starts with "refused:"
   if (counters[name] === undefined && Object.keys(counters).filter((k) => k.startsWith(REFUSED_PREFIX)).length >= MAX_REFUSED_FIELDS)
     name = `${REFUSED_PREFIX}other`;
   counters.refused = (counters.refused ?? 0) + 1;
-  counters[name] = (counters[name] ?? 0) + 1;
+  counters[name] = (counters[name] ?? 0) + 1; // proto-safe: name starts with "refused:"
 }
 
 export interface RefusalJudgement {
@@ -66,9 +68,9 @@ export function judgeRefusals(
   const keys = new Set([...Object.keys(window.counters).filter((k) => k.startsWith(REFUSED_PREFIX)), ...also]);
   const refN = reference ? seenOf(reference) : 0;
   return [...keys].map((key) => {
-    const x = window.counters[key] ?? 0;
+    const x = window.counters[key] ?? 0; // proto-safe: keys start with "refused:"
     const rate = n ? x / n : 0;
-    const referenceRate = refN ? (reference!.counters[key] ?? 0) / refN : 0;
+    const referenceRate = refN ? (reference!.counters[key] ?? 0) / refN : 0; // proto-safe: as above
     const threshold = Math.max(2 * referenceRate, referenceRate + 0.01);
     const l = (x + 1) / (n + 2);
     const lower = rate - 2.326 * Math.sqrt((l * (1 - l)) / Math.max(1, n));

@@ -164,6 +164,7 @@ export function validateRolloutPlan(value: unknown): RolloutPlan {
     names.map((n) => n[1]),
   );
   const thresholds = { ...DEFAULT_THRESHOLDS };
+  // proto-safe: `json` and `key` come from the fixed list above, not from the client
   for (const [key, json, lo, hi] of names) if (t[json] !== undefined) thresholds[key] = num(t[json], `thresholds.${json}`, lo, hi);
   return { stages, thresholds };
 }

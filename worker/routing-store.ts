@@ -75,6 +75,9 @@ export interface RolloutRefusal {
   status: 404 | 409 | 422;
 }
 
+/** Whether a call was refused (its answer is a RolloutRefusal). */
+export const isRefusal = (r: object): r is RolloutRefusal => Object.hasOwn(r, 'error');
+
 /** Entries kept per model; older ones are dropped as new ones come (a model changes far less often). */
 export const MAX_HISTORY = 10_000;
 /** Rollouts kept per model (the active one is never dropped). */
@@ -208,7 +211,7 @@ export class RoutingStore extends DurableObject<Env> {
       );
       return rollout;
     });
-    if (!('error' in result)) await this.#arm(0);
+    if (!isRefusal(result)) await this.#arm(0);
     return result;
   }
 
@@ -267,7 +270,7 @@ export class RoutingStore extends DurableObject<Env> {
         stageTable(r.base, r.candidate, undefined),
       );
     });
-    if (!('error' in result)) await this.#arm(0);
+    if (!isRefusal(result)) await this.#arm(0);
     return result;
   }
 
@@ -301,7 +304,7 @@ export class RoutingStore extends DurableObject<Env> {
       });
       return { table };
     });
-    if (!('error' in result)) await this.#arm(0);
+    if (!isRefusal(result)) await this.#arm(0);
     return result;
   }
 

@@ -19,9 +19,9 @@ import { runtimeOf } from '../http/context.ts';
 import { model, operatorAuth } from '../http/middleware.ts';
 import { answer, bearer, document, documentedApp, ModelParams, operatorErrors, z } from '../http/openapi.ts';
 import { body, changeReason, limit } from '../http/request.ts';
-import type { Rollout, RolloutRefusal } from '../routing-store.ts';
+import { isRefusal, type Rollout, type RolloutRefusal } from '../routing-store.ts';
 import { backgroundOf } from '../serving/background.ts';
-import { compatible } from './routing.ts';
+import { compatible } from '../http/compatible.ts';
 
 export const rollouts = documentedApp();
 
@@ -164,7 +164,7 @@ rollouts.post('/v1/models/:name/rollouts', operatorAuth(), model, limit, async (
   for (const stage of [...plan.stages, undefined]) compatible(c, stageTable(current, b.version, stage));
   const aggregator = c.env.AGGREGATOR?.idFromName(e.manifest.name).toString();
   const r = await store.startRollout({ model: e.manifest.name, aggregator, candidate: b.version, plan, current, who: c.var.operator, why: changeReason(c) });
-  if ('error' in r) refused(r);
+  if (isRefusal(r)) refused(r);
   apply(c, stageTable(r.base, r.candidate, r.plan.stages[0]));
   return c.json(view(r), 201);
 });
@@ -200,7 +200,7 @@ rollouts.post('/v1/models/:name/rollouts/:id/:action', operatorAuth(), model, as
   if (!ACTIONS.includes(action))
     throw new ValidationError(`unknown action ${JSON.stringify(action.slice(0, 40))} (one of ${ACTIONS.join(', ')})`, 'action', 404, 'not_found');
   const r = await storeOf(c).control(rolloutId(c), action, c.var.operator, changeReason(c));
-  if ('error' in r) refused(r);
+  if (isRefusal(r)) refused(r);
   const table = (await storeOf(c).getTable()).table;
   if (table) apply(c, table);
   return c.json(view(r));
@@ -209,7 +209,7 @@ rollouts.post('/v1/models/:name/rollouts/:id/:action', operatorAuth(), model, as
 rollouts.post('/v1/models/:name/rollback', operatorAuth(), model, async (c) => {
   const e = c.var.engine;
   const r = await storeOf(c).rollback(e.manifest.name, c.var.operator, changeReason(c), { stable: e.manifest.version });
-  if ('error' in r) refused(r);
+  if (isRefusal(r)) refused(r);
   apply(c, r.table);
   return c.json({ model: e.manifest.name, table: r.table, ...(r.rollout ? { rollout: r.rollout } : {}) });
 });

@@ -3,8 +3,8 @@
  * table lives in the model's RoutingStore (a Durable Object); this isolate uses a new one at
  * once, others within 5 s.
  */
-import { encodingInterface, validateRoutingTable, ValidationError, type HistoryAnswer, type RoutingTable } from '../../core/index.ts';
-import type { AppContext } from '../http/context.ts';
+import { validateRoutingTable, ValidationError, type HistoryAnswer } from '../../core/index.ts';
+import { compatible } from '../http/compatible.ts';
 import { runtimeOf } from '../http/context.ts';
 import { model, operatorAuth } from '../http/middleware.ts';
 import { answer, bearer, document, documentedApp, ModelParams, operatorErrors, RoutingTableSchema, z } from '../http/openapi.ts';
@@ -71,30 +71,6 @@ routing.put('/v1/models/:name/routing', operatorAuth(), model, limit, async (c) 
   c.var.edge.remember(backgroundOf(c), runtimeOf(c), e.manifest.name, table);
   return c.json({ model: e.manifest.name, table, updated_at: updatedAt });
 });
-
-/**
- * Requests are encoded by the default version's manifest: every version a table serves or shadows
- * must take the same tensors for them (a new vocabulary or feature set is a model of its own).
- * Throws a 422 naming the table's field otherwise.
- */
-export function compatible(c: AppContext, table: RoutingTable): void {
-  const e = c.var.engine;
-  const byVersion = runtimeOf(c).versions.get(e.manifest.name)!;
-  const want = encodingInterface(e.manifest);
-  const named: [string, string][] = [
-    ['stable', table.stable],
-    ...(table.canary ? [['canary.version', table.canary.version] as [string, string]] : []),
-    ...(table.shadows ?? []).map((s, i) => [`shadows.${i}.version`, s.version] as [string, string]),
-  ];
-  for (const [field, v] of named)
-    if (encodingInterface(byVersion.get(v)!.manifest) !== want)
-      throw new ValidationError(
-        `version ${v} encodes requests differently from the default version ${e.manifest.version} (its inputs, features or vocabularies differ); push it as a model of its own`,
-        field,
-        422,
-        'incompatible_version',
-      );
-}
 
 routing.get('/v1/models/:name/history', operatorAuth(), model, async (c) => {
   const name = c.var.engine.manifest.name;
