@@ -265,7 +265,7 @@ describeOrSkip('driftwatch import and push: models exported by other tools, serv
     const still = (await api('GET', `/v1/models/diabetes/drift?from=${start}&to=${start + 2 * HOUR}&step=${HOUR}`)).json;
     expect(still.windows[1].drifted).toContain('bmi');
     writeFileSync(join(dir, 'timings.json'), JSON.stringify(timings));
-  });
+  }, 180_000);
 });
 
 describe('driftwatch import: inputs of one feature each, text columns, JSON lines and quoted CSV', () => {

@@ -211,6 +211,16 @@ export function rollbackTable(base: RoutingTable, candidate: string): RoutingTab
   return { stable: base.stable, ...(shadows.length ? { shadows } : {}) };
 }
 
+/** A refusal the operator API turns into a 4xx: the rollout's state does not allow the call. */
+export interface RolloutRefusal {
+  error: string;
+  code: 'rollout_running' | 'no_rollout' | 'rollout_ended' | 'same_version' | 'no_previous_stable';
+  status: 404 | 409 | 422;
+}
+
+/** Whether a call was refused (its answer is a RolloutRefusal). */
+export const isRefusal = (r: object): r is RolloutRefusal => Object.hasOwn(r, 'error');
+
 export type CheckStatus = 'pass' | 'fail' | 'wait';
 
 export interface RolloutCheck {
@@ -280,8 +290,8 @@ export function analyzeStage(stage: RolloutStage, t: RolloutThresholds, ev: Stag
     if (stage.kind === 'canary') checks.push(rateCheck('fallback_rate', { x: fallbackRows(cand), n: nc }, { x: fallbackRows(stable), n: ns }, t.fallbackRate));
     if (stage.kind === 'canary') {
       // A shadow's latency is its inference alone, after the answer: only a serving candidate's compares with stable's.
-      checks.push(latencyCheck('latency_p50', cand, stable, 0.5, t, 20));
-      checks.push(latencyCheck('latency_p99', cand, stable, 0.99, t, 100));
+      checks.push(latencyCheck('latency_p50', cand, stable, 0.5, t));
+      checks.push(latencyCheck('latency_p99', cand, stable, 0.99, t));
     }
     const compared = cand.counters.shadowCompared ?? 0;
     if (compared > 0) checks.push(agreementCheck(cand.counters.shadowAgree ?? 0, compared, t.shadowAgreement));
@@ -329,8 +339,14 @@ function rateCheck(name: string, c: { x: number; n: number }, s: { x: number; n:
   };
 }
 
-/** A latency quantile: worse when both `ratio` times stable's and `ms` more; a quantile from fewer than `minRows` rows on either side cannot fail, only wait. */
-function latencyCheck(name: string, cand: Profile, stable: Profile, q: number, t: RolloutThresholds, minRows: number): RolloutCheck {
+/**
+ * A latency quantile: worse when both `ratio` times stable's and `ms` more. A quantile is only as
+ * sure as the rows beyond it: with fewer than 10 rows past it on either side (n·(1 − q) < 10: p50
+ * under 20 rows, p99 under 1,000), a handful of slow requests (a cold engine's first, a
+ * neighbour's CPU) decide it, so a worse one cannot fail, only wait for rows.
+ */
+function latencyCheck(name: string, cand: Profile, stable: Profile, q: number, t: RolloutThresholds): RolloutCheck {
+  const minRows = Math.ceil(10 / (1 - q) - 1e-9);
   if (!cand.latency.count || !stable.latency.count) return { name, status: 'pass', detail: 'no latency recorded' };
   const a = cand.latency.quantile(q);
   const b = stable.latency.quantile(q);

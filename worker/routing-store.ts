@@ -29,7 +29,9 @@ import {
   stageTable,
   type HistoryAction,
   type HistoryEntry,
+  isRefusal,
   type RolloutPlan,
+  type RolloutRefusal,
   type RolloutStatus,
   type RoutingTable,
   type StageAnalysis,
@@ -68,15 +70,7 @@ export interface Rollout {
   rebaselined?: boolean;
 }
 
-/** A refusal the route turns into a 4xx: the rollout's state does not allow the call. */
-export interface RolloutRefusal {
-  error: string;
-  code: 'rollout_running' | 'no_rollout' | 'rollout_ended' | 'same_version' | 'no_previous_stable';
-  status: 404 | 409 | 422;
-}
-
-/** Whether a call was refused (its answer is a RolloutRefusal). */
-export const isRefusal = (r: object): r is RolloutRefusal => Object.hasOwn(r, 'error');
+export { isRefusal, type RolloutRefusal } from '../core/index.ts';
 
 /** Entries kept per model; older ones are dropped as new ones come (a model changes far less often). */
 export const MAX_HISTORY = 10_000;

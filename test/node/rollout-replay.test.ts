@@ -3,7 +3,7 @@
 // what the DriftAggregator (real Durable Objects, SQLite storage on disk) collected from real
 // traffic, and every change POSTed, signed, to a real webhook receiver.
 //
-// Traffic: 200 callers (x-user-key), each sending 3 flights a minute of event time from the
+// Traffic: 120 callers (x-user-key), each sending 3 flights a minute of event time from the
 // January-February replay rows (what the model was trained on), one minute after another.
 //
 // 1. A copy of the model pushed as version 2 walks its plan (shadow 50%, 10%, 50%) to all the
@@ -32,7 +32,7 @@ import { freePort, ROOT, startWorker, stop, waitFor } from '../support/servers.t
 const TOKEN = 'rollout-operator';
 const SECRET = 'rollout-webhook-secret';
 const MIN = 60_000;
-const USERS = Array.from({ length: 200 }, (_, i) => `caller-${i}`);
+const USERS = Array.from({ length: 120 }, (_, i) => `caller-${i}`);
 const ROWS_PER_CALL = 3;
 const rows = readFileSync(join(ROOT, 'models/flight-delay/replay.jsonl'), 'utf8')
   .trim()

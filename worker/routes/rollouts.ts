@@ -6,6 +6,8 @@
  */
 import {
   DEFAULT_PLAN,
+  isRefusal,
+  type RolloutRefusal,
   rolloutPlanToJSON,
   stageTable,
   validateRolloutPlan,
@@ -19,7 +21,7 @@ import { runtimeOf } from '../http/context.ts';
 import { model, operatorAuth } from '../http/middleware.ts';
 import { answer, bearer, document, documentedApp, ModelParams, operatorErrors, z } from '../http/openapi.ts';
 import { body, changeReason, limit } from '../http/request.ts';
-import { isRefusal, type Rollout, type RolloutRefusal } from '../routing-store.ts';
+import type { Rollout } from '../routing-store.ts';
 import { backgroundOf } from '../serving/background.ts';
 import { compatible } from '../http/compatible.ts';
 
