@@ -13,6 +13,7 @@
  *   driftwatch history <name> [--limit N]
  *   driftwatch rollout <name> [<version> [--plan <file>]] [--pause|--resume|--abort|--promote]
  *   driftwatch rollback <name>
+ *   driftwatch performance <name> [--from] [--to] [--step] [--version]
  *
  * Endpoint: --endpoint, else DRIFTWATCH_ENDPOINT, else http://127.0.0.1:8787. Token:
  * DRIFTWATCH_TOKEN, else OPERATOR_TOKEN in .dev.vars (what `npm start` uses). The CLI meets the
@@ -20,7 +21,16 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AlertsAnswer, DriftAnswer, ErrorBodyV1, HistoryAnswer, RolloutsAnswer, RolloutView, VersionsAnswer } from '../core/contracts.ts';
+import type {
+  AlertsAnswer,
+  DriftAnswer,
+  ErrorBodyV1,
+  HistoryAnswer,
+  PerformanceAnswer,
+  RolloutsAnswer,
+  RolloutView,
+  VersionsAnswer,
+} from '../core/contracts.ts';
 import { CliError } from './errors.ts';
 import { importModel, readModelFolder } from './import.ts';
 
@@ -46,6 +56,8 @@ usage:
   driftwatch rollout <name> --pause|--resume|--abort|--promote
                                                     take over the running rollout
   driftwatch rollback <name>                        back to the stable the rollout began from, else the previous stable
+  driftwatch performance <name> [--from T] [--to T] [--step MS] [--version V]
+                                                    realized performance from late labels, per version and window
 
 options:
   --endpoint URL   the edge (else DRIFTWATCH_ENDPOINT, else http://127.0.0.1:8787)
@@ -439,6 +451,32 @@ export async function run(argv: string[], io: Io): Promise<number> {
       ]);
       return 0;
     }
+    case 'performance': {
+      const a = await call<PerformanceAnswer>('GET', `/v1/models/${name()}/performance${query(['from', 'to', 'step', 'version'])}`);
+      const binary = a.task === 'binary-classification';
+      const head = ['from', 'to', 'version', 'predicted', 'labelled', ...(binary ? ['AUC', 'log loss', 'positives'] : ['MAE', 'RMSE', 'bias'])];
+      const cells = (x: PerformanceAnswer['total'][string]) =>
+        binary
+          ? [num(x.auc ?? null, 3), num(x.log_loss ?? null, 3), x.positive_rate == null ? '' : pct(x.positive_rate)]
+          : [num(x.mae ?? null, 3), num(x.rmse ?? null, 3), num(x.bias ?? null, 3)];
+      print(a, () => [
+        `${a.model} (${a.task}): realized performance from the labels joined so far`,
+        ...grid(
+          head,
+          a.windows.flatMap((w) =>
+            Object.entries(w.versions).map(([v, x]) => [
+              w.from,
+              w.to,
+              v,
+              String(x.predicted),
+              `${x.labelled} (${x.labelled_share == null ? '-' : pct(x.labelled_share)})`,
+              ...cells(x),
+            ]),
+          ),
+        ),
+      ]);
+      return 0;
+    }
     default:
       throw new CliError(`unknown command ${JSON.stringify(p.command)} (see driftwatch --help)`, 2);
   }
@@ -501,7 +539,7 @@ function describeTable(model: string, t: VersionsAnswer['routing'], versions: st
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-const num = (x: number | null) => (x === null ? '-' : x.toFixed(1));
+const num = (x: number | null, digits = 1) => (x === null ? '-' : x.toFixed(digits));
 
 /** Rows under a header, columns padded to their widest cell. */
 export function grid(header: string[], rows: string[][]): string[] {

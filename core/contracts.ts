@@ -6,6 +6,7 @@
  */
 import type { ModelManifest } from './manifest.ts';
 import type { RoutingTable } from './routing.ts';
+import type { OutcomeTask, RealizedPerformance } from './outcomes.ts';
 import type { StageAnalysis } from './rollout.ts';
 import type { DriftMethod, DriftResult } from './drift.ts';
 import type { SketchDescription } from './sketch.ts';
@@ -220,4 +221,14 @@ export interface RolloutsAnswer {
   model: string;
   active: RolloutView | null;
   rollouts: RolloutView[];
+}
+
+/** `GET /v1/models/{name}/performance`: realized performance from the labels joined so far, per version, over the range and per window. */
+export interface PerformanceAnswer {
+  model: string;
+  task: OutcomeTask;
+  from: string;
+  to: string;
+  total: Record<string, RealizedPerformance>;
+  windows: { from: string; to: string; versions: Record<string, RealizedPerformance> }[];
 }

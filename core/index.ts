@@ -94,6 +94,7 @@ export type {
   HistoryAnswer,
   HistoryEntry,
   JudgedSketch,
+  PerformanceAnswer,
   RolloutStatus,
   RolloutsAnswer,
   RolloutView,
@@ -121,3 +122,22 @@ export {
   type StageEvidence,
 } from './rollout.ts';
 export { countRefusal, judgeRefusals, MAX_REFUSED_FIELDS, REFUSED_PREFIX, refusedCounter, refusedField, seenOf, type RefusalJudgement } from './refusals.ts';
+export {
+  addOutcome,
+  AUC_BINS,
+  emptyOutcomes,
+  joinValue,
+  MAX_FEEDBACK,
+  MAX_PREDICTIONS,
+  mergeOutcomes,
+  newPredictionId,
+  outcomeTask,
+  parseLabel,
+  predictionTime,
+  realized,
+  type FeedbackResult,
+  type OutcomeState,
+  type OutcomeTask,
+  type PredictionRecord,
+  type RealizedPerformance,
+} from './outcomes.ts';

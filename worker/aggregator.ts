@@ -28,6 +28,16 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import {
+  addOutcome,
+  emptyOutcomes,
+  MAX_FEEDBACK,
+  MAX_PREDICTIONS,
+  type FeedbackResult,
+  type PredictionRecord,
+  parseLabel,
+  predictionTime,
+  type OutcomeState,
+  type OutcomeTask,
   alertStep,
   decodeSummary,
   encodeSummary,
@@ -81,6 +91,7 @@ const MAX_MEMO = 64;
 const MAX_GROUPS_PER_MINUTE = 64;
 /** Summaries per ingestMany call. */
 export const MAX_BATCH = 256;
+export type { FeedbackResult, PredictionRecord } from '../core/index.ts';
 
 /** A drift alert as this object keeps it: typed once in core/contracts.ts (the alerts route answers it). */
 export type { Alert } from '../core/index.ts';
@@ -261,6 +272,15 @@ export class DriftAggregator extends DurableObject<Env> {
     );
     sql.exec(
       `CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, model_version TEXT NOT NULL, feature TEXT NOT NULL, opened_at INTEGER NOT NULL, resolved_at INTEGER, evidence TEXT NOT NULL, since INTEGER, notified_open INTEGER NOT NULL DEFAULT 0, notified_resolved INTEGER NOT NULL DEFAULT 0, notify_attempts INTEGER NOT NULL DEFAULT 0)`,
+    );
+    // The join of late labels (core/outcomes.ts): each prediction's version, time and value until
+    // the horizon; the outcome state per (version, minute of the prediction).
+    sql.exec(
+      `CREATE TABLE IF NOT EXISTS predictions (id TEXT PRIMARY KEY, model_version TEXT NOT NULL, at INTEGER NOT NULL, value REAL NOT NULL, joined INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID`,
+    );
+    sql.exec(`CREATE INDEX IF NOT EXISTS predictions_at ON predictions (at)`);
+    sql.exec(
+      `CREATE TABLE IF NOT EXISTS outcomes (model_version TEXT NOT NULL, minute INTEGER NOT NULL, state TEXT NOT NULL, PRIMARY KEY (model_version, minute))`,
     );
     // Objects created by earlier versions lack the newer columns.
     const add = (table: string, column: string, decl: string) => {
@@ -642,6 +662,9 @@ export class DriftAggregator extends DurableObject<Env> {
       if (groups.length > budget) more = true;
       budget -= Math.min(budget, groups.length);
     }
+    const forgotten = sql.exec(`DELETE FROM predictions WHERE at < ?`, clock - this.config.predictionHorizonMs).rowsWritten;
+    if (forgotten) this.#count('predictions_expired', forgotten);
+    sql.exec(`DELETE FROM outcomes WHERE minute < ?`, clock - retentionMs);
     const expired = sql.exec(`DELETE FROM buckets WHERE minute + span <= ?`, clock - retentionMs).rowsWritten;
     if (expired) this.#count('buckets_expired', expired);
     const horizon = clock - hourlyAfterMs;
@@ -837,6 +860,107 @@ export class DriftAggregator extends DurableObject<Env> {
         .map((r) => r.feature as string);
     }
     return { clock: Number.isFinite(max) ? max : null, profiles, alerts };
+  }
+
+  /**
+   * Records what the join needs of predictions the edge served (their ids, versions, times and
+   * values; core/outcomes.ts): a retried flush stores nothing twice, and each new one counts as
+   * predicted in its version's minute. Predictions already past the horizon, and malformed
+   * records, are refused and counted. At most MAX_PREDICTIONS a call.
+   */
+  async recordPredictions(model: string, records: PredictionRecord[]): Promise<{ stored: number; duplicate: number; rejected: number }> {
+    if (!Array.isArray(records) || records.length > MAX_PREDICTIONS) {
+      this.#count('predictions_rejected', Array.isArray(records) ? records.length : 1);
+      return { stored: 0, duplicate: 0, rejected: Array.isArray(records) ? records.length : 1 };
+    }
+    const sql = this.ctx.storage.sql;
+    const horizon = this.#dataClock(Date.now()) - this.config.predictionHorizonMs;
+    let stored = 0;
+    let duplicate = 0;
+    let rejected = 0;
+    this.ctx.storage.transactionSync(() => {
+      const fresh = new Map<string, number>();
+      for (const r of records) {
+        const at = predictionTime(r?.id);
+        if (at === undefined || at !== r.at || typeof r.version !== 'string' || r.version.length > 128 || !Number.isFinite(r.value) || at < horizon) {
+          rejected++;
+          continue;
+        }
+        const n = sql.exec(`INSERT OR IGNORE INTO predictions (id, model_version, at, value) VALUES (?, ?, ?, ?)`, r.id, r.version, at, r.value).rowsWritten;
+        if (!n) {
+          duplicate++;
+          continue;
+        }
+        stored++;
+        const key = `${r.version}\u0000${Math.floor(at / MINUTE_MS) * MINUTE_MS}`;
+        fresh.set(key, (fresh.get(key) ?? 0) + 1);
+      }
+      for (const [key, n] of fresh) {
+        const [version, minute] = key.split('\u0000');
+        this.#updateOutcome(version, Number(minute), (st) => {
+          st.predicted += n;
+        });
+      }
+      if (!this.#modelKnown && stored) {
+        sql.exec(`INSERT INTO meta (key, value) VALUES ('model', ?) ON CONFLICT(key) DO NOTHING`, model);
+        this.#modelKnown = true;
+      }
+    });
+    if (stored) this.#count('predictions_stored', stored);
+    if (rejected) this.#count('predictions_rejected', rejected);
+    return { stored, duplicate, rejected };
+  }
+
+  #updateOutcome(version: string, minute: number, change: (s: OutcomeState) => void): void {
+    const sql = this.ctx.storage.sql;
+    const row = sql.exec(`SELECT state FROM outcomes WHERE model_version = ? AND minute = ?`, version, minute).toArray()[0];
+    const st = row ? (JSON.parse(row.state as string) as OutcomeState) : emptyOutcomes();
+    change(st);
+    sql.exec(
+      `INSERT INTO outcomes (model_version, minute, state) VALUES (?, ?, ?) ON CONFLICT(model_version, minute) DO UPDATE SET state = excluded.state`,
+      version,
+      minute,
+      JSON.stringify(st),
+    );
+  }
+
+  /**
+   * Joins labels to their predictions, each answered on its own: `joined` (counted in the
+   * window of the prediction, not of the label's arrival), `duplicate` (that prediction has its
+   * label already: never counted twice), `expired` (past the join horizon), `unknown` (no such
+   * prediction, or not recorded yet: the edge ships them within a telemetry window), `invalid`.
+   */
+  async feedback(task: OutcomeTask, items: { prediction_id: unknown; label: unknown }[]): Promise<FeedbackResult[]> {
+    if (!Array.isArray(items) || items.length > MAX_FEEDBACK) return [{ status: 'invalid', reason: `at most ${MAX_FEEDBACK} items a call` }];
+    const sql = this.ctx.storage.sql;
+    const horizon = this.#dataClock(Date.now()) - this.config.predictionHorizonMs;
+    const results = this.ctx.storage.transactionSync(() =>
+      items.map((item): FeedbackResult => {
+        const id = item?.prediction_id;
+        const at = predictionTime(id);
+        if (at === undefined) return { status: 'invalid', reason: 'prediction_id is not an id this edge gives' };
+        const label = parseLabel(task, item.label);
+        if (typeof label === 'string') return { status: 'invalid', reason: label };
+        const row = sql.exec(`SELECT model_version, at, value, joined FROM predictions WHERE id = ?`, id as string).toArray()[0];
+        if (!row) return at < horizon ? { status: 'expired', reason: 'past the join horizon (PREDICTION_HORIZON_DAYS)' } : { status: 'unknown' };
+        if (row.joined) return { status: 'duplicate' };
+        sql.exec(`UPDATE predictions SET joined = 1 WHERE id = ?`, id as string);
+        this.#updateOutcome(row.model_version as string, Math.floor((row.at as number) / MINUTE_MS) * MINUTE_MS, (st) =>
+          addOutcome(st, task, row.value as number, label),
+        );
+        return { status: 'joined', version: row.model_version as string };
+      }),
+    );
+    for (const r of results) this.#count(`feedback_${r.status}`);
+    return results;
+  }
+
+  /** The outcome states of the minutes in [from, to), per version: what the performance route reads. */
+  async outcomes(from: number, to: number): Promise<{ version: string; minute: number; state: string }[]> {
+    return this.ctx.storage.sql
+      .exec(`SELECT model_version, minute, state FROM outcomes WHERE minute >= ? AND minute < ? ORDER BY minute LIMIT 200000`, from, to)
+      .toArray()
+      .map((r) => ({ version: r.model_version as string, minute: r.minute as number, state: r.state as string }));
   }
 
   /** The merged profile of [from, to) per version. */

@@ -33,6 +33,7 @@ import { models, stats } from './routes/models.ts';
 import { oip } from './routes/oip.ts';
 import { predict } from './routes/predict.ts';
 import { registry } from './routes/registry.ts';
+import { outcomes } from './routes/outcomes.ts';
 import { rollouts } from './routes/rollouts.ts';
 import { routing } from './routes/routing.ts';
 import { versions } from './routes/versions.ts';
@@ -120,6 +121,7 @@ export function createApp(options: AppOptions) {
   app.route('/', browserRoutes());
   app.route('/', routing);
   app.route('/', rollouts);
+  app.route('/', outcomes);
   app.route('/', drift);
   app.route('/', versions);
   app.route('/', stats);

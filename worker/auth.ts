@@ -96,6 +96,20 @@ export function checkOperator(c: Context): string {
   return who;
 }
 
+/**
+ * Middleware for the feedback route: FEEDBACK_TOKEN (a token that may send labels and nothing
+ * else) or an operator token; `c.var.operator` is "feedback" or the operator's name.
+ */
+export function feedbackAuth(): MiddlewareHandler {
+  return async function feedbackAuth(c, next) {
+    const feedback = (c.env as { FEEDBACK_TOKEN?: string } | undefined)?.FEEDBACK_TOKEN;
+    const given = bearerToken(c.req.header('authorization'));
+    if (feedback && given !== undefined && tokenEquals(given, feedback)) c.set('operator', 'feedback');
+    else c.set('operator', checkOperator(c));
+    await next();
+  };
+}
+
 /** Middleware: the route behind it answers only with an operator token (see checkOperator); `c.var.operator` names its holder. */
 export function operatorAuth(): MiddlewareHandler {
   return async function operatorAuth(c, next) {

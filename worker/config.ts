@@ -163,6 +163,8 @@ export interface AggregatorConfig {
   webhookSecret: string | undefined;
   /** Distinct client address groups a window's browser-sourced evidence needs before it counts (edge isolates are trusted). */
   minSources: number;
+  /** How long (on the data clock) a prediction can still be joined to its label. */
+  predictionHorizonMs: number;
 }
 
 export type AggregatorEnv = Pick<
@@ -178,6 +180,7 @@ export type AggregatorEnv = Pick<
   | 'ROLLUP_HOURLY_AFTER_HOURS'
   | 'ROLLUP_DAILY_AFTER_DAYS'
   | 'RETENTION_DAYS'
+  | 'PREDICTION_HORIZON_DAYS'
 >;
 
 /** The aggregator's settings from the environment; a bad value is an Error naming it. */
@@ -204,5 +207,6 @@ export function aggregatorConfig(env: AggregatorEnv): AggregatorConfig {
     webhookUrl,
     webhookSecret: env.ALERT_WEBHOOK_SECRET || undefined,
     minSources: Math.round(num('ALERT_MIN_SOURCES', ALERT_MIN_SOURCES, 1)),
+    predictionHorizonMs: num('PREDICTION_HORIZON_DAYS', 7, 0.001) * DAY_MS,
   };
 }

@@ -35,6 +35,10 @@ export interface Env extends Partial<Cloudflare.Env> {
   MODEL_MAX_BYTES?: string;
   /** Bytes of loaded model artifacts an isolate keeps sessions for; past it the least recently used is freed. Default 50331648 (48 MiB). */
   MODEL_CACHE_BYTES?: string;
+  /** Days (on the data clock) a prediction can still be joined to a late label. Default 7. */
+  PREDICTION_HORIZON_DAYS?: string;
+  /** Bearer token that may send feedback (labels) only, for apps that should not hold the operator token (a secret). */
+  FEEDBACK_TOKEN?: string;
   /** More operator tokens, each with the name the history records: `alice:<token>,deploy-bot:<token>` (a secret). */
   OPERATOR_TOKENS?: string;
   /** Bearer token for the operator routes (a secret; locally from .dev.vars). */

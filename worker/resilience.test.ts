@@ -113,7 +113,7 @@ describe('hedging (HEDGE_QUANTILE)', () => {
     const r = await call(app, b, '/v1/models/flight-delay/predict', predict(0), { 'x-latency-budget-ms': '5000' });
     expect(r.status).toBe(200);
     expect(r.json.served_by).toBe('fallback');
-    expect(r.json.predictions).toEqual([{ p_delay: 0.125 }]);
+    expect(r.json.predictions).toEqual([{ p_delay: 0.125, prediction_id: expect.any(String) }]);
     expect(r.ms).toBeLessThan(300);
     expect(fallback.calls).toHaveLength(1);
     // The budget left travels on, less what the hedge delay and the edge already used.
@@ -155,7 +155,7 @@ describe('cold engine with a fallback', () => {
     expect(first.status).toBe(200);
     expect(first.json.served_by).toBe('fallback');
     expect(fallback.calls).toHaveLength(1);
-    expect(first.json.predictions).toEqual([{ p_delay: 0.125 }]);
+    expect(first.json.predictions).toEqual([{ p_delay: 0.125, prediction_id: expect.any(String) }]);
     // waitOnExecutionContext has awaited the load started in waitUntil: the engine is ready.
     const stats = (await (
       await app.request('/v1/models/flight-delay/stats', { headers: { authorization: 'Bearer op' } }, { ...b, OPERATOR_TOKEN: 'op' })

@@ -3,13 +3,24 @@
  * serves this caller, serve() timed for Server-Timing, and the record of what was served
  * (counts, telemetry, shadows).
  */
-import { refusedField, ValidationError, type ModelManifest, type observedFromFeeds, type RoutingTable, type Tensor } from '../../core/index.ts';
+import {
+  joinValue,
+  newPredictionId,
+  predictionTime,
+  refusedField,
+  ValidationError,
+  type ModelManifest,
+  type observedFromFeeds,
+  type PredictionRecord,
+  type RoutingTable,
+  type Tensor,
+} from '../../core/index.ts';
 import type { EngineRequest, ModelEngine } from '../engine/model-engine.ts';
 import { backgroundOf } from '../serving/background.ts';
 import { countServed } from '../serving/runtime.ts';
 import { serve, type Served } from '../serving/serve.ts';
 import { shadow } from '../serving/shadow.ts';
-import { ship, telemetry } from '../serving/telemetry.ts';
+import { keepPredictions, ship, telemetry } from '../serving/telemetry.ts';
 import { runtimeOf, type AppContext } from './context.ts';
 import { clockOf } from './request.ts';
 
@@ -53,7 +64,20 @@ export function shadowAfter(
   shadow(runtimeOf(c), backgroundOf(c), e, route.table, route.key, version, req, outputs);
 }
 
-/** Records an answer: counted per version, and sketched into the isolate's drift telemetry. */
+/**
+ * The prediction ids of a request's rows (core/outcomes.ts): one random id at the telemetry clock
+ * (the request's x-event-time on a replay), and `<id>:<row>` for each row of a batch.
+ */
+export function predictionIds(c: AppContext, rows: number): { id: string; rows: string[] } {
+  const at = clockOf(c).eventTime ?? Date.now();
+  const id = newPredictionId(at, crypto.getRandomValues(new Uint8Array(16)));
+  return { id, rows: rows === 1 ? [id] : Array.from({ length: rows }, (_, i) => `${id}:${i}`) };
+}
+
+/**
+ * Records an answer: counted per version, sketched into the isolate's drift telemetry, and, for a
+ * task whose outcomes are joined, what the join of late labels needs of each row (`ids`).
+ */
 export function recordServed(
   c: AppContext,
   m: ModelManifest,
@@ -61,10 +85,20 @@ export function recordServed(
   observed: ReturnType<typeof observedFromFeeds>,
   predictions: Record<string, unknown>[],
   servedBy: string,
+  ids?: string[],
 ): void {
   const r = runtimeOf(c);
   const k = clockOf(c);
   countServed(r, m.name, version);
+  if (ids && r.profiler && c.env?.AGGREGATOR) {
+    const records: PredictionRecord[] = [];
+    predictions.forEach((p, i) => {
+      const value = joinValue(m, p as Record<string, number | number[]>);
+      const at = predictionTime(ids[i]);
+      if (value !== undefined && at !== undefined) records.push({ id: ids[i], version, at, value });
+    });
+    if (records.length) keepPredictions(r, m.name, records);
+  }
   telemetry(r, c.env?.AGGREGATOR, backgroundOf(c), k.eventTime, m, version, observed, predictions, performance.now() - k.received, servedBy);
 }
 

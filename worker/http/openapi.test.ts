@@ -50,6 +50,8 @@ describe('GET /openapi.json', () => {
         'POST /v1/models/{name}/rollback',
         'GET /v1/models/{name}/rollout-plan',
         'PUT /v1/models/{name}/rollout-plan',
+        'POST /v1/models/{name}/feedback',
+        'GET /v1/models/{name}/performance',
       ].sort(),
     );
     const drift = doc.paths['/v1/models/{name}/drift'].get;

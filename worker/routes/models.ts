@@ -114,6 +114,8 @@ stats.get('/v1/models/:name/stats', operatorAuth(), model, (c) => {
     fallback: fb ? { url: fb.url, breaker: fb.breaker.stats(), ...fb.stats() } : null,
     served_by_version: Object.fromEntries(r.served.get(e.manifest.name) ?? []),
     telemetry: r.profiler?.stats() ?? null,
+    // What the join of late labels still has to ship of this isolate's predictions (all models), and what it dropped past its bound.
+    predictions: { pending: r.predictions.pending.length, dropped: r.predictions.dropped },
     shadows: Object.fromEntries(
       [...(r.shadows.get(e.manifest.name) ?? [])].map(([v, st]) => [
         v,

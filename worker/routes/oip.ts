@@ -6,7 +6,7 @@
 import { Hono } from 'hono';
 import { canonicalKey, decodeV2Inputs, observedFromFeeds, V2_DATATYPE, type ModelManifest, type Tensor } from '../../core/index.ts';
 import { runtimeOf, type AppContext, type AppEnv } from '../http/context.ts';
-import { pick, recordRefused, recordServed, shadowAfter, timedServe } from '../http/inference.ts';
+import { pick, predictionIds, recordRefused, recordServed, shadowAfter, timedServe } from '../http/inference.ts';
 import { eventTime, publicApi, shed } from '../http/middleware.ts';
 import { body, clockOf, deadline, engineOf, limit } from '../http/request.ts';
 import { paramsOf, toPredictions } from '../serving/tensors.ts';
@@ -104,15 +104,18 @@ const infer = async (c: AppContext) => {
     );
     shadowAfter(c, e, route, version, engineReq, outputs);
   }
-  recordServed(c, m, version, observedFromFeeds(m, req.feeds, req.rows), toPredictions(m, outputs, req.rows), servedBy);
+  const ids = predictionIds(c, req.rows);
+  recordServed(c, m, version, observedFromFeeds(m, req.feeds, req.rows), toPredictions(m, outputs, req.rows), servedBy, ids.rows);
   const wanted = req.outputs ?? m.outputs.map((o) => o.name);
   c.header('x-served-by', servedBy);
   c.header('x-model-version', version);
+  c.header('x-prediction-id', ids.id);
   return c.json({
     model_name: m.name,
     model_version: version,
-    ...(req.id !== undefined ? { id: req.id } : {}),
-    parameters: { served_by: servedBy },
+    // The request's own id when it gave one (the protocol echoes it), else the prediction id.
+    id: req.id ?? ids.id,
+    parameters: { served_by: servedBy, prediction_id: ids.id, ...(req.rows > 1 ? { prediction_ids: ids.rows } : {}) },
     outputs: wanted.map((name) => {
       const t = outputs[name]; // proto-safe: `wanted` holds manifest output names (decodeV2Inputs checks the client's)
       return { name, datatype: V2_DATATYPE[t.dtype], shape: t.dims, data: Array.from(t.data as ArrayLike<number | bigint>, Number) };

@@ -6,7 +6,7 @@
 import { Hono } from 'hono';
 import { canonicalKey, encodeInstances } from '../../core/index.ts';
 import { runtimeOf, type AppEnv } from '../http/context.ts';
-import { pick, recordRefused, recordServed, shadowAfter, timedServe } from '../http/inference.ts';
+import { pick, predictionIds, recordRefused, recordServed, shadowAfter, timedServe } from '../http/inference.ts';
 import { eventTime, publicApi, shed } from '../http/middleware.ts';
 import { body, clockOf, deadline, engineOf, limit } from '../http/request.ts';
 import { subset, toPredictions } from '../serving/tensors.ts';
@@ -49,8 +49,15 @@ predict.post('/v1/models/:name/predict', shed, limit, eventTime, async (c) => {
       cache?.set(keys[i], preds[j], JSON.stringify(preds[j]).length);
     });
   }
-  recordServed(c, m, version, enc.observed, predictions as Record<string, unknown>[], servedBy);
+  const ids = predictionIds(c, instances.length);
+  recordServed(c, m, version, enc.observed, predictions as Record<string, unknown>[], servedBy, ids.rows);
   c.header('x-served-by', servedBy);
   c.header('x-model-version', version);
-  return c.json({ predictions, model_version: version, served_by: servedBy });
+  c.header('x-prediction-id', ids.id);
+  // Each answer its own id (a cached prediction is shared: copied, not changed).
+  return c.json({
+    predictions: (predictions as Record<string, unknown>[]).map((p, i) => ({ ...p, prediction_id: ids.rows[i] })),
+    model_version: version,
+    served_by: servedBy,
+  });
 });

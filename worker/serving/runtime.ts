@@ -7,6 +7,7 @@
  * the routes reach it through `c.var.edge.runtime(c.env)`.
  */
 import {
+  type PredictionRecord,
   createCache,
   createCircuitBreaker,
   createWindowProfiler,
@@ -66,6 +67,8 @@ export interface Runtime {
   /** TELEMETRY_CLOCK=event: the newest x-event-time sketched, the profiler's clock for replays. */
   eventClock: number;
   flushing: boolean;
+  /** What the join of late labels needs of each prediction served, waiting to go to the aggregator (bounded: MAX_PENDING_PREDICTIONS, oldest dropped and counted). */
+  predictions: { pending: (PredictionRecord & { model: string })[]; dropped: number };
   cache: Cache<unknown> | undefined;
   fallbacks: Map<string, FallbackClient>;
   /** Edge latency per model, for the hedging delay. */
@@ -90,6 +93,7 @@ export function createRuntime(env: Env | undefined, { servedBy = 'edge' }: Servi
     served: new Map(),
     eventClock: Date.now(),
     flushing: false,
+    predictions: { pending: [], dropped: 0 },
     profiler: telemetry.enabled
       ? createWindowProfiler({
           source: { kind: 'edge', id: `${servedBy}-${crypto.randomUUID().slice(0, 8)}` },

@@ -4,6 +4,7 @@
  * the inference routes and by the telemetry benchmark, so both measure the same code.
  */
 import type { ModelManifest, Outcome, observedFromFeeds } from '../../core/index.ts';
+import { MAX_PREDICTIONS, type PredictionRecord } from '../../core/index.ts';
 import type { DriftAggregator } from '../aggregator.ts';
 import type { Background } from './background.ts';
 import type { Runtime } from './runtime.ts';
@@ -49,15 +50,19 @@ export function telemetry(
  * time per isolate). A failed shipment stays in the outbox and goes again with the same sequence.
  */
 export function ship(r: Runtime, aggregators: DurableObjectNamespace<DriftAggregator> | undefined, background: Background): void {
-  if (!r.profiler || r.flushing || !aggregators || r.profiler.stats().outbox === 0) return;
+  if (!r.profiler || r.flushing || !aggregators) return;
+  // Prediction records go with the summaries, but need not wait for a window to close: a label may follow soon.
+  if (r.profiler.stats().outbox === 0 && r.predictions.pending.length === 0) return;
   r.flushing = true;
   const agg = aggregators;
   const profiler = r.profiler;
   const work = (async () => {
     try {
-      // Rounds of one ingestMany call per model's aggregator for everything due, until nothing
-      // is left (windows that closed during a round go in the next) or a call fails.
-      for (let round = 0, failed = false; round < 4 && !failed && profiler.stats().outbox > 0; round++) {
+      // Rounds of one ingestMany call per model's aggregator for everything due, then the
+      // prediction records, until nothing is left (windows that closed and predictions served
+      // during a round go in the next) or a call fails.
+      for (let round = 0, failed = false; round < 4 && !failed; round++) {
+        if (profiler.stats().outbox === 0 && r.predictions.pending.length === 0) break;
         for (const [model, batch] of byModel(profiler.take())) {
           try {
             const results = await agg.get(agg.idFromName(model)).ingestMany(
@@ -73,6 +78,7 @@ export function ship(r: Runtime, aggregators: DurableObjectNamespace<DriftAggreg
             failed = true;
           }
         }
+        if (!failed) failed = !(await shipPredictions(r, agg));
       }
     } finally {
       r.flushing = false;
@@ -90,4 +96,36 @@ export function byModel<T extends { model: string }>(items: Iterable<T>): Map<st
     list.push(s);
   }
   return out;
+}
+
+/** Predictions kept in an isolate while the aggregator cannot take them; past this the oldest are dropped (counted). */
+export const MAX_PENDING_PREDICTIONS = 50_000;
+
+/** Queues what the join needs of served predictions (core/outcomes.ts), for the next flush. */
+export function keepPredictions(r: Runtime, model: string, records: PredictionRecord[]): void {
+  const q = r.predictions;
+  for (const rec of records) q.pending.push({ model, ...rec });
+  const over = q.pending.length - MAX_PENDING_PREDICTIONS;
+  if (over > 0) {
+    q.pending.splice(0, over);
+    q.dropped += over;
+  }
+}
+
+/** Sends one batch of the pending prediction records (MAX_PREDICTIONS), one recordPredictions call per model; false when a call failed (the batch is kept for the next flush; the aggregator stores an id once). */
+async function shipPredictions(r: Runtime, agg: DurableObjectNamespace<DriftAggregator>): Promise<boolean> {
+  const batch = r.predictions.pending.splice(0, MAX_PREDICTIONS);
+  try {
+    for (const [model, recs] of byModel(batch)) {
+      await agg.get(agg.idFromName(model)).recordPredictions(
+        model,
+        recs.map(({ id, version, at, value }) => ({ id, version, at, value })),
+      );
+    }
+    return true;
+  } catch (err) {
+    console.error('telemetry: predictions not recorded, will retry', err);
+    r.predictions.pending.unshift(...batch);
+    return false;
+  }
 }
