@@ -6,7 +6,7 @@
  */
 import type { ModelManifest } from './manifest.ts';
 import type { RoutingTable } from './routing.ts';
-import type { OutcomeTask, RealizedPerformance } from './outcomes.ts';
+import type { EstimatedAuc, OutcomeTask, RealizedPerformance } from './outcomes.ts';
 import type { StageAnalysis } from './rollout.ts';
 import type { DriftMethod, DriftResult } from './drift.ts';
 import type { SketchDescription } from './sketch.ts';
@@ -230,5 +230,13 @@ export interface PerformanceAnswer {
   from: string;
   to: string;
   total: Record<string, RealizedPerformance>;
-  windows: { from: string; to: string; versions: Record<string, RealizedPerformance> }[];
+  windows: {
+    from: string;
+    to: string;
+    versions: Record<string, RealizedPerformance>;
+    /** Binary classifiers: the AUC estimated from each version's scores before labels (core/outcomes.ts estimateAuc). */
+    estimated?: Record<string, EstimatedAuc>;
+  }[];
+  /** What the estimates assume. */
+  estimate_assumptions?: string;
 }

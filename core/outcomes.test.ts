@@ -1,6 +1,17 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { addOutcome, emptyOutcomes, joinValue, mergeOutcomes, newPredictionId, parseLabel, predictionTime, realized, type OutcomeState } from './outcomes.ts';
+import {
+  addOutcome,
+  emptyOutcomes,
+  estimateAuc,
+  joinValue,
+  mergeOutcomes,
+  newPredictionId,
+  parseLabel,
+  predictionTime,
+  realized,
+  type OutcomeState,
+} from './outcomes.ts';
 
 describe('prediction ids', () => {
   it('carry their time, are unguessable (16 random bytes) and refuse anything else', () => {
@@ -88,5 +99,37 @@ describe('outcome state', () => {
       addOutcome(s, 'regression', v, y);
     expect(realized(s, 'regression')).toMatchObject({ labelled: 3, mae: 1, bias: -1 / 3 });
     expect(realized(s, 'regression').rmse).toBeCloseTo(Math.sqrt(5 / 3), 12);
+  });
+});
+
+describe('estimated AUC (CBPE)', () => {
+  /** Deterministic pseudo-random numbers. */
+  const lcg = (seed: number) => () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+
+  it('on calibrated scores, the realized AUC falls inside the stated band, window after window', () => {
+    const r = lcg(42);
+    let inside = 0;
+    for (let w = 0; w < 40; w++) {
+      // Scores from a skewed distribution; each row positive with probability equal to its score.
+      const rows = Array.from({ length: 400 }, () => {
+        const s = r() ** 2;
+        return [s, r() < s ? 1 : 0] as [number, number];
+      });
+      const sorted = rows.map((x) => x[0]).sort((a, b) => a - b);
+      const est = estimateAuc((q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))], rows.length);
+      expect(est.valid).toBe(true);
+      const st = emptyOutcomes();
+      for (const [p, y] of rows) addOutcome(st, 'binary-classification', p, y);
+      const real = realized(st, 'binary-classification').auc!;
+      if (real >= est.band![0] && real <= est.band![1]) inside++;
+    }
+    // A 99% band: at most a window or two of forty outside by chance.
+    expect(inside).toBeGreaterThanOrEqual(38);
+  });
+
+  it('says when it cannot be trusted, and why', () => {
+    expect(estimateAuc(() => 0.3, 50)).toMatchObject({ valid: false, reasons: ['50 rows, fewer than 100'] });
+    expect(estimateAuc((q) => q, 500, { outsideShare: 0.2 }).reasons).toEqual(['20.0% of the scores are outside the range the reference saw']);
+    expect(estimateAuc(() => 0, 500)).toMatchObject({ auc: null, valid: false });
   });
 });

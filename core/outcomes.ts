@@ -43,13 +43,19 @@ export interface FeedbackResult {
 /** A score is clipped to [EPS, 1 - EPS] in the log loss, as scikit-learn does. */
 const EPS = 1e-15;
 
+const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 const ID = /^([0-9a-z]{1,11})\.([A-Za-z0-9_-]{22})(?::(\d{1,4}))?$/;
 
 /** A new prediction id for a prediction at `at` (ms); `random`: 16 bytes from a CSPRNG. */
 export function newPredictionId(at: number, random: Uint8Array): string {
-  let b = '';
-  for (const x of random.subarray(0, 16)) b += String.fromCharCode(x);
-  const r = btoa(b).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  // base64url of the 16 bytes (22 characters, no padding); core has no btoa.
+  const bytes = random.subarray(0, 16);
+  let r = '';
+  for (let i = 0; i < bytes.length; i += 3) {
+    const n = (bytes[i] << 16) | ((bytes[i + 1] ?? 0) << 8) | (bytes[i + 2] ?? 0);
+    const chars = i + 2 < bytes.length ? 4 : i + 1 < bytes.length ? 3 : 2;
+    for (let k = 0; k < chars; k++) r += B64URL[(n >> (18 - 6 * k)) & 63];
+  }
   return `${Math.max(0, Math.floor(at)).toString(36)}.${r}`;
 }
 
@@ -202,4 +208,77 @@ export function realized(s: OutcomeState, task: OutcomeTask): RealizedPerformanc
   }
   const n = s.labelled;
   return { ...base, mae: n ? (s.absErr ?? 0) / n : null, rmse: n ? Math.sqrt((s.sqErr ?? 0) / n) : null, bias: n ? (s.err ?? 0) / n : null };
+}
+
+export interface EstimatedAuc {
+  /** The AUC the score distribution implies if the scores are calibrated probabilities. */
+  auc: number | null;
+  /** 99% band of the realized AUC around it: the estimate's own sampling spread on this many rows (Hanley and McNeil 1982). */
+  band: [number, number] | null;
+  /** Rows the estimate was made from, and the positives it expects among them. */
+  rows: number;
+  expected_positive_rate: number | null;
+  /** Whether the estimate can be trusted here, and why not when not. */
+  valid: boolean;
+  reasons: string[];
+}
+
+/** Rows an estimate needs before it is offered as valid. */
+export const MIN_ESTIMATE_ROWS = 100;
+
+/**
+ * Confidence-based performance estimation (as NannyML's CBPE) for a binary classifier: before any
+ * label, a window's AUC is estimated from its score distribution alone, reading each score s as
+ * the probability c(s) that the row is positive. The expected AUC is the share of (positive,
+ * negative) pairs ordered right when row i is positive with probability c(s_i): computed over
+ * `bins` equal-mass bins of the window's score sketch (`quantile`: its quantile function).
+ *
+ * Assumptions, stated with every answer: the scores are calibrated (c is the identity, or the
+ * calibration given), and there is no concept drift (P(y | x) as in training). It cannot be trusted
+ * when the window's scores leave the range the reference saw (`outsideShare` of them, from core's
+ * out-of-range statistic), or on fewer than MIN_ESTIMATE_ROWS rows.
+ */
+export function estimateAuc(
+  quantile: (q: number) => number,
+  rows: number,
+  {
+    calibrate = (s: number) => Math.min(1, Math.max(0, s)),
+    bins = 100,
+    outsideShare = 0,
+  }: { calibrate?: (s: number) => number; bins?: number; outsideShare?: number } = {},
+): EstimatedAuc {
+  const reasons: string[] = [];
+  if (rows < MIN_ESTIMATE_ROWS) reasons.push(`${rows} rows, fewer than ${MIN_ESTIMATE_ROWS}`);
+  if (outsideShare > 0.05) reasons.push(`${(100 * outsideShare).toFixed(1)}% of the scores are outside the range the reference saw`);
+  if (rows === 0) return { auc: null, band: null, rows, expected_positive_rate: null, valid: false, reasons };
+  const w = rows / bins;
+  let negBelow = 0;
+  let pos = 0;
+  let neg = 0;
+  let ordered = 0;
+  for (let i = 0; i < bins; i++) {
+    const c = calibrate(quantile((i + 0.5) / bins));
+    const p = w * c;
+    const n = w * (1 - c);
+    // Pairs across bins are ordered by the bins; pairs inside one bin count one half.
+    ordered += p * negBelow + 0.5 * p * n;
+    negBelow += n;
+    pos += p;
+    neg += n;
+  }
+  if (pos <= 0 || neg <= 0)
+    return { auc: null, band: null, rows, expected_positive_rate: pos / rows, valid: false, reasons: [...reasons, 'the scores imply a single class'] };
+  const a = ordered / (pos * neg);
+  const q1 = a / (2 - a);
+  const q2 = (2 * a * a) / (1 + a);
+  const se = Math.sqrt(Math.max(0, (a * (1 - a) + (pos - 1) * (q1 - a * a) + (neg - 1) * (q2 - a * a)) / (pos * neg)));
+  const z = 2.576;
+  return {
+    auc: a,
+    band: [Math.max(0, a - z * se), Math.min(1, a + z * se)],
+    rows,
+    expected_positive_rate: pos / rows,
+    valid: reasons.length === 0,
+    reasons,
+  };
 }

@@ -7,7 +7,9 @@
 //
 // Expected: every label for a prediction the aggregator recorded joins once, in the week of its
 // prediction; the realized AUC per week matches the exact AUC of the same rows within 0.01;
-// labels sent again are duplicates; labels for unknown or expired ids are refused per item.
+// labels sent again are duplicates; labels for unknown or expired ids are refused per item; the
+// AUC estimated from each week's scores alone (CBPE) holds the realized AUC inside its stated
+// band in every week where it claims to be valid.
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -172,7 +174,12 @@ describe('late labels through wrangler dev', () => {
     const from = Date.parse('2001-01-01T00:00:00Z');
     const perf = await get(`/v1/models/flight-delay/performance?from=${from}&to=${Date.parse('2001-07-02T00:00:00Z')}&step=${WEEK}`);
     const table: string[] = [];
-    for (const w of perf.windows as { from: string; versions: Record<string, { labelled: number; predicted: number; auc: number | null }> }[]) {
+    let valid = 0;
+    for (const w of perf.windows as {
+      from: string;
+      versions: Record<string, { labelled: number; predicted: number; auc: number | null }>;
+      estimated: Record<string, { auc: number | null; band: [number, number] | null; valid: boolean; reasons: string[]; rows: number }>;
+    }[]) {
       const start = Date.parse(w.from);
       const rows = joined.filter((s) => s.t >= start && s.t < start + WEEK);
       const x = w.versions['1'];
@@ -183,11 +190,22 @@ describe('late labels through wrangler dev', () => {
       expect(x.labelled, w.from).toBe(rows.length);
       expect(x.predicted, w.from).toBe(rows.length);
       const exact = exactAuc(rows);
-      table.push(`${w.from.slice(0, 10)}  ${String(rows.length).padStart(4)}  ${exact?.toFixed(4)}  ${x.auc?.toFixed(4)}`);
+      // The estimate, from the week's score sketch alone: inside its band wherever it claims to be valid.
+      const e = w.estimated['1'];
+      table.push(
+        `${w.from.slice(0, 10)}  ${String(rows.length).padStart(4)}  ${exact?.toFixed(4)}  ${x.auc?.toFixed(4)}  ${e.auc?.toFixed(4)}  [${e.band?.map((b) => b.toFixed(3)).join(', ')}]  ${e.valid ? 'valid' : e.reasons.join('; ')}`,
+      );
       if (exact === null) expect(x.auc).toBeNull();
       else expect(Math.abs(x.auc! - exact), w.from).toBeLessThan(0.01);
+      if (e.valid) {
+        valid++;
+        expect(x.auc!, `${w.from}: realized outside the estimate's band`).toBeGreaterThanOrEqual(e.band![0]);
+        expect(x.auc!).toBeLessThanOrEqual(e.band![1]);
+      }
     }
-    console.log(`week        rows  exact AUC  realized AUC\n${table.join('\n')}`);
+    console.log(`week        rows  exact   realized  estimated  99% band          \n${table.join('\n')}`);
+    expect(perf.estimate_assumptions).toContain('calibrated');
+    expect(valid).toBeGreaterThan(20);
     expect(perf.total['1'].labelled).toBe(served.length);
     // The same through the CLI.
     const cli = await runCli(

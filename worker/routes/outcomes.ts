@@ -5,15 +5,20 @@
  * share of predictions labelled so far (core/outcomes.ts).
  */
 import {
+  compareSketches,
+  decodeSummary,
   emptyOutcomes,
+  estimateAuc,
   MAX_FEEDBACK,
   mergeOutcomes,
   outcomeTask,
   realized,
   ValidationError,
   type FeedbackResult,
+  type EstimatedAuc,
   type OutcomeState,
   type PerformanceAnswer,
+  type Sketch,
 } from '../../core/index.ts';
 import { feedbackAuth } from '../auth.ts';
 import { model, needsAggregator, operatorAuth } from '../http/middleware.ts';
@@ -21,6 +26,9 @@ import { answer, bearer, document, documentedApp, input, ModelParams, operatorEr
 import { body, duration, limit, range } from '../http/request.ts';
 
 export const outcomes = documentedApp();
+
+/** Windows the estimate is computed for, at most (each one is an aggregator read). */
+const MAX_ESTIMATED_WINDOWS = 100;
 
 const PerformanceQuery = RangeQuery.extend({
   step: z
@@ -127,12 +135,31 @@ outcomes.get('/v1/models/:name/performance', operatorAuth(), model, needsAggrega
     per.set(r.version, mergeOutcomes(per.get(r.version) ?? emptyOutcomes(), st));
     total.set(r.version, mergeOutcomes(total.get(r.version) ?? emptyOutcomes(), JSON.parse(r.state) as OutcomeState));
   }
+  // Binary classifiers: the AUC each version's score distribution implies, before (and beside)
+  // the labels, for at most MAX_ESTIMATED_WINDOWS windows (one aggregator read each).
+  const score = task === 'binary-classification' ? m.outputs.find((o) => o.dtype === 'float32')?.name : undefined;
+  const estimate = score !== undefined && (to - from) / step <= MAX_ESTIMATED_WINDOWS;
+  let reference: Sketch | undefined;
+  if (estimate) reference = decodeSummary(new Uint8Array((await c.var.aggregator.baseline(m.name)).bytes)).outputs.get(score);
   for (let t = from; t < to; t += step) {
     const per = byWindow.get(t);
+    const end = Math.min(to, t + step);
+    let estimated: Record<string, EstimatedAuc> | undefined;
+    if (estimate) {
+      estimated = {};
+      for (const [v, bytes] of Object.entries(await c.var.aggregator.versions(t, end))) {
+        if (q.version !== undefined && v !== q.version) continue;
+        const sketch = decodeSummary(new Uint8Array(bytes)).outputs.get(score);
+        if (sketch?.kind !== 'tdigest' || sketch.count === 0) continue;
+        const outside = reference?.kind === 'tdigest' ? (compareSketches(reference, sketch, { seasonal: true }).out_of_range?.statistic ?? 0) : 0;
+        estimated[v] = estimateAuc((x) => sketch.quantile(x), sketch.count, { outsideShare: outside });
+      }
+    }
     windows.push({
       from: new Date(t).toISOString(),
-      to: new Date(Math.min(to, t + step)).toISOString(),
+      to: new Date(end).toISOString(),
       versions: Object.fromEntries([...(per ?? [])].map(([v, st]) => [v, realized(st, task)])),
+      ...(estimated ? { estimated } : {}),
     });
   }
   return c.json({
@@ -142,5 +169,11 @@ outcomes.get('/v1/models/:name/performance', operatorAuth(), model, needsAggrega
     to: new Date(to).toISOString(),
     total: Object.fromEntries([...total].map(([v, st]) => [v, realized(st, task)])),
     windows,
+    ...(estimate
+      ? {
+          estimate_assumptions:
+            'estimated AUC reads each score as the probability that the row is positive (calibrated scores) and assumes no concept drift (P(label | inputs) as in training); it is marked invalid on fewer than 100 rows or when over 5% of the scores are outside the range the reference saw. Realized figures need none of this.',
+        }
+      : {}),
   } satisfies PerformanceAnswer);
 });
