@@ -141,6 +141,8 @@ export interface VersionSummary {
   outputs: Record<string, SketchDescription>;
   shadow_rows?: number;
   shadow_agreement?: number | null;
+  /** Realized performance from the labels joined so far (binary classifiers and regressors). */
+  outcomes?: RealizedPerformance;
   /** Non-stable versions: against stable, with the reasons when worse. */
   verdict?: 'worse' | 'no worse' | 'insufficient data';
   reasons?: string[];

@@ -26,6 +26,7 @@ import type {
   HistoryAnswer,
   HistoryEntry,
   JudgedSketch,
+  PerformanceAnswer,
   RolloutsAnswer,
   VersionSummary,
   VersionsAnswer,
@@ -272,6 +273,7 @@ interface PageData {
   versions: VersionsAnswer | Error;
   history: HistoryAnswer | Error;
   rollouts: RolloutsAnswer | Error;
+  performance: PerformanceAnswer | Error;
   at: number;
 }
 const state: { models: ModelInfo[] | null; data: PageData | null; method: string; generation: number; timer: number } = {
@@ -376,14 +378,15 @@ async function load(): Promise<void> {
     const base = `/v1/models/${encodeURIComponent(model)}`;
     const span = `from=${range.from}&to=${range.to}`;
     const failed = (e: unknown) => (e instanceof Error ? e : new Error(String(e)));
-    const [drift, alerts, versions, history, rollouts] = await Promise.all([
+    const [drift, alerts, versions, history, rollouts, performance] = await Promise.all([
       api<DriftAnswer>(`${base}/drift?${span}&step=${range.step}${p.reference ? `&reference=${encodeURIComponent(p.reference)}` : ''}`, t),
       api<AlertsAnswer>(`${base}/alerts`, t).catch(failed),
       api<VersionsAnswer>(`${base}/versions?${span}`, t).catch(failed),
       api<HistoryAnswer>(`${base}/history?limit=30`, t).catch(failed),
       api<RolloutsAnswer>(`${base}/rollouts`, t).catch(failed),
+      api<PerformanceAnswer>(`${base}/performance?${span}&step=${range.step}`, t).catch(failed),
     ]);
-    for (const r of [alerts, versions, history, rollouts]) if (r instanceof ApiError && r.status === 401) throw r;
+    for (const r of [alerts, versions, history, rollouts, performance]) if (r instanceof ApiError && r.status === 401) throw r;
     if (gen !== state.generation) return;
     state.data = {
       model,
@@ -395,6 +398,7 @@ async function load(): Promise<void> {
       versions,
       history,
       rollouts,
+      performance,
       at: Date.now(),
     };
     Object.assign(document.body.dataset, { from: String(range.from), to: String(range.to), step: String(range.step) });
@@ -562,7 +566,178 @@ function render(): void {
   root.append(row2);
   alertsPanel(row2, d.alerts);
   versionsPanel(row2, d.versions);
+  performancePanel(root, v, d.performance);
   historyPanel(root, d.history, d.rollouts);
+}
+
+/**
+ * Outcomes: per window, the realized figure from the labels joined so far (AUC for a binary
+ * classifier, MAE for a regressor) against the AUC estimated from the scores alone, with its band;
+ * the labelled share under it; and, for a classifier, calibration over the range (mean score
+ * against the positive rate, by decile).
+ */
+function performancePanel(root: Element, v: View, perf: PerformanceAnswer | Error): void {
+  const body = panel(
+    root,
+    'performance',
+    'Performance: realized against estimated',
+    h(
+      'span',
+      { class: 'legend' },
+      h('span', {}, swatch(C.live), 'realized (labels joined so far)'),
+      h('span', {}, swatch(C.p99), 'estimated from the scores, 99% band'),
+      h('span', {}, swatch(C.base), 'share labelled'),
+    ),
+  );
+  if (perf instanceof Error) {
+    body.append(
+      h('div', {
+        class: 'empty',
+        text: perf instanceof ApiError && perf.status === 422 ? 'Outcomes are not scored for this model yet.' : `Performance unavailable: ${perf.message}`,
+      }),
+    );
+    return;
+  }
+  const binary = perf.task === 'binary-classification';
+  const version = Object.entries(perf.total).sort((a, b) => b[1].predicted - a[1].predicted)[0]?.[0];
+  if (!version) {
+    body.append(chartEmpty('No prediction recorded in this range.'));
+    return;
+  }
+  const wins = perf.windows.map((w) => ({ t0: Date.parse(w.from), t1: Date.parse(w.to), r: w.versions[version], e: w.estimated?.[version] })); // proto-safe: a version the answer listed
+  const metric = (x: (typeof wins)[number]) => (binary ? x.r?.auc : x.r?.mae) ?? null;
+  const values = wins.flatMap((w) => [metric(w), ...(binary && w.e?.band ? w.e.band : [])]).filter((x): x is number => finite(x));
+  const width = widthOf(body);
+  const calW = binary ? Math.min(260, Math.floor(width * 0.28)) : 0;
+  const cw = width - calW - (calW ? 24 : 0);
+  const H = 230;
+  const L = 52;
+  const R = 12;
+  const T = 10;
+  const B = 64;
+  const pw = cw - L - R;
+  const ph = H - T - B;
+  const lo = binary ? Math.min(0.5, ...values) : 0;
+  const hi = binary ? 1 : Math.max(1e-9, ...values) * 1.1;
+  const X = (t: number) => L + ((t - v.from) / (v.to - v.from)) * pw;
+  const Y = (x: number) => T + ph - ((x - lo) / (hi - lo)) * ph;
+  const svg = s('svg', {
+    id: 'performance-chart',
+    width: cw,
+    height: H,
+    viewBox: `0 0 ${cw} ${H}`,
+    role: 'img',
+    'aria-label': 'realized and estimated performance per window',
+  });
+  for (let k = 0; k <= 4; k++) {
+    const y = lo + ((hi - lo) * k) / 4;
+    svg.append(s('line', { x1: L, x2: L + pw, y1: Y(y), y2: Y(y), stroke: C.grid }));
+    svg.append(s('text', { x: L - 6, y: Y(y) + 4, 'text-anchor': 'end', text: y.toFixed(2) }));
+  }
+  svg.append(s('text', { x: 4, y: T + 10, text: binary ? 'AUC' : 'MAE' }));
+  if (binary) {
+    // The estimate's band, then its line.
+    let band = '';
+    const upper: string[] = [];
+    const lower: string[] = [];
+    for (const w of wins) {
+      if (!w.e?.band || !finite(w.e.auc)) continue;
+      const x = X((w.t0 + w.t1) / 2);
+      upper.push(`${x.toFixed(1)} ${Y(w.e.band[1]).toFixed(1)}`);
+      lower.unshift(`${x.toFixed(1)} ${Y(w.e.band[0]).toFixed(1)}`);
+    }
+    if (upper.length) band = `M${upper.join('L')}L${lower.join('L')}Z`;
+    if (band) svg.append(s('path', { d: band, fill: 'rgba(217,130,43,0.16)', stroke: 'none' }));
+    let d = '';
+    for (const w of wins) {
+      if (!w.e || !finite(w.e.auc)) continue;
+      const x = X((w.t0 + w.t1) / 2);
+      d += `${d ? 'L' : 'M'}${x.toFixed(1)} ${Y(w.e.auc).toFixed(1)}`;
+      svg.append(
+        s(
+          'circle',
+          { cx: x, cy: Y(w.e.auc), r: 2.5, fill: w.e.valid ? C.p99 : '#fff', stroke: C.p99, class: 'estimated' },
+          tip(
+            `estimated ${w.e.auc.toFixed(3)} [${w.e.band?.map((b) => b.toFixed(3)).join(', ')}]${w.e.valid ? '' : ` · not valid: ${w.e.reasons.join('; ')}`} · ${short(w.t0)} UTC`,
+          ),
+        ),
+      );
+    }
+    if (d) svg.append(s('path', { d, fill: 'none', stroke: C.p99, 'stroke-width': 1.5, 'stroke-dasharray': '5 3' }));
+  }
+  let d = '';
+  for (const w of wins) {
+    const m = metric(w);
+    if (!finite(m)) continue;
+    const x = X((w.t0 + w.t1) / 2);
+    d += `${d ? 'L' : 'M'}${x.toFixed(1)} ${Y(m).toFixed(1)}`;
+    svg.append(
+      s(
+        'circle',
+        { cx: x, cy: Y(m), r: 3, fill: C.live, class: 'realized' },
+        tip(`realized ${m.toFixed(3)} from ${w.r!.labelled} labels · ${short(w.t0)} UTC`),
+      ),
+    );
+  }
+  if (d) svg.append(s('path', { d, fill: 'none', stroke: C.live, 'stroke-width': 2 }));
+  // The share labelled, as a strip of bars under the axis.
+  const stripY = T + ph + 26;
+  for (const w of wins) {
+    const share = w.r?.labelled_share;
+    if (!finite(share)) continue;
+    const x0 = X(w.t0);
+    const x1 = X(w.t1);
+    svg.append(
+      s(
+        'rect',
+        { x: x0 + 1, y: stripY + 14 * (1 - share), width: Math.max(1, x1 - x0 - 2), height: 14 * share, fill: C.base, class: 'labelled' },
+        tip(`${pct(share)} labelled · ${short(w.t0)} UTC`),
+      ),
+    );
+  }
+  timeAxis(svg, L, pw, v.from, v.to, T + ph);
+  const total = perf.total[version]; // proto-safe: the key came from this object
+  const row = h('div', { class: 'perf-row' }, svg);
+  if (binary && total?.calibration?.length) {
+    const S = calW;
+    const P = 34;
+    const top = 22;
+    const q = S - P - 10;
+    const cal = s('svg', {
+      id: 'calibration-chart',
+      width: S,
+      height: top + q + 24,
+      viewBox: `0 0 ${S} ${top + q + 24}`,
+      role: 'img',
+      'aria-label': 'calibration: mean score against positive rate by decile',
+    });
+    const cx = (x: number) => P + x * q;
+    const cy = (y: number) => top + q - y * q;
+    cal.append(s('text', { x: P, y: 12, class: 'lbl', text: `Calibration, version ${version}` }));
+    cal.append(s('rect', { x: P, y: top, width: q, height: q, fill: 'none', stroke: C.grid }));
+    cal.append(s('line', { x1: cx(0), y1: cy(0), x2: cx(1), y2: cy(1), stroke: C.axis, 'stroke-dasharray': '3 3' }));
+    for (const t of [0, 0.5, 1]) {
+      cal.append(s('text', { x: cx(t), y: top + q + 12, 'text-anchor': 'middle', text: String(t) }));
+      cal.append(s('text', { x: P - 4, y: cy(t) + 4, 'text-anchor': 'end', text: String(t) }));
+    }
+    for (const b of total.calibration)
+      cal.append(
+        s(
+          'circle',
+          { cx: cx(b.mean_score), cy: cy(b.positive_rate), r: 2 + Math.min(6, Math.sqrt(b.n) / 4), fill: C.live, 'fill-opacity': 0.7 },
+          tip(`scores ${b.bucket.join('-')}: mean ${b.mean_score.toFixed(3)}, positive ${pct(b.positive_rate)} of ${b.n}`),
+        ),
+      );
+    cal.append(s('text', { x: cx(0.5), y: top + q + 23, 'text-anchor': 'middle', text: 'mean score (x) against positive rate (y)' }));
+    row.append(cal);
+  }
+  body.append(row);
+  body.append(
+    h('div', {
+      class: 'muted',
+      text: `version ${version}: ${int(total?.labelled)} of ${int(total?.predicted)} predictions labelled${binary && finite(total?.auc) ? ` · realized AUC over the range ${total!.auc!.toFixed(3)}` : ''}${perf.estimate_assumptions ? ` · ${perf.estimate_assumptions}` : ''}`,
+    }),
+  );
 }
 
 function refName(d: PageData): string {

@@ -15,6 +15,8 @@ import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { buildBrowser } from '../../browser/build.ts';
+import { launchChromium } from '../support/chromium.ts';
 import { runCli } from '../support/cli.ts';
 import { rng } from '../support/data.ts';
 import { freePort, ROOT, startWorker, stop, waitFor } from '../support/servers.ts';
@@ -121,6 +123,7 @@ describe('late labels through wrangler dev', () => {
       await sendLabels(ready);
     };
 
+    await buildBrowser({ quiet: true });
     let worker = await up();
     lap('worker up');
     const half = replay.findIndex((x) => x.time >= '2001-04-01');
@@ -217,6 +220,32 @@ describe('late labels through wrangler dev', () => {
     console.log(`$ driftwatch performance flight-delay --from 2001-01-01T00:00:00Z --to 2001-07-02T00:00:00Z --step ${4 * WEEK}\n${cli.out}`);
     expect(cli.out).toContain('flight-delay (binary-classification): realized performance from the labels joined so far');
     expect(cli.out).toMatch(/^2001-01-01T00:00:00\.000Z\s+2001-01-29T00:00:00\.000Z\s+1\s+\d+\s+\d+ \(100\.0%\)\s+0\.\d{3}\s+0\.\d{3}\s+\d+\.\d%$/m);
+    // The dashboard's performance panel draws the same: a realized and an estimated point per
+    // week, the labelled share, calibration (UPDATE_SCREENSHOTS=1 writes docs/performance.png).
+    const browser = await launchChromium({ viewport: { width: 1280, height: 900 } });
+    try {
+      const page = await browser.context.newPage();
+      const problems: string[] = [];
+      page.on('pageerror', (e) => problems.push(e.message));
+      // What the page asked the API for (its own range and windows), to check the drawing against.
+      const answered = page.waitForResponse((r) => r.url().includes('/v1/models/flight-delay/performance'));
+      await page.goto(`${base}/dashboard?model=flight-delay&from=${from}&to=${Date.parse('2001-07-02T00:00:00Z')}&step=${WEEK}#token=${TOKEN}`);
+      const shown = (await (await answered).json()) as { windows: { versions: Record<string, { labelled: number }>; estimated?: Record<string, { auc: number | null }> }[] };
+      await page.locator('body[data-state=ready], body[data-state=error]').waitFor({ timeout: 45_000 });
+      expect(await page.locator('body').getAttribute('data-state'), await page.locator('#message').innerText()).toBe('ready');
+      expect(problems).toEqual([]);
+      const panel = page.locator('#performance');
+      const labelledWindows = shown.windows.filter((w) => (w.versions['1']?.labelled ?? 0) > 0).length;
+      expect(labelledWindows).toBeGreaterThanOrEqual(26);
+      expect(await panel.locator('circle.realized').count()).toBe(labelledWindows);
+      expect(await panel.locator('circle.estimated').count()).toBe(shown.windows.filter((w) => w.estimated?.['1']?.auc != null).length);
+      expect(await panel.locator('rect.labelled').count()).toBe(labelledWindows);
+      expect(await panel.locator('#calibration-chart circle').count()).toBeGreaterThan(3);
+      expect(await panel.innerText()).toContain(`${served.length.toLocaleString('en-US')} of ${served.length.toLocaleString('en-US')} predictions labelled`);
+      if (process.env.UPDATE_SCREENSHOTS === '1') await panel.screenshot({ path: join(ROOT, 'docs/performance.png') });
+    } finally {
+      await browser.close();
+    }
     lap('done');
   }, 900_000);
 });

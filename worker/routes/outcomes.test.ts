@@ -148,6 +148,12 @@ describe('prediction ids and late labels', () => {
       expect(w.log_loss).toBeCloseTo(ll, 4);
     }
     expect(total.calibration.reduce((a: number, d: any) => a + d.n, 0)).toBe(200);
+    // Before labels, each window's AUC estimated from its scores: too few rows here to be trusted, and it says so.
+    expect(perf.json.windows[0].estimated['1']).toMatchObject({ rows: 80, valid: false, reasons: ['80 rows, fewer than 100'] });
+    expect(perf.json.estimate_assumptions).toContain('calibrated');
+    // The versions view carries the same outcomes per version, for canaries.
+    const versions = await request('GET', `/v1/models/flight-delay/versions?from=${T0}&to=${T0 + 3 * MIN}`, undefined, OP);
+    expect(versions.json.versions['1'].outcomes).toMatchObject({ predicted: 240, labelled: 200, auc: total.auc });
   });
 
   it('refuses what it cannot take: no token, a bad body, a task it does not score', async () => {

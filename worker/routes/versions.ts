@@ -2,7 +2,18 @@
  * Operators: the deployed versions side by side, from the aggregator's per-version profiles, with
  * a verdict for each non-stable version against stable.
  */
-import { decodeSummary, judgeSketch, type Profile, type VersionsAnswer, type VersionSummary } from '../../core/index.ts';
+import {
+  decodeSummary,
+  emptyOutcomes,
+  judgeSketch,
+  mergeOutcomes,
+  outcomeTask,
+  realized,
+  type OutcomeState,
+  type Profile,
+  type VersionsAnswer,
+  type VersionSummary,
+} from '../../core/index.ts';
 import { model, needsAggregator, operatorAuth } from '../http/middleware.ts';
 import { answer, bearer, document, documentedApp, input, ModelParams, operatorErrors, RangeQuery } from '../http/openapi.ts';
 import { range } from '../http/request.ts';
@@ -33,6 +44,12 @@ versions.get('/v1/models/:name/versions', operatorAuth(), model, needsAggregator
   const table = await c.var.edge.tableOf(c.env, backgroundOf(c), e);
   const raw = await c.var.aggregator.versions(from, to);
   const profiles = new Map(Object.entries(raw).map(([v, b]) => [v, decodeSummary(new Uint8Array(b))]));
+  // Outcomes (late labels joined so far), per version: a canary is judged on them too once they arrive.
+  const task = outcomeTask(m);
+  const outcomes = new Map<string, OutcomeState>();
+  if (task)
+    for (const r of await c.var.aggregator.outcomes(from, to))
+      outcomes.set(r.version, mergeOutcomes(outcomes.get(r.version) ?? emptyOutcomes(), JSON.parse(r.state) as OutcomeState));
   const rate = (p: Profile, k: string) => (p.counters.rows ? (p.counters[k] ?? 0) / p.counters.rows : 0);
   const summary = (p: Profile) => ({
     rows: p.counters.rows,
@@ -74,7 +91,8 @@ versions.get('/v1/models/:name/versions', operatorAuth(), model, needsAggregator
           verdict = reasons.length ? 'worse' : 'no worse';
         }
       }
-      return [v, { role, ...summary(p), ...(verdict ? { verdict, reasons } : {}) }];
+      const o = task ? outcomes.get(v) : undefined;
+      return [v, { role, ...summary(p), ...(o && task ? { outcomes: realized(o, task) } : {}), ...(verdict ? { verdict, reasons } : {}) }];
     }),
   );
   return c.json({
