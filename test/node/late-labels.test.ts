@@ -230,7 +230,9 @@ describe('late labels through wrangler dev', () => {
       // What the page asked the API for (its own range and windows), to check the drawing against.
       const answered = page.waitForResponse((r) => r.url().includes('/v1/models/flight-delay/performance'));
       await page.goto(`${base}/dashboard?model=flight-delay&from=${from}&to=${Date.parse('2001-07-02T00:00:00Z')}&step=${WEEK}#token=${TOKEN}`);
-      const shown = (await (await answered).json()) as { windows: { versions: Record<string, { labelled: number }>; estimated?: Record<string, { auc: number | null }> }[] };
+      const shown = (await (await answered).json()) as {
+        windows: { versions: Record<string, { labelled: number }>; estimated?: Record<string, { auc: number | null }> }[];
+      };
       await page.locator('body[data-state=ready], body[data-state=error]').waitFor({ timeout: 45_000 });
       expect(await page.locator('body').getAttribute('data-state'), await page.locator('#message').innerText()).toBe('ready');
       expect(problems).toEqual([]);
