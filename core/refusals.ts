@@ -58,17 +58,17 @@ export interface RefusalJudgement {
 /** Requests a profile saw: its rows and its refusals. */
 export const seenOf = (p: Pick<Profile, 'counters'>) => p.counters.rows + (p.counters.refused ?? 0);
 
-/** Every refused field of `window`, and each of `also` (fields being watched), against `reference`'s rates. */
+/** Every refused field of `live` (a window's profile), and each of `also` (fields being watched), against `reference`'s rates. */
 export function judgeRefusals(
-  window: Pick<Profile, 'counters'>,
+  live: Pick<Profile, 'counters'>,
   reference: Pick<Profile, 'counters'> | undefined,
   also: Iterable<string> = [],
 ): RefusalJudgement[] {
-  const n = seenOf(window);
-  const keys = new Set([...Object.keys(window.counters).filter((k) => k.startsWith(REFUSED_PREFIX)), ...also]);
+  const n = seenOf(live);
+  const keys = new Set([...Object.keys(live.counters).filter((k) => k.startsWith(REFUSED_PREFIX)), ...also]);
   const refN = reference ? seenOf(reference) : 0;
   return [...keys].map((key) => {
-    const x = window.counters[key] ?? 0; // proto-safe: keys start with "refused:"
+    const x = live.counters[key] ?? 0; // proto-safe: keys start with "refused:"
     const rate = n ? x / n : 0;
     const referenceRate = refN ? (reference!.counters[key] ?? 0) / refN : 0; // proto-safe: as above
     const threshold = Math.max(2 * referenceRate, referenceRate + 0.01);

@@ -55,13 +55,17 @@ export const RangeQuery = z.object({
 
 export const REFERENCES = ['baseline', 'previous_day', 'previous_week', 'previous_window'] as const;
 
-export const DriftQuery = RangeQuery.extend({
+/** A range cut into windows: `step` and one version (drift, performance). */
+export const WindowedQuery = RangeQuery.extend({
   step: z
     .string()
     .regex(/^\d+$/, { error: (iss) => `step must be a whole number of ms; got ${JSON.stringify(String(iss.input).slice(0, 64))}` })
     .optional()
     .openapi({ description: 'window length, ms (at least 60000, at most 500 windows); default: the whole range' }),
   version: z.string().optional().openapi({ description: 'one version only; default: all' }),
+});
+
+export const DriftQuery = WindowedQuery.extend({
   reference: z
     .enum(REFERENCES, {
       error: (iss) => `reference must be one of ${REFERENCES.join(', ')}; got ${JSON.stringify(String(iss.input).slice(0, 64))}`,

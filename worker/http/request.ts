@@ -145,6 +145,13 @@ export function duration(v: string, field: string): number {
   return n;
 }
 
+/** A windowed query's step in ms (default: the whole range), at least a minute and at most 500 windows; a 400 naming `step` otherwise. */
+export function windowStep(step: string | undefined, from: number, to: number): number {
+  const ms = step === undefined ? to - from : duration(step, 'step');
+  if (!(ms >= 60_000) || (to - from) / ms > 500) throw new ValidationError('step must be at least 60000 ms and give at most 500 windows', 'step');
+  return ms;
+}
+
 /** `Server-Timing` (W3C Server Timing) of an inference answer: the worker's own time, the engine's (queue and run together), the fallback's, and the total, from receipt. */
 export function serverTiming(k: RequestClock): string {
   const ms = (x: number) => Math.max(0, x).toFixed(1);

@@ -16,7 +16,7 @@ import {
 } from '../../core/index.ts';
 import { model, needsAggregator, operatorAuth } from '../http/middleware.ts';
 import { answer, BaselineBody, bearer, document, documentedApp, DriftQuery, input, ModelParams, operatorErrors } from '../http/openapi.ts';
-import { body, duration, limit, range, time } from '../http/request.ts';
+import { body, limit, range, time, windowStep } from '../http/request.ts';
 
 export const drift = documentedApp();
 
@@ -35,8 +35,7 @@ drift.get('/v1/models/:name/drift', operatorAuth(), model, needsAggregator, asyn
   const m = c.var.engine.manifest;
   const q = input(DriftQuery, c.req.query(), 'query');
   const { from, to } = range(q);
-  const step = q.step === undefined ? to - from : duration(q.step, 'step');
-  if (!(step >= 60_000) || (to - from) / step > 500) throw new ValidationError('step must be at least 60000 ms and give at most 500 windows', 'step');
+  const step = windowStep(q.step, from, to);
   const version = q.version;
   // The reference: the baseline in force (training, or an operator's re-baseline), or a moving
   // one: the same window a day or a week earlier, or the window just before.

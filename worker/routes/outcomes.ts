@@ -22,22 +22,16 @@ import {
 } from '../../core/index.ts';
 import { feedbackAuth } from '../auth.ts';
 import { model, needsAggregator, operatorAuth } from '../http/middleware.ts';
-import { answer, bearer, document, documentedApp, input, ModelParams, operatorErrors, RangeQuery, z } from '../http/openapi.ts';
-import { body, duration, limit, range } from '../http/request.ts';
+import { answer, bearer, document, documentedApp, input, ModelParams, operatorErrors, WindowedQuery, z } from '../http/openapi.ts';
+import { body, limit, range, windowStep } from '../http/request.ts';
 
 export const outcomes = documentedApp();
 
 /** Windows the estimate is computed for, at most (each one is an aggregator read). */
 const MAX_ESTIMATED_WINDOWS = 100;
 
-const PerformanceQuery = RangeQuery.extend({
-  step: z
-    .string()
-    .regex(/^\d+$/, { error: (iss) => `step must be a whole number of ms; got ${JSON.stringify(String(iss.input).slice(0, 64))}` })
-    .optional()
-    .openapi({ description: 'window length, ms (at least 60000, at most 500 windows); default: the whole range' }),
-  version: z.string().optional().openapi({ description: 'one version only; default: all' }),
-});
+/** The performance route's query: a range in windows, one version or all. */
+const PerformanceQuery = WindowedQuery;
 
 document(outcomes, {
   method: 'post',
@@ -120,8 +114,7 @@ outcomes.get('/v1/models/:name/performance', operatorAuth(), model, needsAggrega
   const task = taskOf(m);
   const q = input(PerformanceQuery, c.req.query(), 'query');
   const { from, to } = range(q);
-  const step = q.step === undefined ? to - from : duration(q.step, 'step');
-  if (!(step >= 60_000) || (to - from) / step > 500) throw new ValidationError('step must be at least 60000 ms and give at most 500 windows', 'step');
+  const step = windowStep(q.step, from, to);
   const rows = await c.var.aggregator.outcomes(from, to);
   const windows: PerformanceAnswer['windows'] = [];
   const total = new Map<string, OutcomeState>();
