@@ -5,7 +5,7 @@
 // under wrangler dev, and then: the edge's answers against onnxruntime-node's, OIP metadata and
 // infer, drift flagged on the one feature whose unit changed (x1.8) and on no other, and both
 // still served after the worker restarts on its persisted state.
-import { execFileSync } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { parquetWriteBuffer } from 'hyparquet-writer';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../test/support/cli.ts';
-import { freePort, ROOT, startOrigin, startWorker, stop, waitFor } from '../test/support/servers.ts';
+import { freePort, ROOT, startOrigin, startWorkerUp, stop, waitFor } from '../test/support/servers.ts';
 import { GraphBuilder } from '../models/lib/onnx-builder.ts';
 import { importModel, quantizeWeights, readGraph, readReference } from './import.ts';
 
@@ -34,7 +34,7 @@ const python = (() => {
 const dir = mkdtempSync(join(tmpdir(), 'dw-import-'));
 let port = 0;
 let base = '';
-let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
+let worker: ChildProcess | undefined;
 let origin: ReturnType<typeof startOrigin> | undefined;
 const VARS = { OPERATOR_TOKEN: TOKEN, CACHE_MAX_BYTES: '0', TELEMETRY_CLOCK: 'event', TELEMETRY_WINDOW_MS: String(HOUR), TELEMETRY_MAX_ROWS: '100000' };
 const cli = (args: string[]) => runCli(args, { DRIFTWATCH_ENDPOINT: base, DRIFTWATCH_TOKEN: TOKEN });
@@ -82,8 +82,7 @@ describeOrSkip('driftwatch import and push: models exported by other tools, serv
     diabetesRows = (await readReference(diabetes.csv)).rows as Record<string, number>[];
     port = await freePort();
     base = `http://127.0.0.1:${port}`;
-    worker = await startWorker(port, VARS);
-    await waitFor(`${base}/healthz`);
+    worker = await startWorkerUp(port, VARS, { probe: '/healthz' });
   }, 180_000);
   afterAll(async () => {
     if (worker) await stop(worker);
@@ -250,9 +249,7 @@ describeOrSkip('driftwatch import and push: models exported by other tools, serv
     // and diabetes through the fallback when its edge engine fails to load.
     await stop(worker!);
     worker = await timed('restart', async () => {
-      const w = await startWorker(port, { ...VARS, FALLBACK_URL: `http://127.0.0.1:${originPort}`, FAIL_MODEL_LOAD: 'diabetes' });
-      await waitFor(`${base}/healthz`);
-      return w;
+      return startWorkerUp(port, { ...VARS, FALLBACK_URL: `http://127.0.0.1:${originPort}`, FAIL_MODEL_LOAD: 'diabetes' }, { probe: '/healthz' });
     });
     const fellBack = await api('POST', '/v1/models/diabetes/predict', { instances: [Object.fromEntries(DIABETES.map((f) => [f, diabetesRows[0][f]]))] });
     expect(fellBack.status, JSON.stringify(fellBack.json)).toBe(200);

@@ -19,7 +19,7 @@ import { buildBrowser } from '../../browser/build.ts';
 import { launchChromium } from '../support/chromium.ts';
 import { runCli } from '../support/cli.ts';
 import { rng } from '../support/data.ts';
-import { freePort, ROOT, startWorker, stop, waitFor } from '../support/servers.ts';
+import { freePort, ROOT, startWorkerUp, stop } from '../support/servers.ts';
 
 const DAY = 86_400_000;
 const WEEK = 7 * DAY;
@@ -78,9 +78,8 @@ describe('late labels through wrangler dev', () => {
       ALERT_EVAL_INTERVAL_MS: '500',
     };
     const up = async () => {
-      const p = await startWorker(port, vars);
+      const p = await startWorkerUp(port, vars);
       procs.push(p);
-      await waitFor(`${base}/v2/health/live`);
       return p;
     };
     const get = async (path: string) => {

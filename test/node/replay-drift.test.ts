@@ -15,7 +15,7 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, ROOT, startWorker, stop, waitFor } from '../support/servers.ts';
+import { freePort, ROOT, startWorkerUp, stop } from '../support/servers.ts';
 
 interface ReplayRow {
   time: string;
@@ -80,9 +80,8 @@ describe('replayed drift through wrangler dev', () => {
     };
     const base = `http://127.0.0.1:${port}`;
     const up = async () => {
-      const p = await startWorker(port, vars);
+      const p = await startWorkerUp(port, vars);
       procs.push(p);
-      await waitFor(`${base}/v2/health/live`);
       return p;
     };
     const api = async (path: string) => {

@@ -27,7 +27,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { buildBrowser } from '../../browser/build.ts';
 import { launchChromium } from '../support/chromium.ts';
 import { runCli } from '../support/cli.ts';
-import { freePort, ROOT, startWorker, stop, waitFor } from '../support/servers.ts';
+import { freePort, ROOT, startWorkerUp, stop } from '../support/servers.ts';
 
 const TOKEN = 'rollout-operator';
 const SECRET = 'rollout-webhook-secret';
@@ -110,9 +110,8 @@ describe('rollouts through wrangler dev on event time', () => {
       ALERT_WEBHOOK_SECRET: SECRET,
     };
     const up = async () => {
-      const p = await startWorker(port, vars);
+      const p = await startWorkerUp(port, vars);
       procs.push(p);
-      await waitFor(`${base}/v2/health/live`);
       return p;
     };
     const driftwatch = async (...args: string[]) => {

@@ -33,8 +33,20 @@ function start(cmd: string, args: string[], cwd = ROOT, env: Record<string, stri
     stdio: ['ignore', 'ignore', 'pipe'],
     detached: true,
   });
-  child.stderr!.on('data', () => undefined);
+  // The last few KiB of what it printed, for the error when it does not come up.
+  let tail = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    tail = (tail + chunk.toString('utf8')).slice(-4096);
+  });
+  stderrTails.set(child, () => tail);
   return child;
+}
+
+const stderrTails = new WeakMap<ChildProcess, () => string>();
+
+/** The last 4 KiB a process started here wrote to stderr ('' for any other). */
+export function stderrTail(child: ChildProcess): string {
+  return stderrTails.get(child)?.() ?? '';
 }
 
 /** The origin: float32 models on onnxruntime-node, optionally slowed by `delayMs` per inference. */
@@ -92,6 +104,36 @@ export async function startWorker(
   return child;
 }
 
+/**
+ * startWorker, then until `probe` answers. A start that has not come up in `ms` (or exited) is
+ * killed and started once more on the same port and state, saying so with what it printed: on a
+ * loaded 2-core CI machine a wrangler dev start has, rarely, hung past 90 s after a restart,
+ * and the tests built on it are about the worker, not about wrangler's start.
+ */
+export async function startWorkerUp(
+  port: number,
+  vars: Record<string, string>,
+  { probe = '/v2/health/live', ms = 60_000, ...options }: { probe?: string; ms?: number; cwd?: string; config?: string } = {},
+): Promise<ChildProcess> {
+  const url = `http://127.0.0.1:${port}${probe}`;
+  const first = await startWorker(port, vars, options);
+  try {
+    await waitFor(url, ms, first);
+    return first;
+  } catch (e) {
+    console.warn(`wrangler dev on ${port} did not come up; starting it once more. ${(e as Error).message}\n${stderrTail(first)}`);
+    await stop(first);
+  }
+  const second = await startWorker(port, vars, options);
+  try {
+    await waitFor(url, 90_000, second);
+  } catch (e) {
+    await stop(second);
+    throw e;
+  }
+  return second;
+}
+
 /** The inspector port of each worker started by startWorker (wrangler's DevTools proxy to the user worker). */
 const inspectorPorts = new WeakMap<ChildProcess, number>();
 
@@ -107,9 +149,16 @@ export function stop(child: ChildProcess): Promise<void> {
   });
 }
 
-export async function waitFor(url: string, ms = 90_000): Promise<void> {
+/**
+ * Until `url` answers 2xx. With `child`, it fails at once, with the child's stderr, when the child
+ * exits first (rather than waiting out `ms` for a server that is gone).
+ */
+export async function waitFor(url: string, ms = 90_000, child?: ChildProcess): Promise<void> {
   const until = Date.now() + ms;
   while (Date.now() < until) {
+    if (child && (child.exitCode !== null || child.signalCode !== null)) {
+      throw new Error(`${url}: the server exited (${child.exitCode ?? child.signalCode}) before it came up:\n${stderrTail(child)}`);
+    }
     try {
       const res = await fetch(url);
       await res.text();
