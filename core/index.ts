@@ -109,6 +109,7 @@ export {
   isRefusal,
   parseDurationMs,
   rollbackTable,
+  latencyCheck,
   rolloutPlanToJSON,
   stageTable,
   validateRolloutPlan,

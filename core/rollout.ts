@@ -345,7 +345,7 @@ function rateCheck(name: string, c: { x: number; n: number }, s: { x: number; n:
  * under 20 rows, p99 under 1,000), a handful of slow requests (a cold engine's first, a
  * neighbour's CPU) decide it, so a worse one cannot fail, only wait for rows.
  */
-function latencyCheck(name: string, cand: Profile, stable: Profile, q: number, t: RolloutThresholds): RolloutCheck {
+export function latencyCheck(name: string, cand: Profile, stable: Profile, q: number, t: RolloutThresholds): RolloutCheck {
   const minRows = Math.ceil(10 / (1 - q) - 1e-9);
   if (!cand.latency.count || !stable.latency.count) return { name, status: 'pass', detail: 'no latency recorded' };
   const a = cand.latency.quantile(q);

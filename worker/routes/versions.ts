@@ -3,9 +3,11 @@
  * a verdict for each non-stable version against stable.
  */
 import {
+  DEFAULT_THRESHOLDS,
   decodeSummary,
   emptyOutcomes,
   judgeSketch,
+  latencyCheck,
   mergeOutcomes,
   outcomeTask,
   realized,
@@ -76,9 +78,14 @@ versions.get('/v1/models/:name/versions', operatorAuth(), model, needsAggregator
           if (rate(p, 'errors') > rate(stable, 'errors') + 0.01) reasons.push('error rate');
           if (p.counters.shadowCompared && (p.counters.shadowAgree ?? 0) / p.counters.shadowCompared < 0.9) reasons.push('shadow agreement below 90%');
           if (rate(p, 'fallbacks') > rate(stable, 'fallbacks') + 0.05) reasons.push('fallback rate');
-          const p99 = (q: Profile) => (q.latency.count ? q.latency.quantile(0.99) : 0);
-          if (p99(p) > 1.5 * p99(stable) && p99(p) - p99(stable) > 5)
-            reasons.push(`p99 latency (${p99(p).toFixed(1)} ms against ${p99(stable).toFixed(1)} ms)`);
+          // The rollout analysis's rule: 1.5x and +5 ms, and only on a quantile with 10 rows past it on both sides.
+          for (const [name, q] of [
+            ['p50', 0.5],
+            ['p99', 0.99],
+          ] as const) {
+            const l = latencyCheck(name, p, stable, q, DEFAULT_THRESHOLDS);
+            if (l.status === 'fail') reasons.push(`${name} latency (${l.detail})`);
+          }
           for (const [k, s] of p.outputs) {
             const j = judgeSketch(stable.outputs.get(k), s, { range: false });
             const flagged = j
