@@ -71,9 +71,9 @@ const random16 = () => {
 };
 const join1 = perCall(N, (i) => {
   const id = newPredictionId(t0 + i, random16());
-  const value = joinValue(manifest, { p_delay: 0.2 + (i % 50) / 100 });
+  const kept = joinValue(manifest, { p_delay: 0.2 + (i % 50) / 100 });
   const at = predictionTime(id);
-  if (value !== undefined && at !== undefined) pending.push({ id, version: '1', at, value });
+  if (kept !== undefined && at !== undefined) pending.push({ id, version: '1', at, ...kept });
   if (pending.length > 50_000) pending.length = 0;
   return id;
 });

@@ -14,6 +14,7 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../test/support/cli.ts';
 import { freePort, ROOT, startOrigin, startWorkerUp, stop, waitFor } from '../test/support/servers.ts';
+import { estimateAuc } from '../core/index.ts';
 import { GraphBuilder } from '../models/lib/onnx-builder.ts';
 import { importModel, quantizeWeights, readGraph, readReference } from './import.ts';
 
@@ -74,6 +75,9 @@ describeOrSkip('driftwatch import and push: models exported by other tools, serv
   let irisRows: Record<string, number>[] = [];
   let diabetesRows: Record<string, number>[] = [];
   const IRIS = ['sepal_length', 'sepal_width', 'petal_length', 'petal_width'];
+  /** What the edge served, for the late labels: prediction id, answer and the row's true value. */
+  const irisServed: { id: string; label: number; truth: number }[] = [];
+  const diabetesServed: { id: string; value: number; truth: number; hour: number }[] = [];
   const DIABETES = ['age', 'sex', 'bmi', 'bp', 's1', 's2', 's3', 's4', 's5', 's6'];
 
   beforeAll(async () => {
@@ -167,7 +171,8 @@ describeOrSkip('driftwatch import and push: models exported by other tools, serv
       const chunk = irisRows.slice(i, i + 50).map((r) => Object.fromEntries(IRIS.map((f) => [f, r[f]])));
       const res = await api('POST', '/v1/models/iris-mlp/predict', { instances: chunk });
       expect(res.status, JSON.stringify(res.json)).toBe(200);
-      res.json.predictions.forEach((p: { label: number; probabilities: number[] }, j: number) => {
+      res.json.predictions.forEach((p: { label: number; probabilities: number[]; prediction_id: string }, j: number) => {
+        irisServed.push({ id: p.prediction_id, label: p.label, truth: irisRows[i + j].species });
         const want = irisWant.probabilities.slice((i + j) * 3, (i + j + 1) * 3);
         p.probabilities.forEach((x, c) => expect(Math.abs(x - want[c])).toBeLessThan(1e-4));
         const [first, second] = [...want].sort((a, b) => b - a);
@@ -200,6 +205,9 @@ describeOrSkip('driftwatch import and push: models exported by other tools, serv
         const instances = rows.slice(i, i + 32).map((r) => Object.fromEntries(DIABETES.map((f) => [f, r[f] * (scale[f] ?? 1)])));
         const res = await api('POST', '/v1/models/diabetes/predict', { instances }, { 'x-event-time': String(at + i) });
         expect(res.status, JSON.stringify(res.json)).toBe(200);
+        res.json.predictions.forEach((p: { variable: number[]; prediction_id: string }, j: number) =>
+          diabetesServed.push({ id: p.prediction_id, value: p.variable[0], truth: rows[i + j].progression, hour: Math.floor((at - start) / HOUR) }),
+        );
       }
     };
     await timed('traffic: 2 x 442 rows', async () => {
@@ -245,6 +253,16 @@ describeOrSkip('driftwatch import and push: models exported by other tools, serv
     const edgeAnswer = await api('POST', '/v1/models/diabetes/predict', { instances: [Object.fromEntries(DIABETES.map((f) => [f, diabetesRows[0][f]]))] });
     expect(Math.abs(o.predictions[0].variable[0] - edgeAnswer.json.predictions[0].variable[0])).toBeLessThan(1e-3);
 
+    // Late labels, shuffled: the first hour's before the restart, the rest after it.
+    const feedback = async (model: string, items: { prediction_id: string; label: number }[]) => {
+      const res = await api('POST', `/v1/models/${model}/feedback`, { feedback: items });
+      expect(res.status, JSON.stringify(res.json)).toBe(200);
+      return res.json as { joined: number; duplicate: number };
+    };
+    const shuffled = [...diabetesServed].sort((a, b) => (a.id < b.id ? -1 : 1));
+    const firstHour = shuffled.filter((d) => d.hour === 0).map((d) => ({ prediction_id: d.id, label: d.truth }));
+    expect((await feedback('diabetes', firstHour)).joined).toBe(diabetesRows.length);
+
     // The worker restarts on its persisted state (R2 and the Durable Objects): both still served,
     // and diabetes through the fallback when its edge engine fails to load.
     await stop(worker!);
@@ -261,8 +279,113 @@ describeOrSkip('driftwatch import and push: models exported by other tools, serv
     expect(after.headers.get('x-model-version')).toBe('1');
     const still = (await api('GET', `/v1/models/diabetes/drift?from=${start}&to=${start + 2 * HOUR}&step=${HOUR}`)).json;
     expect(still.windows[1].drifted).toContain('bmi');
+
+    // The labels after the restart: nothing joined before it counts twice, and each window's
+    // MAE, RMSE and bias are the exact ones of its rows.
+    const rest = shuffled.filter((d) => d.hour > 0).map((d) => ({ prediction_id: d.id, label: d.truth }));
+    const late = await feedback('diabetes', [...rest, ...firstHour.slice(0, 10)]);
+    expect(late).toMatchObject({ joined: rest.length, duplicate: 10 });
+    const perf = (await api('GET', `/v1/models/diabetes/performance?from=${start}&to=${start + 2 * HOUR}&step=${HOUR}`)).json;
+    for (const h of [0, 1]) {
+      const rows = diabetesServed.filter((d) => d.hour === h);
+      const e = rows.map((d) => d.value - d.truth);
+      const got = perf.windows[h].versions['1'];
+      expect(got).toMatchObject({ predicted: rows.length, labelled: rows.length });
+      expect(got.mae).toBeCloseTo(e.reduce((a, x) => a + Math.abs(x), 0) / e.length, 6);
+      expect(got.rmse).toBeCloseTo(Math.sqrt(e.reduce((a, x) => a + x * x, 0) / e.length), 6);
+      expect(got.bias).toBeCloseTo(e.reduce((a, x) => a + x, 0) / e.length, 6);
+    }
+    // bmi x1.8 moved the predictions: the second hour's error is the larger.
+    expect(perf.windows[1].versions['1'].mae).toBeGreaterThan(perf.windows[0].versions['1'].mae);
+
+    // The multiclass model's labels: accuracy and macro F1 exactly as scikit-learn counts them.
+    const irisLate = await feedback(
+      'iris-mlp',
+      irisServed.map((d) => ({ prediction_id: d.id, label: d.truth })),
+    );
+    expect(irisLate.joined).toBe(irisRows.length);
+    const irisPerf = (await api('GET', `/v1/models/iris-mlp/performance?from=${start}&to=${Date.now() + HOUR}&step=${8 * HOUR}`)).json;
+    const iris1 = irisPerf.total['1'];
+    expect(iris1).toMatchObject({ labelled: irisRows.length, classes: 3 });
+    expect(iris1.accuracy).toBeCloseTo(irisServed.filter((d) => d.label === d.truth).length / irisServed.length, 12);
+    const f1 = [0, 1, 2].map((c) => {
+      const tp = irisServed.filter((d) => d.truth === c && d.label === c).length;
+      const fp = irisServed.filter((d) => d.truth !== c && d.label === c).length;
+      const fn = irisServed.filter((d) => d.truth === c && d.label !== c).length;
+      return (2 * tp) / (2 * tp + fp + fn);
+    });
+    expect(iris1.macro_f1).toBeCloseTo((f1[0] + f1[1] + f1[2]) / 3, 12);
+    expect(iris1.accuracy).toBeGreaterThan(0.9);
+    const shown = await cli(['performance', 'iris-mlp', '--from', String(start), '--to', String(Date.now() + HOUR), '--step', String(8 * HOUR)]);
+    expect(shown.code, shown.err).toBe(0);
+    expect(shown.out).toMatch(/accuracy\s+macro F1\s+classes/);
     writeFileSync(join(dir, 'timings.json'), JSON.stringify(timings));
   }, 180_000);
+
+  it("fits an overconfident classifier's calibration at import: the AUC the edge estimates before labels is then close to the realized one", async () => {
+    const risk = { onnx: join(dir, 'risk-logit.onnx'), csv: join(dir, 'risk.csv'), out: join(dir, 'models/risk') };
+    const a = await cli([
+      'import',
+      risk.onnx,
+      '--name',
+      'risk',
+      '--reference',
+      risk.csv,
+      '--label',
+      'high',
+      '--task',
+      'binary-classification',
+      '--out',
+      risk.out,
+    ]);
+    expect(a.code, a.err).toBe(0);
+    const m = JSON.parse(readFileSync(join(risk.out, 'manifest.json'), 'utf8'));
+    expect(m.calibration).toMatchObject({ method: 'isotonic', rows: 442 });
+    const [before, after] = /expected calibration error ([\d.]+) -> ([\d.]+)/.exec(a.out)!.slice(1).map(Number);
+    expect(after).toBeLessThan(before);
+    expect(m.quality.metrics.auc.float32).toBeGreaterThan(0.75);
+    expect((await cli(['push', risk.out])).code).toBe(0);
+
+    // Every reference row through the edge in one hour of event time, then the labels.
+    const rows = (await readReference(risk.csv)).rows as Record<string, number>[];
+    const at = Math.floor((Date.now() - 3 * HOUR) / HOUR) * HOUR;
+    const served: { id: string; p: number; y: number }[] = [];
+    for (let i = 0; i < rows.length; i += 50) {
+      const instances = rows.slice(i, i + 50).map((r) => Object.fromEntries(DIABETES.map((f) => [f, r[f]])));
+      const res = await api('POST', '/v1/models/risk/predict', { instances }, { 'x-event-time': String(at + i) });
+      expect(res.status, JSON.stringify(res.json)).toBe(200);
+      res.json.predictions.forEach((p: { p_high: number[]; prediction_id: string }, j: number) =>
+        served.push({ id: p.prediction_id, p: p.p_high[0], y: rows[i + j].high }),
+      );
+    }
+    await api(
+      'POST',
+      '/v1/models/risk/predict',
+      { instances: [Object.fromEntries(Array.from({ length: 30 }, (_, k) => [`f${k}`, rows[0][`f${k}`]]))] },
+      {
+        'x-event-time': String(at + HOUR),
+      },
+    );
+    const joined = await api('POST', '/v1/models/risk/feedback', { feedback: served.map((s) => ({ prediction_id: s.id, label: s.y })) });
+    expect(joined.json.joined).toBe(rows.length);
+    let perf: any;
+    for (let i = 0; i < 100; i++) {
+      perf = (await api('GET', `/v1/models/risk/performance?from=${at}&to=${at + HOUR}&step=${HOUR}`)).json;
+      if (perf.windows?.[0]?.estimated?.['1']?.rows === rows.length) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const realizedAuc = perf.windows[0].versions['1'].auc;
+    const estimated = perf.windows[0].estimated['1'];
+    expect(estimated.valid, JSON.stringify(estimated)).toBe(true);
+    expect(perf.estimate_assumptions).toContain('isotonic calibration fitted on 442 labelled reference rows');
+    // The scores taken at their word (no calibration): what the estimate would say without it.
+    const raw = served.map((s) => s.p).sort((x, y) => x - y);
+    const naive = estimateAuc((q) => raw[Math.min(raw.length - 1, Math.floor(q * raw.length))], raw.length).auc!;
+    console.log(`risk: realized AUC ${realizedAuc.toFixed(4)}; estimated ${estimated.auc.toFixed(4)} calibrated, ${naive.toFixed(4)} uncalibrated`);
+    expect(Math.abs(estimated.auc - realizedAuc)).toBeLessThan(Math.abs(naive - realizedAuc));
+    expect(realizedAuc).toBeGreaterThanOrEqual(estimated.band[0]);
+    expect(realizedAuc).toBeLessThanOrEqual(estimated.band[1]);
+  }, 120_000);
 });
 
 describe('driftwatch import: inputs of one feature each, text columns, JSON lines and quoted CSV', () => {

@@ -15,7 +15,9 @@
  *   regression), or `--task`.
  * - onnxruntime-node runs every reference row: the baseline profile sketches the features and the
  *   served build's outputs, exactly as the edge sketches live traffic; golden rows are spread over
- *   the reference; with `--label`, the quality on the reference rows goes into the manifest.
+ *   the reference; with `--label`, the quality on the reference rows goes into the manifest, and
+ *   a binary classifier's score calibration is fitted on them (isotonic; core/calibration.ts):
+ *   the edge's estimated AUC before labels reads scores through it.
  * - `--quantize int8` stores every MatMul/Gemm weight matrix as int8 with a scale per output
  *   column (DequantizeLinear in front), checks the build against the float32 one on every
  *   reference row, and refuses when they disagree (labels on under 98% of rows, or values off by
@@ -29,10 +31,13 @@ import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import {
   CategoricalSketch,
+  calibrator,
   checkManifest,
   createProfile,
   encodeInstances,
   encodeSummary,
+  expectedCalibrationError,
+  fitIsotonic,
   MODEL_TASKS,
   TDigest,
   type FeatureSpec,
@@ -83,6 +88,8 @@ export interface ImportReport {
   files: Record<string, number>;
   quality: Record<string, Record<string, number>>;
   quantization?: { agreement: number; measure: string; weights: number; bytes: { float32: number; int8: number } };
+  /** A binary classifier's calibration: its knots, and the expected calibration error on the reference rows before and after. */
+  calibration?: { points: number; ece: { before: number; after: number } };
   lines: string[];
 }
 
@@ -334,8 +341,54 @@ async function predictAll(session: ort.InferenceSession, manifest: ModelManifest
   return out;
 }
 
-function quality(task: ModelTask, manifest: ModelManifest, preds: Outputs, truth: (number | string)[]): Record<string, number> {
-  if (task === 'multiclass-classification' || task === 'binary-classification') {
+/** A binary classifier's score per row: its first float output (the value, or the first of a [N, 1] row). */
+function scoresOf(manifest: ModelManifest, preds: Outputs): number[] {
+  const out = manifest.outputs.find((o) => o.dtype === 'float32')?.name;
+  if (out === undefined) throw new CliError('a binary classifier needs a FLOAT output holding the probability of the positive class', 1);
+  return preds.map((p) => Number(Array.isArray(p[out]) ? (p[out] as number[])[0] : p[out]));
+}
+
+/** A binary label column's values as 0/1, or a CliError naming the first row that is not one. */
+function binaryLabels(truth: (number | string)[], column: string): number[] {
+  return truth.map((t, i) => {
+    if (t === 1 || t === '1' || t === 'true') return 1;
+    if (t === 0 || t === '0' || t === 'false') return 0;
+    throw new CliError(`--label ${column}: row ${i + 1} is ${JSON.stringify(t)}; a binary classifier's labels must be 0/1 or true/false`, 1);
+  });
+}
+
+/** The exact AUC of scores against 0/1 labels (ties count one half), by ranks. */
+function exactAuc(scores: number[], labels: number[]): number {
+  const idx = scores.map((_, i) => i).sort((a, b) => scores[a] - scores[b]);
+  let pos = 0;
+  let rankSum = 0;
+  for (let i = 0; i < idx.length; ) {
+    let j = i;
+    while (j + 1 < idx.length && scores[idx[j + 1]] === scores[idx[i]]) j++;
+    const rank = (i + j) / 2 + 1;
+    for (let k = i; k <= j; k++)
+      if (labels[idx[k]]) {
+        pos++;
+        rankSum += rank;
+      }
+    i = j + 1;
+  }
+  const neg = idx.length - pos;
+  return pos && neg ? (rankSum - (pos * (pos + 1)) / 2) / (pos * neg) : Number.NaN;
+}
+
+function quality(task: ModelTask, manifest: ModelManifest, preds: Outputs, truth: (number | string)[], column: string): Record<string, number> {
+  if (task === 'binary-classification') {
+    const p = scoresOf(manifest, preds);
+    const y = binaryLabels(truth, column);
+    const clip = (x: number) => Math.min(1 - 1e-15, Math.max(1e-15, x));
+    return {
+      auc: exactAuc(p, y),
+      accuracy: p.filter((x, i) => (x >= 0.5 ? 1 : 0) === y[i]).length / p.length,
+      log_loss: -p.reduce((a, x, i) => a + (y[i] ? Math.log(clip(x)) : Math.log(1 - clip(x))), 0) / p.length,
+    };
+  }
+  if (task === 'multiclass-classification') {
     const label = manifest.outputs.find((o) => o.dtype !== 'float32' && o.shape.length === 1)?.name;
     const score = manifest.outputs[0].name;
     let right = 0;
@@ -502,9 +555,22 @@ export async function importModel(o: ImportOptions, progress: (line: string) => 
   const metrics: Record<string, Record<string, number>> = {};
   if (o.label !== undefined) {
     const truth = rows.map((r) => r[o.label!]);
-    for (const [k, v] of Object.entries(quality(task, manifest, floatPreds, truth))) metrics[k] = { float32: v };
-    if (o.quantize === 'int8') for (const [k, v] of Object.entries(quality(task, manifest, served, truth))) metrics[k].int8 = v;
+    for (const [k, v] of Object.entries(quality(task, manifest, floatPreds, truth, o.label))) metrics[k] = { float32: v };
+    if (o.quantize === 'int8') for (const [k, v] of Object.entries(quality(task, manifest, served, truth, o.label))) metrics[k].int8 = v;
     manifest.quality = { split: `the ${rows.length} reference rows of ${o.reference.split('/').pop()}`, metrics };
+  }
+  // A binary classifier's calibration, fitted on the served build's scores of the labelled reference rows.
+  let calibration: ImportReport['calibration'];
+  if (o.label !== undefined && task === 'binary-classification') {
+    const p = scoresOf(manifest, served);
+    const y = binaryLabels(
+      rows.map((r) => r[o.label!]),
+      o.label,
+    );
+    const points = fitIsotonic(p, y);
+    manifest.calibration = { method: 'isotonic', rows: p.length, source: `the ${rows.length} reference rows of ${o.reference.split('/').pop()}`, points };
+    calibration = { points: points.length, ece: { before: expectedCalibrationError(p, y), after: expectedCalibrationError(p, y, calibrator(points)) } };
+    progress(`fitted an isotonic calibration of ${points.length} points on ${p.length} labelled rows`);
   }
 
   // The baseline: the features of every reference row and the served build's outputs, sketched as the edge sketches traffic.
@@ -577,6 +643,11 @@ export async function importModel(o: ImportOptions, progress: (line: string) => 
           .map(([b, x]) => `${b} ${x.toFixed(4)}`)
           .join(', ')} (on the reference rows)`,
     ),
+    ...(calibration
+      ? [
+          `  calibration isotonic, ${calibration.points} points: expected calibration error ${calibration.ece.before.toFixed(4)} -> ${calibration.ece.after.toFixed(4)} (on the reference rows)`,
+        ]
+      : []),
     ...(quantization
       ? [
           `  int8    ${quantization.weights} weight matrices, ${kb(quantization.bytes.float32)} -> ${kb(quantization.bytes.int8)}; ${quantization.measure}: ${quantization.agreement.toFixed(4)}`,
@@ -594,6 +665,7 @@ export async function importModel(o: ImportOptions, progress: (line: string) => 
     files: Object.fromEntries(Object.entries(files).map(([f, b]) => [f, b.byteLength])),
     quality: metrics,
     quantization,
+    ...(calibration ? { calibration } : {}),
     lines,
   };
 }

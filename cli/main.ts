@@ -453,14 +453,35 @@ export async function run(argv: string[], io: Io): Promise<number> {
     }
     case 'performance': {
       const a = await call<PerformanceAnswer>('GET', `/v1/models/${name()}/performance${query(['from', 'to', 'step', 'version'])}`);
-      const binary = a.task === 'binary-classification';
-      const head = ['from', 'to', 'version', 'predicted', 'labelled', ...(binary ? ['AUC', 'log loss', 'positives'] : ['MAE', 'RMSE', 'bias'])];
-      const cells = (x: PerformanceAnswer['total'][string]) =>
-        binary
-          ? [num(x.auc ?? null, 3), num(x.log_loss ?? null, 3), x.positive_rate == null ? '' : pct(x.positive_rate)]
-          : [num(x.mae ?? null, 3), num(x.rmse ?? null, 3), num(x.bias ?? null, 3)];
+      // The columns of each task's realized figures (core/outcomes.ts realized).
+      type Realized = PerformanceAnswer['total'][string];
+      const columns: Record<PerformanceAnswer['task'], [string, (x: Realized) => string][]> = {
+        'binary-classification': [
+          ['AUC', (x) => num(x.auc ?? null, 3)],
+          ['log loss', (x) => num(x.log_loss ?? null, 3)],
+          ['positives', (x) => (x.positive_rate == null ? '' : pct(x.positive_rate))],
+        ],
+        'multiclass-classification': [
+          ['accuracy', (x) => (x.accuracy == null ? '' : pct(x.accuracy))],
+          ['macro F1', (x) => num(x.macro_f1 ?? null, 3)],
+          ['classes', (x) => String(x.classes ?? '')],
+        ],
+        regression: [
+          ['MAE', (x) => num(x.mae ?? null, 3)],
+          ['RMSE', (x) => num(x.rmse ?? null, 3)],
+          ['bias', (x) => num(x.bias ?? null, 3)],
+        ],
+        'top-k-recommendation': [
+          ...['1', '3', '10'].map((k): [string, (x: Realized) => string] => [`CTR@${k}`, (x) => (x.ctr_at?.[k] == null ? '' : pct(x.ctr_at[k]))]), // proto-safe: fixed keys
+          ['hit rate', (x) => (x.hit_rate == null ? '' : pct(x.hit_rate))],
+          ['converted', (x) => (x.conversion_rate == null ? '' : pct(x.conversion_rate))],
+        ],
+      };
+      const cols = columns[a.task] ?? [];
+      const head = ['from', 'to', 'version', 'predicted', a.task === 'top-k-recommendation' ? 'with events' : 'labelled', ...cols.map(([h]) => h)];
+      const cells = (x: Realized) => cols.map(([, f]) => f(x));
       print(a, () => [
-        `${a.model} (${a.task}): realized performance from the labels joined so far`,
+        `${a.model} (${a.task}): realized performance from the ${a.task === 'top-k-recommendation' ? 'events' : 'labels'} joined so far`,
         ...grid(
           head,
           a.windows.flatMap((w) =>

@@ -6,7 +6,7 @@
  */
 import type { ModelManifest } from './manifest.ts';
 import type { RoutingTable } from './routing.ts';
-import type { EstimatedAuc, OutcomeTask, RealizedPerformance } from './outcomes.ts';
+import type { EstimatedAuc, FeedbackResult, OutcomeTask, RealizedPerformance } from './outcomes.ts';
 import type { StageAnalysis } from './rollout.ts';
 import type { DriftMethod, DriftResult } from './drift.ts';
 import type { SketchDescription } from './sketch.ts';
@@ -24,6 +24,41 @@ export interface TelemetryGrant {
   /** The worker's id for this browser; a renewal showing this token keeps it. */
   source: string;
   expires_at: number;
+}
+
+/**
+ * `POST /v1/telemetry/predictions?token=`: what the join of late labels keeps of predictions a
+ * browser made on the device (core/outcomes.ts PredictionRecord; the time is read from the id).
+ */
+export interface BrowserPredictionsBody {
+  predictions: BrowserPrediction[];
+}
+export interface BrowserPrediction {
+  id: string;
+  version: string;
+  value: number;
+  /** A ranking's served ids, best first (value: their count). */
+  items?: string[];
+}
+/** Its answer: records stored, already stored (a retried flush), refused by the aggregator. */
+export interface BrowserPredictionsAnswer {
+  stored: number;
+  duplicate: number;
+  rejected: number;
+}
+
+/** One item of `POST /v1/models/{name}/feedback`: a label, or for a ranking an event on an item. */
+export type FeedbackEntry = { prediction_id: string; label: number | boolean } | { prediction_id: string; event: 'click' | 'convert'; item: string | number };
+
+/** `POST /v1/models/{name}/feedback`'s answer: each item's fate, in order, and the counts. */
+export interface FeedbackAnswer {
+  model: string;
+  results: ({ prediction_id: string | null } & FeedbackResult)[];
+  joined: number;
+  duplicate: number;
+  unknown: number;
+  expired: number;
+  invalid: number;
 }
 
 /** `GET /v1/models/{name}/artifact`. */
@@ -105,7 +140,9 @@ export interface Alert {
   resolved_at: string | null;
   /**
    * The statistics of the window that opened it (a drift alert: by method; `refused:<field>`:
-   * refusal_rate with refused, seen and reference_rate); `stale`: age_days, due_at, retrain_every, owner.
+   * refusal_rate with refused, seen and reference_rate); `stale`: age_days, due_at, retrain_every, owner;
+   * `performance:<metric>`: the metric's statistic, its 99% bound, threshold, reference,
+   * reference_source and labels; `performance:estimated_auc`: estimated_auc with its band and rows.
    */
   evidence: Record<
     string,
@@ -119,6 +156,12 @@ export interface Alert {
       due_at?: string;
       retrain_every?: string;
       owner?: string | null;
+      bound?: number;
+      band?: number[];
+      reference?: number;
+      reference_source?: string;
+      labels?: number;
+      rows?: number;
     }
   >;
 }
@@ -229,6 +272,8 @@ export interface RolloutsAnswer {
 export interface PerformanceAnswer {
   model: string;
   task: OutcomeTask;
+  /** What performance alerts judge against (the operator's reference period, else the manifest's quality report); null: none, so no performance alert. */
+  reference: { metric: string; value: number; source: string } | null;
   from: string;
   to: string;
   total: Record<string, RealizedPerformance>;

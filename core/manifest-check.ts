@@ -8,6 +8,7 @@
  */
 import { cadenceDays, MODEL_TASKS, type FeatureSpec, type ModelManifest, type TensorDType, type TensorSpec } from './manifest.ts';
 import { ValidationError } from './validate.ts';
+import { MAX_CALIBRATION_POINTS } from './calibration.ts';
 
 const DTYPES: readonly TensorDType[] = ['float32', 'int64', 'int32', 'uint8', 'int8'];
 const NAME = /^[\w.:/-]{1,128}$/;
@@ -238,6 +239,24 @@ export function checkManifest(value: unknown, expect: { name: string; version: s
       ownership.retrain_every = o.retrain_every;
     }
   }
+  let calibration: ModelManifest['calibration'];
+  if (m.calibration !== undefined) {
+    const c = k.object(m.calibration, 'calibration');
+    const points = k.array(c.points, 'calibration.points', { min: 1, max: MAX_CALIBRATION_POINTS }).map((p, i): [number, number] => {
+      const [x, y] = k.array(p, `calibration.points[${i}]`, { min: 2, max: 2 });
+      return [k.number(x, `calibration.points[${i}][0]`), k.number(y, `calibration.points[${i}][1]`, { min: 0, max: 1 })];
+    });
+    points.forEach(([x, y], i) => {
+      if (i > 0 && !(x > points[i - 1][0] && y >= points[i - 1][1]))
+        k.fail(`calibration.points[${i}]`, 'scores must increase and probabilities must not decrease from one point to the next');
+    });
+    calibration = {
+      method: k.oneOf(c.method, 'calibration.method', ['isotonic'] as const),
+      rows: k.number(c.rows, 'calibration.rows', { min: 1, integer: true }),
+      source: c.source === undefined ? '' : k.string(c.source, 'calibration.source', 400),
+      points,
+    };
+  }
   return {
     ...(m as object),
     name: expect.name,
@@ -252,6 +271,7 @@ export function checkManifest(value: unknown, expect: { name: string; version: s
     ...(parameters ? { parameters } : {}),
     serve: k.oneOf(m.serve ?? 'float32', 'serve', ['int8', 'float32'] as const),
     ...(ownership ? { ownership } : {}),
+    ...(calibration ? { calibration } : {}),
     serving: {
       defaultLatencyBudgetMs: k.number(serving.defaultLatencyBudgetMs ?? 50, 'serving.defaultLatencyBudgetMs', { min: 1, max: 60_000 }),
       maxBatch: k.number(serving.maxBatch ?? 64, 'serving.maxBatch', { min: 1, max: 4096, integer: true }),

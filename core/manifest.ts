@@ -3,6 +3,8 @@
  * sketch and explain a model, written by models/build.ts. Types only; the worker and the
  * browser validate requests against it.
  */
+import type { Calibration } from './calibration.ts';
+
 export type TensorDType = 'float32' | 'int64' | 'int32' | 'uint8' | 'int8';
 
 export interface TensorSpec {
@@ -97,6 +99,8 @@ export interface ModelManifest {
   golden?: ArtifactSpec & { rows: number; tolerance: Record<string, number> };
   replay?: ArtifactSpec & { rows: number; period: [string, string] };
   serving: { defaultLatencyBudgetMs: number; maxBatch: number };
+  /** A binary classifier's score calibration, fitted on labelled reference rows (core/calibration.ts): the estimated AUC reads scores through it. */
+  calibration?: Calibration;
   /** Who owns the model, the period its training data covers, and how often it should be retrained (ISO 8601 duration: P30D, P6W, P3M, P1Y). */
   ownership?: { owner?: string; trained?: [string, string]; retrain_every?: string };
 }

@@ -224,7 +224,7 @@ export const isRefusal = (r: object): r is RolloutRefusal => Object.hasOwn(r, 'e
 export type CheckStatus = 'pass' | 'fail' | 'wait';
 
 export interface RolloutCheck {
-  /** rows, duration, error_rate, fallback_rate, latency_p50, latency_p99, shadow_agreement, output:<name>, input_drift. */
+  /** rows, duration, error_rate, fallback_rate, latency_p50, latency_p99, shadow_agreement, output:<name>, input_drift, performance. */
   name: string;
   status: CheckStatus;
   candidate?: number | string[];
@@ -299,9 +299,22 @@ export function analyzeStage(stage: RolloutStage, t: RolloutThresholds, ev: Stag
       const ref = stable.outputs.get(name);
       if (ref) checks.push(outputCheck(name, ref, s, t));
     }
+    if (ev.openAlerts) {
+      // Performance alerts (realized from late labels, or estimated from the scores) the candidate has and stable has not.
+      const onStable = new Set(ev.openAlerts.stable);
+      const worse = ev.openAlerts.candidate.filter((f) => f.startsWith('performance:') && !onStable.has(f));
+      if (ev.openAlerts.candidate.some((f) => f.startsWith('performance:')))
+        checks.push({
+          name: 'performance',
+          status: worse.length ? 'fail' : 'pass',
+          candidate: worse,
+          stable: ev.openAlerts.stable.filter((f) => f.startsWith('performance:')),
+          detail: worse.length ? `open performance alerts on the candidate that stable does not have: ${worse.join(', ')}` : 'no performance alert of its own',
+        });
+    }
     if (stage.kind === 'canary' && ev.openAlerts) {
       const onStable = new Set(ev.openAlerts.stable);
-      const own = ev.openAlerts.candidate.filter((f) => !f.startsWith('output:') && !onStable.has(f));
+      const own = ev.openAlerts.candidate.filter((f) => !f.startsWith('output:') && !f.startsWith('performance:') && !onStable.has(f));
       checks.push({
         name: 'input_drift',
         status: own.length ? 'fail' : 'pass',

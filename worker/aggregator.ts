@@ -29,9 +29,22 @@
 import { DurableObject } from 'cloudflare:workers';
 import {
   addOutcome,
+  addRankingEvent,
+  calibrator,
+  compareSketches,
   emptyOutcomes,
+  estimateAuc,
+  judgePerformance,
+  mergeOutcomes,
+  outcomeTask,
+  referencePerformance,
+  WATCHED_METRIC,
+  MAX_EVENTS_PER_PREDICTION,
   MAX_FEEDBACK,
   MAX_PREDICTIONS,
+  MAX_SERVED_ITEMS,
+  parseEvent,
+  type FeedbackItem,
   type FeedbackResult,
   type PredictionRecord,
   parseLabel,
@@ -87,6 +100,8 @@ const WEBHOOK_MAX_ATTEMPTS = 10;
 // Live traffic touches a few minutes between folds; a replay more. Each memo is a decoded profile
 // (tens of KB for a model with large categorical sketches), so keep few: past this, folds decode rows.
 const MAX_MEMO = 64;
+/** Evaluation windows of realized performance judged per alarm, at most. */
+const MAX_PERFORMANCE_WINDOWS = 500;
 /** Address groups remembered per (version, minute): far above any ALERT_MIN_SOURCES. */
 const MAX_GROUPS_PER_MINUTE = 64;
 /** Summaries per ingestMany call. */
@@ -282,6 +297,11 @@ export class DriftAggregator extends DurableObject<Env> {
     sql.exec(
       `CREATE TABLE IF NOT EXISTS outcomes (model_version TEXT NOT NULL, minute INTEGER NOT NULL, state TEXT NOT NULL, PRIMARY KEY (model_version, minute))`,
     );
+    // A ranking's events joined so far, one row each (a retried event is a duplicate), until its prediction expires.
+    sql.exec(
+      `CREATE TABLE IF NOT EXISTS ranking_events (id TEXT NOT NULL, kind TEXT NOT NULL, item TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (id, kind, item)) WITHOUT ROWID`,
+    );
+    sql.exec(`CREATE INDEX IF NOT EXISTS ranking_events_at ON ranking_events (at)`);
     // Objects created by earlier versions lack the newer columns.
     const add = (table: string, column: string, decl: string) => {
       try {
@@ -308,6 +328,8 @@ export class DriftAggregator extends DurableObject<Env> {
       });
     }
     add('streaks', 'since', 'INTEGER');
+    // A ranking's served ids (a JSON array), null for the other tasks.
+    add('predictions', 'items', 'TEXT');
     add('alerts', 'since', 'INTEGER');
     add('alerts', 'notified_open', 'INTEGER NOT NULL DEFAULT 0');
     add('alerts', 'notified_resolved', 'INTEGER NOT NULL DEFAULT 0');
@@ -479,7 +501,8 @@ export class DriftAggregator extends DurableObject<Env> {
     if (!bundled) return 0;
     this.#staleCheck(bundled, now);
     this.#fold();
-    const { windowMs: W, minRows, hysteresis, graceMs, minSources } = this.config;
+    this.#evaluatePerformance(bundled.manifest, now);
+    const { windowMs: W, minRows, graceMs, minSources } = this.config;
     const sql = this.ctx.storage.sql;
     const maxEnd = Number(this.#meta('max_end') ?? -Infinity);
     if (!Number.isFinite(maxEnd)) return 0;
@@ -538,37 +561,10 @@ export class DriftAggregator extends DurableObject<Env> {
       } else j.browserRows += p.counters.rows;
     }
     let evaluated = 0;
-    /** One more judged window of (version, key): its streak, and the alert it opens or resolves. */
-    const judgeKey = (version: string, key: string, drifted: boolean, w: number, evidence: () => Record<string, unknown>) => {
-      const st = sql.exec(`SELECT drifted, clean, since FROM streaks WHERE model_version = ? AND feature = ?`, version, key).toArray()[0] as unknown as
-        | Streak
-        | undefined;
-      const streak = nextStreak(st, drifted, w);
-      sql.exec(
-        `INSERT INTO streaks (model_version, feature, drifted, clean, since) VALUES (?, ?, ?, ?, ?) ON CONFLICT(model_version, feature) DO UPDATE SET drifted = excluded.drifted, clean = excluded.clean, since = excluded.since`,
-        version,
-        key,
-        streak.drifted,
-        streak.clean,
-        streak.since,
-      );
-      const open = sql.exec(`SELECT id FROM alerts WHERE model_version = ? AND feature = ? AND resolved_at IS NULL`, version, key).toArray()[0];
-      const step = alertStep(streak, open !== undefined, hysteresis);
-      if (step === 'open') {
-        sql.exec(
-          `INSERT INTO alerts (model_version, feature, opened_at, since, evidence) VALUES (?, ?, ?, ?, ?)`,
-          version,
-          key,
-          w + W,
-          streak.since,
-          JSON.stringify(evidence()),
-        );
-        this.#count('alerts_opened');
-      } else if (step === 'resolve') {
-        sql.exec(`UPDATE alerts SET resolved_at = ? WHERE id = ?`, w + W, open!.id as number);
-        this.#count('alerts_resolved');
-      }
-    };
+    const judgeKey = (version: string, key: string, drifted: boolean, w: number, evidence: () => Record<string, unknown>) =>
+      this.#judgeKey(version, key, drifted, w, evidence);
+    // The AUC a binary classifier's scores imply (CBPE), judged with the drift, before any label.
+    const estimated = this.#estimateWatch(bundled.manifest, baseline);
     for (const w of [...windows.keys()].sort((a, b) => a - b)) {
       for (const [version, j] of windows.get(w)!) {
         // Refusals (core/refusals.ts) are the edge's own count: browsers' summaries say nothing of
@@ -597,6 +593,7 @@ export class DriftAggregator extends DurableObject<Env> {
         evaluated++;
         // A version seen only as a shadow saw the same inputs as the served one: only its outputs are its own.
         const judged = judgeWindow(baseline, p, { seasonal, shadowOnly: (p.counters.shadowRows ?? 0) >= p.counters.rows });
+        estimated?.(version, p, w);
         for (const [key, x] of [...judged.features, ...[...judged.outputs].map(([name, x]) => [`output:${name}`, x] as const)])
           judgeKey(version, key, x.drifted, w, () =>
             Object.fromEntries(
@@ -610,6 +607,122 @@ export class DriftAggregator extends DurableObject<Env> {
     // Every window before `upper` is now judged (empty ones included).
     this.#setMeta('evaluated_through', upper - W);
     return evaluated;
+  }
+
+  /** One more judged window `w` of (version, key): its streak, and the alert it opens or resolves (hysteresis). */
+  #judgeKey(version: string, key: string, drifted: boolean, w: number, evidence: () => Record<string, unknown>): void {
+    const sql = this.ctx.storage.sql;
+    const W = this.config.windowMs;
+    const st = sql.exec(`SELECT drifted, clean, since FROM streaks WHERE model_version = ? AND feature = ?`, version, key).toArray()[0] as unknown as
+      | Streak
+      | undefined;
+    const streak = nextStreak(st, drifted, w);
+    sql.exec(
+      `INSERT INTO streaks (model_version, feature, drifted, clean, since) VALUES (?, ?, ?, ?, ?) ON CONFLICT(model_version, feature) DO UPDATE SET drifted = excluded.drifted, clean = excluded.clean, since = excluded.since`,
+      version,
+      key,
+      streak.drifted,
+      streak.clean,
+      streak.since,
+    );
+    const open = sql.exec(`SELECT id FROM alerts WHERE model_version = ? AND feature = ? AND resolved_at IS NULL`, version, key).toArray()[0];
+    const step = alertStep(streak, open !== undefined, this.config.hysteresis);
+    if (step === 'open') {
+      sql.exec(
+        `INSERT INTO alerts (model_version, feature, opened_at, since, evidence) VALUES (?, ?, ?, ?, ?)`,
+        version,
+        key,
+        w + W,
+        streak.since,
+        JSON.stringify(evidence()),
+      );
+      this.#count('alerts_opened');
+    } else if (step === 'resolve') {
+      sql.exec(`UPDATE alerts SET resolved_at = ? WHERE id = ?`, w + W, open!.id as number);
+      this.#count('alerts_resolved');
+    }
+  }
+
+  /** The reference a model's performance is judged against: the operator's (PUT .../performance/reference), else the manifest's quality report. */
+  #performanceReference(m: ModelManifest): { metric: string; source: string; value: number } | undefined {
+    const task = outcomeTask(m);
+    if (!task) return undefined;
+    const set = this.#meta('performance_reference');
+    if (set) {
+      const r = JSON.parse(set) as { metric: string; source: string; value: number };
+      if (r.metric === WATCHED_METRIC[task].metric) return r;
+    }
+    return referencePerformance(m);
+  }
+
+  /**
+   * A binary classifier's estimated AUC (core/outcomes.ts estimateAuc) for a window's profile,
+   * judged against the reference (`performance:estimated_auc`): worse when the estimate is valid
+   * and even its band's upper end is under the threshold. Undefined for other models or without a reference.
+   */
+  #estimateWatch(m: ModelManifest, baseline: Profile): ((version: string, p: Profile, w: number) => void) | undefined {
+    if (m.task !== 'binary-classification') return undefined;
+    const ref = this.#performanceReference(m);
+    const score = m.outputs.find((o) => o.dtype === 'float32')?.name;
+    if (!ref || score === undefined) return undefined;
+    const threshold = ref.value * (1 - this.config.performanceTolerance);
+    const base = baseline.outputs.get(score);
+    const calibrate = m.calibration ? calibrator(m.calibration.points) : undefined;
+    return (version, p, w) => {
+      const sketch = p.outputs.get(score);
+      if (sketch?.kind !== 'tdigest' || sketch.count < this.config.minRows) return;
+      const outside = base?.kind === 'tdigest' ? (compareSketches(base, sketch, { seasonal: true }).out_of_range?.statistic ?? 0) : 0;
+      const e = estimateAuc((q) => sketch.quantile(q), sketch.count, { outsideShare: outside, calibrate });
+      if (!e.valid || e.auc === null || !e.band) return;
+      this.#judgeKey(version, 'performance:estimated_auc', e.band[1] < threshold, w, () => ({
+        estimated_auc: { statistic: e.auc, band: e.band, threshold, reference: ref.value, reference_source: ref.source, rows: e.rows },
+      }));
+    };
+  }
+
+  /**
+   * Judges each version's realized performance (the watched metric of core/outcomes.ts) per
+   * evaluation window once the window is PERFORMANCE_LABEL_DELAY_MS behind the data clock (labels
+   * arrive late: a window judged at once would be judged on its first few), in time order, with
+   * the drift alerts' hysteresis: key `performance:<metric>`. Windows with fewer than
+   * ALERT_MIN_ROWS labels are skipped. Bounded work per call.
+   */
+  #evaluatePerformance(m: ModelManifest, now: number): void {
+    const task = outcomeTask(m);
+    const ref = this.#performanceReference(m);
+    if (!task || !ref) return;
+    const sql = this.ctx.storage.sql;
+    const { windowMs: W, performanceDelayMs, performanceTolerance, minRows } = this.config;
+    const clock = this.#dataClock(now);
+    if (!Number.isFinite(clock)) return;
+    const last = Number(this.#meta('performance_through') ?? -Infinity);
+    let lower: number;
+    if (Number.isFinite(last)) lower = last + W;
+    else {
+      const first = sql.exec(`SELECT MIN(minute) AS m FROM outcomes`).toArray()[0]?.m as number | null;
+      if (first === null || first === undefined) return;
+      lower = Math.floor(first / W) * W;
+    }
+    const upper = Math.min(Math.floor((clock - performanceDelayMs) / W) * W, lower + MAX_PERFORMANCE_WINDOWS * W);
+    if (!(upper > lower)) return;
+    const windows = new Map<number, Map<string, OutcomeState>>();
+    for (const r of sql.exec(`SELECT model_version, minute, state FROM outcomes WHERE minute >= ? AND minute < ? ORDER BY minute`, lower, upper)) {
+      const w = Math.floor((r.minute as number) / W) * W;
+      if (!windows.has(w)) windows.set(w, new Map());
+      const per = windows.get(w)!;
+      const v = r.model_version as string;
+      per.set(v, mergeOutcomes(per.get(v) ?? emptyOutcomes(), JSON.parse(r.state as string) as OutcomeState));
+    }
+    for (const w of [...windows.keys()].sort((a, b) => a - b))
+      for (const [version, st] of windows.get(w)!) {
+        const j = judgePerformance(task, st, ref.value, performanceTolerance, minRows);
+        if (!j) continue;
+        this.#count('performance_windows_judged');
+        this.#judgeKey(version, `performance:${j.metric}`, j.worse, w, () => ({
+          [j.metric]: { statistic: j.value, bound: j.bound, threshold: j.threshold, reference: j.reference, reference_source: ref.source, labels: j.n },
+        }));
+      }
+    this.#setMeta('performance_through', upper - W);
   }
 
   /**
@@ -662,8 +775,34 @@ export class DriftAggregator extends DurableObject<Env> {
       if (groups.length > budget) more = true;
       budget -= Math.min(budget, groups.length);
     }
+    // Outcome states: minutes past the hourly horizon (and judged for performance alerts, when
+    // they are) merge into one row per (version, hour), at the hour's start. Labels still arriving
+    // for a rolled-up hour add a minute row beside it, merged on a later pass: states add up.
+    const judged = Number(this.#meta('performance_through') ?? Number.NaN) + windowMs;
+    const outcomeLimit = Math.floor(Math.min(clock - hourlyAfterMs, Number.isFinite(judged) ? judged : Infinity) / HOUR_MS) * HOUR_MS;
+    const hours = sql
+      .exec(
+        `SELECT model_version, minute - (minute % ${HOUR_MS}) AS h, COUNT(*) AS n FROM outcomes WHERE minute < ? GROUP BY model_version, h HAVING n > 1 ORDER BY h LIMIT ?`,
+        outcomeLimit,
+        budget + 1,
+      )
+      .toArray();
+    for (const g of hours.slice(0, budget)) {
+      const [version, h] = [g.model_version as string, g.h as number];
+      this.ctx.storage.transactionSync(() => {
+        const merged = emptyOutcomes();
+        for (const r of sql.exec(`SELECT state FROM outcomes WHERE model_version = ? AND minute >= ? AND minute < ?`, version, h, h + HOUR_MS))
+          mergeOutcomes(merged, JSON.parse(r.state as string) as OutcomeState);
+        sql.exec(`DELETE FROM outcomes WHERE model_version = ? AND minute >= ? AND minute < ?`, version, h, h + HOUR_MS);
+        sql.exec(`INSERT INTO outcomes (model_version, minute, state) VALUES (?, ?, ?)`, version, h, JSON.stringify(merged));
+      });
+      this.#count('outcome_rollups_hourly');
+    }
+    if (hours.length > budget) more = true;
+    budget -= Math.min(budget, hours.length);
     const forgotten = sql.exec(`DELETE FROM predictions WHERE at < ?`, clock - this.config.predictionHorizonMs).rowsWritten;
     if (forgotten) this.#count('predictions_expired', forgotten);
+    sql.exec(`DELETE FROM ranking_events WHERE at < ?`, clock - this.config.predictionHorizonMs);
     sql.exec(`DELETE FROM outcomes WHERE minute < ?`, clock - retentionMs);
     const expired = sql.exec(`DELETE FROM buckets WHERE minute + span <= ?`, clock - retentionMs).rowsWritten;
     if (expired) this.#count('buckets_expired', expired);
@@ -778,6 +917,38 @@ export class DriftAggregator extends DurableObject<Env> {
     return { rows: p.counters.rows };
   }
 
+  /**
+   * The reference performance alerts judge against: the watched metric's realized figure over a
+   * labelled period [from, to) of every version, from then on (performance streaks restart).
+   */
+  async setPerformanceReference(
+    model: string,
+    from: number,
+    to: number,
+  ): Promise<{ metric: string; value: number; labels: number; source: string } | { error: string }> {
+    const bundled = await this.#reference(model);
+    const task = bundled ? outcomeTask(bundled.manifest) : undefined;
+    if (!task) return { error: 'the model has no scored outcomes' };
+    const st = emptyOutcomes();
+    for (const r of await this.outcomes(from, to)) mergeOutcomes(st, JSON.parse(r.state) as OutcomeState);
+    // Tolerance 0 and reference 0: only the figure (and its count) matter here.
+    const j = judgePerformance(task, st, 0, 0, this.config.minRows);
+    if (!j)
+      return {
+        error: `the period has ${task === 'top-k-recommendation' ? st.predicted : st.labelled} labelled predictions (or a single class), fewer than ${this.config.minRows} usable`,
+      };
+    const ref = { metric: j.metric, value: j.value, source: `realized ${new Date(from).toISOString()}..${new Date(to).toISOString()}` };
+    this.#setMeta('performance_reference', JSON.stringify(ref));
+    this.ctx.storage.sql.exec(`DELETE FROM streaks WHERE feature LIKE 'performance:%'`);
+    return { ...ref, labels: j.n };
+  }
+
+  /** The reference performance alerts judge against (see #performanceReference), or null without one. */
+  async performanceReference(model: string): Promise<{ metric: string; value: number; source: string } | null> {
+    const bundled = await this.#reference(model);
+    return bundled ? (this.#performanceReference(bundled.manifest) ?? null) : null;
+  }
+
   /** The baseline in force, encoded (for the drift route), and whether it is the training one. */
   async baseline(model: string): Promise<{ bytes: Uint8Array; training: boolean }> {
     const stored = this.#meta('baseline');
@@ -879,26 +1050,48 @@ export class DriftAggregator extends DurableObject<Env> {
     let duplicate = 0;
     let rejected = 0;
     this.ctx.storage.transactionSync(() => {
-      const fresh = new Map<string, number>();
+      const fresh = new Map<string, { n: number; longest: number }>();
       for (const r of records) {
         const at = predictionTime(r?.id);
-        if (at === undefined || at !== r.at || typeof r.version !== 'string' || r.version.length > 128 || !Number.isFinite(r.value) || at < horizon) {
+        const items = r?.items;
+        const itemsOk =
+          items === undefined ||
+          (Array.isArray(items) && items.length <= MAX_SERVED_ITEMS && items.every((x) => typeof x === 'string' && x.length > 0 && x.length <= 64));
+        if (
+          at === undefined ||
+          at !== r.at ||
+          typeof r.version !== 'string' ||
+          r.version.length > 128 ||
+          typeof r.value !== 'number' ||
+          !Number.isFinite(r.value) ||
+          !itemsOk ||
+          at < horizon
+        ) {
           rejected++;
           continue;
         }
-        const n = sql.exec(`INSERT OR IGNORE INTO predictions (id, model_version, at, value) VALUES (?, ?, ?, ?)`, r.id, r.version, at, r.value).rowsWritten;
+        const n = sql.exec(
+          `INSERT OR IGNORE INTO predictions (id, model_version, at, value, items) VALUES (?, ?, ?, ?, ?)`,
+          r.id,
+          r.version,
+          at,
+          r.value,
+          items ? JSON.stringify(items) : null,
+        ).rowsWritten;
         if (!n) {
           duplicate++;
           continue;
         }
         stored++;
         const key = `${r.version}\u0000${Math.floor(at / MINUTE_MS) * MINUTE_MS}`;
-        fresh.set(key, (fresh.get(key) ?? 0) + 1);
+        const f = fresh.get(key) ?? { n: 0, longest: 0 };
+        fresh.set(key, { n: f.n + 1, longest: Math.max(f.longest, items?.length ?? 0) });
       }
-      for (const [key, n] of fresh) {
+      for (const [key, { n, longest }] of fresh) {
         const [version, minute] = key.split('\u0000');
         this.#updateOutcome(version, Number(minute), (st) => {
           st.predicted += n;
+          if (longest) st.longest = Math.max(st.longest ?? 0, longest);
         });
       }
       if (!this.#modelKnown && stored) {
@@ -930,7 +1123,7 @@ export class DriftAggregator extends DurableObject<Env> {
    * label already: never counted twice), `expired` (past the join horizon), `unknown` (no such
    * prediction, or not recorded yet: the edge ships them within a telemetry window), `invalid`.
    */
-  async feedback(task: OutcomeTask, items: { prediction_id: unknown; label: unknown }[]): Promise<FeedbackResult[]> {
+  async feedback(task: OutcomeTask, items: FeedbackItem[]): Promise<FeedbackResult[]> {
     if (!Array.isArray(items) || items.length > MAX_FEEDBACK) return [{ status: 'invalid', reason: `at most ${MAX_FEEDBACK} items a call` }];
     const sql = this.ctx.storage.sql;
     const horizon = this.#dataClock(Date.now()) - this.config.predictionHorizonMs;
@@ -939,6 +1132,7 @@ export class DriftAggregator extends DurableObject<Env> {
         const id = item?.prediction_id;
         const at = predictionTime(id);
         if (at === undefined) return { status: 'invalid', reason: 'prediction_id is not an id this edge gives' };
+        if (task === 'top-k-recommendation') return this.#rankingEvent(id as string, at, horizon, item);
         const label = parseLabel(task, item.label);
         if (typeof label === 'string') return { status: 'invalid', reason: label };
         const row = sql.exec(`SELECT model_version, at, value, joined FROM predictions WHERE id = ?`, id as string).toArray()[0];
@@ -953,6 +1147,40 @@ export class DriftAggregator extends DurableObject<Env> {
     );
     for (const r of results) this.#count(`feedback_${r.status}`);
     return results;
+  }
+
+  /**
+   * One click or conversion on a ranking's prediction: stored once per (prediction, event, item),
+   * at most MAX_EVENTS_PER_PREDICTION per prediction. A click on a served item may move the
+   * prediction's best click position (CTR@k counts each list once, at its best click).
+   */
+  #rankingEvent(id: string, at: number, horizon: number, item: FeedbackItem): FeedbackResult {
+    const sql = this.ctx.storage.sql;
+    const ev = parseEvent(item.event, item.item);
+    if (typeof ev === 'string') return { status: 'invalid', reason: ev };
+    const row = sql.exec(`SELECT model_version, at, items FROM predictions WHERE id = ?`, id).toArray()[0];
+    if (!row) return at < horizon ? { status: 'expired', reason: 'past the join horizon (PREDICTION_HORIZON_DAYS)' } : { status: 'unknown' };
+    const served = row.items === null ? [] : (JSON.parse(row.items as string) as string[]);
+    const earlier = sql.exec(`SELECT kind, item FROM ranking_events WHERE id = ?`, id).toArray() as { kind: string; item: string }[];
+    if (earlier.some((e) => e.kind === ev.event && e.item === ev.item)) return { status: 'duplicate' };
+    if (earlier.length >= MAX_EVENTS_PER_PREDICTION) return { status: 'invalid', reason: `at most ${MAX_EVENTS_PER_PREDICTION} events per prediction` };
+    sql.exec(`INSERT INTO ranking_events (id, kind, item, at) VALUES (?, ?, ?, ?)`, id, ev.event, ev.item, row.at as number);
+    const best = (clicks: { kind: string; item: string }[]) => {
+      const positions = clicks
+        .filter((e) => e.kind === 'click')
+        .map((e) => served.indexOf(e.item))
+        .filter((p) => p >= 0);
+      return positions.length ? Math.min(...positions) : undefined;
+    };
+    this.#updateOutcome(row.model_version as string, Math.floor((row.at as number) / MINUTE_MS) * MINUTE_MS, (st) =>
+      addRankingEvent(st, {
+        first: earlier.length === 0,
+        ...(ev.event === 'click'
+          ? { click: { served: served.includes(ev.item), before: best(earlier), after: best([...earlier, { kind: 'click', item: ev.item }]) } }
+          : { converted: !earlier.some((e) => e.kind === 'convert') }),
+      }),
+    );
+    return { status: 'joined', version: row.model_version as string };
   }
 
   /** The outcome states of the minutes in [from, to), per version: what the performance route reads. */

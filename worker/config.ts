@@ -165,6 +165,10 @@ export interface AggregatorConfig {
   minSources: number;
   /** How long (on the data clock) a prediction can still be joined to its label. */
   predictionHorizonMs: number;
+  /** How long after a window ends (on the data clock) its realized performance is judged: labels arrive late. */
+  performanceDelayMs: number;
+  /** Relative drop of the watched metric (rise, for an error) past the reference that counts as worse. */
+  performanceTolerance: number;
 }
 
 export type AggregatorEnv = Pick<
@@ -181,6 +185,8 @@ export type AggregatorEnv = Pick<
   | 'ROLLUP_DAILY_AFTER_DAYS'
   | 'RETENTION_DAYS'
   | 'PREDICTION_HORIZON_DAYS'
+  | 'PERFORMANCE_LABEL_DELAY_MS'
+  | 'PERFORMANCE_TOLERANCE'
 >;
 
 /** The aggregator's settings from the environment; a bad value is an Error naming it. */
@@ -208,5 +214,11 @@ export function aggregatorConfig(env: AggregatorEnv): AggregatorConfig {
     webhookSecret: env.ALERT_WEBHOOK_SECRET || undefined,
     minSources: Math.round(num('ALERT_MIN_SOURCES', ALERT_MIN_SOURCES, 1)),
     predictionHorizonMs: num('PREDICTION_HORIZON_DAYS', 7, 0.001) * DAY_MS,
+    performanceDelayMs: num('PERFORMANCE_LABEL_DELAY_MS', DAY_MS, 0),
+    performanceTolerance: (() => {
+      const t = num('PERFORMANCE_TOLERANCE', 0.1, 0);
+      if (t >= 1) throw new Error(`configuration PERFORMANCE_TOLERANCE=${t} must be in [0, 1)`);
+      return t;
+    })(),
   };
 }

@@ -37,6 +37,8 @@ export interface Env extends Partial<Cloudflare.Env> {
   MODEL_CACHE_BYTES?: string;
   /** Days (on the data clock) a prediction can still be joined to a late label. Default 7. */
   PREDICTION_HORIZON_DAYS?: string;
+  PERFORMANCE_LABEL_DELAY_MS?: string;
+  PERFORMANCE_TOLERANCE?: string;
   /** Bearer token that may send feedback (labels) only, for apps that should not hold the operator token (a secret). */
   FEEDBACK_TOKEN?: string;
   /** More operator tokens, each with the name the history records: `alice:<token>,deploy-bot:<token>` (a secret). */

@@ -33,6 +33,7 @@ import type {
 } from '../../core/contracts.ts';
 import type { DriftResult } from '../../core/drift.ts';
 import type { SketchDescription } from '../../core/sketch.ts';
+import type { RealizedPerformance as Realized } from '../../core/outcomes.ts';
 
 // --- what the page reads from the operator API ------------------------------------------------
 // The drift, alerts and versions answers are core/contracts.ts's, the types the worker checks
@@ -605,7 +606,17 @@ function performancePanel(root: Element, v: View, perf: PerformanceAnswer | Erro
     return;
   }
   const wins = perf.windows.map((w) => ({ t0: Date.parse(w.from), t1: Date.parse(w.to), r: w.versions[version], e: w.estimated?.[version] })); // proto-safe: a version the answer listed
-  const metric = (x: (typeof wins)[number]) => (binary ? x.r?.auc : x.r?.mae) ?? null;
+  // The figure drawn per task: AUC, accuracy, MAE, or CTR at the longest list's k.
+  const ks = Object.keys(perf.total[version]?.ctr_at ?? {}); // proto-safe: the key came from this object
+  const topK = ks[ks.length - 1] ?? '10';
+  const [metricName, metricOf, unitRange] =
+    {
+      'binary-classification': ['AUC', (r: Realized) => r.auc, true] as const,
+      'multiclass-classification': ['accuracy', (r: Realized) => r.accuracy, true] as const,
+      regression: ['MAE', (r: Realized) => r.mae, false] as const,
+      'top-k-recommendation': [`CTR@${topK}`, (r: Realized) => r.ctr_at?.[topK], false] as const, // proto-safe: a key of this answer
+    }[perf.task] ?? (['', () => null, false] as const);
+  const metric = (x: (typeof wins)[number]) => (x.r ? metricOf(x.r) : null) ?? null;
   const values = wins.flatMap((w) => [metric(w), ...(binary && w.e?.band ? w.e.band : [])]).filter((x): x is number => finite(x));
   const width = widthOf(body);
   const calW = binary ? Math.min(260, Math.floor(width * 0.28)) : 0;
@@ -618,7 +629,7 @@ function performancePanel(root: Element, v: View, perf: PerformanceAnswer | Erro
   const pw = cw - L - R;
   const ph = H - T - B;
   const lo = binary ? Math.min(0.5, ...values) : 0;
-  const hi = binary ? 1 : Math.max(1e-9, ...values) * 1.1;
+  const hi = unitRange ? 1 : Math.max(1e-9, ...values) * 1.1;
   const X = (t: number) => L + ((t - v.from) / (v.to - v.from)) * pw;
   const Y = (x: number) => T + ph - ((x - lo) / (hi - lo)) * ph;
   const svg = s('svg', {
@@ -634,7 +645,7 @@ function performancePanel(root: Element, v: View, perf: PerformanceAnswer | Erro
     svg.append(s('line', { x1: L, x2: L + pw, y1: Y(y), y2: Y(y), stroke: C.grid }));
     svg.append(s('text', { x: L - 6, y: Y(y) + 4, 'text-anchor': 'end', text: y.toFixed(2) }));
   }
-  svg.append(s('text', { x: 4, y: T + 10, text: binary ? 'AUC' : 'MAE' }));
+  svg.append(s('text', { x: 4, y: T + 10, text: metricName }));
   if (binary) {
     // The estimate's band, then its line.
     let band = '';
@@ -675,7 +686,9 @@ function performancePanel(root: Element, v: View, perf: PerformanceAnswer | Erro
       s(
         'circle',
         { cx: x, cy: Y(m), r: 3, fill: C.live, class: 'realized' },
-        tip(`realized ${m.toFixed(3)} from ${w.r!.labelled} labels · ${short(w.t0)} UTC`),
+        tip(
+          `realized ${metricName} ${m.toFixed(3)} from ${w.r!.labelled} ${perf.task === 'top-k-recommendation' ? 'lists with events' : 'labels'} · ${short(w.t0)} UTC`,
+        ),
       ),
     );
   }
@@ -735,7 +748,7 @@ function performancePanel(root: Element, v: View, perf: PerformanceAnswer | Erro
   body.append(
     h('div', {
       class: 'muted',
-      text: `version ${version}: ${int(total?.labelled)} of ${int(total?.predicted)} predictions labelled${binary && finite(total?.auc) ? ` · realized AUC over the range ${total!.auc!.toFixed(3)}` : ''}${perf.estimate_assumptions ? ` · ${perf.estimate_assumptions}` : ''}`,
+      text: `version ${version}: ${int(total?.labelled)} of ${int(total?.predicted)} predictions ${perf.task === 'top-k-recommendation' ? 'with a click or conversion' : 'labelled'}${total && finite(metricOf(total)) ? ` · realized ${metricName} over the range ${metricOf(total)!.toFixed(3)}` : ''}${perf.estimate_assumptions ? ` · ${perf.estimate_assumptions}` : ''}`,
     }),
   );
 }
@@ -1305,7 +1318,10 @@ function evidence(ev: Alert['evidence']): string {
         ? `${r.age_days} days since training, retrain every ${r.retrain_every} (due ${String(r.due_at).slice(0, 10)})${r.owner ? ` · owner ${r.owner}` : ''}`
         : m === 'refusal_rate'
           ? `${int(r.refused)} of ${int(r.seen)} requests refused (${pct(r.statistic ?? 0)}; reference ${pct(r.reference_rate ?? 0)})`
-          : `${m} ${num(r.statistic)} > ${num(r.threshold)}`,
+          : r.reference !== undefined
+            ? // A performance alert: the figure, how good it may be at best, and what it is held to.
+              `${m} ${num(r.statistic)} (99% bound ${num(r.bound ?? r.band?.[1])}) against ${num(r.threshold)}, reference ${num(r.reference)} from ${r.reference_source}${r.labels !== undefined ? ` · ${int(r.labels)} labels` : ''}`
+            : `${m} ${num(r.statistic)} > ${num(r.threshold)}`,
     )
     .join(' · ');
 }

@@ -108,9 +108,9 @@ export function recordServed(
   if (ids && r.profiler && c.env?.AGGREGATOR) {
     const records: PredictionRecord[] = [];
     predictions.forEach((p, i) => {
-      const value = joinValue(m, p as Record<string, number | number[]>);
+      const kept = joinValue(m, p as Record<string, number | number[]>);
       const at = predictionTime(ids[i]);
-      if (value !== undefined && at !== undefined) records.push({ id: ids[i], version, at, value });
+      if (kept !== undefined && at !== undefined) records.push({ id: ids[i], version, at, ...kept });
     });
     if (records.length) keepPredictions(r, m.name, records);
   }

@@ -1,7 +1,7 @@
-// Late labels (issue 15, first part) through the app and the real aggregator: every answer
-// carries a prediction id; labels sent later join their prediction in its own window, once;
-// unknown, expired, duplicate and invalid ones are answered per item; the realized AUC is the
-// exact one.
+// Late labels (issue 15) through the app and the real aggregator: every answer carries a
+// prediction id; labels sent later join their prediction in its own window, once; unknown,
+// expired, duplicate and invalid ones are answered per item; the realized AUC is the exact one;
+// a ranking's late clicks give each version's CTR@k exactly.
 import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { newPredictionId, predictionTime } from '../../core/index.ts';
@@ -10,13 +10,16 @@ import { isolatedNamespace } from '../../test/support/namespaces.ts';
 import { rng } from '../../test/support/data.ts';
 import { createApp, type Env } from '../app.ts';
 import { createWasmSession } from '../engine/ort-workerd.ts';
+// Real MovieLens histories (the ranking replay), as text (Vite's ?raw).
+import movieReplay from '../../models/movielens-topk/replay.jsonl?raw';
 
 const OP = { authorization: 'Bearer op-secret' };
 const FEED = { authorization: 'Bearer feed-secret' };
 const MIN = 60_000;
+const DAY = 86_400_000;
 const T0 = Date.UTC(2026, 0, 5, 9, 0, 0);
 
-function setup() {
+function setup(vars: Partial<Env> = {}) {
   const tag = crypto.randomUUID();
   const bindings: Env = {
     ...(env as Env),
@@ -27,6 +30,7 @@ function setup() {
     TELEMETRY_CLOCK: 'event',
     TELEMETRY_WINDOW_MS: String(MIN),
     CACHE_MAX_BYTES: '0',
+    ...vars,
   };
   const app = createApp({ seed: DEFAULT_VERSIONS, createSession: createWasmSession });
   const request = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
@@ -46,7 +50,8 @@ function setup() {
     await waitOnExecutionContext(ctx);
     return { status: res.status, json, headers: res.headers };
   };
-  return { request };
+  const aggregator = () => bindings.AGGREGATOR!.get(bindings.AGGREGATOR!.idFromName('flight-delay'));
+  return { request, aggregator };
 }
 
 const flight = (i: number) => ({
@@ -182,10 +187,171 @@ describe('prediction ids and late labels', () => {
       FEED,
     );
     expect(big.status).toBe(413);
+    // A ranking takes events, not labels: answered per item.
     const rank = await request('POST', '/v1/models/movielens-topk/feedback', { feedback: [{ prediction_id: 'a', label: 1 }] }, FEED);
-    expect(rank.status).toBe(422);
-    expect(rank.json.error.code).toBe('task_not_scored');
+    expect(rank.status).toBe(200);
+    expect(rank.json.results[0]).toMatchObject({ status: 'invalid', reason: 'unknown field "label" (an item is {"prediction_id", "event", "item"})' });
     // The feedback token opens nothing else.
     expect((await request('GET', '/v1/models/flight-delay/performance', undefined, FEED)).status).toBe(401);
+  });
+});
+
+describe('a ranking replay with late clicks', () => {
+  it("gives each version's CTR@k, hit rate and conversion rate exactly, clicks arriving late, shuffled and retried", async () => {
+    const { request } = setup();
+    expect((await request('PUT', '/v1/models/movielens-topk/routing', { stable: '1', canary: { version: '1-float32', share: 0.5 } }, OP)).status).toBe(200);
+    const histories = movieReplay
+      .trim()
+      .split('\n')
+      .slice(0, 240)
+      .map((l) => (JSON.parse(l) as { features: { history: number[] } }).features.history);
+    const r = rng(5);
+    const served: { id: string; version: string; items: number[]; history: number[]; minute: number }[] = [];
+    for (const [i, history] of histories.entries()) {
+      const res = await request(
+        'POST',
+        '/v1/models/movielens-topk/predict',
+        { instances: [{ history, k: 10 }] },
+        { 'x-event-time': String(T0 + i * 1000), 'x-user-key': `user-${i % 90}` },
+      );
+      expect(res.status, JSON.stringify(res.json)).toBe(200);
+      const p = res.json.predictions[0];
+      served.push({ id: p.prediction_id, version: res.headers.get('x-model-version')!, items: p.movie_ids, history, minute: Math.floor(i / 60) });
+    }
+    await request('POST', '/v1/models/movielens-topk/predict', { instances: [{ history: [1], k: 10 }] }, { 'x-event-time': String(T0 + 10 * MIN) });
+    expect(new Set(served.map((s) => s.version))).toEqual(new Set(['1', '1-float32']));
+
+    // What users did: clicks on served items (the first positions more often), clicks elsewhere
+    // (a movie of their own history), conversions of what they clicked.
+    const events: { prediction_id: string; event: 'click' | 'convert'; item: number }[] = [];
+    for (const s of served) {
+      if (r() < 0.4) {
+        const pos = Math.min(9, Math.floor(-Math.log(1 - r()) * 3));
+        events.push({ prediction_id: s.id, event: 'click', item: s.items[pos] });
+        if (r() < 0.3) events.push({ prediction_id: s.id, event: 'click', item: s.items[Math.floor(r() * 10)] });
+        if (r() < 0.25) events.push({ prediction_id: s.id, event: 'convert', item: s.items[pos] });
+      }
+      if (r() < 0.1) events.push({ prediction_id: s.id, event: 'click', item: s.history[0] });
+    }
+    const unique = events.filter((e, i) => events.findIndex((x) => x.prediction_id === e.prediction_id && x.event === e.event && x.item === e.item) === i);
+    // Delivered late in shuffled batches, a tenth of each batch sent again (a client's retry).
+    const shuffled = [...events].sort(() => r() - 0.5);
+    let joined = 0;
+    let duplicate = 0;
+    let resent = 0;
+    for (let i = 0; i < shuffled.length; i += 50) {
+      const batch = shuffled.slice(i, i + 50);
+      resent += Math.min(5, batch.length);
+      const res = await request('POST', '/v1/models/movielens-topk/feedback', { feedback: [...batch, ...batch.slice(0, 5)] }, FEED);
+      expect(res.status, JSON.stringify(res.json)).toBe(200);
+      joined += res.json.joined;
+      duplicate += res.json.duplicate;
+      expect(res.json.invalid + res.json.unknown + res.json.expired).toBe(0);
+    }
+    expect(joined).toBe(unique.length);
+    expect(duplicate).toBe(events.length - unique.length + resent);
+
+    // The exact figures, per version, from what was served and what users did.
+    const exact = (rows: typeof served) => {
+      const ev = (s: (typeof served)[number]) => unique.filter((e) => e.prediction_id === s.id);
+      const best = (s: (typeof served)[number]) => {
+        const pos = ev(s)
+          .filter((e) => e.event === 'click')
+          .map((e) => s.items.indexOf(e.item))
+          .filter((p) => p >= 0);
+        return pos.length ? Math.min(...pos) : undefined;
+      };
+      const clicks = rows.flatMap((s) =>
+        ev(s)
+          .filter((e) => e.event === 'click')
+          .map((e) => s.items.includes(e.item)),
+      );
+      return {
+        predicted: rows.length,
+        labelled: rows.filter((s) => ev(s).length > 0).length,
+        ctr_at: Object.fromEntries([1, 3, 5, 10].map((k) => [String(k), rows.filter((s) => (best(s) ?? 99) < k).length / rows.length])),
+        clicks: clicks.length,
+        hit_rate: clicks.filter(Boolean).length / clicks.length,
+        conversion_rate: rows.filter((s) => ev(s).some((e) => e.event === 'convert')).length / rows.length,
+      };
+    };
+    const perf = await request('GET', `/v1/models/movielens-topk/performance?from=${T0}&to=${T0 + 4 * MIN}&step=${MIN}`, undefined, OP);
+    expect(perf.status, JSON.stringify(perf.json)).toBe(200);
+    for (const v of ['1', '1-float32']) {
+      const want = exact(served.filter((s) => s.version === v));
+      const got = perf.json.total[v];
+      expect(got, v).toMatchObject({ predicted: want.predicted, labelled: want.labelled, clicks: want.clicks });
+      for (const k of ['1', '3', '5', '10']) expect(got.ctr_at[k], `${v} CTR@${k}`).toBeCloseTo(want.ctr_at[k], 12);
+      expect(got.hit_rate).toBeCloseTo(want.hit_rate, 12);
+      expect(got.conversion_rate).toBeCloseTo(want.conversion_rate, 12);
+      // Each click in the window of its prediction.
+      for (const m of [0, 1, 2, 3]) {
+        const w = exact(served.filter((s) => s.version === v && s.minute === m));
+        expect(perf.json.windows[m].versions[v].ctr_at['10'], `${v} minute ${m}`).toBeCloseTo(w.ctr_at['10'], 12);
+      }
+    }
+    expect(perf.json.windows[0].estimated).toBeUndefined(); // no estimate for a ranking
+  });
+});
+
+describe('performance alerts', () => {
+  it('open when the labels stop following the scores (concept drift), judged once the labels had time to arrive, with hysteresis', async () => {
+    // The aggregator's own settings are its defaults here (its object has its own environment):
+    // windows of a minute, 200 labels to judge one, 3 in a row, judged a day behind the data clock.
+    const { request, aggregator } = setup();
+    const r = rng(23);
+    const labels: { prediction_id: string; label: number }[] = [];
+    // Six minutes of 200 predictions; labels drawn from the scores, then (minutes 3-5) reversed.
+    for (let m = 0; m < 6; m++)
+      for (let i = 0; i < 200; i++) {
+        const res = await request(
+          'POST',
+          '/v1/models/flight-delay/predict',
+          { instances: [flight(m * 200 + i)] },
+          { 'x-event-time': String(T0 + m * MIN + i * 250) },
+        );
+        expect(res.status, JSON.stringify(res.json)).toBe(200);
+        const { prediction_id, p_delay } = res.json.predictions[0];
+        const y = r() < p_delay ? 1 : 0;
+        labels.push({ prediction_id, label: m < 3 ? y : 1 - y });
+      }
+    // The labels arrive late (all after the traffic above).
+    for (let i = 0; i < labels.length; i += 600) {
+      const res = await request('POST', '/v1/models/flight-delay/feedback', { feedback: labels.slice(i, i + 600) }, FEED);
+      expect(res.json.joined).toBe(600);
+    }
+    // Judged before the label delay has passed: nothing yet.
+    await aggregator().evaluate(Date.now());
+    const early = (await request('GET', '/v1/models/flight-delay/alerts', undefined, OP)).json.alerts as any[];
+    expect(early.filter((a) => a.feature.startsWith('performance:'))).toEqual([]);
+    // A day later on the data clock (two more requests: the second closes the first's window).
+    for (const m of [0, 2])
+      await request('POST', '/v1/models/flight-delay/predict', { instances: [flight(m)] }, { 'x-event-time': String(T0 + DAY + (10 + m) * MIN) });
+    await aggregator().evaluate(Date.now());
+    const alerts = (await request('GET', '/v1/models/flight-delay/alerts', undefined, OP)).json.alerts as any[];
+    const perf = alerts.filter((a) => a.feature.startsWith('performance:'));
+    expect(perf.map((a) => a.feature)).toEqual(['performance:auc']);
+    const [a] = perf;
+    // Three reversed windows in a row (minutes 3 to 5) open it, from minute 3.
+    expect(a.since).toBe(new Date(T0 + 3 * MIN).toISOString());
+    expect(a.opened_at).toBe(new Date(T0 + 6 * MIN).toISOString());
+    expect(a.evidence.auc).toMatchObject({ reference: expect.closeTo(0.7266, 3), reference_source: 'manifest quality auc_held_out', labels: 200 });
+    expect(a.evidence.auc.bound).toBeLessThan(a.evidence.auc.threshold);
+    // The performance route says what the alerts judge against.
+    const answer = await request('GET', `/v1/models/flight-delay/performance?from=${T0}&to=${T0 + 6 * MIN}&step=${MIN}`, undefined, OP);
+    expect(answer.json.reference).toMatchObject({ metric: 'auc', source: 'manifest quality auc_held_out' });
+    expect(answer.json.windows[4].versions['1'].auc).toBeLessThan(0.5);
+
+    // An operator's reference period replaces the manifest's: the first three minutes' realized AUC.
+    const set = await request('POST', '/v1/models/flight-delay/performance/reference', { from: T0, to: T0 + 3 * MIN }, OP);
+    expect(set.status, JSON.stringify(set.json)).toBe(200);
+    expect(set.json.reference).toMatchObject({ metric: 'auc', labels: 600 });
+    expect(set.json.reference.value).toBeCloseTo(
+      (await request('GET', `/v1/models/flight-delay/performance?from=${T0}&to=${T0 + 3 * MIN}&step=${3 * MIN}`, undefined, OP)).json.total['1'].auc,
+      12,
+    );
+    const bad = await request('POST', '/v1/models/flight-delay/performance/reference', { from: T0 + 7 * MIN, to: T0 + 60 * MIN }, OP);
+    expect(bad.status).toBe(422);
+    expect(bad.json.error.code).toBe('reference_period_unusable');
   });
 });

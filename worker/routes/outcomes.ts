@@ -5,6 +5,7 @@
  * share of predictions labelled so far (core/outcomes.ts).
  */
 import {
+  calibrator,
   compareSketches,
   decodeSummary,
   emptyOutcomes,
@@ -14,6 +15,8 @@ import {
   outcomeTask,
   realized,
   ValidationError,
+  RANKING_EVENTS,
+  type FeedbackItem,
   type FeedbackResult,
   type EstimatedAuc,
   type OutcomeState,
@@ -22,8 +25,8 @@ import {
 } from '../../core/index.ts';
 import { feedbackAuth } from '../auth.ts';
 import { model, needsAggregator, operatorAuth } from '../http/middleware.ts';
-import { answer, bearer, document, documentedApp, input, ModelParams, operatorErrors, WindowedQuery, z } from '../http/openapi.ts';
-import { body, limit, range, windowStep } from '../http/request.ts';
+import { answer, BaselineBody, bearer, document, documentedApp, input, ModelParams, operatorErrors, WindowedQuery, z } from '../http/openapi.ts';
+import { body, limit, range, time, windowStep } from '../http/request.ts';
 
 export const outcomes = documentedApp();
 
@@ -36,7 +39,8 @@ const PerformanceQuery = WindowedQuery;
 document(outcomes, {
   method: 'post',
   path: '/v1/models/{name}/feedback',
-  summary: 'Labels for past predictions, by prediction id, joined in the window of the prediction; each item answered on its own',
+  summary:
+    'Labels (or, for a ranking, click and convert events) for past predictions, by prediction id, joined in the window of the prediction; each item answered on its own',
   security: bearer,
   request: {
     params: ModelParams,
@@ -44,7 +48,18 @@ document(outcomes, {
       content: {
         'application/json': {
           schema: z.strictObject({
-            feedback: z.array(z.object({ prediction_id: z.string(), label: z.union([z.number(), z.boolean()]) })).max(MAX_FEEDBACK),
+            feedback: z
+              .array(
+                z.union([
+                  z
+                    .strictObject({ prediction_id: z.string(), label: z.union([z.number(), z.boolean()]) })
+                    .describe('classification (0/1, true/false, or a class index) and regression'),
+                  z
+                    .strictObject({ prediction_id: z.string(), event: z.enum(RANKING_EVENTS), item: z.union([z.string(), z.number().int()]) })
+                    .describe('ranking: a click on, or a conversion of, an item'),
+                ]),
+              )
+              .max(MAX_FEEDBACK),
           }),
         },
       },
@@ -59,27 +74,54 @@ document(outcomes, {
   summary: 'Realized performance per version and window from the labels joined so far, with the share of predictions labelled',
   security: bearer,
   request: { params: ModelParams, query: PerformanceQuery },
-  responses: { 200: answer('per window and version: AUC, log loss, calibration (binary) or MAE, RMSE, bias (regression)'), ...operatorErrors },
+  responses: {
+    200: answer(
+      'per window and version: AUC, log loss, calibration (binary); accuracy, macro F1 (multiclass); MAE, RMSE, bias (regression); CTR@k, hit rate, conversion rate (ranking)',
+    ),
+    ...operatorErrors,
+  },
 });
 
 const taskOf = (m: Parameters<typeof outcomeTask>[0] & { name: string; task: string }) => {
   const task = outcomeTask(m);
-  if (!task)
-    throw new ValidationError(
-      `model ${m.name} is a ${m.task} model: labels are joined for binary classifiers and regressors so far`,
-      'model',
-      422,
-      'task_not_scored',
-    );
+  if (!task) throw new ValidationError(`model ${m.name} is a ${m.task} model, whose outcomes are not joined`, 'model', 422, 'task_not_scored');
   return task;
 };
+
+document(outcomes, {
+  method: 'post',
+  path: '/v1/models/{name}/performance/reference',
+  summary: "The reference performance alerts judge against: the watched metric's realized figure over a labelled period",
+  security: bearer,
+  request: { params: ModelParams, body: { content: { 'application/json': { schema: BaselineBody } }, required: true } },
+  responses: {
+    200: answer('the metric, its reference value and the labels it is from'),
+    422: answer('the period cannot be a reference (too few labels)'),
+    ...operatorErrors,
+  },
+});
+outcomes.post('/v1/models/:name/performance/reference', operatorAuth(), model, needsAggregator, limit, async (c) => {
+  const m = c.var.engine.manifest;
+  taskOf(m);
+  const b = input(BaselineBody, await body(c), 'body');
+  const from = time(b.from, 'from');
+  const to = time(b.to, 'to');
+  if (!(from < to)) throw new ValidationError('from must be before to', 'from');
+  const res = await c.var.aggregator.setPerformanceReference(m.name, from, to);
+  // proto-safe: `res` is the aggregator's typed union, not a client's object.
+  if ('error' in res) throw new ValidationError(`cannot set the reference: ${res.error}`, 'from', 422, 'reference_period_unusable');
+  return c.json({ model: m.name, reference: res });
+});
 
 outcomes.post('/v1/models/:name/feedback', feedbackAuth(), model, limit, needsAggregator, async (c) => {
   const m = c.var.engine.manifest;
   const task = taskOf(m);
   const raw = await body(c);
+  // A ranking's feedback is an event on an item; the other tasks' a label.
+  const fields = task === 'top-k-recommendation' ? ['prediction_id', 'event', 'item'] : ['prediction_id', 'label'];
+  const shape = `{${fields.map((f) => `"${f}"`).join(', ')}}`;
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || !Object.hasOwn(raw, 'feedback'))
-    throw new ValidationError('the body must be {"feedback": [{"prediction_id", "label"}, ...]}', 'feedback');
+    throw new ValidationError(`the body must be {"feedback": [${shape}, ...]}`, 'feedback');
   for (const k of Object.keys(raw)) if (k !== 'feedback') throw new ValidationError(`unknown field "${k.slice(0, 64)}" (known: feedback)`, k.slice(0, 64));
   const items = (raw as { feedback: unknown }).feedback;
   if (!Array.isArray(items) || items.length === 0 || items.length > MAX_FEEDBACK)
@@ -89,14 +131,16 @@ outcomes.post('/v1/models/:name/feedback', feedbackAuth(), model, limit, needsAg
       Array.isArray(items) && items.length > MAX_FEEDBACK ? 413 : 400,
     );
   // Each item is checked on its own: one bad item is answered `invalid`, the others still join.
-  const checked = items.map((it): { prediction_id: unknown; label: unknown } | FeedbackResult => {
-    if (typeof it !== 'object' || it === null || Array.isArray(it)) return { status: 'invalid', reason: 'an item must be {"prediction_id", "label"}' };
-    const extra = Object.keys(it).find((k) => k !== 'prediction_id' && k !== 'label');
-    if (extra !== undefined) return { status: 'invalid', reason: `unknown field "${extra.slice(0, 64)}"` };
-    const o = it as { prediction_id?: unknown; label?: unknown };
-    return { prediction_id: o.prediction_id, label: o.label };
+  const checked = items.map((it): FeedbackItem | FeedbackResult => {
+    if (typeof it !== 'object' || it === null || Array.isArray(it)) return { status: 'invalid', reason: `an item must be ${shape}` };
+    const extra = Object.keys(it).find((k) => !fields.includes(k));
+    if (extra !== undefined) return { status: 'invalid', reason: `unknown field "${extra.slice(0, 64)}" (an item is ${shape})` };
+    const o = it as FeedbackItem;
+    return task === 'top-k-recommendation'
+      ? { prediction_id: o.prediction_id, event: o.event, item: o.item }
+      : { prediction_id: o.prediction_id, label: o.label };
   });
-  const toJoin = checked.filter((x): x is { prediction_id: unknown; label: unknown } => !Object.hasOwn(x, 'status'));
+  const toJoin = checked.filter((x): x is FeedbackItem => !Object.hasOwn(x, 'status'));
   const joined = toJoin.length ? await c.var.aggregator.feedback(task, toJoin) : [];
   let j = 0;
   const results = checked.map((x, i) => {
@@ -132,8 +176,10 @@ outcomes.get('/v1/models/:name/performance', operatorAuth(), model, needsAggrega
   // the labels, for at most MAX_ESTIMATED_WINDOWS windows (one aggregator read each).
   const score = task === 'binary-classification' ? m.outputs.find((o) => o.dtype === 'float32')?.name : undefined;
   const estimate = score !== undefined && (to - from) / step <= MAX_ESTIMATED_WINDOWS;
-  let reference: Sketch | undefined;
-  if (estimate) reference = decodeSummary(new Uint8Array((await c.var.aggregator.baseline(m.name)).bytes)).outputs.get(score);
+  let baselineScores: Sketch | undefined;
+  // Scores read through the model's calibration when its import fitted one (core/calibration.ts).
+  const calibrate = m.calibration ? calibrator(m.calibration.points) : undefined;
+  if (estimate) baselineScores = decodeSummary(new Uint8Array((await c.var.aggregator.baseline(m.name)).bytes)).outputs.get(score);
   for (let t = from; t < to; t += step) {
     const per = byWindow.get(t);
     const end = Math.min(to, t + step);
@@ -144,8 +190,8 @@ outcomes.get('/v1/models/:name/performance', operatorAuth(), model, needsAggrega
         if (q.version !== undefined && v !== q.version) continue;
         const sketch = decodeSummary(new Uint8Array(bytes)).outputs.get(score);
         if (sketch?.kind !== 'tdigest' || sketch.count === 0) continue;
-        const outside = reference?.kind === 'tdigest' ? (compareSketches(reference, sketch, { seasonal: true }).out_of_range?.statistic ?? 0) : 0;
-        estimated[v] = estimateAuc((x) => sketch.quantile(x), sketch.count, { outsideShare: outside });
+        const outside = baselineScores?.kind === 'tdigest' ? (compareSketches(baselineScores, sketch, { seasonal: true }).out_of_range?.statistic ?? 0) : 0;
+        estimated[v] = estimateAuc((x) => sketch.quantile(x), sketch.count, { outsideShare: outside, calibrate });
       }
     }
     windows.push({
@@ -155,17 +201,23 @@ outcomes.get('/v1/models/:name/performance', operatorAuth(), model, needsAggrega
       ...(estimated ? { estimated } : {}),
     });
   }
+  const reference = await c.var.aggregator.performanceReference(m.name);
   return c.json({
     model: m.name,
     task,
+    // What performance alerts judge against (null: no reference, no alert).
+    reference,
     from: new Date(from).toISOString(),
     to: new Date(to).toISOString(),
     total: Object.fromEntries([...total].map(([v, st]) => [v, realized(st, task)])),
     windows,
     ...(estimate
       ? {
-          estimate_assumptions:
-            'estimated AUC reads each score as the probability that the row is positive (calibrated scores) and assumes no concept drift (P(label | inputs) as in training); it is marked invalid on fewer than 100 rows or when over 5% of the scores are outside the range the reference saw. Realized figures need none of this.',
+          estimate_assumptions: `estimated AUC reads each score as the probability that the row is positive (${
+            m.calibration
+              ? `through the isotonic calibration fitted on ${m.calibration.rows} labelled reference rows${m.calibration.source ? ` (${m.calibration.source})` : ''}`
+              : 'calibrated scores: no calibration was fitted at import'
+          }) and assumes no concept drift (P(label | inputs) as in training); it is marked invalid on fewer than 100 rows or when over 5% of the scores are outside the range the reference saw. Realized figures need none of this.`,
         }
       : {}),
   } satisfies PerformanceAnswer);

@@ -119,7 +119,7 @@ async function shipPredictions(r: Runtime, agg: DurableObjectNamespace<DriftAggr
     for (const [model, recs] of byModel(batch)) {
       await agg.get(agg.idFromName(model)).recordPredictions(
         model,
-        recs.map(({ id, version, at, value }) => ({ id, version, at, value })),
+        recs.map(({ id, version, at, value, items }) => ({ id, version, at, value, ...(items ? { items } : {}) })),
       );
     }
     return true;
