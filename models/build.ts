@@ -261,7 +261,7 @@ async function buildFlightDelay(): Promise<void> {
     calibration: {
       method: 'isotonic',
       rows: heldOut.length,
-      source: 'the held-out 5% of January-February 2001 (not trained on)',
+      source: 'the held-out 5% of January-February 2001, never trained on',
       points: fitIsotonic(pHeld.int8, yHeld),
     },
     training: {

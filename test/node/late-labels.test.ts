@@ -206,7 +206,7 @@ describe('late labels through wrangler dev', () => {
       }
     }
     console.log(`week        rows  exact   realized  estimated  99% band          \n${table.join('\n')}`);
-    expect(perf.estimate_assumptions).toContain('calibrated');
+    expect(perf.estimate_assumptions).toContain('isotonic calibration fitted on 48665 labelled reference rows');
     expect(valid).toBeGreaterThan(20);
     expect(perf.total['1'].labelled).toBe(served.length);
     // The same through the CLI.

@@ -161,7 +161,7 @@ describe('prediction ids and late labels', () => {
     expect(total.calibration.reduce((a: number, d: any) => a + d.n, 0)).toBe(200);
     // Before labels, each window's AUC estimated from its scores: too few rows here to be trusted, and it says so.
     expect(perf.json.windows[0].estimated['1']).toMatchObject({ rows: 80, valid: false, reasons: ['80 rows, fewer than 100'] });
-    expect(perf.json.estimate_assumptions).toContain('calibrated');
+    expect(perf.json.estimate_assumptions).toContain('isotonic calibration fitted on 48665 labelled reference rows');
     // The versions view carries the same outcomes per version, for canaries.
     const versions = await request('GET', `/v1/models/flight-delay/versions?from=${T0}&to=${T0 + 3 * MIN}`, undefined, OP);
     expect(versions.json.versions['1'].outcomes).toMatchObject({ predicted: 240, labelled: 200, auc: total.auc });

@@ -215,7 +215,7 @@ outcomes.get('/v1/models/:name/performance', operatorAuth(), model, needsAggrega
       ? {
           estimate_assumptions: `estimated AUC reads each score as the probability that the row is positive (${
             m.calibration
-              ? `through the isotonic calibration fitted on ${m.calibration.rows} labelled reference rows${m.calibration.source ? ` (${m.calibration.source})` : ''}`
+              ? `through the isotonic calibration fitted on ${m.calibration.rows} labelled reference rows${m.calibration.source ? `, ${m.calibration.source}` : ''}`
               : 'calibrated scores: no calibration was fitted at import'
           }) and assumes no concept drift (P(label | inputs) as in training); it is marked invalid on fewer than 100 rows or when over 5% of the scores are outside the range the reference saw. Realized figures need none of this.`,
         }
