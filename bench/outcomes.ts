@@ -9,7 +9,8 @@
 // 2. Bytes kept per prediction: the aggregator's own `predictions` table (same schema and index,
 //    WITHOUT ROWID) in SQLite (node:sqlite; a Durable Object's storage is SQLite too), filled with
 //    N real ids, against the summary bytes per row that telemetry already ships (encodeSummary of
-//    a 1,000-row window).
+//    a 1,000-row window); and the same for a ranking, whose record keeps its served top-10 ids
+//    (movielens-topk's real movie ids) for the clicks to come.
 //
 // Options: --n 20000.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,6 +36,8 @@ const arg = (name: string, fallback: number) => {
 };
 const N = arg('n', 20_000);
 const manifest = JSON.parse(readFileSync(join(ROOT, 'models/flight-delay/manifest.json'), 'utf8')) as BuiltManifest;
+const movies = JSON.parse(readFileSync(join(ROOT, 'models/movielens-topk/manifest.json'), 'utf8')) as BuiltManifest;
+const movieIds = (movies.features[0] as { vocabulary: string[] }).vocabulary;
 const rows = readFileSync(join(ROOT, 'models/flight-delay/replay.jsonl'), 'utf8')
   .trim()
   .split('\n')
@@ -77,6 +80,15 @@ const join1 = perCall(N, (i) => {
   if (pending.length > 50_000) pending.length = 0;
   return id;
 });
+const topTen = (i: number) => Array.from({ length: 10 }, (_, k) => Number(movieIds[(i * 7 + k * 131) % movieIds.length]));
+const joinRanked = perCall(N, (i) => {
+  const id = newPredictionId(t0 + i, random16());
+  const kept = joinValue(movies, { movie_ids: topTen(i), scores: [] });
+  const at = predictionTime(id);
+  if (kept !== undefined && at !== undefined) pending.push({ id, version: '1', at, ...kept });
+  if (pending.length > 50_000) pending.length = 0;
+  return id;
+});
 const encode = perCall(N, (i) => encodeInstances(manifest, { instances: [rows[i % rows.length]] }));
 let clock = t0;
 const profiler = createWindowProfiler({ source: { kind: 'edge', id: 'bench' }, windowMs: 5000, maxRows: 2000, align: true, now: () => clock });
@@ -96,27 +108,38 @@ const sketch = perCall(N, (i) => {
 });
 
 // --- 2. bytes kept per prediction ----------------------------------------------------------
-progress(`storing ${N} prediction records in SQLite with the aggregator's schema`);
-const dir = join(tmpdir(), `dw-bench-outcomes-${process.pid}`);
-mkdirSync(dir, { recursive: true });
-const db = new DatabaseSync(join(dir, 'join.sqlite'));
-db.exec(
-  `CREATE TABLE predictions (id TEXT PRIMARY KEY, model_version TEXT NOT NULL, at INTEGER NOT NULL, value REAL NOT NULL, joined INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID`,
-);
-db.exec(`CREATE INDEX predictions_at ON predictions (at)`);
-const insert = db.prepare(`INSERT OR IGNORE INTO predictions (id, model_version, at, value) VALUES (?, ?, ?, ?)`);
-db.exec('BEGIN');
-for (let i = 0; i < N; i++) {
-  const at = t0 + i * 1000;
-  insert.run(newPredictionId(at, crypto.getRandomValues(new Uint8Array(16))), '1', at, 0.2 + (i % 50) / 100);
+progress(`storing ${N} prediction records (and ${N} ranked ones) in SQLite with the aggregator's schema`);
+/** Bytes per record of N records in the aggregator's `predictions` table (same schema and index), `items` for a ranking. */
+function storedBytes(items?: (i: number) => string[]): number {
+  const dir = join(tmpdir(), `dw-bench-outcomes-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  const db = new DatabaseSync(join(dir, 'join.sqlite'));
+  db.exec(
+    `CREATE TABLE predictions (id TEXT PRIMARY KEY, model_version TEXT NOT NULL, at INTEGER NOT NULL, value REAL NOT NULL, joined INTEGER NOT NULL DEFAULT 0, items TEXT) WITHOUT ROWID`,
+  );
+  db.exec(`CREATE INDEX predictions_at ON predictions (at)`);
+  const insert = db.prepare(`INSERT OR IGNORE INTO predictions (id, model_version, at, value, items) VALUES (?, ?, ?, ?, ?)`);
+  db.exec('BEGIN');
+  for (let i = 0; i < N; i++) {
+    const at = t0 + i * 1000;
+    insert.run(
+      newPredictionId(at, crypto.getRandomValues(new Uint8Array(16))),
+      '1',
+      at,
+      items ? 10 : 0.2 + (i % 50) / 100,
+      items ? JSON.stringify(items(i)) : null,
+    );
+  }
+  db.exec('COMMIT');
+  db.exec('VACUUM');
+  const pages = (db.prepare('PRAGMA page_count').get() as { page_count: number }).page_count;
+  const pageSize = (db.prepare('PRAGMA page_size').get() as { page_size: number }).page_size;
+  db.close();
+  rmSync(dir, { recursive: true, force: true });
+  return (pages * pageSize) / N;
 }
-db.exec('COMMIT');
-db.exec('VACUUM');
-const pages = (db.prepare('PRAGMA page_count').get() as { page_count: number }).page_count;
-const pageSize = (db.prepare('PRAGMA page_size').get() as { page_size: number }).page_size;
-db.close();
-rmSync(dir, { recursive: true, force: true });
-const bytesPerPrediction = (pages * pageSize) / N;
+const bytesPerRanked = storedBytes((i) => topTen(i).map(String));
+const bytesPerPrediction = storedBytes();
 const window = createWindowProfiler({ source: { kind: 'edge', id: 'bench' }, windowMs: 3_600_000, maxRows: 1000, align: true, now: () => t0 });
 for (let i = 0; i < 1000; i++) {
   const e = encoded[i % encoded.length];
@@ -135,12 +158,14 @@ const table = markdownTable(
   ['cost per one-row prediction', 'the join', 'validate + encode the request', 'telemetry sketch (observe + tick)'],
   [
     ['time added in the process, µs', join1.toFixed(2), encode.toFixed(2), sketch.toFixed(2)],
+    ['time added in the process, µs, a top-10 ranking', joinRanked.toFixed(2), '-', '-'],
     [
       'bytes kept',
       `${bytesPerPrediction.toFixed(0)} (SQLite row and index, kept for PREDICTION_HORIZON_DAYS)`,
       '-',
       `${summaryBytesPerRow.toFixed(1)} (summary bytes per row, 1,000-row window)`,
     ],
+    ['bytes kept, a top-10 ranking', `${bytesPerRanked.toFixed(0)} (the served ids too, for the clicks to come)`, '-', '-'],
   ],
 );
 console.log(`\n${table}\n`);
