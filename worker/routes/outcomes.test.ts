@@ -3,6 +3,7 @@
 // expired, duplicate and invalid ones are answered per item; the realized AUC is the exact one;
 // a ranking's late clicks give each version's CTR@k exactly.
 import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { newPredictionId, predictionTime } from '../../core/index.ts';
 import { DEFAULT_VERSIONS } from '../../models/defaults.ts';
@@ -353,5 +354,48 @@ describe('performance alerts', () => {
     const bad = await request('POST', '/v1/models/flight-delay/performance/reference', { from: T0 + 7 * MIN, to: T0 + 60 * MIN }, OP);
     expect(bad.status).toBe(422);
     expect(bad.json.error.code).toBe('reference_period_unusable');
+  });
+});
+
+describe('hostile feedback', () => {
+  it('any body answers 200 per item, 400 or 413 naming the field, never 5xx; nothing is joined without a real id (property)', async () => {
+    const { request } = setup();
+    // One real prediction of each model: its outcome state must not move.
+    const flightAnswer = await request('POST', '/v1/models/flight-delay/predict', { instances: [flight(1)] }, { 'x-event-time': String(T0) });
+    const movieAnswer = await request(
+      'POST',
+      '/v1/models/movielens-topk/predict',
+      { instances: [{ history: [1, 260], k: 10 }] },
+      { 'x-event-time': String(T0) },
+    );
+    expect([flightAnswer.status, movieAnswer.status]).toEqual([200, 200]);
+    const realId = flightAnswer.json.predictions[0].prediction_id as string;
+    const key = fc.oneof(fc.constantFrom('prediction_id', 'label', 'event', 'item', '__proto__', 'constructor', 'toString'), fc.string({ maxLength: 8 }));
+    const value = fc.oneof(
+      fc.jsonValue({ maxDepth: 2 }),
+      fc.constantFrom(realId.slice(0, -1), `${realId}:99999`, `${realId}x`, 'click', 'convert', '__proto__', 'x'.repeat(70), 1e308, -0),
+    );
+    const item = fc.oneof(fc.dictionary(key, value, { maxKeys: 4 }), fc.jsonValue({ maxDepth: 1 }));
+    const body = fc.oneof(
+      fc.record({ feedback: fc.array(item, { maxLength: 12 }) }),
+      fc.dictionary(key, fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 }),
+      fc.jsonValue({ maxDepth: 2 }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom('flight-delay', 'movielens-topk'), body, async (model, b) => {
+        const res = await request('POST', `/v1/models/${model}/feedback`, b, FEED);
+        expect([200, 400, 413], JSON.stringify(res.json)).toContain(res.status);
+        if (res.status === 200) {
+          const items = (b as { feedback: unknown[] }).feedback;
+          expect(res.json.results).toHaveLength(items.length);
+          expect(res.json.joined).toBe(0);
+        } else expect(typeof res.json.error.field).toBe('string');
+      }),
+      { numRuns: 150 },
+    );
+    for (const model of ['flight-delay', 'movielens-topk']) {
+      const perf = await request('GET', `/v1/models/${model}/performance?from=${T0}&to=${T0 + MIN}&step=${MIN}`, undefined, OP);
+      expect(perf.json.total['1'], model).toMatchObject({ predicted: 1, labelled: 0 });
+    }
   });
 });
