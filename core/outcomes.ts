@@ -401,6 +401,8 @@ export interface EstimatedAuc {
   /** Whether the estimate can be trusted here, and why not when not. */
   valid: boolean;
   reasons: string[];
+  /** Set by the performance route once enough labels are in and the realized AUC falls outside the band: the assumptions failed. */
+  contradicted?: boolean;
 }
 
 /** Rows an estimate needs before it is offered as valid. */

@@ -342,6 +342,13 @@ describe('performance alerts', () => {
     const answer = await request('GET', `/v1/models/flight-delay/performance?from=${T0}&to=${T0 + 6 * MIN}&step=${MIN}`, undefined, OP);
     expect(answer.json.reference).toMatchObject({ metric: 'auc', source: 'manifest quality auc_held_out' });
     expect(answer.json.windows[4].versions['1'].auc).toBeLessThan(0.5);
+    // The estimate could not see it coming (the scores did not change): the labels contradict it now.
+    for (const m of [3, 4, 5]) {
+      const e = answer.json.windows[m].estimated['1'];
+      expect(e, `minute ${m}`).toMatchObject({ contradicted: true, valid: false });
+      expect(e.reasons.at(-1)).toMatch(/the realized AUC 0\.\d+ \(200 labels\) is outside the band: concept drift/);
+    }
+    expect(answer.json.windows[0].estimated['1'].contradicted).toBeUndefined();
 
     // An operator's reference period replaces the manifest's: the first three minutes' realized AUC.
     const set = await request('POST', '/v1/models/flight-delay/performance/reference', { from: T0, to: T0 + 3 * MIN }, OP);

@@ -11,6 +11,7 @@ import {
   emptyOutcomes,
   estimateAuc,
   MAX_FEEDBACK,
+  MIN_ESTIMATE_ROWS,
   mergeOutcomes,
   outcomeTask,
   realized,
@@ -194,12 +195,21 @@ outcomes.get('/v1/models/:name/performance', operatorAuth(), model, needsAggrega
         estimated[v] = estimateAuc((x) => sketch.quantile(x), sketch.count, { outsideShare: outside, calibrate });
       }
     }
-    windows.push({
-      from: new Date(t).toISOString(),
-      to: new Date(end).toISOString(),
-      versions: Object.fromEntries([...(per ?? [])].map(([v, st]) => [v, realized(st, task)])),
-      ...(estimated ? { estimated } : {}),
-    });
+    const versions = Object.fromEntries([...(per ?? [])].map(([v, st]) => [v, realized(st, task)]));
+    // Once enough labels are in, a realized AUC outside the estimate's band says its assumptions
+    // failed (concept drift, or scores that mean something else than the calibration says).
+    for (const [v, e] of Object.entries(estimated ?? {})) {
+      const r = per?.get(v) ? versions[v] : undefined; // proto-safe: v is a version the aggregator listed, read only when `per` has it
+      if (!e.band || r?.auc == null || r.labelled < MIN_ESTIMATE_ROWS) continue;
+      if (r.auc < e.band[0] || r.auc > e.band[1]) {
+        e.valid = false;
+        e.contradicted = true;
+        e.reasons.push(
+          `the realized AUC ${r.auc.toFixed(3)} (${r.labelled} labels) is outside the band: concept drift, or scores that do not mean what the calibration says`,
+        );
+      }
+    }
+    windows.push({ from: new Date(t).toISOString(), to: new Date(end).toISOString(), versions, ...(estimated ? { estimated } : {}) });
   }
   const reference = await c.var.aggregator.performanceReference(m.name);
   return c.json({
