@@ -96,16 +96,40 @@ export function checkOperator(c: Context): string {
   return who;
 }
 
+export interface FeedbackAuthOptions {
+  /**
+   * Another kind of credential the route takes (as hono's bearerAuth takes `verifyToken`), asked
+   * only when the token is neither FEEDBACK_TOKEN nor an operator's: the holder's name when it
+   * is one and may send, an answer (a refusal) when it is one and may not, undefined when it is
+   * not one (the operator check's 401 or 404 stands). The edge passes a browser's telemetry token
+   * for the path's model (http/telemetry-token.ts), kept out of this module so that it needs no
+   * configuration (config.ts imports this one).
+   */
+  verifyToken?: (token: string, c: Context) => Promise<string | Response | undefined>;
+}
+
 /**
  * Middleware for the feedback route: FEEDBACK_TOKEN (a token that may send labels and nothing
- * else) or an operator token; `c.var.operator` is "feedback" or the operator's name.
+ * else), an operator token, or what `verifyToken` accepts; `c.var.operator` is "feedback", the
+ * operator's name, or the name `verifyToken` gave.
  */
-export function feedbackAuth(): MiddlewareHandler {
+export function feedbackAuth({ verifyToken }: FeedbackAuthOptions = {}): MiddlewareHandler {
   return async function feedbackAuth(c, next) {
     const feedback = (c.env as { FEEDBACK_TOKEN?: string } | undefined)?.FEEDBACK_TOKEN;
     const given = bearerToken(c.req.header('authorization'));
     if (feedback && given !== undefined && tokenEquals(given, feedback)) c.set('operator', 'feedback');
-    else c.set('operator', checkOperator(c));
+    else {
+      let holder: string;
+      try {
+        holder = checkOperator(c);
+      } catch (err) {
+        const other = verifyToken && given !== undefined ? await verifyToken(given, c) : undefined;
+        if (other === undefined) throw err;
+        if (other instanceof Response) return other;
+        holder = other;
+      }
+      c.set('operator', holder);
+    }
     await next();
   };
 }

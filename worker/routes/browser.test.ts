@@ -1,15 +1,27 @@
 // The browser runtime's worker routes inside workerd: artifact descriptor and bytes, telemetry
 // tokens, and browser summaries verified, limited, merged in the isolate and forwarded to the
-// model's DriftAggregator (real Durable Object storage) as one write.
+// model's DriftAggregator (real Durable Object storage) as one write; the records of predictions
+// made on the device, and feedback on them sent with the page's telemetry token, attacked with
+// hostile bodies (issue 15).
 import { env } from 'cloudflare:test';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createWindowProfiler, decodeSummary, encodeSummary, type CategoricalSketch, type ModelManifest, type TDigest } from '../../core/index.ts';
+import {
+  createWindowProfiler,
+  decodeSummary,
+  encodeSummary,
+  newPredictionId,
+  type CategoricalSketch,
+  type ModelManifest,
+  type TDigest,
+} from '../../core/index.ts';
 import movieGolden from '../../models/movielens-topk/golden.json';
 import type { DriftAggregator } from '../aggregator.ts';
 import { createApp, type Env } from '../app.ts';
 import { PENDING_SLOTS, signToken } from '../serving/browser-telemetry.ts';
 import { createWasmSession } from '../engine/ort-workerd.ts';
 import { DEFAULT_VERSIONS, DEFAULTS } from '../../models/defaults.ts';
+import { isolatedNamespace } from '../../test/support/namespaces.ts';
 
 type Bindings = Env & Record<string, unknown>;
 const aggregator = () => {
@@ -308,5 +320,280 @@ describe('POST /v1/telemetry', () => {
     const w = decodeSummary((await aggregator().window(Date.now() - 120_000, Date.now() + 60_000))!);
     expect((w.features.get('backend') as CategoricalSketch).estimate('wasm').count).toBeGreaterThanOrEqual(rows);
     expect((w.outputs.get('scores') as TDigest).count).toBeGreaterThanOrEqual(rows * 10);
+  });
+});
+
+// --- On-device predictions and their feedback (issue 15) ------------------------------------------
+
+/** An app with Durable Objects of its own (isolatedNamespace), so that what these tests store is all their aggregator holds. */
+function isolated(vars: Record<string, string> = {}) {
+  const tag = crypto.randomUUID();
+  const base = env as Env;
+  const s = setup({ ...vars });
+  Object.assign(s.bindings, {
+    AGGREGATOR: isolatedNamespace(base.AGGREGATOR!, tag),
+    ROUTING: isolatedNamespace(base.ROUTING!, tag),
+    FEEDBACK_TOKEN: 'feedback-secret',
+  });
+  const agg = (model = 'movielens-topk') => s.bindings.AGGREGATOR!.get(s.bindings.AGGREGATOR!.idFromName(model));
+  const send = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+    s.post(path, typeof body === 'string' ? body : JSON.stringify(body), { 'content-type': 'application/json', ...headers });
+  const descriptor = async (model = 'movielens-topk') => (await (await s.get(`/v1/models/${model}/artifact`)).json()) as Descriptor;
+  return { ...s, agg, send, descriptor };
+}
+
+const errorOf = async (res: Response) => {
+  const body = (await res.json()) as { error?: { code: string; field?: string } };
+  return [res.status, body.error?.code, body.error?.field];
+};
+
+/** Lists a page shows, as the runtime records them: an id made now, the version, the served ids as strings and their count. */
+function onDevice(n: number, at = Date.now()) {
+  const golden = movieGolden.rows as { expected: { int8: { movie_ids: number[] } } }[];
+  return Array.from({ length: n }, (_, i) => {
+    const items = golden[i % golden.length].expected.int8.movie_ids.map(String);
+    return { id: newPredictionId(at, crypto.getRandomValues(new Uint8Array(16))), version: '1', value: items.length, items };
+  });
+}
+
+describe('POST /v1/telemetry/predictions and feedback with a telemetry token', () => {
+  it("records a page's on-device predictions once, joins its clicks on them, and CTR@k is the exact one", async () => {
+    const { send, get, descriptor, agg } = isolated();
+    const d = await descriptor();
+    const lists = onDevice(12);
+    const path = `/v1/telemetry/predictions?token=${d.telemetry.token}`;
+    const first = await send(path, { predictions: lists });
+    expect(first.status).toBe(200);
+    expect(await first.json()).toEqual({ stored: 12, duplicate: 0, rejected: 0 });
+    // A retried flush (the answer was lost) stores nothing twice.
+    expect(await (await send(path, { predictions: lists.slice(0, 5) })).json()).toEqual({ stored: 0, duplicate: 5, rejected: 0 });
+
+    // Clicks with the page's token: lists 0-3 at positions 0..3, list 4 twice (best position counts), a conversion on list 5.
+    const bearer = { authorization: `Bearer ${d.telemetry.token}` };
+    const clicks = [
+      ...[0, 1, 2, 3].map((i) => ({ prediction_id: lists[i].id, event: 'click', item: Number(lists[i].items[i]) })),
+      { prediction_id: lists[4].id, event: 'click', item: lists[4].items[6] },
+      { prediction_id: lists[4].id, event: 'click', item: lists[4].items[2] },
+      { prediction_id: lists[5].id, event: 'convert', item: lists[5].items[0] },
+    ];
+    const fb = await send('/v1/models/movielens-topk/feedback', { feedback: clicks }, bearer);
+    expect(fb.status).toBe(200);
+    expect(fb.headers.get('access-control-allow-origin')).toBe('*');
+    const answer = (await fb.json()) as { joined: number; results: { status: string; version?: string }[] };
+    expect(answer.joined).toBe(7);
+    expect(answer.results.every((r) => r.version === '1')).toBe(true);
+    const again = (await (
+      await send('/v1/models/movielens-topk/feedback', { feedback: [clicks[0], { ...clicks[0], prediction_id: onDevice(1)[0].id }] }, bearer)
+    ).json()) as {
+      results: { status: string }[];
+    };
+    expect(again.results.map((r) => r.status)).toEqual(['duplicate', 'unknown']);
+
+    const perf = await get('/v1/models/movielens-topk/performance', { authorization: `Bearer ${OPERATOR}` });
+    expect(perf.status).toBe(200);
+    const total = ((await perf.json()) as { total: Record<string, { predicted: number; labelled: number; clicks: number; ctr_at: Record<string, number> }> })
+      .total['1'];
+    // Best click positions: 0, 1, 2, 3 and 2 (list 4): CTR@1 = 1/12, CTR@3 = 4/12, CTR@5 = 5/12; list 5 converted without a click.
+    expect(total).toMatchObject({ predicted: 12, labelled: 6, clicks: 6 });
+    expect(total.ctr_at['1']).toBeCloseTo(1 / 12, 12);
+    expect(total.ctr_at['3']).toBeCloseTo(4 / 12, 12);
+    expect(total.ctr_at['5']).toBeCloseTo(5 / 12, 12);
+    expect((await agg().counters()).predictions_stored).toBe(12);
+  });
+
+  it('takes a telemetry token for its own model only, at most 100 items a call, and keeps FEEDBACK_TOKEN and operators as they were', async () => {
+    const { send, descriptor, app, bindings } = isolated();
+    const d = await descriptor();
+    const lists = onDevice(2);
+    expect((await send(`/v1/telemetry/predictions?token=${d.telemetry.token}`, { predictions: lists })).status).toBe(200);
+    const click = (i: number) => ({ prediction_id: lists[i].id, event: 'click', item: lists[i].items[0] });
+    const feedback = (items: unknown[], token: string) => send('/v1/models/movielens-topk/feedback', { feedback: items }, { authorization: `Bearer ${token}` });
+
+    const flight = await descriptor('flight-delay');
+    expect(await errorOf(await feedback([click(0)], flight.telemetry.token))).toEqual([403, 'token_scope', 'authorization']);
+    const expired = await signToken({ m: 'movielens-topk', v: '1', s: d.telemetry.source, e: Date.now() - 1 }, undefined);
+    expect(await errorOf(await feedback([click(0)], expired))).toEqual([401, 'token_expired', 'authorization']);
+    const forged = await signToken({ m: 'movielens-topk', v: '1', s: d.telemetry.source, e: Date.now() + 60_000 }, 'not-this-isolates-key');
+    expect(await errorOf(await feedback([click(0)], forged))).toEqual([401, 'invalid_token', 'authorization']);
+    const [h, , sig] = d.telemetry.token.split('.');
+    const swapped = `${h}.${btoa(JSON.stringify({ m: 'movielens-topk', v: '1', s: 'ffffffffffffffff', e: Date.now() + 1e9 })).replace(/=+$/, '')}.${sig}`;
+    expect(await errorOf(await feedback([click(0)], swapped))).toEqual([401, 'invalid_token', 'authorization']);
+    expect(await errorOf(await feedback([click(0)], 'not-a-token'))).toEqual([401, 'unauthorized', 'authorization']);
+    // 101 items: over a browser's limit, within FEEDBACK_TOKEN's.
+    const many = Array.from({ length: 101 }, () => click(0));
+    expect(await errorOf(await feedback(many, d.telemetry.token))).toEqual([413, 'too_many_items', 'feedback']);
+    expect((await feedback(many.slice(0, 100), d.telemetry.token)).status).toBe(200);
+    const byFeedbackToken = (await (await feedback(many, 'feedback-secret')).json()) as { duplicate: number };
+    expect(byFeedbackToken.duplicate).toBe(101);
+    expect(((await (await feedback([click(1)], OPERATOR)).json()) as { joined: number }).joined).toBe(1);
+    // The token names no other model's route, and is no operator token.
+    expect((await send('/v1/models/flight-delay/feedback', { feedback: [] }, { authorization: `Bearer ${d.telemetry.token}` })).status).toBe(403);
+    expect((await app.request('/v1/models/movielens-topk/performance', { headers: { authorization: `Bearer ${d.telemetry.token}` } }, bindings)).status).toBe(
+      401,
+    );
+    // Cross-origin pages: the preflight allows the bearer header.
+    const preflight = await app.request(
+      '/v1/models/movielens-topk/feedback',
+      {
+        method: 'OPTIONS',
+        headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+      },
+      bindings,
+    );
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get('access-control-allow-headers')).toContain('authorization');
+  });
+
+  it('spends the budgets summaries spend (calls per token and address) and records per source a minute', async () => {
+    const { send, descriptor } = isolated({ TELEMETRY_RATE_PER_MIN: '3', TELEMETRY_SOURCE_ROWS_PER_MIN: '10' });
+    const d = await descriptor();
+    const path = `/v1/telemetry/predictions?token=${d.telemetry.token}`;
+    // More than a minute's records in one call can never be allowed: refused, not delayed.
+    expect(await errorOf(await send(path, { predictions: onDevice(11) }))).toEqual([413, 'too_many_predictions', 'predictions']);
+    const lists = onDevice(8);
+    expect((await send(path, { predictions: lists })).status).toBe(200);
+    const over = await send(path, { predictions: onDevice(8) });
+    expect(await errorOf(over)).toEqual([429, 'rate_limited', 'body']);
+    expect(Number(over.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    // The fourth call of this token this minute (feedback spends calls as summaries and records do).
+    const fb = await send(
+      '/v1/models/movielens-topk/feedback',
+      { feedback: [{ prediction_id: lists[0].id, event: 'click', item: lists[0].items[0] }] },
+      { authorization: `Bearer ${d.telemetry.token}` },
+    );
+    expect(await errorOf(fb)).toEqual([429, 'rate_limited', 'authorization']);
+    // Another page has budgets of its own; a client whose address is unknown gets nothing.
+    const other = await descriptor();
+    expect((await send(`/v1/telemetry/predictions?token=${other.telemetry.token}`, { predictions: onDevice(2) })).status).toBe(200);
+    expect(
+      await errorOf(await send(`/v1/telemetry/predictions?token=${other.telemetry.token}`, { predictions: onDevice(1) }, { 'cf-connecting-ip': '' })),
+    ).toEqual([403, 'address_unknown', undefined]);
+  });
+
+  it('refuses hostile bodies with 4xx naming the field, and stores nothing of them', async () => {
+    const { send, post, descriptor, agg } = isolated({ TELEMETRY_RATE_PER_MIN: '100000', TELEMETRY_RATE_PER_IP_PER_MIN: '100000' });
+    const d = await descriptor();
+    const path = `/v1/telemetry/predictions?token=${d.telemetry.token}`;
+    const [good] = onDevice(1);
+    const rec = (change: Record<string, unknown>) => ({ predictions: [{ ...good, ...change }] });
+    const DAY = 86_400_000;
+    const cases: [string, unknown, number, string, string | undefined][] = [
+      ['not JSON', '{"predictions": [', 400, 'invalid_json', 'body'],
+      ['an array', '[]', 400, 'invalid_predictions', 'body'],
+      ['null', 'null', 400, 'invalid_predictions', 'body'],
+      ['no records', { predictions: [] }, 400, 'invalid_predictions', 'predictions'],
+      ['records as an object with a lying length', '{"predictions": {"0": {}, "length": 1}}', 400, 'invalid_predictions', 'predictions'],
+      ['__proto__ beside them', `{"__proto__": {"polluted": 1}, "predictions": ${JSON.stringify([good])}}`, 400, 'invalid_predictions', '__proto__'],
+      ['another field', { predictions: [good], version: '2' }, 400, 'invalid_predictions', 'version'],
+      ['a record that is a list', { predictions: [[good.id, '1', 10]] }, 400, 'invalid_predictions', 'predictions[0]'],
+      [
+        'constructor in a record',
+        `{"predictions": [{"id": "${good.id}", "version": "1", "value": 10, "constructor": {"prototype": {}}}]}`,
+        400,
+        'invalid_predictions',
+        'predictions[0].constructor',
+      ],
+      [
+        '__proto__ in a record',
+        `{"predictions": [{"__proto__": {"id": "${good.id}", "version": "1", "value": 10}}]}`,
+        400,
+        'invalid_predictions',
+        'predictions[0].__proto__',
+      ],
+      ['no id', rec({ id: undefined }), 422, 'invalid_prediction', 'predictions[0].id'],
+      ['an id of another form', rec({ id: 'mx5d1xdv.not-base64url!!!!!!!!!!!!!!' }), 422, 'invalid_prediction', 'predictions[0].id'],
+      ['an id dated tomorrow', rec({ id: newPredictionId(Date.now() + DAY, new Uint8Array(16)) }), 422, 'prediction_out_of_range', 'predictions[0].id'],
+      ['an id dated two days ago', rec({ id: newPredictionId(Date.now() - 2 * DAY, new Uint8Array(16)) }), 422, 'prediction_out_of_range', 'predictions[0].id'],
+      ['an id dated 1970', rec({ id: `0.${'A'.repeat(22)}` }), 422, 'prediction_out_of_range', 'predictions[0].id'],
+      ['one id twice', { predictions: [good, good] }, 422, 'duplicate_prediction', 'predictions[1].id'],
+      ['a version the registry lacks', rec({ version: '2' }), 422, 'unknown_version', 'predictions[0].version'],
+      ['version __proto__', rec({ version: '__proto__' }), 422, 'unknown_version', 'predictions[0].version'],
+      ['a version that is not a string', rec({ version: 1 }), 422, 'unknown_version', 'predictions[0].version'],
+      ['a value that lies about the list', rec({ value: 99 }), 422, 'invalid_prediction', 'predictions[0].value'],
+      [
+        'an infinite value',
+        `{"predictions": [{"id": "${good.id}", "version": "1", "value": 1e999, "items": ["1"]}]}`,
+        422,
+        'invalid_prediction',
+        'predictions[0].value',
+      ],
+      ['a value that is a string', rec({ value: '10' }), 422, 'invalid_prediction', 'predictions[0].value'],
+      ['no list', rec({ items: undefined }), 422, 'invalid_prediction', 'predictions[0].items'],
+      ['an empty list', rec({ items: [], value: 0 }), 422, 'invalid_prediction', 'predictions[0].items'],
+      [
+        'a list longer than k can be',
+        rec({ items: Array.from({ length: 101 }, (_, i) => String(i + 1)), value: 101 }),
+        422,
+        'invalid_prediction',
+        'predictions[0].items',
+      ],
+      ['ids twice in a list', rec({ items: ['1', '1'], value: 2 }), 422, 'invalid_prediction', 'predictions[0].items'],
+      ['ids that are not integers', rec({ items: ['abc'], value: 1 }), 422, 'invalid_prediction', 'predictions[0].items'],
+      ['ids written otherwise', rec({ items: ['007'], value: 1 }), 422, 'invalid_prediction', 'predictions[0].items'],
+      ['ids as numbers', rec({ items: [1, 2], value: 2 }), 422, 'invalid_prediction', 'predictions[0].items'],
+      ['a list that is an object', rec({ items: { length: 1, 0: '1' }, value: 1 }), 422, 'invalid_prediction', 'predictions[0].items'],
+      ['501 records', { predictions: onDevice(501) }, 413, 'too_many_predictions', 'predictions'],
+      ['a body over 256 KiB', { predictions: [good], pad: 'x'.repeat(300 * 1024) }, 413, 'body_too_large', 'body'],
+    ];
+    for (const [what, body, status, code, field] of cases) {
+      expect(await errorOf(await send(path, body)), what).toEqual([status, code, field]);
+    }
+    // Huge and without a content-length (a stream): read no further than the limit.
+    const stream = new ReadableStream({
+      start(controller) {
+        for (let i = 0; i < 40; i++) controller.enqueue(new TextEncoder().encode(' '.repeat(16 * 1024)));
+        controller.close();
+      },
+    });
+    expect(await errorOf(await post(path, stream as unknown as BodyInit))).toEqual([413, 'body_too_large', 'body']);
+    // The token decides the model: a flight-delay token's records are judged as flight-delay's (a ranking's list is not one of its answers).
+    const flight = await descriptor('flight-delay');
+    expect(await errorOf(await send(`/v1/telemetry/predictions?token=${flight.telemetry.token}`, { predictions: [good] }))).toEqual([
+      422,
+      'invalid_prediction',
+      'predictions[0].items',
+    ]);
+    expect(
+      await errorOf(await send(`/v1/telemetry/predictions?token=${flight.telemetry.token}`, { predictions: [{ id: good.id, version: '1', value: 1.5 }] })),
+    ).toEqual([422, 'invalid_prediction', 'predictions[0].value']);
+    const forged = await signToken({ m: 'movielens-topk', v: '1', s: d.telemetry.source, e: Date.now() + 60_000 }, 'another-secret');
+    expect(await errorOf(await send(`/v1/telemetry/predictions?token=${forged}`, { predictions: [good] }))).toEqual([401, 'invalid_token', 'token']);
+    expect(await errorOf(await send('/v1/telemetry/predictions', { predictions: [good] }))).toEqual([401, 'missing_token', 'token']);
+    const unknownModel = await signToken({ m: '__proto__', v: '1', s: d.telemetry.source, e: Date.now() + 60_000 }, undefined);
+    expect(await errorOf(await send(`/v1/telemetry/predictions?token=${unknownModel}`, { predictions: [good] }))).toEqual([404, 'model_not_found', 'token']);
+
+    // Any JSON at all: a 4xx, never a 5xx, and nothing stored unless it is a good body.
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(
+          fc.jsonValue(),
+          fc.record({ predictions: fc.array(fc.jsonValue(), { maxLength: 4 }) }),
+          fc.record({
+            predictions: fc.array(
+              fc.record(
+                {
+                  id: fc.oneof(fc.constant(good.id), fc.string()),
+                  version: fc.constantFrom('1', '2', '__proto__', ''),
+                  value: fc.jsonValue(),
+                  items: fc.jsonValue(),
+                },
+                { requiredKeys: [] },
+              ),
+              { maxLength: 3 },
+            ),
+          }),
+        ),
+        async (body) => {
+          const res = await send(path, JSON.stringify(body));
+          expect(res.status, JSON.stringify(body).slice(0, 200)).toBeGreaterThanOrEqual(400);
+          expect(res.status).toBeLessThan(500);
+          await res.body?.cancel();
+        },
+      ),
+      { numRuns: 150, seed: 15 },
+    );
+    expect((await agg().counters()).predictions_stored ?? 0).toBe(0);
+    // After all that, the good record is taken.
+    expect(await (await send(path, { predictions: [good] })).json()).toEqual({ stored: 1, duplicate: 0, rejected: 0 });
   });
 });

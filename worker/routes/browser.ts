@@ -14,6 +14,16 @@
  *   merged profiles go to the model's DriftAggregator in waitUntil after
  *   TELEMETRY_BROWSER_FLUSH_MS, so the aggregator sees a few writes per isolate per interval,
  *   not one per browser. Refusals are 4xx JSON naming the reason.
+ * - `POST /v1/telemetry/predictions?token=...` (or Bearer): what the join of late labels needs of
+ *   the predictions the browser made on the device, `{"predictions": [{id, version, value,
+ *   items?}]}` (core/contracts.ts), at most MAX_BROWSER_PREDICTIONS records and
+ *   PREDICTIONS_MAX_BYTES, JSON whatever the content-type (sendBeacon). Everything in it is
+ *   a call of the token's budgets (http/telemetry-token.ts: as a summary does), then is checked
+ *   (checkPredictions: ids well formed and dated within a day back or five minutes ahead,
+ *   versions the registry serves for the token's model, values its task could give), spends
+ *   records (TELEMETRY_SOURCE_ROWS_PER_MIN per source a minute) and goes to the model's DriftAggregator
+ *   (`recordPredictions`, INSERT OR IGNORE by id: a retried flush stores nothing twice), awaited,
+ *   so that feedback sent after the answer finds them. 200 `{stored, duplicate, rejected}`.
  * - `GET /v1/telemetry`: this isolate's figures (accepted, refused by reason, forwarded).
  *
  * `/demo` (the on-device movie recommendation demo) and `/demo-sw.js` (its service worker) are
@@ -30,19 +40,24 @@ import {
   SketchMergeError,
   SummaryDecodeError,
   type ArtifactDescriptor,
+  type BrowserPredictionsAnswer,
   type ErrorBodyV1,
   type ModelManifest,
   type Profile,
 } from '../../core/index.ts';
 import { bearerToken as bearer, checkOperator } from '../auth.ts';
-import { edgeConfig } from '../config.ts';
+import { aggregatorConfig, edgeConfig } from '../config.ts';
 import { runtimeOf, type AppEnv } from '../http/context.ts';
+import { spendCall, spendRecords, verifyTelemetryToken } from '../http/telemetry-token.ts';
 import type { ModelEngine } from '../engine/model-engine.ts';
 import { backgroundOf } from '../serving/background.ts';
 import {
   addressGroup,
-  createBrowserTelemetry,
+  checkPredictions,
+  MAX_BROWSER_PREDICTIONS,
+  MAX_PREDICTION_AGE_MS,
   PENDING_SLOTS,
+  PREDICTIONS_MAX_BYTES,
   refuse,
   RENEW_GRACE_MS,
   signToken,
@@ -73,7 +88,6 @@ const clientAddress = (c: Context) => c.req.header('cf-connecting-ip') || undefi
 /** The routes over the registry's models, with this app's browser telemetry state, as a sub-app to mount with `app.route('/', ...)`. */
 export function browserRoutes(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  const telemetry = createBrowserTelemetry();
   const goldens = new Map<string, Golden>();
   const settings = (c: Context<AppEnv>) => edgeConfig(c.env).browser;
 
@@ -124,6 +138,7 @@ export function browserRoutes(): Hono<AppEnv> {
     manifest: ModelManifest,
   ): Promise<Grant | { status: 403 | 429; code: string; message: string; retryMs?: number }> => {
     const v = settings(c);
+    const telemetry = c.var.edge.browser;
     const ip = clientAddress(c);
     if (!ip) return { status: 403, code: 'address_unknown', message: 'telemetry tokens are issued only to clients whose address is known (CF-Connecting-IP)' };
     const wait = telemetry.allow(`t:${ip}`, v.tokensPerIpPerMin, Date.now());
@@ -144,7 +159,15 @@ export function browserRoutes(): Hono<AppEnv> {
   // Apps on other origins may host the runtime (its module worker must be same-origin with the
   // page) and call these routes; nothing here uses cookies, tokens travel explicitly.
   const crossOrigin = cors({ origin: '*', allowMethods: ['GET', 'POST', 'OPTIONS'], allowHeaders: ['authorization', 'content-type'], maxAge: 600 });
-  for (const path of ['/v1/models/:name/artifact', '/v1/models/:name/artifact/:sha256', '/v1/models/:name/telemetry-token', '/v1/telemetry'])
+  // The feedback route (routes/outcomes.ts) too: a page sends its clicks with its telemetry token.
+  for (const path of [
+    '/v1/models/:name/artifact',
+    '/v1/models/:name/artifact/:sha256',
+    '/v1/models/:name/telemetry-token',
+    '/v1/telemetry',
+    '/v1/telemetry/predictions',
+    '/v1/models/:name/feedback',
+  ])
     app.use(path, crossOrigin);
 
   app.get('/v1/models/:name/artifact', async (c) => {
@@ -180,7 +203,7 @@ export function browserRoutes(): Hono<AppEnv> {
     const g = await grant(c, m.manifest);
     // proto-safe: narrows grant()'s own union
     if (!('token' in g)) {
-      telemetry.refused(g.code);
+      c.var.edge.browser.refused(g.code);
       return json(c, g.status, g.code, g.message, undefined, g.retryMs ? { 'retry-after': String(Math.max(1, Math.ceil(g.retryMs / 1000))) } : {});
     }
     c.header('cache-control', 'no-store');
@@ -216,11 +239,12 @@ export function browserRoutes(): Hono<AppEnv> {
   // This isolate's figures: operators only (they show sources and refusals).
   app.get('/v1/telemetry', (c) => {
     checkOperator(c);
-    return c.json(telemetry.stats());
+    return c.json(c.var.edge.browser.stats());
   });
 
   app.post('/v1/telemetry', async (c) => {
     const v = settings(c);
+    const telemetry = c.var.edge.browser;
     if (!c.env.AGGREGATOR) {
       telemetry.refused('telemetry_unavailable');
       return json(c, 404, 'telemetry_unavailable', 'no aggregator is bound (AGGREGATOR): telemetry is off');
@@ -330,6 +354,61 @@ export function browserRoutes(): Hono<AppEnv> {
       backgroundOf(c)(work);
     }
     return c.json({ status: added, rows: p.counters.rows }, 202);
+  });
+
+  // What the join of late labels needs of the predictions a browser made on the device (see checkPredictions).
+  app.post('/v1/telemetry/predictions', async (c) => {
+    const telemetry = c.var.edge.browser;
+    const agg = c.env.AGGREGATOR;
+    if (!agg) {
+      telemetry.refused('telemetry_unavailable');
+      return json(c, 404, 'telemetry_unavailable', 'no aggregator is bound (AGGREGATOR): telemetry is off');
+    }
+    const claims = await verifyTelemetryToken(c, c.req.query('token') ?? bearer(c.req.header('authorization')));
+    if (claims instanceof Response) return claims;
+    const versions = runtimeOf(c).versions.get(claims.m);
+    if (!versions) {
+      telemetry.refused('model_not_found');
+      return json(c, 404, 'model_not_found', `model "${claims.m}" is not served here`, 'token');
+    }
+    const calls = spendCall(c, claims, 'token');
+    if (calls) return calls;
+    const declared = Number(c.req.header('content-length') ?? NaN);
+    const bytes = declared > PREDICTIONS_MAX_BYTES ? undefined : await readLimited(c.req.raw, PREDICTIONS_MAX_BYTES);
+    if (!bytes) {
+      telemetry.refused('body_too_large');
+      return json(c, 413, 'body_too_large', `a predictions body must be at most ${PREDICTIONS_MAX_BYTES} bytes`, 'body');
+    }
+    let raw: unknown;
+    try {
+      // JSON whatever the content-type: sendBeacon sends bytes without one.
+      raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    } catch {
+      telemetry.refused('invalid_json');
+      return json(c, 400, 'invalid_json', 'the body is not valid JSON (UTF-8)', 'body');
+    }
+    const horizonMs = aggregatorConfig(c.env).predictionHorizonMs;
+    // At most a minute's records of one source a call (a smaller TELEMETRY_SOURCE_ROWS_PER_MIN lowers it: a call it can never allow is refused, not delayed).
+    const maxRecords = Math.min(MAX_BROWSER_PREDICTIONS, settings(c).sourceRowsPerMin);
+    const checked = checkPredictions(raw, (v) => versions.get(v)?.manifest, Date.now(), Math.min(MAX_PREDICTION_AGE_MS, horizonMs), maxRecords);
+    // proto-safe: narrows checkPredictions' own union
+    if ('field' in checked) {
+      telemetry.refused(checked.code);
+      return json(c, checked.status, checked.code, checked.message, checked.field);
+    }
+    // Records once the body is known good (a refused body spent its call, not records).
+    const over = spendRecords(c, claims, 'p', checked.records.length, 'body');
+    if (over) return over;
+    let answer: BrowserPredictionsAnswer;
+    try {
+      answer = await agg.get(agg.idFromName(claims.m)).recordPredictions(claims.m, checked.records);
+    } catch (err) {
+      console.error('browser predictions: the aggregator did not record them', err);
+      telemetry.predictionsForwarded(checked.records.length, undefined);
+      return json(c, 503, 'busy', 'the predictions could not be recorded now; send them again later', undefined, { 'retry-after': '5' });
+    }
+    telemetry.predictionsForwarded(checked.records.length, answer);
+    return c.json({ stored: answer.stored, duplicate: answer.duplicate, rejected: answer.rejected } satisfies BrowserPredictionsAnswer);
   });
   return app;
 }

@@ -26,6 +26,7 @@ import {
 } from '../../core/index.ts';
 import { feedbackAuth } from '../auth.ts';
 import { model, needsAggregator, operatorAuth } from '../http/middleware.ts';
+import { browserFeedbackLimit, telemetryTokenHolder } from '../http/telemetry-token.ts';
 import { answer, BaselineBody, bearer, document, documentedApp, input, ModelParams, operatorErrors, WindowedQuery, z } from '../http/openapi.ts';
 import { body, limit, range, time, windowStep } from '../http/request.ts';
 
@@ -114,7 +115,9 @@ outcomes.post('/v1/models/:name/performance/reference', operatorAuth(), model, n
   return c.json({ model: m.name, reference: res });
 });
 
-outcomes.post('/v1/models/:name/feedback', feedbackAuth(), model, limit, needsAggregator, async (c) => {
+// A browser's telemetry token for this model may send feedback too, at most MAX_BROWSER_FEEDBACK items a call (http/telemetry-token.ts).
+const feedbackHolder = feedbackAuth({ verifyToken: telemetryTokenHolder });
+outcomes.post('/v1/models/:name/feedback', feedbackHolder, model, limit, browserFeedbackLimit, needsAggregator, async (c) => {
   const m = c.var.engine.manifest;
   const task = taskOf(m);
   const raw = await body(c);

@@ -6,7 +6,19 @@
  * DriftAggregator as one write per interval. Client networks are counted as hashed address
  * groups (addressGroup), never stored as addresses.
  */
-import { encodeSummary, mergeInto, type TDigest, type ModelManifest, type Profile, type TelemetryGrant } from '../../core/index.ts';
+import {
+  encodeSummary,
+  MAX_CLASSES,
+  MAX_SERVED_ITEMS,
+  mergeInto,
+  outcomeTask,
+  predictionTime,
+  type ModelManifest,
+  type PredictionRecord,
+  type Profile,
+  type TDigest,
+  type TelemetryGrant,
+} from '../../core/index.ts';
 import { SOURCE_ROWS_PER_MIN } from '../config.ts';
 
 import { byModel } from './telemetry.ts';
@@ -236,6 +248,120 @@ export function refuse(p: Profile, claims: TokenClaims, m: ModelManifest, now: n
   return undefined;
 }
 
+// --- Predictions made on the device (the join of late labels) ------------------------------------
+
+/** Records one POST /v1/telemetry/predictions may carry, and its largest body in bytes. */
+export const MAX_BROWSER_PREDICTIONS = 500;
+export const PREDICTIONS_MAX_BYTES = 256 * 1024;
+/** Feedback items one call authorised by a browser's telemetry token may carry (FEEDBACK_TOKEN and operators: core's MAX_FEEDBACK). */
+export const MAX_BROWSER_FEEDBACK = 100;
+/** Oldest prediction a browser may report (it may have been offline), at most; the join horizon when shorter. */
+export const MAX_PREDICTION_AGE_MS = MAX_AGE_MS;
+
+/** A refusal of a browser's request body, naming the field at fault (`predictions[3].items`). */
+export type FieldRefusal = { status: 400 | 413 | 422; code: string; message: string; field: string };
+
+const RECORD_FIELDS = ['id', 'version', 'value', 'items'];
+const isPlainObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+/** An integer id as String(number) writes it, as core's joinValue writes a ranking's integer ids. */
+const isCanonicalInteger = (s: string) => /^-?\d{1,16}$/.test(s) && Number.isSafeInteger(Number(s)) && String(Number(s)) === s;
+
+/** Longest list a ranking's output can serve: its K, or the request parameter K names at its largest; at most MAX_SERVED_ITEMS. */
+function longestList(m: ModelManifest, output: string): number {
+  const spec = m.outputs.find((o) => o.name === output);
+  let n = 1;
+  for (const d of spec?.shape.slice(1) ?? []) {
+    const param = typeof d === 'string' ? m.parameters?.find((p) => p.name.toUpperCase() === d) : undefined;
+    n *= typeof d === 'number' ? d : (param?.range[1] ?? MAX_SERVED_ITEMS);
+  }
+  return Math.min(n, MAX_SERVED_ITEMS);
+}
+
+/**
+ * The records of a browser's `{"predictions": [{id, version, value, items?}]}`, or the first
+ * reason it cannot be accepted, naming the field. Nothing is taken on trust: the body has that
+ * shape and no other key (own keys only, so "__proto__" is just an unknown field); 1 to
+ * `maxRecords` records (MAX_BROWSER_PREDICTIONS), ids distinct, each an id this edge's format allows whose time
+ * is within `maxAgeMs` before `now` and MAX_SKEW_MS after; the version one the registry serves for
+ * `model` (`manifestOf`); the value what that version's task could answer (a probability, a class
+ * index, a finite number) and, for a ranking, its list: 1 to the model's longest distinct ids, each
+ * as the model writes them, with the value their count. The time kept is the id's.
+ */
+export function checkPredictions(
+  body: unknown,
+  manifestOf: (version: string) => ModelManifest | undefined,
+  now: number,
+  maxAgeMs: number,
+  maxRecords = MAX_BROWSER_PREDICTIONS,
+): { records: PredictionRecord[] } | FieldRefusal {
+  const bad = (field: string, message: string, code = 'invalid_prediction', status: FieldRefusal['status'] = 422): FieldRefusal => ({
+    status,
+    code,
+    message,
+    field,
+  });
+  if (!isPlainObject(body)) return bad('body', 'the body must be {"predictions": [{"id", "version", "value", "items"?}, ...]}', 'invalid_predictions', 400);
+  for (const k of Object.keys(body))
+    if (k !== 'predictions') return bad(k.slice(0, 64), `unknown field "${k.slice(0, 64)}" (known: predictions)`, 'invalid_predictions', 400);
+  const list = Object.hasOwn(body, 'predictions') ? body.predictions : undefined;
+  if (!Array.isArray(list) || list.length === 0) return bad('predictions', 'predictions must be an array of 1 or more records', 'invalid_predictions', 400);
+  if (list.length > maxRecords) return bad('predictions', `at most ${maxRecords} records a call, got ${list.length}`, 'too_many_predictions', 413);
+  const seen = new Set<string>();
+  const records: PredictionRecord[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const r: unknown = list[i];
+    const at = `predictions[${i}]`;
+    if (!isPlainObject(r)) return bad(at, 'a record must be {"id", "version", "value", "items"?}', 'invalid_predictions', 400);
+    for (const k of Object.keys(r))
+      if (!RECORD_FIELDS.includes(k))
+        return bad(`${at}.${k.slice(0, 64)}`, `unknown field "${k.slice(0, 64)}" (a record is id, version, value, items)`, 'invalid_predictions', 400);
+    const own = (k: string) => (Object.hasOwn(r, k) ? r[k] : undefined); // proto-safe: k is one of RECORD_FIELDS, read only when own
+    const id = own('id');
+    const t = predictionTime(id);
+    if (t === undefined) return bad(`${at}.id`, 'id must be a prediction id (<time in base 36>.<22 base64url characters>)');
+    if (t < now - maxAgeMs || t > now + MAX_SKEW_MS)
+      return bad(
+        `${at}.id`,
+        `the id's time ${new Date(t).toISOString()} is more than ${Math.round(maxAgeMs / 60_000)} minutes old or in the future`,
+        'prediction_out_of_range',
+      );
+    if (seen.has(id as string)) return bad(`${at}.id`, 'the same id twice in one call', 'duplicate_prediction');
+    seen.add(id as string);
+    const version = own('version');
+    const m = typeof version === 'string' && version.length <= 128 ? manifestOf(version) : undefined;
+    if (!m)
+      return bad(`${at}.version`, `version ${JSON.stringify(String(version).slice(0, 64))} is not one the registry serves for this model`, 'unknown_version');
+    const task = outcomeTask(m);
+    if (!task) return bad(`${at}.version`, `version ${m.version} is a ${m.task} model, whose outcomes are not joined`, 'task_not_scored');
+    const value = own('value');
+    if (typeof value !== 'number' || !Number.isFinite(value)) return bad(`${at}.value`, 'value must be a finite number');
+    const items = own('items');
+    if (task !== 'top-k-recommendation') {
+      if (items !== undefined) return bad(`${at}.items`, `items are a ranking's; a ${task} prediction has a value only`);
+      if (task === 'binary-classification' && !(value >= 0 && value <= 1))
+        return bad(`${at}.value`, "value must be the positive class's probability, in [0, 1]");
+      if (task === 'multiclass-classification' && !(Number.isInteger(value) && value >= 0 && value < MAX_CLASSES))
+        return bad(`${at}.value`, `value must be the predicted class index, an integer in [0, ${MAX_CLASSES})`);
+      records.push({ id: id as string, version: m.version, at: t, value });
+      continue;
+    }
+    const ids = m.outputs.find((o) => o.dtype === 'int64' || o.dtype === 'int32');
+    const longest = ids ? longestList(m, ids.name) : MAX_SERVED_ITEMS;
+    if (!Array.isArray(items) || items.length === 0 || items.length > longest)
+      return bad(`${at}.items`, `items must be the served list: 1 to ${longest} ids, best first`);
+    const distinct = new Set<string>();
+    for (const x of items) {
+      if (typeof x !== 'string' || (ids ? !isCanonicalInteger(x) : x.length === 0 || x.length > 64))
+        return bad(`${at}.items`, ids ? `every item must be an integer id as a string (${ids.name})` : 'every item must be a string of 1 to 64 characters');
+      distinct.add(x);
+    }
+    if (distinct.size !== items.length) return bad(`${at}.items`, 'a served list holds each id once');
+    if (value !== items.length) return bad(`${at}.value`, `a ranking's value is its list's length (${items.length}), got ${value}`);
+    records.push({ id: id as string, version: m.version, at: t, value, items: [...(items as string[])] });
+  }
+  return { records };
+}
+
 // --- Per-isolate telemetry state ---------------------------------------------------------------
 
 interface Pending {
@@ -260,6 +386,9 @@ export const SLOTS_PER_GROUP = 16;
 const WINDOW_ROW_KEYS = 50_000;
 /** (model, version, minute) slots merged at once; a summary for a new slot past this waits (503). */
 export const PENDING_SLOTS = 256;
+
+/** One app's browser telemetry (c.var.edge.browser): the merge slots, the rate limits every browser route shares, the figures. */
+export type BrowserTelemetry = ReturnType<typeof createBrowserTelemetry>;
 
 export function createBrowserTelemetry() {
   const pending = new Map<string, Pending>();
@@ -286,11 +415,36 @@ export function createBrowserTelemetry() {
     dropped: 0,
     unencodable: 0,
     tokens: 0,
+    /** Prediction records from browsers passed to the aggregators, and what they answered; feedback calls a telemetry token made. */
+    predictions: { calls: 0, records: 0, stored: 0, duplicate: 0, rejected: 0, failures: 0 },
+    feedbackCalls: 0,
     refused: {} as Record<string, number>,
   };
 
   return {
-    stats: () => ({ ...stats, refused: { ...stats.refused }, pending: pending.size, retrying: retry.length, source: sourceId }),
+    stats: () => ({
+      ...stats,
+      predictions: { ...stats.predictions },
+      refused: { ...stats.refused },
+      pending: pending.size,
+      retrying: retry.length,
+      source: sourceId,
+    }),
+    /** Counts a batch of browser predictions passed on, with the aggregator's answer (undefined: the call failed). */
+    predictionsForwarded(records: number, answer: { stored: number; duplicate: number; rejected: number } | undefined) {
+      const p = stats.predictions;
+      p.calls++;
+      p.records += records;
+      if (!answer) p.failures++;
+      else {
+        p.stored += answer.stored;
+        p.duplicate += answer.duplicate;
+        p.rejected += answer.rejected;
+      }
+    },
+    feedback() {
+      stats.feedbackCalls++;
+    },
     refused(code: string) {
       stats.refused[code] = (stats.refused[code] ?? 0) + 1;
     },

@@ -2,7 +2,8 @@
  * The state one app keeps across requests (one per isolate in workerd): its runtime, built from
  * the environment at the first request; the isolate's start, paid outside any request's clock;
  * engines warmed in the background while no request is in flight; admission (early shedding);
- * and each model's routing table, read from its RoutingStore and cached. Routes reach it as
+ * each model's routing table, read from its RoutingStore and cached; and browsers' telemetry
+ * state (merge slots and rate limits, serving/browser-telemetry.ts). Routes reach it as
  * `c.var.edge`; the benchmark worker mounts its routes beside the same one.
  */
 import {
@@ -19,6 +20,7 @@ import type { ModelEngine } from '../engine/model-engine.ts';
 import type { Env } from '../env.ts';
 import type { VersionRecord } from '../registry/registry.ts';
 import { createAdmission } from './admission.ts';
+import { createBrowserTelemetry } from './browser-telemetry.ts';
 import type { Background } from './background.ts';
 import { createRuntime, syncCatalog, type Runtime, type ServingOptions } from './runtime.ts';
 import { sampleInstance } from './tensors.ts';
@@ -37,6 +39,8 @@ const CATALOG_MISS_MS = 1000;
 export class Edge {
   readonly options: ServingOptions;
   readonly admission = createAdmission();
+  /** Browsers' telemetry: merge slots, and the rate limits that their summaries, prediction records and feedback share. */
+  readonly browser = createBrowserTelemetry();
   #runtime: Runtime | undefined;
   /** Requests in flight past the clock middleware, and who waits for there to be none. */
   #inflight = 0;
