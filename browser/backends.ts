@@ -6,7 +6,8 @@
  *   `onnxruntime-web` import: its JSEP WebGPU kernels gave wrong int8 DequantizeLinear and
  *   QLinearMatMul results here (shared/FIELD-NOTES.md). Needs an adapter and JSPI.
  * - wasm: `onnxruntime-web/wasm` (SIMD, one thread).
- * - edge: the worker's Open Inference Protocol route (POST /v2/models/{name}/infer).
+ * - edge: the worker's Open Inference Protocol route (POST /v2/models/{name}/infer); its rows keep
+ *   the edge's prediction ids.
  * Probes run in create(), never at import.
  */
 import { V2_DATATYPE, type ModelManifest, type Tensor, type TensorData } from '../core/index.ts';
@@ -15,8 +16,15 @@ import type { BackendName } from './protocol.ts';
 
 export interface Backend {
   readonly name: BackendName;
-  run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
+  /** The outputs; the edge's also carry each row's prediction id (the edge records those predictions for the join itself). */
+  run(feeds: Record<string, Tensor>): Promise<BackendRun>;
   release(): Promise<void>;
+}
+
+export interface BackendRun {
+  outputs: Record<string, Tensor>;
+  /** Per row: the edge's prediction id (its answer's `parameters.prediction_id`, or `prediction_ids` for several rows). */
+  ids?: string[];
 }
 
 type Ort = typeof import('onnxruntime-web');
@@ -78,7 +86,7 @@ export async function createOrtBackend(name: 'wasm' | 'webgpu', bytes: Uint8Arra
         result[k] = { dtype: t.type as Tensor['dtype'], dims: [...t.dims], data };
         t.dispose?.();
       }
-      return result;
+      return { outputs: result };
     },
     release: () => session.release(),
   };
@@ -121,7 +129,10 @@ export function createEdgeBackend(endpoint: string, manifest: ModelManifest, { t
         res = await post();
       }
       if (!res.ok) throw new EdgeError(`edge answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
-      const answer = (await res.json()) as { outputs: { name: string; shape: number[]; data: number[] }[] };
+      const answer = (await res.json()) as {
+        outputs: { name: string; shape: number[]; data: number[] }[];
+        parameters?: { prediction_id?: unknown; prediction_ids?: unknown };
+      };
       const out: Record<string, Tensor> = {};
       for (const o of answer.outputs) {
         const spec = manifest.outputs.find((s) => s.name === o.name);
@@ -129,7 +140,10 @@ export function createEdgeBackend(endpoint: string, manifest: ModelManifest, { t
         const data = spec.dtype === 'int64' ? BigInt64Array.from(o.data, (x) => BigInt(x)) : new FROM_DTYPE[spec.dtype](o.data as never);
         out[o.name] = { dtype: spec.dtype, dims: o.shape, data: data as TensorData };
       }
-      return out;
+      const p = answer.parameters;
+      const ids = Array.isArray(p?.prediction_ids) ? p.prediction_ids : typeof p?.prediction_id === 'string' ? [p.prediction_id] : undefined;
+      const rows = Number(feeds[manifest.inputs.find((i) => i.shape[0] === 'N')?.name ?? '']?.dims[0] ?? 0);
+      return { outputs: out, ...(ids?.length === rows && ids.every((x) => typeof x === 'string') ? { ids: ids as string[] } : {}) };
     },
     release: async () => undefined,
   };

@@ -58,8 +58,8 @@ async function attempt(name: BackendName, s: Omit<State, 'backend' | 'index'>): 
     attempt: { backend: name, ms: Math.round(performance.now() - t0), ...a },
   });
   const check = async (b: Backend, reference: Prediction[], opts?: { scores?: boolean }): Promise<GoldenVerdict> => {
-    const out = await b.run(golden!.feeds);
-    return compareGolden(m, toPredictions(m, out, golden!.rows), reference, tolerance, opts);
+    const { outputs } = await b.run(golden!.feeds);
+    return compareGolden(m, toPredictions(m, outputs, golden!.rows), reference, tolerance, opts);
   };
   try {
     if (name === 'edge') {
@@ -98,7 +98,7 @@ async function attempt(name: BackendName, s: Omit<State, 'backend' | 'index'>): 
     const ref = await createOrtBackend('webgpu', s.bytes, s.options.ortBase, 'wasm');
     let reference: Prediction[];
     try {
-      reference = toPredictions(m, await ref.run(golden.feeds), golden.rows);
+      reference = toPredictions(m, (await ref.run(golden.feeds)).outputs, golden.rows);
     } finally {
       await ref.release();
     }
@@ -183,8 +183,8 @@ const api: InferenceApi = {
           failNext.delete(s.backend.name);
           throw new Error(injected);
         }
-        const outputs = await s.backend.run(request.feeds);
-        return Comlink.transfer({ outputs, backend: s.backend.name, ms: performance.now() - t0 }, buffersOf(outputs));
+        const { outputs, ids } = await s.backend.run(request.feeds);
+        return Comlink.transfer({ outputs, backend: s.backend.name, ms: performance.now() - t0, ...(ids ? { ids } : {}) }, buffersOf(outputs));
       } catch (err) {
         const p = demote(`${s.backend.name} run failed: ${message(err)}`);
         switching = p.catch(() => undefined);

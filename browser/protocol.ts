@@ -53,6 +53,8 @@ export interface RunRequest {
 export interface RunResult {
   outputs: Record<string, Tensor>;
   backend: BackendName;
+  /** Per row, when the edge answered: its prediction ids (the edge records those predictions; the page does not). */
+  ids?: string[];
   /** Time inside the worker, ms. */
   ms: number;
 }

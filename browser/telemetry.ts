@@ -14,8 +14,14 @@
  *   counted. 401 renews the token and retries on the next flush; the renewal shows the previous
  *   token, which is how the edge keeps this page's source id (a client never names its own).
  * - A window closes at `maxRows` rows (default 1000, the edge's rows per source per minute).
+ * - Predictions made on the device: what the join of late labels needs of each (core's
+ *   joinValue: its id, version, value, a ranking's served ids; never the inputs) waits in a queue
+ *   of at most `maxPredictions` (oldest dropped, counted) and goes with each flush, before the
+ *   summaries, to POST /v1/telemetry/predictions with the same token, in calls of at most
+ *   `predictionsPerCall` records (halved after a 413); by sendBeacon on pagehide. Kept on 401 (the
+ *   token renews), 429, 5xx and offline; dropped and counted on any other 4xx.
  */
-import { createWindowProfiler, type ModelManifest, type Outcome, type WindowProfiler } from '../core/index.ts';
+import { createWindowProfiler, type BrowserPrediction, type ModelManifest, type Outcome, type WindowProfiler } from '../core/index.ts';
 import { dom, ownBuffer } from './dom.ts';
 import type { BackendName, TelemetryGrant } from './protocol.ts';
 
@@ -30,6 +36,10 @@ export interface TelemetryOptions {
   maxOutbox?: number;
   /** Rows per window. Default 1000 (what the edge accepts from one source a minute). */
   maxRows?: number;
+  /** Prediction records kept until sent. Default 2000. */
+  maxPredictions?: number;
+  /** Prediction records a call, at most. Default 250 (the edge takes up to 500, and its source's 1000 a minute). */
+  predictionsPerCall?: number;
 }
 
 export interface TelemetryStats {
@@ -39,6 +49,8 @@ export interface TelemetryStats {
   beacons: number;
   outbox: number;
   rows: number;
+  /** Prediction records: waiting, accepted by the edge, dropped (refused, or past maxPredictions). */
+  predictions: { queued: number; sent: number; dropped: number };
   lastError?: string;
 }
 
@@ -67,15 +79,39 @@ export function createReporter({
     maxRows: options.maxRows ?? 1000,
     maxOutbox: options.maxOutbox ?? 8,
   });
-  const stats: TelemetryStats = { sent: 0, dropped: 0, failures: 0, beacons: 0, outbox: 0, rows: 0 };
+  const stats: TelemetryStats = { sent: 0, dropped: 0, failures: 0, beacons: 0, outbox: 0, rows: 0, predictions: { queued: 0, sent: 0, dropped: 0 } };
+  const maxPredictions = options.maxPredictions ?? 2000;
+  let perCall = options.predictionsPerCall ?? 250;
+  /** Prediction records not yet accepted by the edge, oldest first. */
+  const predictions: BrowserPrediction[] = [];
   let flushing: Promise<void> | undefined;
   let disposed = false;
 
-  const url = () => `${new URL(grant.endpoint, endpoint).href}?token=${encodeURIComponent(grant.token)}`;
+  const url = (path = '') => `${new URL(grant.endpoint + path, endpoint).href}?token=${encodeURIComponent(grant.token)}`;
+  const utf8 = new TextEncoder();
+  /** A call's worth of records from the front of the queue, at most `perCall` and about 200 KB of JSON (the edge takes 256 KiB). */
+  const nextCall = (): BrowserPrediction[] => {
+    let bytes = 0;
+    let n = 0;
+    while (n < Math.min(perCall, predictions.length) && (n === 0 || bytes + JSON.stringify(predictions[n]).length < 200_000))
+      bytes += JSON.stringify(predictions[n++]).length + 1;
+    return predictions.slice(0, n);
+  };
+  /** Takes these records out of the queue (by identity: the queue may have moved meanwhile). */
+  const drop = (batch: BrowserPrediction[]) => {
+    const gone = new Set(batch);
+    let w = 0;
+    for (const r of predictions) if (!gone.has(r)) predictions[w++] = r;
+    predictions.length = w;
+  };
+  let shipping: Promise<void> | undefined;
+  /** One shipment at a time. */
+  const ship = (): Promise<void> => (shipping ??= shipPredictions().finally(() => (shipping = undefined)));
 
   async function renew(): Promise<boolean> {
     try {
-      const res = await fetch(`${endpoint}/v1/models/${encodeURIComponent(manifest.name)}/telemetry-token`, {
+      // The version this page runs: the renewed token speaks for it, as the first did.
+      const res = await fetch(`${endpoint}/v1/models/${encodeURIComponent(manifest.name)}/telemetry-token?version=${encodeURIComponent(manifest.version)}`, {
         cache: 'no-store',
         headers: { authorization: `Bearer ${grant.token}` },
       });
@@ -87,9 +123,49 @@ export function createReporter({
     }
   }
 
+  /** Sends the queued prediction records, a call at a time; stops (keeping them) at the first that cannot go now. */
+  async function shipPredictions(): Promise<void> {
+    for (let calls = 0; predictions.length > 0 && calls < 64; calls++) {
+      const batch = nextCall();
+      let res: Response;
+      try {
+        res = await fetch(url('/predictions'), {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ predictions: batch }),
+          keepalive: true,
+        } as RequestInit);
+      } catch (err) {
+        stats.failures++;
+        stats.lastError = (err as Error).message;
+        return;
+      }
+      if (res.ok) {
+        await res.body?.cancel();
+        stats.predictions.sent += batch.length;
+        drop(batch);
+        continue;
+      }
+      stats.lastError = `${res.status} ${await res.text().catch(() => '')}`.slice(0, 200);
+      if (res.status === 413 && batch.length > 1) {
+        perCall = Math.max(1, Math.floor(batch.length / 2));
+        continue;
+      }
+      if (res.status === 401 || res.status === 429 || res.status >= 500) {
+        stats.failures++;
+        if (res.status === 401) await renew();
+        return;
+      }
+      // Refused for what it is: it never will be accepted.
+      stats.predictions.dropped += batch.length;
+      drop(batch);
+    }
+  }
+
   async function flushNow(): Promise<void> {
     profiler.tick();
     if (grant.expires_at - 30_000 < Date.now()) await renew();
+    await ship();
     const batch = profiler.take();
     for (let i = 0; i < batch.length; i++) {
       const s = batch[i];
@@ -131,6 +207,14 @@ export function createReporter({
     stats.beacons += sent.length;
     profiler.ack(sent);
     profiler.release(batch.filter((s) => !sent.includes(s)));
+    // The records too (JSON bytes: a beacon carries no headers, the edge reads JSON whatever the type).
+    for (let calls = 0; predictions.length > 0 && calls < 16; calls++) {
+      const call = nextCall();
+      if (!dom.navigator.sendBeacon(url('/predictions'), ownBuffer(utf8.encode(JSON.stringify({ predictions: call }))))) break;
+      stats.beacons++;
+      stats.predictions.sent += call.length;
+      drop(call);
+    }
   }
 
   const timer = setInterval(() => void flush(), intervalMs);
@@ -153,6 +237,27 @@ export function createReporter({
       );
       stats.rows += rows.length;
     },
+    /** Queues what the join needs of predictions made on the device (sent with the next flush). */
+    record(records: BrowserPrediction[]): void {
+      predictions.push(...records);
+      const over = predictions.length - maxPredictions;
+      if (over > 0) {
+        drop(predictions.slice(0, over));
+        stats.predictions.dropped += over;
+      }
+    },
+    /** Sends the queued prediction records now (before feedback on them, so that the edge knows their ids). */
+    async flushPredictions(): Promise<void> {
+      if (grant.expires_at - 30_000 < Date.now()) await renew();
+      await ship();
+    },
+    /** A valid token (renewed when it is about to expire): feedback on this page's predictions is sent with it. */
+    async token(): Promise<string> {
+      if (grant.expires_at - 30_000 < Date.now()) await renew();
+      return grant.token;
+    },
+    /** After a 401 elsewhere (feedback): a fresh token, or false. */
+    renew,
     /** Closes the open window and sends everything now (tests, or an app that knows best). */
     async flushAll(): Promise<void> {
       await flushing;
@@ -160,7 +265,7 @@ export function createReporter({
       await flush();
     },
     beacon,
-    stats: (): TelemetryStats => ({ ...stats, outbox: profiler.stats().outbox }),
+    stats: (): TelemetryStats => ({ ...stats, outbox: profiler.stats().outbox, predictions: { ...stats.predictions, queued: predictions.length } }),
     dispose(): void {
       clearInterval(timer);
       dom.removeEventListener('pagehide', onHide);
