@@ -15,6 +15,7 @@ const picksEl = $('picks');
 const search = $('search');
 const matches = $('matches');
 const results = $('results');
+const clickedEl = $('clicked');
 
 const picks: number[] = [];
 let catalogue: Movie[] = [];
@@ -51,15 +52,43 @@ async function recommend(): Promise<void> {
     const recs = await rt.recommend(picks, 10);
     const ms = performance.now() - t0;
     const last = rt.stats().last;
-    results.innerHTML = recs.map((r) => `<li data-id="${r.id}"><span>${label(byId.get(r.id), r.id)}</span><span>${r.score.toFixed(3)}</span></li>`).join('');
+    // Each title is a button: a click on it is feedback on this list (its prediction id) for that movie.
+    results.innerHTML = recs
+      .map(
+        (r) =>
+          `<li data-id="${r.id}"><button class="rec" data-rec="${r.id}" data-prediction="${esc(recs.prediction_id)}">${label(byId.get(r.id), r.id)}</button><span>${r.score.toFixed(3)}</span></li>`,
+      )
+      .join('');
     status.innerHTML = `Answered by <b id="answered-by">${last?.backend ?? rt.backend}</b> in <b id="answered-ms">${ms.toFixed(1)} ms</b> · backend now <b id="backend">${rt.backend}</b> · ${dom.navigator.onLine ? 'online' : 'offline'}`;
   } catch (err) {
     status.textContent = `Could not recommend: ${(err as Error).message}`;
   }
 }
 
+/**
+ * A click on a recommendation: the event the ranking's CTR@k is measured from (POST
+ * /v1/models/movielens-topk/feedback with the page's telemetry token), on the list that showed
+ * it. What came of it shows in #clicked (and body[data-clicked]): joined, or why not.
+ */
+async function clicked(item: number, predictionId: string): Promise<void> {
+  const title = label(byId.get(item), item);
+  try {
+    const answer = await rt.feedback([{ prediction_id: predictionId, event: 'click', item }]);
+    const r = answer.results[0];
+    clickedEl.innerHTML = `Click on ${title}: <b id="click-status">${esc(r.status)}</b>${r.reason ? ` (${esc(r.reason)})` : ''}`;
+    dom.document.body.dataset.clicked = r.status;
+  } catch (err) {
+    clickedEl.textContent = `Click on ${byId.get(item)?.title ?? item} not sent: ${(err as Error).message}`;
+    dom.document.body.dataset.clicked = 'error';
+  }
+}
+
 dom.document.addEventListener('click', (e) => {
   const t = e.target as DomElement;
+  if (t.dataset.rec && t.dataset.prediction) {
+    void clicked(Number(t.dataset.rec), t.dataset.prediction);
+    return;
+  }
   if (t.dataset.pick) {
     picks.push(Number(t.dataset.pick));
     search.value = '';

@@ -4,7 +4,8 @@
 // failing to load; SwiftShader's WebGPU adapter) and must reproduce the golden top-k within the
 // model's tolerance, with the page's main thread ticking throughout. Telemetry from the page
 // must reach the model's aggregator and show in the operator API; bad tokens are refused. A model
-// pushed to the registry (not one of the defaults) loads in the page by its version.
+// pushed to the registry (not one of the defaults) loads in the page by its version. Every answer
+// carries a prediction id, and a click in /demo is joined to the list that showed it (issue 15).
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -70,8 +71,14 @@ interface Scenario {
   load: { artifactFromCache: boolean; descriptorFromCache: boolean };
   single: { id: number; score: number }[];
   batch: { movie_ids: number[]; scores: number[] }[];
+  /** The prediction ids of the single call and of the batch's rows. */
+  ids: string[];
   heartbeat: { ticks: number; maxGapMs: number; ms: number };
-  stats: { served: Record<string, number>; batcher: { batches: number; items: number } };
+  stats: {
+    served: Record<string, number>;
+    batcher: { batches: number; items: number };
+    telemetry: { predictions: { queued: number; sent: number; dropped: number } };
+  };
 }
 
 /**
@@ -110,6 +117,7 @@ async function scenario(page: Page, options: { prefer?: string[]; keep?: boolean
           load: report.load,
           single,
           batch,
+          ids: [single.prediction_id, ...batch.map((p: { prediction_id: string }) => p.prediction_id)],
           heartbeat: { ticks, maxGapMs, ms: performance.now() - t0 },
           stats: s,
         };
@@ -130,7 +138,14 @@ async function openPage(context: import('playwright-core').BrowserContext, base:
   return page;
 }
 
+/** Prediction ids (core/outcomes.ts): the time in base 36, 16 random bytes; `:<row>` for a row of the edge's batch. */
+const PREDICTION_ID = /^[0-9a-z]{1,11}\.[A-Za-z0-9_-]{22}(:\d+)?$/;
+
 function expectGolden(s: Scenario): void {
+  // Every answer has an id of its own (the single call and the batch's copy of its row too: a cache hit is another prediction).
+  expect(s.ids).toHaveLength(ROWS.length + 1);
+  for (const id of s.ids) expect(id).toMatch(PREDICTION_ID);
+  expect(new Set(s.ids).size).toBe(s.ids.length);
   const want = ROWS.map((r) => r.expected.int8);
   const verdict = compareGolden(manifest, s.batch, want, golden.tolerance);
   expect(verdict.reason).toBeUndefined();
@@ -158,6 +173,8 @@ describe('browser runtime in Chromium against wrangler dev', () => {
       expectGolden(s);
       expectResponsive(s);
       expect(s.stats.served.wasm).toBeGreaterThanOrEqual(ROWS.length);
+      // Every prediction was made on the device (one a cache hit): each one's record waits for the flush.
+      expect(s.stats.telemetry.predictions).toMatchObject({ queued: ROWS.length + 1, dropped: 0 });
       // Concurrent calls were gathered into fewer worker runs than calls.
       expect(s.stats.batcher.batches).toBeLessThan(s.stats.batcher.items);
 
@@ -212,6 +229,8 @@ describe('browser runtime in Chromium against wrangler dev', () => {
       expectGolden(s);
       expectResponsive(s);
       expect(s.stats.served.edge).toBeGreaterThanOrEqual(ROWS.length);
+      // The edge's rows keep the edge's ids (it records them itself); only the cache hit was made on the device.
+      expect(s.stats.telemetry.predictions).toMatchObject({ queued: 1, dropped: 0 });
     } finally {
       await close();
     }
@@ -495,6 +514,31 @@ describe('browser runtime in Chromium against wrangler dev', () => {
       expect(first).toHaveLength(10);
       expect(await page.textContent('#answered-by')).toBe('wasm');
       expect(await page.textContent('#answered-ms')).toMatch(/^\d+\.\d ms$/);
+
+      // A click on a recommendation is feedback on that list (issue 15): the page's records of its
+      // on-device predictions go first, then the click, with the page's telemetry token; the edge
+      // joins it, and the operator sees the on-device version's list clicked.
+      const version = await page.evaluate(
+        () => (globalThis as unknown as { driftwatch: { runtime: { manifest: { version: string } } } }).driftwatch.runtime.manifest.version,
+      );
+      await page.locator('#results li button.rec').nth(2).click();
+      await page.waitForSelector('body[data-clicked]', { timeout: 20_000 });
+      expect(await page.getAttribute('body', 'data-clicked')).toBe('joined');
+      expect(await page.textContent('#click-status')).toBe('joined');
+      let seen: unknown;
+      const clicked = await waitFor(
+        async () => {
+          const res = await fetch(`${base}/v1/models/movielens-topk/performance`, { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } });
+          expect(res.status).toBe(200);
+          const perf = (await res.json()) as { total: Record<string, { predicted: number; labelled: number; clicks: number; ctr_at: Record<string, number> }> };
+          seen = perf.total;
+          const v = perf.total[version];
+          return v && v.labelled >= 1 && v.clicks >= 1 && v;
+        },
+        { what: () => `version ${version}'s click in the performance route (it shows ${JSON.stringify(seen)})`, timeoutMs: 20_000, intervalMs: 250 },
+      );
+      expect(clicked.predicted).toBeGreaterThanOrEqual(1);
+      expect(clicked.ctr_at['3']).toBeGreaterThan(0);
 
       // Network cut: the model is on the device, so another pick still gets answers.
       await context.setOffline(true);
