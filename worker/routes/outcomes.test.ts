@@ -364,6 +364,38 @@ describe('performance alerts', () => {
   });
 });
 
+describe('a canary judged on its outcomes', () => {
+  it("the versions view calls a canary worse when its realized AUC is past stable's by more than its 99% bound allows", async () => {
+    const { request } = setup();
+    expect((await request('PUT', '/v1/models/flight-delay/routing', { stable: '1', canary: { version: '1-float32', share: 0.5 } }, OP)).status).toBe(200);
+    const r = rng(31);
+    const labels: { prediction_id: string; label: number }[] = [];
+    const byVersion = new Map<string, number>();
+    for (let i = 0; i < 600; i++) {
+      const res = await request(
+        'POST',
+        '/v1/models/flight-delay/predict',
+        { instances: [flight(i)] },
+        { 'x-event-time': String(T0 + Math.floor(i / 150) * MIN + (i % 150) * 300), 'x-user-key': `u${i}` },
+      );
+      expect(res.status).toBe(200);
+      const v = res.headers.get('x-model-version')!;
+      byVersion.set(v, (byVersion.get(v) ?? 0) + 1);
+      const { prediction_id, p_delay } = res.json.predictions[0];
+      const y = r() < p_delay ? 1 : 0;
+      // The canary's world answers the opposite of what its scores say (a model that learned the label backwards).
+      labels.push({ prediction_id, label: v === '1-float32' ? 1 - y : y });
+    }
+    await request('POST', '/v1/models/flight-delay/predict', { instances: [flight(0)] }, { 'x-event-time': String(T0 + 6 * MIN) });
+    expect((await request('POST', '/v1/models/flight-delay/feedback', { feedback: labels }, FEED)).json.joined).toBe(600);
+    const view = await request('GET', `/v1/models/flight-delay/versions?from=${T0}&to=${T0 + 5 * MIN}`, undefined, OP);
+    const canary = view.json.versions['1-float32'];
+    expect(canary.outcomes.labelled).toBe(byVersion.get('1-float32'));
+    expect(canary.verdict, JSON.stringify(canary.reasons)).toBe('worse');
+    expect(canary.reasons).toEqual([expect.stringMatching(/^realized auc \(0\.\d{3} on \d+ against stable's 0\.\d{3}\)$/)]);
+  });
+});
+
 describe('hostile feedback', () => {
   it('any body answers 200 per item, 400 or 413 naming the field, never 5xx; nothing is joined without a real id (property)', async () => {
     const { request } = setup();

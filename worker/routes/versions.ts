@@ -6,6 +6,7 @@ import {
   DEFAULT_THRESHOLDS,
   decodeSummary,
   emptyOutcomes,
+  judgePerformance,
   judgeSketch,
   latencyCheck,
   mergeOutcomes,
@@ -20,6 +21,9 @@ import { model, needsAggregator, operatorAuth } from '../http/middleware.ts';
 import { answer, bearer, document, documentedApp, input, ModelParams, operatorErrors, RangeQuery } from '../http/openapi.ts';
 import { range } from '../http/request.ts';
 import { backgroundOf } from '../serving/background.ts';
+
+/** Labels each side needs before the versions view compares realized outcomes. */
+const OUTCOME_MIN_LABELS = 100;
 
 export const versions = documentedApp();
 
@@ -94,6 +98,15 @@ versions.get('/v1/models/:name/versions', operatorAuth(), model, needsAggregator
                   .map(([m]) => m)
               : [];
             if (flagged.length) reasons.push(`output ${k} distribution (${flagged.join(', ')})`);
+          }
+          // Outcomes joined so far: worse when even the 99% bound of its watched figure is more
+          // than 10% (relative) past stable's over the same range, on 100+ labels each.
+          const mine = task ? outcomes.get(v) : undefined;
+          const theirs = task ? outcomes.get(table.stable) : undefined;
+          if (task && mine && theirs) {
+            const base = judgePerformance(task, theirs, 0, 0, OUTCOME_MIN_LABELS);
+            const j = base ? judgePerformance(task, mine, base.value, 0.1, OUTCOME_MIN_LABELS) : undefined;
+            if (j?.worse) reasons.push(`realized ${j.metric} (${j.value.toFixed(3)} on ${j.n} against stable's ${j.reference.toFixed(3)})`);
           }
           verdict = reasons.length ? 'worse' : 'no worse';
         }
