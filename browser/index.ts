@@ -127,8 +127,9 @@ export interface Runtime extends EventTarget {
   /**
    * Labels or, for a ranking, click and convert events on this page's predictions (or any whose
    * id it holds), sent to POST /v1/models/{name}/feedback with the telemetry token after the
-   * queued prediction records. Resolves with each item's fate; throws FeedbackError when the
-   * edge refuses a call (or there is no token: `telemetry: false`, or none was granted).
+   * queued prediction records, 100 items a call. Resolves with each item's fate; throws
+   * FeedbackError when the edge refuses a call (the calls before it were sent) or there is no
+   * token (`telemetry: false`, or none was granted).
    */
   feedback(items: FeedbackEntry[]): Promise<FeedbackAnswer>;
   stats(): RuntimeStats;

@@ -89,12 +89,20 @@ export function createReporter({
 
   const url = (path = '') => `${new URL(grant.endpoint + path, endpoint).href}?token=${encodeURIComponent(grant.token)}`;
   const utf8 = new TextEncoder();
-  /** A call's worth of records from the front of the queue, at most `perCall` and about 200 KB of JSON (the edge takes 256 KiB). */
-  const nextCall = (): BrowserPrediction[] => {
+  /**
+   * A call's worth of records from the front of the queue: at most `perCall`, and at most about
+   * `maxBytes` of JSON (a fetch: 200 KB, the edge takes 256 KiB; a beacon: 32 KB, as browsers
+   * hold every page's beacons in flight to 64 KiB together).
+   */
+  const nextCall = (maxBytes: number): BrowserPrediction[] => {
     let bytes = 0;
     let n = 0;
-    while (n < Math.min(perCall, predictions.length) && (n === 0 || bytes + JSON.stringify(predictions[n]).length < 200_000))
-      bytes += JSON.stringify(predictions[n++]).length + 1;
+    while (n < Math.min(perCall, predictions.length)) {
+      const size = JSON.stringify(predictions[n]).length + 1;
+      if (n > 0 && bytes + size > maxBytes) break;
+      bytes += size;
+      n++;
+    }
     return predictions.slice(0, n);
   };
   /** Takes these records out of the queue (by identity: the queue may have moved meanwhile). */
@@ -126,15 +134,15 @@ export function createReporter({
   /** Sends the queued prediction records, a call at a time; stops (keeping them) at the first that cannot go now. */
   async function shipPredictions(): Promise<void> {
     for (let calls = 0; predictions.length > 0 && calls < 64; calls++) {
-      const batch = nextCall();
+      const batch = nextCall(200_000);
       let res: Response;
       try {
+        // Not keepalive (its bodies are limited to 64 KiB): the page going away beacons instead.
         res = await fetch(url('/predictions'), {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify({ predictions: batch }),
-          keepalive: true,
-        } as RequestInit);
+        });
       } catch (err) {
         stats.failures++;
         stats.lastError = (err as Error).message;
@@ -209,7 +217,7 @@ export function createReporter({
     profiler.release(batch.filter((s) => !sent.includes(s)));
     // The records too (JSON bytes: a beacon carries no headers, the edge reads JSON whatever the type).
     for (let calls = 0; predictions.length > 0 && calls < 16; calls++) {
-      const call = nextCall();
+      const call = nextCall(32_000);
       if (!dom.navigator.sendBeacon(url('/predictions'), ownBuffer(utf8.encode(JSON.stringify({ predictions: call }))))) break;
       stats.beacons++;
       stats.predictions.sent += call.length;
