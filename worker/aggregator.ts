@@ -703,10 +703,20 @@ export class DriftAggregator extends DurableObject<Env> {
       if (first === null || first === undefined) return;
       lower = Math.floor(first / W) * W;
     }
-    const upper = Math.min(Math.floor((clock - performanceDelayMs) / W) * W, lower + MAX_PERFORMANCE_WINDOWS * W);
+    let upper = Math.min(Math.floor((clock - performanceDelayMs) / W) * W, lower + MAX_PERFORMANCE_WINDOWS * W);
     if (!(upper > lower)) return;
+    const read = (to: number, limit: number) =>
+      sql.exec(`SELECT model_version, minute, state FROM outcomes WHERE minute >= ? AND minute < ? ORDER BY minute LIMIT ?`, lower, to, limit).toArray();
+    let rows = read(upper, MAX_BUCKETS_PER_CALL + 1);
+    if (rows.length > MAX_BUCKETS_PER_CALL) {
+      // Bounded work: stop before the window of the first row past the limit (the next alarm goes
+      // on from there); a first window larger than the limit is read whole (a window is judged on all its rows).
+      upper = Math.max(lower + W, Math.floor((rows[MAX_BUCKETS_PER_CALL].minute as number) / W) * W);
+      if (upper === lower + W) rows = read(upper, Number.MAX_SAFE_INTEGER);
+    }
     const windows = new Map<number, Map<string, OutcomeState>>();
-    for (const r of sql.exec(`SELECT model_version, minute, state FROM outcomes WHERE minute >= ? AND minute < ? ORDER BY minute`, lower, upper)) {
+    for (const r of rows) {
+      if ((r.minute as number) >= upper) break;
       const w = Math.floor((r.minute as number) / W) * W;
       if (!windows.has(w)) windows.set(w, new Map());
       const per = windows.get(w)!;
