@@ -17,6 +17,7 @@ import {
   realized,
   ValidationError,
   RANKING_EVENTS,
+  type FeedbackAnswer,
   type FeedbackItem,
   type FeedbackResult,
   type EstimatedAuc,
@@ -154,7 +155,7 @@ outcomes.post('/v1/models/:name/feedback', feedbackHolder, model, limit, browser
   });
   const counts = { joined: 0, duplicate: 0, unknown: 0, expired: 0, invalid: 0 };
   for (const r of results) counts[r.status]++;
-  return c.json({ model: m.name, results, ...counts });
+  return c.json({ model: m.name, results, ...counts } satisfies FeedbackAnswer);
 });
 
 outcomes.get('/v1/models/:name/performance', operatorAuth(), model, needsAggregator, async (c) => {
