@@ -297,6 +297,15 @@ export class DriftAggregator extends DurableObject<Env> {
     sql.exec(
       `CREATE TABLE IF NOT EXISTS outcomes (model_version TEXT NOT NULL, minute INTEGER NOT NULL, state TEXT NOT NULL, PRIMARY KEY (model_version, minute))`,
     );
+    // Outcomes of predictions browsers recorded (POST /v1/telemetry/predictions) are kept apart,
+    // with the address groups behind them per minute: they count for alerts only from enough
+    // groups (ALERT_MIN_SOURCES), as browser drift evidence does.
+    sql.exec(
+      `CREATE TABLE IF NOT EXISTS browser_outcomes (model_version TEXT NOT NULL, minute INTEGER NOT NULL, state TEXT NOT NULL, PRIMARY KEY (model_version, minute))`,
+    );
+    sql.exec(
+      `CREATE TABLE IF NOT EXISTS outcome_groups (model_version TEXT NOT NULL, minute INTEGER NOT NULL, grp TEXT NOT NULL, PRIMARY KEY (model_version, minute, grp))`,
+    );
     // A ranking's events joined so far, one row each (a retried event is a duplicate), until its prediction expires.
     sql.exec(
       `CREATE TABLE IF NOT EXISTS ranking_events (id TEXT NOT NULL, kind TEXT NOT NULL, item TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (id, kind, item)) WITHOUT ROWID`,
@@ -330,6 +339,8 @@ export class DriftAggregator extends DurableObject<Env> {
     add('streaks', 'since', 'INTEGER');
     // A ranking's served ids (a JSON array), null for the other tasks.
     add('predictions', 'items', 'TEXT');
+    // The address group of a browser that recorded the prediction, null for the edge's own.
+    add('predictions', 'grp', 'TEXT');
     add('alerts', 'since', 'INTEGER');
     add('alerts', 'notified_open', 'INTEGER NOT NULL DEFAULT 0');
     add('alerts', 'notified_resolved', 'INTEGER NOT NULL DEFAULT 0');
@@ -699,14 +710,23 @@ export class DriftAggregator extends DurableObject<Env> {
     let lower: number;
     if (Number.isFinite(last)) lower = last + W;
     else {
-      const first = sql.exec(`SELECT MIN(minute) AS m FROM outcomes`).toArray()[0]?.m as number | null;
+      const first = sql.exec(`SELECT MIN(m) AS m FROM (SELECT MIN(minute) AS m FROM outcomes UNION ALL SELECT MIN(minute) FROM browser_outcomes)`).toArray()[0]
+        ?.m as number | null;
       if (first === null || first === undefined) return;
       lower = Math.floor(first / W) * W;
     }
     let upper = Math.min(Math.floor((clock - performanceDelayMs) / W) * W, lower + MAX_PERFORMANCE_WINDOWS * W);
     if (!(upper > lower)) return;
+    // Both tables, the browsers' marked: `b` is 1 for a row of browser_outcomes.
     const read = (to: number, limit: number) =>
-      sql.exec(`SELECT model_version, minute, state FROM outcomes WHERE minute >= ? AND minute < ? ORDER BY minute LIMIT ?`, lower, to, limit).toArray();
+      sql
+        .exec(
+          `SELECT model_version, minute, state, b FROM (SELECT model_version, minute, state, 0 AS b FROM outcomes WHERE minute >= ?1 AND minute < ?2 UNION ALL SELECT model_version, minute, state, 1 AS b FROM browser_outcomes WHERE minute >= ?1 AND minute < ?2) ORDER BY minute LIMIT ?3`,
+          lower,
+          to,
+          limit,
+        )
+        .toArray();
     let rows = read(upper, MAX_BUCKETS_PER_CALL + 1);
     if (rows.length > MAX_BUCKETS_PER_CALL) {
       // Bounded work: stop before the window of the first row past the limit (the next alarm goes
@@ -714,17 +734,30 @@ export class DriftAggregator extends DurableObject<Env> {
       upper = Math.max(lower + W, Math.floor((rows[MAX_BUCKETS_PER_CALL].minute as number) / W) * W);
       if (upper === lower + W) rows = read(upper, Number.MAX_SAFE_INTEGER);
     }
-    const windows = new Map<number, Map<string, OutcomeState>>();
+    // Per (window, version): the edge's outcomes, and the browsers'.
+    const windows = new Map<number, Map<string, { edge: OutcomeState; browser?: OutcomeState }>>();
     for (const r of rows) {
       if ((r.minute as number) >= upper) break;
       const w = Math.floor((r.minute as number) / W) * W;
       if (!windows.has(w)) windows.set(w, new Map());
       const per = windows.get(w)!;
       const v = r.model_version as string;
-      per.set(v, mergeOutcomes(per.get(v) ?? emptyOutcomes(), JSON.parse(r.state as string) as OutcomeState));
+      const x = per.get(v) ?? { edge: emptyOutcomes() };
+      const st = JSON.parse(r.state as string) as OutcomeState;
+      if (r.b) x.browser = mergeOutcomes(x.browser ?? emptyOutcomes(), st);
+      else mergeOutcomes(x.edge, st);
+      per.set(v, x);
     }
     for (const w of [...windows.keys()].sort((a, b) => a - b))
-      for (const [version, st] of windows.get(w)!) {
+      for (const [version, x] of windows.get(w)!) {
+        // Browser-recorded outcomes count only from enough address groups (ALERT_MIN_SOURCES), as
+        // browser drift evidence does; below that the window is judged on the edge's own.
+        const groups = () =>
+          sql.exec(`SELECT COUNT(DISTINCT grp) AS n FROM outcome_groups WHERE model_version = ? AND minute >= ? AND minute < ?`, version, w, w + W).one()
+            .n as number;
+        const trusted = !x.browser || groups() >= this.config.minSources;
+        if (!trusted) this.#count('performance_windows_untrusted');
+        const st = trusted && x.browser ? mergeOutcomes(mergeOutcomes(emptyOutcomes(), x.edge), x.browser) : x.edge;
         const j = judgePerformance(task, st, ref.value, performanceTolerance, minRows);
         if (!j) continue;
         this.#count('performance_windows_judged');
@@ -790,30 +823,35 @@ export class DriftAggregator extends DurableObject<Env> {
     // for a rolled-up hour add a minute row beside it, merged on a later pass: states add up.
     const judged = Number(this.#meta('performance_through') ?? Number.NaN) + windowMs;
     const outcomeLimit = Math.floor(Math.min(clock - hourlyAfterMs, Number.isFinite(judged) ? judged : Infinity) / HOUR_MS) * HOUR_MS;
-    const hours = sql
-      .exec(
-        `SELECT model_version, minute - (minute % ${HOUR_MS}) AS h, COUNT(*) AS n FROM outcomes WHERE minute < ? GROUP BY model_version, h HAVING n > 1 ORDER BY h LIMIT ?`,
-        outcomeLimit,
-        budget + 1,
-      )
-      .toArray();
-    for (const g of hours.slice(0, budget)) {
-      const [version, h] = [g.model_version as string, g.h as number];
-      this.ctx.storage.transactionSync(() => {
-        const merged = emptyOutcomes();
-        for (const r of sql.exec(`SELECT state FROM outcomes WHERE model_version = ? AND minute >= ? AND minute < ?`, version, h, h + HOUR_MS))
-          mergeOutcomes(merged, JSON.parse(r.state as string) as OutcomeState);
-        sql.exec(`DELETE FROM outcomes WHERE model_version = ? AND minute >= ? AND minute < ?`, version, h, h + HOUR_MS);
-        sql.exec(`INSERT INTO outcomes (model_version, minute, state) VALUES (?, ?, ?)`, version, h, JSON.stringify(merged));
-      });
-      this.#count('outcome_rollups_hourly');
+    for (const table of ['outcomes', 'browser_outcomes']) {
+      const hours = sql
+        .exec(
+          `SELECT model_version, minute - (minute % ${HOUR_MS}) AS h, COUNT(*) AS n FROM ${table} WHERE minute < ? GROUP BY model_version, h HAVING n > 1 ORDER BY h LIMIT ?`,
+          outcomeLimit,
+          budget + 1,
+        )
+        .toArray();
+      for (const g of hours.slice(0, budget)) {
+        const [version, h] = [g.model_version as string, g.h as number];
+        this.ctx.storage.transactionSync(() => {
+          const merged = emptyOutcomes();
+          for (const r of sql.exec(`SELECT state FROM ${table} WHERE model_version = ? AND minute >= ? AND minute < ?`, version, h, h + HOUR_MS))
+            mergeOutcomes(merged, JSON.parse(r.state as string) as OutcomeState);
+          sql.exec(`DELETE FROM ${table} WHERE model_version = ? AND minute >= ? AND minute < ?`, version, h, h + HOUR_MS);
+          sql.exec(`INSERT INTO ${table} (model_version, minute, state) VALUES (?, ?, ?)`, version, h, JSON.stringify(merged));
+        });
+        this.#count('outcome_rollups_hourly');
+      }
+      if (hours.length > budget) more = true;
+      budget -= Math.min(budget, hours.length);
     }
-    if (hours.length > budget) more = true;
-    budget -= Math.min(budget, hours.length);
     const forgotten = sql.exec(`DELETE FROM predictions WHERE at < ?`, clock - this.config.predictionHorizonMs).rowsWritten;
     if (forgotten) this.#count('predictions_expired', forgotten);
     sql.exec(`DELETE FROM ranking_events WHERE at < ?`, clock - this.config.predictionHorizonMs);
     sql.exec(`DELETE FROM outcomes WHERE minute < ?`, clock - retentionMs);
+    sql.exec(`DELETE FROM browser_outcomes WHERE minute < ?`, clock - retentionMs);
+    // Address groups are needed until their windows are judged (then only the states are kept).
+    sql.exec(`DELETE FROM outcome_groups WHERE minute < ?`, Number.isFinite(judged) ? Math.min(clock - hourlyAfterMs, judged) : clock - hourlyAfterMs);
     const expired = sql.exec(`DELETE FROM buckets WHERE minute + span <= ?`, clock - retentionMs).rowsWritten;
     if (expired) this.#count('buckets_expired', expired);
     const horizon = clock - hourlyAfterMs;
@@ -1049,7 +1087,17 @@ export class DriftAggregator extends DurableObject<Env> {
    * predicted in its version's minute. Predictions already past the horizon, and malformed
    * records, are refused and counted. At most MAX_PREDICTIONS a call.
    */
-  async recordPredictions(model: string, records: PredictionRecord[]): Promise<{ stored: number; duplicate: number; rejected: number }> {
+  async recordPredictions(
+    model: string,
+    records: PredictionRecord[],
+    browser?: { group: string },
+  ): Promise<{ stored: number; duplicate: number; rejected: number }> {
+    // A browser's records (`browser`: the address group it came from) keep their outcomes apart.
+    const group = browser && typeof browser.group === 'string' && /^[0-9a-f]{16,64}$/.test(browser.group) ? browser.group : undefined;
+    if (browser && group === undefined) {
+      this.#count('predictions_rejected', Array.isArray(records) ? records.length : 1);
+      return { stored: 0, duplicate: 0, rejected: Array.isArray(records) ? records.length : 1 };
+    }
     if (!Array.isArray(records) || records.length > MAX_PREDICTIONS) {
       this.#count('predictions_rejected', Array.isArray(records) ? records.length : 1);
       return { stored: 0, duplicate: 0, rejected: Array.isArray(records) ? records.length : 1 };
@@ -1081,12 +1129,13 @@ export class DriftAggregator extends DurableObject<Env> {
           continue;
         }
         const n = sql.exec(
-          `INSERT OR IGNORE INTO predictions (id, model_version, at, value, items) VALUES (?, ?, ?, ?, ?)`,
+          `INSERT OR IGNORE INTO predictions (id, model_version, at, value, items, grp) VALUES (?, ?, ?, ?, ?, ?)`,
           r.id,
           r.version,
           at,
           r.value,
           items ? JSON.stringify(items) : null,
+          group ?? null,
         ).rowsWritten;
         if (!n) {
           duplicate++;
@@ -1099,10 +1148,20 @@ export class DriftAggregator extends DurableObject<Env> {
       }
       for (const [key, { n, longest }] of fresh) {
         const [version, minute] = key.split('\u0000');
-        this.#updateOutcome(version, Number(minute), (st) => {
-          st.predicted += n;
-          if (longest) st.longest = Math.max(st.longest ?? 0, longest);
-        });
+        this.#updateOutcome(
+          version,
+          Number(minute),
+          (st) => {
+            st.predicted += n;
+            if (longest) st.longest = Math.max(st.longest ?? 0, longest);
+          },
+          group !== undefined,
+        );
+        if (group !== undefined) {
+          const known = sql.exec(`SELECT COUNT(*) AS n FROM outcome_groups WHERE model_version = ? AND minute = ?`, version, Number(minute)).one().n as number;
+          if (known < MAX_GROUPS_PER_MINUTE)
+            sql.exec(`INSERT OR IGNORE INTO outcome_groups (model_version, minute, grp) VALUES (?, ?, ?)`, version, Number(minute), group);
+        }
       }
       if (!this.#modelKnown && stored) {
         sql.exec(`INSERT INTO meta (key, value) VALUES ('model', ?) ON CONFLICT(key) DO NOTHING`, model);
@@ -1114,13 +1173,15 @@ export class DriftAggregator extends DurableObject<Env> {
     return { stored, duplicate, rejected };
   }
 
-  #updateOutcome(version: string, minute: number, change: (s: OutcomeState) => void): void {
+  /** Updates the outcome state of (version, minute): the edge's (`outcomes`), or with `browser` the browsers' (`browser_outcomes`). */
+  #updateOutcome(version: string, minute: number, change: (s: OutcomeState) => void, browser = false): void {
     const sql = this.ctx.storage.sql;
-    const row = sql.exec(`SELECT state FROM outcomes WHERE model_version = ? AND minute = ?`, version, minute).toArray()[0];
+    const table = browser ? 'browser_outcomes' : 'outcomes';
+    const row = sql.exec(`SELECT state FROM ${table} WHERE model_version = ? AND minute = ?`, version, minute).toArray()[0];
     const st = row ? (JSON.parse(row.state as string) as OutcomeState) : emptyOutcomes();
     change(st);
     sql.exec(
-      `INSERT INTO outcomes (model_version, minute, state) VALUES (?, ?, ?) ON CONFLICT(model_version, minute) DO UPDATE SET state = excluded.state`,
+      `INSERT INTO ${table} (model_version, minute, state) VALUES (?, ?, ?) ON CONFLICT(model_version, minute) DO UPDATE SET state = excluded.state`,
       version,
       minute,
       JSON.stringify(st),
@@ -1145,12 +1206,15 @@ export class DriftAggregator extends DurableObject<Env> {
         if (task === 'top-k-recommendation') return this.#rankingEvent(id as string, at, horizon, item);
         const label = parseLabel(task, item.label);
         if (typeof label === 'string') return { status: 'invalid', reason: label };
-        const row = sql.exec(`SELECT model_version, at, value, joined FROM predictions WHERE id = ?`, id as string).toArray()[0];
+        const row = sql.exec(`SELECT model_version, at, value, joined, grp FROM predictions WHERE id = ?`, id as string).toArray()[0];
         if (!row) return at < horizon ? { status: 'expired', reason: 'past the join horizon (PREDICTION_HORIZON_DAYS)' } : { status: 'unknown' };
         if (row.joined) return { status: 'duplicate' };
         sql.exec(`UPDATE predictions SET joined = 1 WHERE id = ?`, id as string);
-        this.#updateOutcome(row.model_version as string, Math.floor((row.at as number) / MINUTE_MS) * MINUTE_MS, (st) =>
-          addOutcome(st, task, row.value as number, label),
+        this.#updateOutcome(
+          row.model_version as string,
+          Math.floor((row.at as number) / MINUTE_MS) * MINUTE_MS,
+          (st) => addOutcome(st, task, row.value as number, label),
+          row.grp !== null,
         );
         return { status: 'joined', version: row.model_version as string };
       }),
@@ -1168,7 +1232,7 @@ export class DriftAggregator extends DurableObject<Env> {
     const sql = this.ctx.storage.sql;
     const ev = parseEvent(item.event, item.item);
     if (typeof ev === 'string') return { status: 'invalid', reason: ev };
-    const row = sql.exec(`SELECT model_version, at, items FROM predictions WHERE id = ?`, id).toArray()[0];
+    const row = sql.exec(`SELECT model_version, at, items, grp FROM predictions WHERE id = ?`, id).toArray()[0];
     if (!row) return at < horizon ? { status: 'expired', reason: 'past the join horizon (PREDICTION_HORIZON_DAYS)' } : { status: 'unknown' };
     const served = row.items === null ? [] : (JSON.parse(row.items as string) as string[]);
     const earlier = sql.exec(`SELECT kind, item FROM ranking_events WHERE id = ?`, id).toArray() as { kind: string; item: string }[];
@@ -1182,13 +1246,17 @@ export class DriftAggregator extends DurableObject<Env> {
         .filter((p) => p >= 0);
       return positions.length ? Math.min(...positions) : undefined;
     };
-    this.#updateOutcome(row.model_version as string, Math.floor((row.at as number) / MINUTE_MS) * MINUTE_MS, (st) =>
-      addRankingEvent(st, {
-        first: earlier.length === 0,
-        ...(ev.event === 'click'
-          ? { click: { served: served.includes(ev.item), before: best(earlier), after: best([...earlier, { kind: 'click', item: ev.item }]) } }
-          : { converted: !earlier.some((e) => e.kind === 'convert') }),
-      }),
+    this.#updateOutcome(
+      row.model_version as string,
+      Math.floor((row.at as number) / MINUTE_MS) * MINUTE_MS,
+      (st) =>
+        addRankingEvent(st, {
+          first: earlier.length === 0,
+          ...(ev.event === 'click'
+            ? { click: { served: served.includes(ev.item), before: best(earlier), after: best([...earlier, { kind: 'click', item: ev.item }]) } }
+            : { converted: !earlier.some((e) => e.kind === 'convert') }),
+        }),
+      row.grp !== null,
     );
     return { status: 'joined', version: row.model_version as string };
   }
@@ -1196,7 +1264,11 @@ export class DriftAggregator extends DurableObject<Env> {
   /** The outcome states of the minutes in [from, to), per version: what the performance route reads. */
   async outcomes(from: number, to: number): Promise<{ version: string; minute: number; state: string }[]> {
     return this.ctx.storage.sql
-      .exec(`SELECT model_version, minute, state FROM outcomes WHERE minute >= ? AND minute < ? ORDER BY minute LIMIT 200000`, from, to)
+      .exec(
+        `SELECT model_version, minute, state FROM (SELECT model_version, minute, state FROM outcomes WHERE minute >= ?1 AND minute < ?2 UNION ALL SELECT model_version, minute, state FROM browser_outcomes WHERE minute >= ?1 AND minute < ?2) ORDER BY minute LIMIT 200000`,
+        from,
+        to,
+      )
       .toArray()
       .map((r) => ({ version: r.model_version as string, minute: r.minute as number, state: r.state as string }));
   }

@@ -202,3 +202,52 @@ describe('outcome states over time', () => {
     expect((await figures()).labelled).toBe(301);
   });
 });
+
+describe('outcomes of browser-recorded predictions', () => {
+  /** 3 minutes of 200 browser-recorded predictions whose labels say the opposite of their scores, from `groups` address groups; then the data clock moves 2 days on and the object evaluates. */
+  async function reversed(name: string, groups: string[]) {
+    const agg = ns.get(ns.idFromName(name));
+    const t0 = Date.UTC(2026, 0, 7, 9, 0, 0);
+    const records: PredictionRecord[] = Array.from({ length: 600 }, (_, i) => {
+      const at = t0 + Math.floor(i / 200) * MIN + (i % 200) * 100;
+      return {
+        id: newPredictionId(
+          at,
+          Uint8Array.from({ length: 16 }, (_, k) => (i * 11 + k * 3 + name.length) & 255),
+        ),
+        version: '1',
+        at,
+        value: (i % 100) / 100 + 0.005,
+      };
+    });
+    for (const [g, group] of groups.entries()) {
+      const mine = records.filter((_, i) => i % groups.length === g);
+      expect((await agg.recordPredictions('flight-delay', mine, { group })).stored).toBe(mine.length);
+    }
+    const joined = await agg.feedback(
+      'binary-classification',
+      records.map((r) => ({ prediction_id: r.id, label: r.value > 0.5 ? 0 : 1 })),
+    );
+    expect(joined.every((r) => r.status === 'joined')).toBe(true);
+    expect((await agg.ingest('flight-delay', summaryBytes('flight-delay', 'clock', 1, t0 + 2 * 86_400_000, [1]))).status).toBe('stored');
+    await agg.evaluate(Date.now());
+    return (await agg.alerts()).filter((a) => a.feature.startsWith('performance:')).map((a) => a.feature);
+  }
+
+  it('count for alerts only from ALERT_MIN_SOURCES address groups, as browser drift evidence does', async () => {
+    // One network's word alone (however many predictions): no alert; the figures still show it.
+    expect(await reversed('browser-one-group', ['0123456789abcdef'])).toEqual([]);
+    // Three networks: the same outcomes open the alert.
+    expect(await reversed('browser-three-groups', ['0123456789abcdef', '1123456789abcdef', '2123456789abcdef'])).toEqual(['performance:auc']);
+    // A group that is not one the edge computes is refused whole.
+    const agg = ns.get(ns.idFromName('browser-bad-group'));
+    const at = Date.UTC(2026, 0, 7, 9, 0, 0);
+    expect(
+      await agg.recordPredictions('flight-delay', [{ id: newPredictionId(at, new Uint8Array(16)), version: '1', at, value: 0.5 }], { group: '__proto__' }),
+    ).toEqual({
+      stored: 0,
+      duplicate: 0,
+      rejected: 1,
+    });
+  });
+});

@@ -401,7 +401,9 @@ export function browserRoutes(): Hono<AppEnv> {
     if (over) return over;
     let answer: BrowserPredictionsAnswer;
     try {
-      answer = await agg.get(agg.idFromName(claims.m)).recordPredictions(claims.m, checked.records);
+      // With the client's address group: outcomes of browser-recorded predictions count for alerts only from enough groups.
+      const group = await addressGroup(clientAddress(c) ?? '', settings(c).signingKey);
+      answer = await agg.get(agg.idFromName(claims.m)).recordPredictions(claims.m, checked.records, { group });
     } catch (err) {
       console.error('browser predictions: the aggregator did not record them', err);
       telemetry.predictionsForwarded(checked.records.length, undefined);
