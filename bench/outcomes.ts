@@ -76,7 +76,7 @@ const join1 = perCall(N, (i) => {
   const id = newPredictionId(t0 + i, random16());
   const kept = joinValue(manifest, { p_delay: 0.2 + (i % 50) / 100 });
   const at = predictionTime(id);
-  if (kept !== undefined && at !== undefined) pending.push({ id, version: '1', at, ...kept });
+  if (kept !== undefined && at !== undefined) pending.push({ id, version: '1', at, value: kept.value });
   if (pending.length > 50_000) pending.length = 0;
   return id;
 });
@@ -85,7 +85,7 @@ const joinRanked = perCall(N, (i) => {
   const id = newPredictionId(t0 + i, random16());
   const kept = joinValue(movies, { movie_ids: topTen(i), scores: [] });
   const at = predictionTime(id);
-  if (kept !== undefined && at !== undefined) pending.push({ id, version: '1', at, ...kept });
+  if (kept !== undefined && at !== undefined) pending.push({ id, version: '1', at, value: kept.value, items: kept.items });
   if (pending.length > 50_000) pending.length = 0;
   return id;
 });

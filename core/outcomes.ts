@@ -98,6 +98,7 @@ const OUTCOME_TASKS: readonly string[] = ['binary-classification', 'multiclass-c
 export const outcomeTask = (m: Pick<ModelManifest, 'task'>): OutcomeTask | undefined => (OUTCOME_TASKS.includes(m.task) ? (m.task as OutcomeTask) : undefined);
 
 const isInteger = (o: { dtype: string }) => o.dtype === 'int64' || o.dtype === 'int32';
+const finite = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
 
 /**
  * What the join keeps of one prediction (see the header), or undefined when the answer lacks it:
@@ -111,7 +112,6 @@ export function joinValue(
 ): { value: number; items?: string[] } | undefined {
   const task = outcomeTask(m);
   if (!task) return undefined;
-  const finite = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
   if (task === 'top-k-recommendation') {
     const out = m.outputs.find(isInteger);
     const v = out ? prediction[out.name] : undefined; // proto-safe: a manifest output name

@@ -110,7 +110,10 @@ export function recordServed(
     predictions.forEach((p, i) => {
       const kept = joinValue(m, p as Record<string, number | number[]>);
       const at = predictionTime(ids[i]);
-      if (kept !== undefined && at !== undefined) records.push({ id: ids[i], version, at, ...kept });
+      if (kept === undefined || at === undefined) return;
+      const rec: PredictionRecord = { id: ids[i], version, at, value: kept.value };
+      if (kept.items) rec.items = kept.items;
+      records.push(rec);
     });
     if (records.length) keepPredictions(r, m.name, records);
   }
