@@ -51,6 +51,7 @@ describe('GET /openapi.json', () => {
         'GET /v1/models/{name}/rollout-plan',
         'PUT /v1/models/{name}/rollout-plan',
         'POST /v1/models/{name}/feedback',
+        'POST /v1/models/{name}/performance/reference',
         'GET /v1/models/{name}/performance',
       ].sort(),
     );
