@@ -32,6 +32,7 @@ import {
   type BuiltManifest,
   type Profile,
 } from '../core/index.ts';
+import { ks as coreKs } from '../core/drift.ts';
 import { chiSquareSurvival, kolmogorovSurvival } from '../core/stats.ts';
 import { loadFlights } from '../models/lib/flights.ts';
 import { rng } from '../models/lib/rng.ts';
@@ -171,10 +172,10 @@ function judge(rows: Row[]): Verdict {
       rows.map((r) => r[name]),
     );
     exact[name] = e.p < 0.05;
-    // The sketch's KS statistic against the exact one (seasonal features are judged by range, so compute it here).
+    // The sketch's KS statistic against the exact one (seasonal features are judged by range: core's ks() here).
     const live = new TDigest().addAll(rows.map((r) => r[name]));
     const ks = j.features.get(name)?.drift.ks?.statistic;
-    ksError[name] = Math.abs((ks ?? sketchKs(reference.features.get(name) as TDigest, live)) - e.d);
+    ksError[name] = Math.abs((ks ?? coreKs(reference.features.get(name) as TDigest, live).statistic) - e.d);
   }
   for (const name of CATEGORICAL)
     exact[name] =
@@ -183,14 +184,6 @@ function judge(rows: Row[]): Verdict {
         rows.map((r) => r[name]),
       ) < 0.05;
   return { ours, exact, ksError };
-}
-
-/** core's KS statistic between two digests, for features the judgement leaves to their range. */
-function sketchKs(a: TDigest, b: TDigest): number {
-  const points = [a.min, a.max, b.min, b.max, ...a.centroids().means, ...b.centroids().means];
-  let d = 0;
-  for (const x of points) d = Math.max(d, Math.abs(a.cdf(x) - b.cdf(x)));
-  return d;
 }
 
 const r = rng(16);

@@ -140,25 +140,51 @@ export interface KsOptions {
 /**
  * Two-sample Kolmogorov-Smirnov statistic D = sup |F_b − F_w| from the digests' CDFs,
  * evaluated at every centroid and at both ends of each (where the sup of two piecewise
- * linear CDFs lies). Drifted when D exceeds both the critical value
+ * linear CDFs lies); exactly when both digests are exact (few distinct values: TDigest.exact),
+ * which is also the only case with a `pValue`. Drifted when D exceeds both the critical value
  * c(α)·√((n + m)/(n·m)), c(α) = √(−ln(α/2)/2), and `minEffect`.
  */
 export function ks(baseline: TDigest, current: TDigest, { alpha = 0.05, minEffect = 0.1 }: KsOptions = {}): DriftResult {
   const n = baseline.count;
   const m = current.count;
   if (n === 0 || m === 0) return result('ks', 0, Infinity, baseline, current, { pValue: 1 });
-  const points: number[] = [baseline.min, baseline.max, current.min, current.max];
-  for (const d of [baseline, current]) for (const x of d.centroids().means) points.push(x);
+  const exact = baseline.exact && current.exact;
   let statistic = 0;
-  for (const x of points) {
-    const diff = Math.abs(baseline.cdf(x) - current.cdf(x));
-    if (diff > statistic) statistic = diff;
+  if (exact) statistic = exactKs(baseline, current);
+  else {
+    const points: number[] = [baseline.min, baseline.max, current.min, current.max];
+    for (const d of [baseline, current]) for (const x of d.centroids().means) points.push(x);
+    for (const x of points) {
+      const diff = Math.abs(baseline.cdf(x) - current.cdf(x));
+      if (diff > statistic) statistic = diff;
+    }
   }
   const ne = (n * m) / (n + m);
   const critical = Math.sqrt(-Math.log(alpha / 2) / 2) / Math.sqrt(ne);
   const sqrtNe = Math.sqrt(ne);
-  const pValue = kolmogorovSurvival((sqrtNe + 0.12 + 0.11 / sqrtNe) * statistic);
-  return result('ks', statistic, Math.max(critical, minEffect), baseline, current, { pValue });
+  // A p-value only for the exact statistic: from a sketched one it can be off by far more than its own scale.
+  const pValue = exact ? kolmogorovSurvival((sqrtNe + 0.12 + 0.11 / sqrtNe) * statistic) : undefined;
+  return result('ks', statistic, Math.max(critical, minEffect), baseline, current, pValue === undefined ? {} : { pValue });
+}
+
+/** The exact KS statistic of two exact digests: the largest gap between their distribution functions (≤ x) over both supports. */
+function exactKs(a: TDigest, b: TDigest): number {
+  const ca = a.centroids();
+  const cb = b.centroids();
+  const ta = a.count;
+  const tb = b.count;
+  let i = 0;
+  let j = 0;
+  let fa = 0;
+  let fb = 0;
+  let d = 0;
+  while (i < ca.means.length || j < cb.means.length) {
+    const x = j >= cb.means.length || (i < ca.means.length && ca.means[i] <= cb.means[j]) ? ca.means[i] : cb.means[j];
+    if (i < ca.means.length && ca.means[i] === x) fa += ca.weights[i++];
+    if (j < cb.means.length && cb.means[j] === x) fb += cb.weights[j++];
+    d = Math.max(d, Math.abs(fa / ta - fb / tb));
+  }
+  return d;
 }
 
 export interface WassersteinOptions {

@@ -841,9 +841,29 @@ describe('decodeSummary on hostile input throws only SummaryDecodeError, with a 
       /unsupported t-digest format 2/,
     );
     expectDecodeError(
-      body((w) => w.u8(1).u8(4)),
+      body((w) => w.u8(1).u8(8)),
       /unknown t-digest flags/,
     );
+    // An exact digest must hold distinct values, at most ⌈compression⌉ of them, from its min to its max.
+    const exactDigest =
+      (n: number, means: number[], min = means[0], max = means.at(-1)!) =>
+      (w: ByteWriter) => {
+        w.u8(1).u8(5).f64(n).varint(0).varint(0).varint(0).varint(means.length).f64(min).f64(max);
+        for (const m of means) w.f64(m);
+        for (const _ of means) w.varint(2);
+        return w;
+      };
+    expectDecodeError(body(exactDigest(10, [1, 2, 2])), /t-digest means are not distinct and sorted at centroid 2/);
+    expectDecodeError(
+      body(
+        exactDigest(
+          10,
+          Array.from({ length: 11 }, (_, i) => i),
+        ),
+      ),
+      /an exact t-digest holds at most 10 values, got 11/,
+    );
+    expectDecodeError(body(exactDigest(10, [1, 2, 3], 0)), /an exact t-digest must start at its min and end at its max/);
     expectDecodeError(
       body((w) => w.u8(1).u8(0).f64(5).varint(0).varint(0).varint(0).varint(0)),
       /compression 5 is outside/,

@@ -43,8 +43,14 @@ const tdigest: Subject<number, TDigest, number> = {
   ),
   add: (s, x) => s.add(x),
   weight: (x) => (Number.isFinite(x) ? 1 : 0),
-  // Below 2δ finite values no two can share a centroid (one may hold at most 1/δ of the total).
-  exact: (compression, rows) => rows.filter(Number.isFinite).length < 2 * compression,
+  // Exact when it has seen at most ⌈δ⌉ distinct values (TDigest.exact: one centroid a value,
+  // whatever the merge order); and below 2δ finite values, all distinct, no two can share a
+  // centroid (one may hold at most 1/δ of the total).
+  exact: (compression, rows) => {
+    const finite = rows.filter(Number.isFinite).map((x) => x + 0);
+    const distinct = new Set(finite).size;
+    return distinct <= Math.ceil(compression) || (finite.length < 2 * compression && distinct === finite.length);
+  },
   incompatible: () => [
     [new Histogram({ edges: [0] }).add(1), /cannot merge a histogram sketch into a tdigest sketch/],
     [new CategoricalSketch().add('a'), /cannot merge a categorical sketch into a tdigest sketch/],
@@ -265,7 +271,8 @@ describe('Sketch contract: describe()', () => {
   it('gives what the drift route shows: a digest numeric with nulls while empty, the 10 largest categories, a histogram count', () => {
     expect(new TDigest().add(NaN).describe()).toEqual({ kind: 'numeric', count: 0, min: null, max: null, p05: null, p50: null, p95: null });
     const d = new TDigest().addAll(Array.from({ length: 100 }, (_, i) => 100 - i));
-    expect(d.describe()).toEqual({ kind: 'numeric', count: 100, min: 1, max: 100, p05: 6, p50: 51, p95: 96 });
+    // 100 distinct values: an exact digest, whose quantiles are the inverse of the distribution (type 1).
+    expect(d.describe()).toEqual({ kind: 'numeric', count: 100, min: 1, max: 100, p05: 5, p50: 50, p95: 95 });
     const c = new CategoricalSketch({ capacity: 32 });
     for (let i = 0; i < 12; i++) c.add(`v${i}`, 12 - i);
     expect(c.describe()).toEqual({ kind: 'categorical', count: 78, top: c.top(10) });

@@ -41,6 +41,8 @@ export type TDigestBytesOptions = SketchEncodeOptions;
 const FORMAT = 1;
 const FLAG_MEANS_F64 = 1;
 const FLAG_WEIGHTS_F64 = 2;
+/** Every centroid is one distinct value with its exact count (see `exact`). */
+const FLAG_EXACT = 4;
 const MIN_COMPRESSION = 10;
 const MAX_COMPRESSION = 10_000;
 
@@ -90,6 +92,8 @@ export class TDigest implements Sketch {
 
   #min = Infinity;
   #max = -Infinity;
+  /** True while every centroid is one distinct value with its exact weight (see `exact`). */
+  #exact = true;
   #nan = 0;
   #posInf = 0;
   #negInf = 0;
@@ -136,6 +140,19 @@ export class TDigest implements Sketch {
   get max(): number {
     this.#flush();
     return this.#max;
+  }
+
+  /**
+   * True while the digest has seen at most ⌈compression⌉ distinct finite values: each centroid
+   * is then one value with its exact weight (`centroids()` is the exact distribution, which the
+   * drift statistics use), `quantile` is the exact inverse of the distribution (the smallest
+   * value whose cumulative share reaches q, no interpolation) and `cdf` the exact
+   * mid-distribution function. Past that many it becomes an ordinary t-digest for good; a
+   * merge with a digest that is not exact is not exact either.
+   */
+  get exact(): boolean {
+    this.#flush();
+    return this.#exact;
   }
 
   /** Number of centroids after flushing the buffer. */
@@ -212,6 +229,7 @@ export class TDigest implements Sketch {
     this.#posInf += other.#posInf;
     this.#negInf += other.#negInf;
     if (other.count === 0) return this;
+    if (!other.#exact) this.#exact = false;
     if (this.#bufN === 0 && other.#bufN === 0) {
       // Both sides are sorted already: one merge pass, no buffer, no sort (the common case
       // when an aggregator folds decoded digests together).
@@ -243,6 +261,15 @@ export class TDigest implements Sketch {
     if (n === 1) return means[0];
     const total = this.#centroidWeight;
     const index = q * total;
+    if (this.#exact) {
+      // The inverse of the exact step distribution: the smallest value whose cumulative weight reaches q.
+      let cum = 0;
+      for (let i = 0; i < n; i++) {
+        cum += weights[i];
+        if (cum >= index) return means[i];
+      }
+      return means[n - 1];
+    }
     const clamp = (v: number) => (v < min ? min : Math.min(v, max));
 
     if (index < 1) return min;
@@ -295,6 +322,12 @@ export class TDigest implements Sketch {
     const total = this.#centroidWeight;
     if (x < min) return 0;
     if (x > max) return 1;
+    if (this.#exact) {
+      // The exact step distribution, the values equal to x counted by half.
+      let below = 0;
+      for (let i = 0; i < n && means[i] <= x; i++) below += means[i] < x ? weights[i] : weights[i] / 2;
+      return below / total;
+    }
     if (n === 1) return max - min > 0 ? (x - min) / (max - min) : 0.5;
 
     if (x < means[0]) {
@@ -392,8 +425,10 @@ export class TDigest implements Sketch {
     }
     // float32 means unless asked otherwise or a mean lies beyond float32's range.
     let f64Means = meanPrecision === 'f64';
-    for (let i = 0; i < n && !f64Means; i++) f64Means = !Number.isFinite(Math.fround(this.#means[i]));
-    const flags = (f64Means ? FLAG_MEANS_F64 : 0) | (integral ? 0 : FLAG_WEIGHTS_F64);
+    // An exact digest's values are kept exactly: float64 unless every one is a float32.
+    const exact = this.#exact && n > 0;
+    for (let i = 0; i < n && !f64Means; i++) f64Means = exact ? Math.fround(this.#means[i]) !== this.#means[i] : !Number.isFinite(Math.fround(this.#means[i]));
+    const flags = (f64Means ? FLAG_MEANS_F64 : 0) | (integral ? 0 : FLAG_WEIGHTS_F64) | (exact ? FLAG_EXACT : 0);
     const w = new ByteWriter(32 + n * 12);
     w.u8(FORMAT).u8(flags).f64(this.compression).varint(this.#nan).varint(this.#posInf).varint(this.#negInf).varint(n);
     if (n > 0) {
@@ -418,7 +453,7 @@ export class TDigest implements Sketch {
     const format = r.u8('t-digest format');
     if (format !== FORMAT) r.fail(`unsupported t-digest format ${format}`);
     const flags = r.u8('t-digest flags');
-    if (flags & ~(FLAG_MEANS_F64 | FLAG_WEIGHTS_F64)) r.fail(`unknown t-digest flags 0x${flags.toString(16)}`);
+    if (flags & ~(FLAG_MEANS_F64 | FLAG_WEIGHTS_F64 | FLAG_EXACT)) r.fail(`unknown t-digest flags 0x${flags.toString(16)}`);
     const compression = r.f64('t-digest compression');
     if (!(compression >= MIN_COMPRESSION && compression <= MAX_COMPRESSION)) {
       r.fail(`t-digest compression ${compression} is outside [${MIN_COMPRESSION}, ${MAX_COMPRESSION}]`);
@@ -434,6 +469,8 @@ export class TDigest implements Sketch {
     d.#posInf = posInf;
     d.#negInf = negInf;
     if (n === 0) return d;
+    const exact = (flags & FLAG_EXACT) !== 0;
+    if (exact && n > Math.ceil(compression)) r.fail(`an exact t-digest holds at most ${Math.ceil(compression)} values, got ${n}`);
     const min = r.f64('t-digest min');
     const max = r.f64('t-digest max');
     if (!(Number.isFinite(min) && Number.isFinite(max) && min <= max)) r.fail(`t-digest min ${min} and max ${max} are not finite with min <= max`);
@@ -442,7 +479,7 @@ export class TDigest implements Sketch {
     for (let i = 0; i < n; i++) {
       const m = meanBytes === 8 ? r.f64('t-digest mean') : r.f32('t-digest mean');
       if (!Number.isFinite(m)) r.fail(`t-digest mean ${i} is not finite`);
-      if (m < prev) r.fail(`t-digest means are not sorted at centroid ${i}`);
+      if (m < prev || (exact && m === prev)) r.fail(`t-digest means are not ${exact ? 'distinct and ' : ''}sorted at centroid ${i}`);
       d.#means[i] = prev = m;
     }
     let total = 0;
@@ -453,10 +490,12 @@ export class TDigest implements Sketch {
       total += wt;
     }
     if (!Number.isFinite(total)) r.fail('t-digest total weight is not finite');
+    if (exact && (min !== d.#means[0] || max !== d.#means[n - 1])) r.fail('an exact t-digest must start at its min and end at its max');
     d.#n = n;
     d.#centroidWeight = total;
     d.#min = min;
     d.#max = max;
+    d.#exact = exact;
     return d;
   }
 
@@ -471,6 +510,10 @@ export class TDigest implements Sketch {
    */
   #replaceCentroids(vals: Float64Array, wts: Float64Array | undefined, n: number, total: number): void {
     const [oldMeans, oldWeights, on] = [this.#means, this.#weights, this.#n];
+    if (this.#exact) {
+      if (this.#mergeExact(oldMeans, oldWeights, on, vals, wts, n, total)) return;
+      this.#exact = false;
+    }
     let means = new Float64Array(Math.min(on + n, Math.max(oldMeans.length, 2 * Math.ceil(this.compression) + 8)));
     let weights = new Float64Array(means.length);
     let stable = false;
@@ -487,6 +530,45 @@ export class TDigest implements Sketch {
     this.#weights = weights;
     this.#n = out;
     this.#centroidWeight = total;
+  }
+
+  /**
+   * The exact merge: the distinct values of the (exact) centroids and the sorted items, each with
+   * its summed weight. False, changing nothing, when there would be more than ⌈compression⌉.
+   */
+  #mergeExact(
+    oldMeans: Float64Array,
+    oldWeights: Float64Array,
+    on: number,
+    vals: Float64Array,
+    wts: Float64Array | undefined,
+    n: number,
+    total: number,
+  ): boolean {
+    const cap = Math.ceil(this.compression);
+    const means = new Float64Array(Math.min(cap, on + n));
+    const weights = new Float64Array(means.length);
+    let out = 0;
+    let i = 0;
+    let j = 0;
+    while (i < on || j < n) {
+      const fromOld = j >= n || (i < on && oldMeans[i] <= vals[j]);
+      const x = fromOld ? oldMeans[i] : vals[j];
+      const w = fromOld ? oldWeights[i] : wts ? wts[j] : 1;
+      if (fromOld) i++;
+      else j++;
+      if (out > 0 && means[out - 1] === x) weights[out - 1] += w;
+      else {
+        if (out === cap) return false;
+        means[out] = x;
+        weights[out++] = w;
+      }
+    }
+    this.#means = means;
+    this.#weights = weights;
+    this.#n = out;
+    this.#centroidWeight = total;
+    return true;
   }
 
   #countNonFinite(x: number, weight: number): void {
