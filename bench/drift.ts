@@ -34,7 +34,7 @@ import {
 } from '../core/index.ts';
 import { ks as coreKs } from '../core/drift.ts';
 import { chiSquareSurvival, kolmogorovSurvival } from '../core/stats.ts';
-import { loadFlights } from '../models/lib/flights.ts';
+import { loadFlights, rowFeatures } from '../models/lib/flights.ts';
 import { rng } from '../models/lib/rng.ts';
 import { markdownTable, progress } from './lib/report.ts';
 
@@ -48,7 +48,7 @@ const SIZES = [200, 1000, 10_000];
 const NUMERIC = ['month', 'day_of_week', 'hour', 'distance'] as const;
 const CATEGORICAL = ['origin', 'destination'] as const;
 const FEATURES = [...NUMERIC, ...CATEGORICAL];
-type Row = { month: number; day_of_week: number; hour: number; distance: number; origin: string; destination: string };
+type Row = ReturnType<typeof rowFeatures>;
 
 const manifest = JSON.parse(readFileSync(join(ROOT, 'models/flight-delay/manifest.json'), 'utf8')) as BuiltManifest;
 const seasonal = seasonalFeatures(manifest);
@@ -58,15 +58,7 @@ const f = await loadFlights();
 const idx: number[] = [];
 for (let i = 0; i < f.n; i++) if (f.month[i] <= 2) idx.push(i);
 idx.sort((a, b) => f.time[a] - f.time[b]);
-const rowOf = (i: number): Row => ({
-  month: f.month[i],
-  day_of_week: f.dayOfWeek[i],
-  hour: f.hour[i],
-  distance: f.distance[i],
-  origin: f.airports[f.origin[i]],
-  destination: f.airports[f.destination[i]],
-});
-const population = idx.map(rowOf);
+const population: Row[] = idx.map((i) => rowFeatures(f, i));
 progress(`${population.length} reference flights`);
 
 // --- The reference: the production sketches of every row, and the exact distributions ----------

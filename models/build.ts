@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { CategoricalSketch, createProfile, encodeSummary, fitIsotonic, TDigest, type BuiltManifest } from '../core/index.ts';
 import { encodeRows, exportFlightDelay, FLIGHT_INPUTS, maxHidden, predictFlights, trainFlightDelay, type FlightBatch } from './lib/flight-delay.ts';
-import { loadFlights, type Flights } from './lib/flights.ts';
+import { loadFlights, rowFeatures, type Flights } from './lib/flights.ts';
 import { ensureMovieLensCsv, loadMovieLens, type Rating } from './lib/movielens.ts';
 import { exportTopK, LIKED, likedHistories, MAX_HISTORY, recommend, trainTopK, type TopKModel } from './lib/movielens-topk.ts';
 import { auc, logLoss, rng, shuffle } from './lib/rng.ts';
@@ -282,17 +282,6 @@ async function buildFlightDelay(): Promise<void> {
   };
   writeFileSync(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   progress('flight-delay', `wrote ${dir}: float32 ${art.float32.bytes} B, int8 ${art.int8.bytes} B`);
-}
-
-function rowFeatures(f: Flights, i: number) {
-  return {
-    month: f.month[i],
-    day_of_week: f.dayOfWeek[i],
-    hour: f.hour[i],
-    distance: f.distance[i],
-    origin: f.airports[f.origin[i]],
-    destination: f.airports[f.destination[i]],
-  };
 }
 
 // ---------------------------------------------------------------------------------------

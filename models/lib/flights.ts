@@ -90,3 +90,15 @@ export async function loadFlights(onProgress: (rows: number, total: number) => v
   for (const { start, data } of cols.destination) for (let i = 0; i < data.length && start + i < n; i++) f.destination[start + i] = intern(data[i] as string);
   return f;
 }
+
+/** Flight `i` as flight-delay's named features (what a request carries; the replay and the drift bench use it). */
+export function rowFeatures(f: Flights, i: number) {
+  return {
+    month: f.month[i],
+    day_of_week: f.dayOfWeek[i],
+    hour: f.hour[i],
+    distance: f.distance[i],
+    origin: f.airports[f.origin[i]],
+    destination: f.airports[f.destination[i]],
+  };
+}
