@@ -14,7 +14,7 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../test/support/cli.ts';
 import { freePort, ROOT, startOrigin, startWorkerUp, stop, waitFor } from '../test/support/servers.ts';
-import { estimateAuc } from '../core/index.ts';
+import { decodeSummary, estimateAuc, type TDigest } from '../core/index.ts';
 import { GraphBuilder } from '../models/lib/onnx-builder.ts';
 import { importModel, quantizeWeights, readGraph, readReference } from './import.ts';
 
@@ -462,4 +462,56 @@ describe('driftwatch import: inputs of one feature each, text columns, JSON line
       /input "city" has no column of that name in the reference \(columns: x, town\)/,
     );
   });
+
+  it('--timestamp: calendar features derived from it are marked with their cycle, and the baseline gets time slots; named ones are marked without it', async () => {
+    // flight-delay's own graph (one input per feature) and 3,600 replayed flights with their departure times.
+    const rows = readFileSync(join(ROOT, 'models/flight-delay/replay.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { time: string; features: Record<string, number | string> })
+      .map((r) => ({ time: r.time, ...r.features }));
+    writeFileSync(join(tmp, 'flights.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n'));
+    const model = join(ROOT, 'models/flight-delay/model.int8.onnx');
+    const base = { model, name: 'flights', reference: join(tmp, 'flights.jsonl'), version: '1' };
+    const r = await importModel({ ...base, timestamp: 'time', slotMinutes: 20, slotClock: 'event', out: join(tmp, 'flights') });
+    expect(r.calendar).toEqual([
+      { feature: 'month', cycle: 'year', because: 'derived from --timestamp time' },
+      { feature: 'day_of_week', cycle: 'week', because: 'derived from --timestamp time' },
+      { feature: 'hour', cycle: 'day', because: 'derived from --timestamp time' },
+    ]);
+    expect(r.manifest.features.find((f) => f.name === 'hour')).toMatchObject({ seasonal: true, cycle: 'day' });
+    expect(r.manifest.features.find((f) => f.name === 'distance')).not.toHaveProperty('seasonal');
+    expect(r.manifest.features.map((f) => f.name)).not.toContain('time');
+    expect(r.lines.join('\n')).toMatch(/feature hour .*calendar, daily cycle \(derived from --timestamp time\)/);
+    const baseline = decodeSummary(readFileSync(join(tmp, 'flights/baseline.dwsm')));
+    expect(baseline.slots?.minutes).toBe(20);
+    expect(baseline.slots?.clock).toBe('event');
+    expect(r.slots).toEqual({ minutes: 20, filled: baseline.slots!.profiles.size });
+    // Each slot holds the flights of its 20 minutes of the day: their hour is the slot's.
+    for (const [i, p] of baseline.slots!.profiles) {
+      const hour = p.features.get('hour') as TDigest;
+      expect([hour.min, hour.max], `slot ${i}`).toEqual([Math.floor(i / 3), Math.floor(i / 3)]);
+    }
+    const total = [...baseline.slots!.profiles.values()].reduce((a, p) => a + p.counters.rows, 0);
+    expect(total).toBe(rows.length);
+
+    // Without --timestamp: marked by name, no slots.
+    const named = await importModel({ ...base, out: join(tmp, 'named') });
+    expect(named.calendar.map((c) => [c.feature, c.cycle, c.because])).toEqual([
+      ['month', 'year', 'named like one'],
+      ['day_of_week', 'week', 'named like one'],
+      ['hour', 'day', 'named like one'],
+    ]);
+    expect(decodeSummary(readFileSync(join(tmp, 'named/baseline.dwsm'))).slots).toBeUndefined();
+
+    await expect(importModel({ ...base, timestamp: 'when', out: join(tmp, 'x') })).rejects.toThrow(/--timestamp when is not a column/);
+    await expect(importModel({ ...base, timestamp: 'time', slotMinutes: 7, out: join(tmp, 'x') })).rejects.toThrow(/--slot-minutes 7 must be/);
+    await expect(importModel({ ...base, timestamp: 'time', slotClock: 'utc', out: join(tmp, 'x') })).rejects.toThrow(
+      /--slot-clock utc must be one of wall, event/,
+    );
+    writeFileSync(join(tmp, 'bad-time.jsonl'), rows.map((x, i) => JSON.stringify(i === 5 ? { ...x, time: 'soon' } : x)).join('\n'));
+    await expect(importModel({ ...base, reference: join(tmp, 'bad-time.jsonl'), timestamp: 'time', out: join(tmp, 'x') })).rejects.toThrow(
+      /--timestamp time: row 6 is "soon", not an ISO date/,
+    );
+  }, 120_000);
 });

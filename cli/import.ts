@@ -39,8 +39,12 @@ import {
   expectedCalibrationError,
   fitIsotonic,
   MODEL_TASKS,
+  SLOT_CLOCKS,
+  slotOf,
   TDigest,
+  validSlotMinutes,
   type FeatureSpec,
+  type Profile,
   type ModelManifest,
   type ModelTask,
   type Tensor,
@@ -78,6 +82,15 @@ export interface ImportOptions {
   /** Who owns the model (a contact), and how often it should be retrained (P30D, P6W, P3M, P1Y). */
   owner?: string;
   retrainEvery?: string;
+  /**
+   * A reference column holding each row's time (ISO date or ms since the epoch), not a feature:
+   * the baseline then carries time slots (the time-matched reference, core/clock.ts) of
+   * `slotMinutes` (default 60), and features derived from it are marked as calendar features.
+   */
+  timestamp?: string;
+  slotMinutes?: number;
+  /** The clock of the --timestamp column, as TELEMETRY_CLOCK names it: `wall` (when rows arrived, the default) or `event` (the rows' own time, sent as x-event-time). */
+  slotClock?: string;
   out: string;
 }
 
@@ -90,6 +103,10 @@ export interface ImportReport {
   quantization?: { agreement: number; measure: string; weights: number; bytes: { float32: number; int8: number } };
   /** A binary classifier's calibration: its knots, and the expected calibration error on the reference rows before and after. */
   calibration?: { points: number; ece: { before: number; after: number } };
+  /** Features marked as calendar ones (seasonal, with their cycle), and why. */
+  calendar: { feature: string; cycle: 'day' | 'week' | 'year'; because: string }[];
+  /** The baseline's time slots (with --timestamp): their length and how many the reference filled. */
+  slots?: { minutes: number; filled: number };
   lines: string[];
 }
 
@@ -247,8 +264,8 @@ function numericFeature(name: string, input: string, values: (number | string)[]
   };
 }
 
-function featuresFor(graph: Graph, columns: string[], rows: Row[], label: string | undefined): FeatureSpec[] {
-  const usable = columns.filter((c) => c !== label);
+function featuresFor(graph: Graph, columns: string[], rows: Row[], label: string | undefined, timestamp: string | undefined): FeatureSpec[] {
+  const usable = columns.filter((c) => c !== label && c !== timestamp);
   for (const c of usable)
     if (!FEATURE_NAME.test(c))
       throw new CliError(`column "${c}" cannot be a feature name (letters, digits, '_', '.', ':', '/', '-'); rename it in the reference file`, 1);
@@ -290,6 +307,59 @@ function featuresFor(graph: Graph, columns: string[], rows: Row[], label: string
       sketchCapacity: Math.min(1024, Math.max(16, vocabulary.length)),
     };
   });
+}
+
+// --- Calendar features -----------------------------------------------------------------------------
+
+/** What each calendar cycle reads from a time (UTC), the names that say it, and its values. */
+const CYCLES: { cycle: 'day' | 'week' | 'year'; of: (t: Date) => number[]; names: RegExp; range: [number, number] }[] = [
+  { cycle: 'day', of: (t) => [t.getUTCHours()], names: /^(hour|hours|hour_of_day|hourofday|hr|dep_hour|departure_hour)$/i, range: [0, 23] },
+  // Sunday 0 (JavaScript, flight-delay) or Monday 0 (pandas dayofweek), or 1-7 (ISO).
+  {
+    cycle: 'week',
+    of: (t) => [t.getUTCDay(), (t.getUTCDay() + 6) % 7, ((t.getUTCDay() + 6) % 7) + 1],
+    names: /^(dow|day_of_week|dayofweek|weekday|week_day|wday)$/i,
+    range: [0, 7],
+  },
+  { cycle: 'year', of: (t) => [t.getUTCMonth() + 1, t.getUTCMonth()], names: /^(month|mon|month_of_year)$/i, range: [0, 12] },
+];
+
+const CYCLE_WORDS = { day: 'daily', week: 'weekly', year: 'yearly' } as const;
+
+/** A row's time from the timestamp column: ISO date (naive ones read as UTC) or ms since the epoch. */
+function rowTime(v: number | string, column: string, row: number): number {
+  const t = typeof v === 'number' ? v : Date.parse(/(?:Z|[+-]\d\d:?\d\d)$/.test(v) || !/T|\d \d/.test(v) ? v : `${v}Z`);
+  if (!Number.isFinite(t)) throw new CliError(`--timestamp ${column}: row ${row + 1} is ${JSON.stringify(v)}, not an ISO date or ms since the epoch`, 1);
+  return t;
+}
+
+/**
+ * Marks the numeric integer features that follow the calendar as `seasonal` with their cycle:
+ * those equal, on every reference row, to the hour, weekday or month of the --timestamp column
+ * (derived from it), and those named like one with values in its range. Returns what it marked
+ * and why (import says so).
+ */
+function markCalendar(features: FeatureSpec[], rows: Row[], times: number[] | undefined, timestamp: string | undefined): ImportReport['calendar'] {
+  const marked: ImportReport['calendar'] = [];
+  const dates = times?.map((t) => new Date(t));
+  for (const f of features) {
+    if (f.kind !== 'numeric' || !f.integer) continue;
+    const values = rows.map((r) => r[f.name] as number);
+    for (const c of CYCLES) {
+      let because: string | undefined;
+      if (dates) {
+        const readings = c.of(dates[0]).length;
+        for (let k = 0; k < readings && !because; k++) if (values.every((v, i) => v === c.of(dates[i])[k])) because = `derived from --timestamp ${timestamp}`;
+      }
+      if (!because && c.names.test(f.name) && values.every((v) => v >= c.range[0] && v <= c.range[1])) because = 'named like one';
+      if (!because) continue;
+      f.seasonal = true;
+      f.cycle = c.cycle;
+      marked.push({ feature: f.name, cycle: c.cycle, because });
+      break;
+    }
+  }
+  return marked;
 }
 
 function inferTask(graph: Graph, given: string | undefined): ModelTask {
@@ -506,9 +576,19 @@ export async function importModel(o: ImportOptions, progress: (line: string) => 
   const { columns, rows } = await readReference(o.reference);
   if (o.label !== undefined && !columns.includes(o.label))
     throw new CliError(`--label ${o.label} is not a column of ${o.reference} (columns: ${columns.join(', ')})`, 2);
+  if (o.timestamp !== undefined && !columns.includes(o.timestamp))
+    throw new CliError(`--timestamp ${o.timestamp} is not a column of ${o.reference} (columns: ${columns.join(', ')})`, 2);
+  if (o.timestamp !== undefined && o.timestamp === o.label) throw new CliError(`--timestamp and --label name the same column ${o.label}`, 2);
+  const slotMinutes = o.slotMinutes ?? 60;
+  if (!validSlotMinutes(slotMinutes)) throw new CliError(`--slot-minutes ${o.slotMinutes} must be a whole number of minutes dividing a day (1-720)`, 2);
+  const slotClock = SLOT_CLOCKS.find((c) => c === (o.slotClock ?? 'wall'));
+  if (!slotClock) throw new CliError(`--slot-clock ${o.slotClock} must be one of ${SLOT_CLOCKS.join(', ')} (the clock of the --timestamp column)`, 2);
   progress(`read ${rows.length} reference rows of ${o.reference}`);
   const task = inferTask(graph, o.task);
-  const features = featuresFor(graph, columns, rows, o.label);
+  const features = featuresFor(graph, columns, rows, o.label, o.timestamp);
+  const times = o.timestamp !== undefined ? rows.map((r, i) => rowTime(r[o.timestamp!], o.timestamp!, i)) : undefined;
+  const calendar = markCalendar(features, rows, times, o.timestamp);
+  for (const c of calendar) progress(`feature ${c.feature}: a calendar feature of the ${CYCLE_WORDS[c.cycle]} cycle (${c.because})`);
   const draft = {
     name: o.name,
     version: o.version,
@@ -573,27 +653,47 @@ export async function importModel(o: ImportOptions, progress: (line: string) => 
     progress(`fitted an isotonic calibration of ${points.length} points on ${p.length} labelled rows`);
   }
 
-  // The baseline: the features of every reference row and the served build's outputs, sketched as the edge sketches traffic.
+  // The baseline: the features of every reference row and the served build's outputs, sketched as
+  // the edge sketches traffic; with --timestamp, also split by time of day (the time-matched reference).
   const now = Date.now();
-  const profile = createProfile({ model: o.name, modelVersion: o.version, source: { kind: 'baseline', id: 'reference' }, windowStart: now, windowEnd: now });
-  for (const f of features) {
-    if (f.kind === 'numeric') profile.features.set(f.name, new TDigest().addAll(instances.map((r) => r[f.name] as number)));
-    else if (f.kind === 'categorical') {
-      const s = new CategoricalSketch({ capacity: f.sketchCapacity });
-      for (const r of instances) s.add(String(r[f.name]));
-      profile.features.set(f.name, s);
+  const [windowStart, windowEnd] = times ? times.reduce(([lo, hi], t) => [Math.min(lo, t), Math.max(hi, t)], [Infinity, -Infinity]) : [now, now];
+  const newProfile = () => createProfile({ model: o.name, modelVersion: o.version, source: { kind: 'baseline', id: 'reference' }, windowStart, windowEnd });
+  const sketchRows = (profile: Profile, at: number[]) => {
+    for (const f of features) {
+      if (f.kind === 'numeric') profile.features.set(f.name, new TDigest().addAll(at.map((i) => instances[i][f.name] as number)));
+      else if (f.kind === 'categorical') {
+        const s = new CategoricalSketch({ capacity: f.sketchCapacity });
+        for (const i of at) s.add(String(instances[i][f.name]));
+        profile.features.set(f.name, s);
+      }
     }
-  }
-  for (const s of manifest.sketchedOutputs) {
-    const values = served.flatMap((p) => (Array.isArray(p[s.name]) ? (p[s.name] as number[]) : [p[s.name] as number]));
-    if (s.kind === 'numeric') profile.outputs.set(s.name, new TDigest().addAll(values));
-    else {
-      const sk = new CategoricalSketch({ capacity: s.sketchCapacity ?? 256 });
-      for (const v of values) sk.add(String(v));
-      profile.outputs.set(s.name, sk);
+    for (const s of manifest.sketchedOutputs) {
+      const values = at.flatMap((i) => (Array.isArray(served[i][s.name]) ? (served[i][s.name] as number[]) : [served[i][s.name] as number]));
+      if (s.kind === 'numeric') profile.outputs.set(s.name, new TDigest().addAll(values));
+      else {
+        const sk = new CategoricalSketch({ capacity: s.sketchCapacity ?? 256 });
+        for (const v of values) sk.add(String(v));
+        profile.outputs.set(s.name, sk);
+      }
     }
+    profile.counters.rows = at.length;
+    return profile;
+  };
+  const profile = sketchRows(
+    newProfile(),
+    rows.map((_, i) => i),
+  );
+  if (times) {
+    const bySlot = new Map<number, number[]>();
+    times.forEach((t, i) => {
+      const k = slotOf(t, slotMinutes);
+      const at = bySlot.get(k);
+      if (at) at.push(i);
+      else bySlot.set(k, [i]);
+    });
+    profile.slots = { minutes: slotMinutes, clock: slotClock, profiles: new Map([...bySlot].map(([k, at]) => [k, sketchRows(newProfile(), at)])) };
+    progress(`split the baseline into ${bySlot.size} time slots of ${slotMinutes} minutes on the ${slotClock} clock (the time-matched reference)`);
   }
-  profile.counters.rows = rows.length;
   const baseline = encodeSummary(profile);
 
   // Golden rows spread over the reference; a classifier's rows with a clear winner only (the top
@@ -633,7 +733,7 @@ export async function importModel(o: ImportOptions, progress: (line: string) => 
     `${o.name} version ${o.version}: ${task}, ${features.length} features, ${manifest.outputs.length} output(s), serving the ${manifest.serve} build`,
     ...features.map((f) =>
       f.kind === 'numeric'
-        ? `  feature ${f.name.padEnd(16)} numeric${f.integer ? ' (integer)' : ''} in [${f.range.join(', ')}]${f.column !== undefined ? `  -> ${f.input}[:, ${f.column}]` : `  -> ${f.input}`}`
+        ? `  feature ${f.name.padEnd(16)} numeric${f.integer ? ' (integer)' : ''} in [${f.range.join(', ')}]${f.column !== undefined ? `  -> ${f.input}[:, ${f.column}]` : `  -> ${f.input}`}${f.seasonal && f.cycle ? `  calendar, ${CYCLE_WORDS[f.cycle]} cycle (${calendar.find((c) => c.feature === f.name)?.because})` : ''}`
         : `  feature ${f.name.padEnd(16)} ${f.kind}, ${f.vocabulary.length} values  -> ${f.input}`,
     ),
     ...manifest.sketchedOutputs.map((s) => `  output  ${s.name.padEnd(16)} sketched as ${s.kind}`),
@@ -646,6 +746,11 @@ export async function importModel(o: ImportOptions, progress: (line: string) => 
     ...(calibration
       ? [
           `  calibration isotonic, ${calibration.points} points: expected calibration error ${calibration.ece.before.toFixed(4)} -> ${calibration.ece.after.toFixed(4)} (on the reference rows)`,
+        ]
+      : []),
+    ...(profile.slots
+      ? [
+          `  drift   windows compared with the reference at their own times of day: ${profile.slots.profiles.size} slots of ${slotMinutes} minutes (from --timestamp ${o.timestamp}, ${slotClock} clock)`,
         ]
       : []),
     ...(quantization
@@ -666,6 +771,8 @@ export async function importModel(o: ImportOptions, progress: (line: string) => 
     quality: metrics,
     quantization,
     ...(calibration ? { calibration } : {}),
+    calendar,
+    ...(profile.slots ? { slots: { minutes: slotMinutes, filled: profile.slots.profiles.size } } : {}),
     lines,
   };
 }

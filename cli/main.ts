@@ -3,7 +3,7 @@
  * routes /openapi.json describes). Tables for people, `--json` for scripts; an error is one line
  * on stderr and a non-zero exit, never a stack trace.
  *
- *   driftwatch import <model.onnx> --name <name> --reference <rows> [--label] [--task] [--version] [--quantize int8] [--out]
+ *   driftwatch import <model.onnx> --name <name> --reference <rows> [--label] [--timestamp] [--task] [--version] [--quantize int8] [--out]
  *   driftwatch push <dir> [--version <v>]
  *   driftwatch models
  *   driftwatch versions <name> [--from] [--to]
@@ -41,6 +41,7 @@ const USAGE = `driftwatch: the edge's operator API from the command line
 usage:
   driftwatch import <model.onnx> --name N --reference <rows.csv|.jsonl|.parquet> [--label COL] [--task T]
                    [--version V] [--quantize int8] [--owner WHO] [--retrain-every P30D] [--out DIR]
+                   [--timestamp COL [--slot-minutes 60] [--slot-clock wall|event]]
                                                     a model folder (manifest, baseline, golden rows) from an ONNX file
   driftwatch push <dir> [--version V]               push a model folder to the edge's registry (checked there first)
   driftwatch models                                 the models the edge serves, with every version in its registry
@@ -88,6 +89,9 @@ const FLAGS = new Set([
   'reason',
   'owner',
   'retrain-every',
+  'timestamp',
+  'slot-minutes',
+  'slot-clock',
   'plan',
 ]);
 /** Flags that take no value. */
@@ -226,6 +230,9 @@ export async function run(argv: string[], io: Io): Promise<number> {
           quantize: p.options.get('quantize'),
           owner: p.options.get('owner'),
           retrainEvery: p.options.get('retrain-every'),
+          timestamp: p.options.get('timestamp'),
+          slotMinutes: p.options.has('slot-minutes') ? Number(p.options.get('slot-minutes')) : undefined,
+          slotClock: p.options.get('slot-clock'),
           out: p.options.get('out') ?? join('models', modelName),
         },
         p.json ? undefined : (line) => io.out(`  ${line}`),

@@ -101,6 +101,11 @@ export type DriftWindow =
       rows: number;
       /** Moving references: the rows of the reference window (under 30, nothing is judged). */
       reference_rows?: number;
+      /**
+       * Against the baseline: whether the window was compared with the baseline's rows at the same
+       * times of day (the time-matched reference, core/clock.ts) rather than with all of it.
+       */
+      time_matched?: boolean;
       counters: Record<string, number>;
       latency_ms: { p50: number | null; p99: number | null };
       /** The features and outputs judged drifted over this span. */

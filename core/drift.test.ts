@@ -384,12 +384,13 @@ describe('KS and chi-square are sample-size aware', () => {
     expect(ks(b, digest(grid.map((x) => x + 0.255))).drifted).toBe(true);
   });
 
-  it('chi-square, n = 2e5 per side: a 1-point share change is not flagged although p < 1e-10; Cramér V >= 0.1 is', () => {
+  it("chi-square, n = 2e5 per side: a 1-point share change is not flagged although p < 1e-10; Cohen's w >= 0.1 is", () => {
     const names = ['a', 'b', 'c', 'd'];
     const b = catSketch(categories(N, 35, names, [0.25, 0.25, 0.25, 0.25]));
     const small = chiSquare(b, catSketch(categories(N, 36, names, [0.27, 0.23, 0.25, 0.25])));
     expect(small.pValue!).toBeLessThan(1e-10);
-    expect(small.threshold).toBeCloseTo(0.01 * 2 * N, 6);
+    // The floor is w² · n·m/(n + m): Cohen's w of the window against the baseline.
+    expect(small.threshold).toBeCloseTo((0.01 * N * N) / (2 * N), 6);
     expect(small.drifted).toBe(false);
     expect(chiSquare(b, catSketch(categories(N, 36, names, [0.27, 0.23, 0.25, 0.25])), { minEffect: 0 }).drifted).toBe(true);
     expect(chiSquare(b, catSketch(categories(N, 37, names, [0.45, 0.15, 0.2, 0.2]))).drifted).toBe(true);
@@ -666,5 +667,84 @@ describe('KS on exact digests (few distinct values)', () => {
     // Past ⌈δ⌉ distinct values a digest is an ordinary t-digest again, and says so.
     expect(new TDigest({ compression: 20 }).addAll(Array.from({ length: 21 }, (_, i) => i)).exact).toBe(false);
     expect(new TDigest({ compression: 20 }).addAll(Array.from({ length: 400 }, (_, i) => i % 20)).exact).toBe(true);
+  });
+});
+
+describe('chi-square on many categories and small windows (pooled cells, the effect floor on the window)', () => {
+  // 300 airports with Zipf-like shares: at 200 rows most expect under one row each.
+  const AIRPORTS = Array.from({ length: 300 }, (_, i) => `A${i}`);
+  const SHARES = AIRPORTS.map((_, i) => 1 / (i + 1) ** 1.1);
+  const baseline = catSketch(categories(900_000, 61, AIRPORTS, SHARES), 512);
+
+  it('unchanged windows of 200 flag at about the test level once rare cells are pooled; unpooled, the asymptotic test flags far more', () => {
+    let pooled = 0;
+    let unpooled = 0;
+    const windows = 200;
+    for (let s = 0; s < windows; s++) {
+      const w = catSketch(categories(200, 1000 + s, AIRPORTS, SHARES), 512);
+      pooled += Number(chiSquare(baseline, w).drifted);
+      unpooled += Number(chiSquare(baseline, w, { minExpected: 0, alpha: 0.01 }).drifted);
+    }
+    expect(pooled / windows).toBeLessThanOrEqual(0.03);
+    expect(unpooled / windows).toBeGreaterThan((3 * Math.max(pooled, 1)) / windows);
+  });
+
+  it('a window of 200 rows all from five airports is flagged against a 900,000-row baseline (the old floor minEffect²·(n + m) was 9,000)', () => {
+    const five = catSketch(categories(200, 62, AIRPORTS.slice(0, 5), [1, 1, 1, 1, 1]), 512);
+    const r = chiSquare(baseline, five);
+    expect(r.drifted).toBe(true);
+    expect(r.threshold).toBeLessThan(50);
+    expect(r.pValue).toBeLessThan(1e-10);
+  });
+
+  it('the pooled statistic is the 2 x k statistic of the pooled table: cells expecting under 5 window rows pooled smallest first until the pool expects 5', () => {
+    // Baseline 1,000 rows over a..f, window 100; columns a 540, b 330, c 110, d 55, e 35, f 30 of 1,100,
+    // so the window expects a 49.1, b 30, c 10, d 5, e 3.2, f 2.7 rows.
+    const b = catSketch(
+      [...Array(500).fill('a'), ...Array(300).fill('b'), ...Array(100).fill('c'), ...Array(50).fill('d'), ...Array(30).fill('e'), ...Array(20).fill('f')],
+      16,
+    );
+    const w = catSketch(
+      [...Array(40).fill('a'), ...Array(30).fill('b'), ...Array(10).fill('c'), ...Array(5).fill('d'), ...Array(5).fill('e'), ...Array(10).fill('f')],
+      16,
+    );
+    // f (2.7) and e (3.2) pooled: 5.9 expected; d (exactly 5), c, b, a on their own.
+    const { statistic, df } = chiSquareStatistic([50, 50, 100, 300, 500], [15, 5, 10, 30, 40]);
+    const r = chiSquare(b, w);
+    expect(r.statistic).toBeCloseTo(statistic, 9);
+    expect(r.pValue).toBeCloseTo(chiSquareSurvival(statistic, df), 12);
+    expect(df).toBe(4);
+    // Unpooled, f's ten rows against 2.7 expected weigh far more.
+    expect(chiSquare(b, w, { minExpected: 0 }).statistic).toBeGreaterThan(statistic + 5);
+  });
+});
+
+describe('PSI on integer data: standard bins, each value wholly in one bin', () => {
+  it('equals the binned PSI of the raw values at the baseline deciles, bins (e_{i-1}, e_i]; the mid-distribution split differed by over 0.02', () => {
+    // Poisson-like counts (mean 3) against a window of mean 3.4: many ties at every decile edge.
+    const poisson = (n: number, mean: number, seed: number) => {
+      const r = rng(seed);
+      return Array.from({ length: n }, () => {
+        let k = 0;
+        for (let p = Math.exp(-mean), s = p, u = r(); u > s; s += p) p *= mean / ++k;
+        return k;
+      });
+    };
+    const bv = poisson(20_000, 3, 71);
+    const wv = poisson(200, 3.4, 72);
+    const b = digest(bv);
+    const w = digest(wv);
+    expect(b.exact && w.exact).toBe(true);
+    const edges = [...new Set(Array.from({ length: 9 }, (_, i) => b.quantile((i + 1) / 10)))].sort((x, y) => x - y);
+    const shares = (below: (x: number) => number) => {
+      const out = edges.map((e, i) => below(e) - (i > 0 ? below(edges[i - 1]) : 0));
+      out.push(1 - below(edges[edges.length - 1]));
+      return out;
+    };
+    const atMost = (values: number[]) => (x: number) => values.filter((v) => v <= x).length / values.length;
+    const mid = (values: number[]) => (x: number) => (values.filter((v) => v < x).length + values.filter((v) => v === x).length / 2) / values.length;
+    const standard = psiFromShares(shares(atMost(bv)), shares(atMost(wv)), PSI_EPSILON);
+    expect(psi(b, w).statistic).toBeCloseTo(standard, 12);
+    expect(Math.abs(psiFromShares(shares(mid(bv)), shares(mid(wv)), PSI_EPSILON) - standard)).toBeGreaterThan(0.02);
   });
 });

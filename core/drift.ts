@@ -7,7 +7,7 @@
  * 0.1; Jensen-Shannon distance (natural log, as scipy.spatial.distance.jensenshannon and
  * Evidently compute it, so at most √ln 2 ≈ 0.833), 0.1. The two tests whose critical value
  * shrinks with sample size (KS, chi-square) also require an effect size (KS D ≥ 0.1,
- * Cramér's V ≥ 0.1) so that negligible shifts are not flagged at very large n.
+ * Cohen's w ≥ 0.1) so that negligible shifts are not flagged at very large n.
  *
  * Sketch error: on t-digests every cumulative share is within the digest's rank error (see
  * tdigest.ts), so KS is within about twice that and binned PSI / JS shares within it per
@@ -261,36 +261,73 @@ function digestStd(d: TDigest, unit: number): number {
 }
 
 export interface ChiSquareOptions {
+  /**
+   * Significance level. Default 0.01: live categorical traffic varies from day to day beyond
+   * multinomial sampling (overdispersion), and at 0.05 one window in twenty of unchanged flights
+   * flags its airports however the reference is matched (bench/drift.ts).
+   */
   alpha?: number;
-  /** Smallest Cramér's V that counts as drift however large n is. Default 0.1. */
+  /**
+   * Smallest effect that counts as drift however large the window is: Cohen's w, the root of
+   * Σ (w − b)²/b over the window's and the baseline's shares. Default 0.1 ("small").
+   */
   minEffect?: number;
+  /** Fewest rows the window is expected to have in a cell; rarer cells are pooled (Cochran's rule). Default 5. */
+  minExpected?: number;
 }
 
 /**
  * Pearson chi-square test of homogeneity on the 2 × k table of baseline and window counts
- * (monitored values plus "other"; values absent from both dropped). Drifted when χ² exceeds
- * both the critical value at `alpha` (df = k − 1) and the effect floor minEffect²·N, i.e.
- * Cramér's V = √(χ²/N) ≥ minEffect, N the two totals together.
+ * (monitored values plus "other"; values absent from both dropped).
+ *
+ * Cells where the window is expected to have fewer than `minExpected` rows are pooled, smallest
+ * first, until the pool too reaches it: with a few hundred rows over hundreds of airports most
+ * cells expect less than one row, and the asymptotic test then flags one window in five of an
+ * unchanged distribution (scipy's does, measured in bench/drift.ts). A category new to the
+ * window lands in the pool, and still moves it.
+ *
+ * Drifted when χ² exceeds both the critical value at `alpha` (df = cells − 1) and the effect
+ * floor minEffect²·nₑ, nₑ = n·m/(n + m): χ² ≈ nₑ·w², so that is Cohen's w ≥ minEffect. (The floor
+ * scales with the window, not with the baseline: a million-row baseline does not silence a
+ * window of 200.)
  */
-export function chiSquare(baseline: CategoricalSketch, current: CategoricalSketch, { alpha = 0.05, minEffect = 0.1 }: ChiSquareOptions = {}): DriftResult {
+export function chiSquare(
+  baseline: CategoricalSketch,
+  current: CategoricalSketch,
+  { alpha = 0.01, minEffect = 0.1, minExpected = 5 }: ChiSquareOptions = {},
+): DriftResult {
   const nb = baseline.count;
   const nw = current.count;
   if (nb === 0 || nw === 0) return result('chi_square', 0, Infinity, baseline, current, { pValue: 1 });
   const [bc, wc] = alignCategories(baseline, current);
   const total = nb + nw;
+  // Cells by the window's expected count, ascending; the rarest pooled until the pool and every cell left expect minExpected.
+  const cells: number[] = [];
+  for (let i = 0; i < bc.length; i++) if (bc[i] + wc[i] > 0) cells.push(i);
+  cells.sort((a, b) => bc[a] + wc[a] - (bc[b] + wc[b]));
+  const expectedW = (col: number) => (col * nw) / total;
   let statistic = 0;
   let k = 0;
-  for (let i = 0; i < bc.length; i++) {
-    const col = bc[i] + wc[i];
-    if (col === 0) continue;
-    k++;
+  const add = (b: number, w: number) => {
+    const col = b + w;
     const eb = (col * nb) / total;
-    const ew = (col * nw) / total;
-    statistic += (bc[i] - eb) ** 2 / eb + (wc[i] - ew) ** 2 / ew;
+    const ew = expectedW(col);
+    statistic += (b - eb) ** 2 / eb + (w - ew) ** 2 / ew;
+    k++;
+  };
+  let poolB = 0;
+  let poolW = 0;
+  let i = 0;
+  while (i < cells.length && (expectedW(poolB + poolW) < minExpected || expectedW(bc[cells[i]] + wc[cells[i]]) < minExpected)) {
+    poolB += bc[cells[i]];
+    poolW += wc[cells[i]];
+    i++;
   }
+  if (poolB + poolW > 0) add(poolB, poolW);
+  for (; i < cells.length; i++) add(bc[cells[i]], wc[cells[i]]);
   if (k < 2) return result('chi_square', 0, Infinity, baseline, current, { pValue: 1 });
   const df = k - 1;
-  const threshold = Math.max(chiSquareCritical(alpha, df), minEffect * minEffect * total);
+  const threshold = Math.max(chiSquareCritical(alpha, df), minEffect * minEffect * ((nb * nw) / total));
   return result('chi_square', statistic, threshold, baseline, current, { pValue: chiSquareSurvival(statistic, df) });
 }
 
@@ -378,8 +415,27 @@ function result(
 }
 
 /**
+ * The share of a digest's values ≤ x: exact (every value equal to x counted) for an exact digest,
+ * whose values are points; the digest's interpolated cdf otherwise, where values are spread.
+ */
+function atMost(d: TDigest): (x: number) => number {
+  if (!d.exact) return (x) => d.cdf(x);
+  const { means, weights } = d.centroids();
+  let total = 0;
+  for (const w of weights) total += w;
+  return (x) => {
+    let below = 0;
+    for (let i = 0; i < means.length && means[i] <= x; i++) below += weights[i];
+    return total > 0 ? below / total : Number.NaN;
+  };
+}
+
+/**
  * Baseline and window shares on common bins; the window's are undefined when it is empty.
- * Digest bins are (−∞, e1], (e1, e2], …, (e_{k−1}, ∞) at the baseline's quantiles i/bins.
+ * Digest bins are (−∞, e1], (e1, e2], …, (e_{k−1}, ∞) at the baseline's quantiles i/bins, each
+ * value wholly in one bin (the standard binned PSI, as numpy's histogram bins it up to the side
+ * the edge falls on): on integer data an edge at a value holds all of it, not half in each
+ * neighbour.
  */
 function binShares(baseline: NumericSketch, current: NumericSketch, bins: number): [Float64Array, Float64Array | undefined] {
   if (baseline.kind === 'histogram' && current.kind === 'histogram') {
@@ -402,9 +458,10 @@ function binShares(baseline: NumericSketch, current: NumericSketch, bins: number
   }
   const shares = (d: TDigest): Float64Array => {
     const s = new Float64Array(edges.length + 1);
+    const below = atMost(d);
     let prev = 0;
     for (let i = 0; i < edges.length; i++) {
-      const c = d.cdf(edges[i]);
+      const c = below(edges[i]);
       s[i] = Math.max(0, c - prev);
       prev = Math.max(prev, c);
     }

@@ -18,7 +18,12 @@ export {
 export { judgeSketch, judgeWindow, nextStreak, alertStep, type SketchJudgement, type WindowJudgement, type JudgeWindowOptions, type Streak } from './judge.ts';
 export {
   createProfile,
+  cloneProfile,
   mergeProfiles,
+  validSlotMinutes,
+  type TimeSlots,
+  type SlotClock,
+  SLOT_CLOCKS,
   mergeInto,
   encodeSummary,
   decodeSummary,
@@ -56,7 +61,8 @@ export type {
   ArtifactSpec,
 } from './manifest.ts';
 export { calibrator, expectedCalibrationError, fitIsotonic, MAX_CALIBRATION_POINTS, type Calibration } from './calibration.ts';
-export { cadenceDays, encodingInterface, seasonalFeatures, staleness, MODEL_TASKS } from './manifest.ts';
+export { cadenceDays, dailyFeatures, encodingInterface, seasonalFeatures, staleness, MODEL_TASKS } from './manifest.ts';
+export { DAY_MS, MINUTE_MS, slotOf, slotsCovering, slotSplitter, timeMatchedReference } from './clock.ts';
 export { checkManifest, MAX_VOCABULARY } from './manifest-check.ts';
 export {
   createBatcher,
@@ -73,6 +79,7 @@ export {
   encodeInstances,
   decodeV2Inputs,
   observedFromFeeds,
+  OOV_CATEGORY,
   ValidationError,
   V2_DATATYPE,
   type Tensor,

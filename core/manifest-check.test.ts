@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import flightManifest from '../models/flight-delay/manifest.json';
 import movieManifest from '../models/movielens-topk/manifest.json';
 import { checkManifest } from './manifest-check.ts';
-import { cadenceDays, staleness, type ModelManifest } from './manifest.ts';
+import { cadenceDays, dailyFeatures, seasonalFeatures, staleness, type ModelManifest } from './manifest.ts';
 import { encodeInstances, observedFromFeeds } from './validate.ts';
 
 /** A small model of one FLOAT [N, 3] input fed by three named columns, as skl2onnx writes a pipeline. */
@@ -58,6 +58,16 @@ describe('checkManifest', () => {
     ['a cadence that is not a duration', (m) => (m.ownership = { retrain_every: '30 days' }), /ownership.retrain_every must be an ISO 8601 duration/],
     ['a training period backwards', (m) => (m.ownership = { trained: ['2024-06-01', '2024-01-01'] }), /ownership.trained is empty/],
     ['an owner with control characters', (m) => (m.ownership = { owner: 'a\u0007b' }), /ownership.owner must not hold control characters/],
+    [
+      'a calendar cycle that is not one',
+      (m) => Object.assign(m.features[2], { seasonal: true, cycle: 'hourly' }),
+      /features\[2\].cycle must be one of day, week, year/,
+    ],
+    [
+      'a cycle on a feature that is not a calendar one',
+      (m) => Object.assign(m.features[2], { cycle: 'day' }),
+      /features\[2\].seasonal must be true for a feature with a cycle/,
+    ],
   ];
   for (const [what, spoil, message] of bad) {
     it(`refuses ${what}, naming the field (422 invalid_manifest)`, () => {
@@ -71,6 +81,21 @@ describe('checkManifest', () => {
       }
     });
   }
+});
+
+describe('calendar features', () => {
+  it('keep their cycle and rangeOnly; dailyFeatures are the daily ones not judged by range only', () => {
+    const m = columns();
+    Object.assign(m.features[2], { seasonal: true, cycle: 'day' });
+    Object.assign(m.features[0], { seasonal: true, cycle: 'day', rangeOnly: true });
+    const checked = checkManifest(m, { name: 'm', version: '1' });
+    expect(checked.features[2]).toMatchObject({ seasonal: true, cycle: 'day' });
+    expect(checked.features[0]).toMatchObject({ seasonal: true, cycle: 'day', rangeOnly: true });
+    expect([...seasonalFeatures(checked)]).toEqual(['a', 'c']);
+    expect([...dailyFeatures(checked)]).toEqual(['c']);
+    // flight-delay: the hour is judged time-matched; weekday and month by range.
+    expect([...dailyFeatures(flightManifest as unknown as ModelManifest)]).toEqual(['hour']);
+  });
 });
 
 describe('ownership', () => {

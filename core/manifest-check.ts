@@ -132,6 +132,10 @@ export function checkManifest(value: unknown, expect: { name: string; version: s
       const out: FeatureSpec = { name, kind, input, range, ...description };
       if (f.integer !== undefined) out.integer = f.integer === true;
       if (f.seasonal !== undefined) out.seasonal = f.seasonal === true;
+      if (f.cycle !== undefined) out.cycle = k.oneOf(f.cycle, `${at}.cycle`, ['day', 'week', 'year'] as const);
+      if (f.rangeOnly !== undefined) out.rangeOnly = f.rangeOnly === true;
+      if ((out.cycle || out.rangeOnly) && !out.seasonal)
+        k.fail(`${at}.seasonal`, 'must be true for a feature with a cycle or rangeOnly (they describe calendar features)');
       if (f.column !== undefined) {
         const width = spec.shape.length === 2 && typeof spec.shape[1] === 'number' ? spec.shape[1] : undefined;
         if (width === undefined || spec.dtype !== 'float32')

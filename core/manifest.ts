@@ -36,10 +36,16 @@ export interface NumericFeature extends FeatureBase {
   column?: number;
   /**
    * A calendar feature (month, weekday, hour): a window shorter than its cycle legitimately
-   * differs from the training period's distribution, so drift on it means values outside the
-   * training range only (core/drift.ts compareSketches, `seasonal`).
+   * differs from the training period's distribution. One of the daily cycle is judged against the
+   * time-matched reference (the baseline's rows of the same hours, core/clock.ts) where the
+   * baseline has one; any other, by the training range only (core/drift.ts compareSketches,
+   * `seasonal`).
    */
   seasonal?: boolean;
+  /** The cycle a calendar feature repeats over: 'day' (hour of day), 'week' (day of week), 'year' (month). */
+  cycle?: 'day' | 'week' | 'year';
+  /** Judge this calendar feature by range only, even where a time-matched reference could judge it in full. */
+  rangeOnly?: boolean;
 }
 
 export interface CategoricalFeature extends FeatureBase {
@@ -126,9 +132,14 @@ export function staleness(m: Pick<ModelManifest, 'ownership'>, since: string, no
   return { age_days: Math.floor((now - from) / 86_400_000), due_at: new Date(due).toISOString(), stale: now > due };
 }
 
-/** The names of the manifest's calendar features (`seasonal`), which drift is judged on by range only. */
+/** The names of the manifest's calendar features (`seasonal`), judged by range only unless daily (below) and time-matched. */
 export function seasonalFeatures(m: Pick<ModelManifest, 'features'>): Set<string> {
   return new Set(m.features.filter((f) => f.kind === 'numeric' && f.seasonal).map((f) => f.name));
+}
+
+/** The calendar features of the daily cycle a time-matched reference judges in full (not `rangeOnly`). */
+export function dailyFeatures(m: Pick<ModelManifest, 'features'>): Set<string> {
+  return new Set(m.features.filter((f) => f.kind === 'numeric' && f.seasonal && f.cycle === 'day' && !f.rangeOnly).map((f) => f.name));
 }
 
 /** A manifest as models/build.ts writes it for the project's own models: both builds, their quality, the data files. */

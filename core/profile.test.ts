@@ -7,6 +7,7 @@ import { crc32 } from './crc32.ts';
 import { SketchMergeError, SummaryDecodeError } from './errors.ts';
 import { Histogram } from './histogram.ts';
 import {
+  cloneProfile,
   createProfile,
   decodeSummary,
   encodeSummary,
@@ -827,7 +828,7 @@ describe('decodeSummary on hostile input throws only SummaryDecodeError, with a 
   });
 
   it('invalid header fields and sketches: flags, source kind, window, latency kind, unknown sketch kind, bad digests', () => {
-    expectDecodeError(craft({ flags: 1 }), /unknown summary flags 0x1/);
+    expectDecodeError(craft({ flags: 2 }), /unknown summary flags 0x2/);
     expectDecodeError(craft({ sourceKind: 4 }), /unknown source kind 4/);
     expectDecodeError(craft({ window: [2000, 1000] }), /window .* not finite and ordered/);
     expectDecodeError(craft({ window: [NaN, 1000] }), /window/);
@@ -967,5 +968,116 @@ describe('encodeSummary refuses bad profiles with a RangeError or TypeError nami
     expect(Object.keys(p.counters)).toHaveLength(64);
     const bytes = encodeSummary(p);
     expect(sameBytes(encodeSummary(decodeSummary(bytes)), bytes)).toBe(true);
+  });
+});
+
+describe('time slots (the time-matched reference a baseline carries, core/clock.ts)', () => {
+  const slotProfile = (values: number[], airports: string[]): Profile => {
+    const p = createProfile({ model: 'm', modelVersion: '1', source: { kind: 'baseline', id: 'training' }, windowStart: 0, windowEnd: 1 });
+    p.features.set('hour', new TDigest().addAll(values));
+    const c = new CategoricalSketch({ capacity: 8 });
+    for (const a of airports) c.add(a);
+    p.features.set('origin', c);
+    p.counters.rows = values.length;
+    return p;
+  };
+  const slotted = (): Profile => {
+    const p = slotProfile([0, 7, 7, 23], ['ORD', 'ATL', 'ATL', 'SFO']);
+    p.slots = {
+      minutes: 20,
+      clock: 'event',
+      profiles: new Map([
+        [0, slotProfile([0], ['SFO'])],
+        [21, slotProfile([7, 7], ['ATL', 'ATL'])],
+        [71, slotProfile([23], ['ORD'])],
+      ]),
+    };
+    return p;
+  };
+
+  it('round-trip byte for byte, through the binary form and the JSON view, and merge slot by slot', () => {
+    const p = slotted();
+    const bytes = encodeSummary(p);
+    const back = decodeSummary(bytes);
+    expect(back.slots?.minutes).toBe(20);
+    expect(back.slots?.clock).toBe('event');
+    expect([...back.slots!.profiles.keys()]).toEqual([0, 21, 71]);
+    expect((back.slots!.profiles.get(21)!.features.get('hour') as TDigest).count).toBe(2);
+    expect(encodeSummary(back)).toEqual(bytes);
+    const json = JSON.parse(JSON.stringify(profileToJSON(back)));
+    expect(Object.keys(json.slots.profiles)).toEqual(['0', '21', '71']);
+    expect(encodeSummary(profileFromJSON(json))).toEqual(bytes);
+
+    const twice = mergeProfiles(back, decodeSummary(bytes));
+    expect((twice.slots!.profiles.get(21)!.features.get('hour') as TDigest).count).toBe(4);
+    // Both inputs unchanged; a profile without slots merged in drops them (its rows have no time of day).
+    expect((back.slots!.profiles.get(21)!.features.get('hour') as TDigest).count).toBe(2);
+    expect(mergeProfiles(back, slotProfile([3], ['SFO'])).slots).toBeUndefined();
+    const copy = cloneProfile(back);
+    copy.slots!.profiles.get(0)!.counters.rows = 99;
+    expect(back.slots!.profiles.get(0)!.counters.rows).toBe(1);
+  });
+
+  it('refuse to encode slots that are not slots of the day', () => {
+    const p = slotted();
+    p.slots!.minutes = 7;
+    expect(() => encodeSummary(p)).toThrow(/does not divide a day/);
+    const q = slotted();
+    q.slots!.profiles.set(72, slotProfile([1], ['SFO']));
+    expect(() => encodeSummary(q)).toThrow(/slot 72 is not a slot of the day at 20 minutes/);
+    const r = slotted();
+    r.slots!.profiles.get(0)!.slots = { minutes: 60, clock: 'wall', profiles: new Map([[1, slotProfile([1], ['SFO'])]]) };
+    expect(() => encodeSummary(r)).toThrow(/slot 0 has slots of its own/);
+  });
+
+  it('hostile slot sections: each refused by name, as a SummaryDecodeError', () => {
+    const inner = encodeSummary({ ...slotProfile([1], ['SFO']), model: 'model', modelVersion: '1.0' });
+    const withSlots = (section: (w: ByteWriter) => void) => {
+      const w = new ByteWriter();
+      section(w);
+      return craft({ flags: 1, trailing: [...w.finish()] });
+    };
+    const one =
+      (slot: number, bytes: Uint8Array, minutes = 20, clock = 1) =>
+      (w: ByteWriter) =>
+        void w.varint(minutes).u8(clock).varint(1).varint(slot).varint(bytes.length).bytes(bytes);
+    // The well-formed one decodes: it is the crafted summary's own model and version.
+    expect(decodeSummary(withSlots(one(3, inner))).slots?.profiles.get(3)?.counters.rows).toBe(1);
+    expectDecodeError(withSlots(one(3, inner, 7)), /slot length 7 minutes does not divide a day/);
+    expectDecodeError(withSlots(one(3, inner, 0)), /slot length 0 minutes/);
+    expectDecodeError(withSlots(one(3, inner, 20, 2)), /unknown slot clock 2/);
+    expectDecodeError(withSlots(one(72, inner)), /slot 72 is not a slot of the day at 20 minutes/);
+    expectDecodeError(
+      withSlots((w) => void w.varint(20).u8(0).varint(2).varint(5).varint(inner.length).bytes(inner).varint(5).varint(inner.length).bytes(inner)),
+      /slot 5 is not a slot of the day at 20 minutes after 5/,
+    );
+    expectDecodeError(
+      withSlots((w) => void w.varint(20).u8(0).varint(73)),
+      /slot count 73 exceeds the limit 72/,
+    );
+    expectDecodeError(
+      withSlots((w) => void w.varint(20).u8(0).varint(0)),
+      /slot flag set with no slots/,
+    );
+    const corrupt = inner.slice();
+    corrupt[20] ^= 0xff;
+    expectDecodeError(withSlots(one(3, corrupt)), /slot 3: CRC-32 mismatch/);
+    const nested = encodeSummary({ ...slotted(), model: 'model', modelVersion: '1.0' });
+    expectDecodeError(withSlots(one(3, nested)), /slot 3: unknown summary flags 0x1/);
+    const other = encodeSummary({ ...slotProfile([1], ['SFO']), model: 'other', modelVersion: '1.0' });
+    expectDecodeError(withSlots(one(3, other)), /slot 3 is of other@1.0/);
+    expectDecodeError(
+      withSlots(
+        (w) =>
+          void w
+            .varint(20)
+            .u8(0)
+            .varint(1)
+            .varint(3)
+            .varint(inner.length + 50)
+            .bytes(inner),
+      ),
+      /slot 3/,
+    );
   });
 });

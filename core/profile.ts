@@ -13,12 +13,20 @@
  *   sketch latency
  *   varint features · (string name · sketch)*
  *   varint outputs  · (string name · sketch)*
+ *   [flags bit 0] varint slot minutes · u8 clock (0 wall, 1 event) · varint slots · (varint slot · varint byte length · summary)*
  *   u32 CRC-32 of every byte before it
  *
  *   string := varint byte length · UTF-8 bytes
  *   sketch := u8 kind (1 t-digest, 2 histogram, 3 categorical) · varint byte length · body
  *             (the body is the sketch's own toBytes(); Sketch.encode() writes the whole
  *             record, decodeSketch reads one)
+ *
+ * Slots (flag bit 0, baselines only): the reference split by the time of day (UTC) of its rows'
+ * timestamps into spans of `slot minutes` (dividing a day), slot i holding [i·minutes, (i + 1)·minutes)
+ * of each day; each a whole summary without slots of its own, slots ascending. `clock` says what
+ * the timestamps were: arrival (`wall`) or the traffic's own event time (`event`, what replays send
+ * as x-event-time). They are what a live window on the same clock is compared with at its own
+ * times of day (core/clock.ts, the time-matched reference).
  *
  * decodeSummary checks magic, version and CRC before parsing, bounds every declared length by
  * the bytes that remain, and throws only SummaryDecodeError.
@@ -62,6 +70,31 @@ export interface Profile {
   outputs: Map<string, Sketch>;
   latency: TDigest;
   counters: Counters;
+  /**
+   * Baselines only: the same reference split by the time of day (UTC) of its rows' timestamps
+   * (the time-matched reference, core/clock.ts). Absent when the reference rows had no timestamps.
+   */
+  slots?: TimeSlots;
+}
+
+/** A reference split by time of day: `profiles.get(i)` holds its rows of [i·minutes, (i + 1)·minutes) of each day (UTC). */
+export interface TimeSlots {
+  /** Slot length in minutes; divides a day (1440). */
+  minutes: number;
+  /**
+   * The clock of the reference's timestamps, as TELEMETRY_CLOCK names them: `wall` (when rows
+   * arrived) or `event` (the rows' own time). Windows are matched only on the same clock.
+   */
+  clock: SlotClock;
+  profiles: Map<number, Profile>;
+}
+
+export type SlotClock = 'wall' | 'event';
+export const SLOT_CLOCKS: readonly SlotClock[] = ['wall', 'event'];
+
+/** Whether `m` is a valid slot length in minutes: a whole number dividing a day, 1 to 720. */
+export function validSlotMinutes(m: number): boolean {
+  return Number.isInteger(m) && m >= 1 && m <= 720 && 1440 % m === 0;
 }
 
 export const SUMMARY_MAGIC = Uint8Array.of(0x44, 0x57, 0x53, 0x4d); // "DWSM"
@@ -112,15 +145,21 @@ export function createProfile({
  * { kind: the common kind or 'merged', id: '' } with sequence 0.
  */
 export function mergeProfiles(a: Profile, b: Profile): Profile {
+  return mergeInto(cloneProfile(a), b);
+}
+
+/** A deep copy: nothing it holds is shared with `p`. */
+export function cloneProfile(p: Profile): Profile {
   const copy: Profile = {
-    ...a,
-    source: { ...a.source },
-    features: new Map([...a.features].map(([k, v]) => [k, v.clone()])),
-    outputs: new Map([...a.outputs].map(([k, v]) => [k, v.clone()])),
-    latency: a.latency.clone(),
-    counters: { ...a.counters },
+    ...p,
+    source: { ...p.source },
+    features: new Map([...p.features].map(([k, v]) => [k, v.clone()])),
+    outputs: new Map([...p.outputs].map(([k, v]) => [k, v.clone()])),
+    latency: p.latency.clone(),
+    counters: { ...p.counters },
   };
-  return mergeInto(copy, b);
+  if (p.slots) copy.slots = { minutes: p.slots.minutes, clock: p.slots.clock, profiles: new Map([...p.slots.profiles].map(([i, s]) => [i, cloneProfile(s)])) };
+  return copy;
 }
 
 /**
@@ -128,6 +167,8 @@ export function mergeProfiles(a: Profile, b: Profile): Profile {
  * then holds everything both saw, as mergeProfiles(into, from) would, and `from` is not
  * changed. Everything is checked before anything changes, so on a SketchMergeError (another
  * model or version, a sketch of another kind, histograms with other edges) `into` is intact.
+ * Slots (baselines) of the same length merge slot by slot; the result keeps slots only when both
+ * had them alike (rows without a time of day have no slot to go to).
  */
 export function mergeInto(into: Profile, from: Profile): Profile {
   if (into.model !== from.model || into.modelVersion !== from.modelVersion) {
@@ -155,6 +196,14 @@ export function mergeInto(into: Profile, from: Profile): Profile {
       throw new SketchMergeError(`counter "${k}" would pass 2^53 - 1 (${counterOf(into.counters, k)} + ${v})`);
   }
   checkSums('latency', into.latency, from.latency);
+  const slotted = into.slots !== undefined && from.slots !== undefined && into.slots.minutes === from.slots.minutes && into.slots.clock === from.slots.clock;
+  if (slotted) {
+    // Checked first too: a slot that cannot merge leaves `into` intact.
+    for (const [h, s] of from.slots!.profiles) {
+      const mine = into.slots!.profiles.get(h);
+      if (mine) mergeInto(cloneProfile(mine), s);
+    }
+  }
   const sameSource = into.source.kind === from.source.kind && into.source.id === from.source.id;
   for (const [k, v] of Object.entries(from.counters)) into.counters[k] = counterOf(into.counters, k) + v; // proto-safe: own properties only (counterOf)
   if (sameSource) into.sequence = Math.max(into.sequence, from.sequence);
@@ -172,6 +221,13 @@ export function mergeInto(into: Profile, from: Profile): Profile {
     }
   }
   into.latency.merge(from.latency);
+  if (slotted)
+    for (const [h, s] of from.slots!.profiles) {
+      const mine = into.slots!.profiles.get(h);
+      if (mine) mergeInto(mine, s);
+      else into.slots!.profiles.set(h, cloneProfile(s));
+    }
+  else delete into.slots;
   return into;
 }
 
@@ -222,8 +278,19 @@ export function encodeSummary(profile: Profile, opts: TDigestBytesOptions = {}):
     if (m.size > SUMMARY_LIMITS.sketches) throw new RangeError(`more than ${SUMMARY_LIMITS.sketches} sketches`);
   }
 
+  const slotMinutes = profile.slots?.minutes ?? 0;
+  const slots = profile.slots ? [...profile.slots.profiles].sort((a, b) => a[0] - b[0]) : [];
+  if (slots.length > 0 && !validSlotMinutes(slotMinutes)) throw new RangeError(`slot length ${slotMinutes} minutes does not divide a day`);
+  const slotClock = profile.slots ? SLOT_CLOCKS.indexOf(profile.slots.clock) : 0;
+  if (slotClock < 0) throw new RangeError(`slot clock ${profile.slots?.clock} is not one of ${SLOT_CLOCKS.join(', ')}`);
+  for (const [i, p] of slots) {
+    if (!(Number.isInteger(i) && i >= 0 && i < 1440 / slotMinutes)) throw new RangeError(`slot ${i} is not a slot of the day at ${slotMinutes} minutes`);
+    if (p.slots) throw new RangeError(`slot ${i} has slots of its own`);
+  }
   const w = new ByteWriter(1024);
-  w.bytes(SUMMARY_MAGIC).u8(SUMMARY_VERSION).u8(0);
+  w.bytes(SUMMARY_MAGIC)
+    .u8(SUMMARY_VERSION)
+    .u8(slots.length > 0 ? 1 : 0);
   w.string(model).string(modelVersion).u8(kind).string(source.id);
   // + 0 turns −0 into +0: the format is canonical, and JSON cannot carry −0.
   w.varint(sequence)
@@ -242,6 +309,13 @@ export function encodeSummary(profile: Profile, opts: TDigestBytesOptions = {}):
     for (const [name, s] of m) {
       checkName('sketch name', name, SUMMARY_LIMITS.nameBytes);
       w.string(name).bytes(s.encode(opts));
+    }
+  }
+  if (slots.length > 0) {
+    w.varint(slotMinutes).u8(slotClock).varint(slots.length);
+    for (const [h, p] of slots) {
+      const bytes = encodeSummary(p, opts);
+      w.varint(h).varint(bytes.length).bytes(bytes);
     }
   }
   const body = w.finish();
@@ -318,7 +392,7 @@ function decodeOnly<T>(what: string, decode: () => T): T {
   }
 }
 
-function decodeUnchecked(bytes: Uint8Array): Profile {
+function decodeUnchecked(bytes: Uint8Array, slotsAllowed = true): Profile {
   if (!(bytes instanceof Uint8Array)) throw new SummaryDecodeError('summary must be a Uint8Array');
   if (bytes.length < 10) throw new SummaryDecodeError(`summary is ${bytes.length} bytes, shorter than any valid one`);
   for (let i = 0; i < 4; i++) {
@@ -333,7 +407,7 @@ function decodeUnchecked(bytes: Uint8Array): Profile {
 
   const r = new ByteReader(bytes, 5, end);
   const flags = r.u8('flags');
-  if (flags !== 0) r.fail(`unknown summary flags 0x${flags.toString(16)}`);
+  if ((flags & ~1) !== 0 || (flags !== 0 && !slotsAllowed)) r.fail(`unknown summary flags 0x${flags.toString(16)}`);
   const model = r.string('model', SUMMARY_LIMITS.modelBytes);
   const modelVersion = r.string('modelVersion', SUMMARY_LIMITS.modelBytes);
   const kindIndex = r.u8('source kind');
@@ -363,8 +437,39 @@ function decodeUnchecked(bytes: Uint8Array): Profile {
   if (latency.kind !== 'tdigest') throw new SummaryDecodeError('latency must be a t-digest', { offset: r.offset });
   const features = readSketches(r, 'feature');
   const outputs = readSketches(r, 'output');
+  const profile: Profile = { model, modelVersion, source: { kind, id }, sequence, windowStart, windowEnd, features, outputs, latency, counters };
+  if (flags & 1) {
+    const minutes = r.varint('slot minutes');
+    if (!validSlotMinutes(minutes)) r.fail(`slot length ${minutes} minutes does not divide a day`);
+    const clockCode = r.u8('slot clock');
+    const clock = SLOT_CLOCKS[clockCode];
+    if (clock === undefined) r.fail(`unknown slot clock ${clockCode}`);
+    const n = r.count('slot count', 12, 1440 / minutes);
+    if (n === 0) r.fail('slot flag set with no slots');
+    const profiles = new Map<number, Profile>();
+    profile.slots = { minutes, clock, profiles };
+    let previous = -1;
+    for (let i = 0; i < n; i++) {
+      const h = r.varint('slot');
+      if (h >= 1440 / minutes || h <= previous) r.fail(`slot ${h} is not a slot of the day at ${minutes} minutes after ${previous}`);
+      previous = h;
+      const len = r.count(`slot ${h} length`, 1);
+      const start = r.offset;
+      const inner = r.bytes(len, `slot ${h}`);
+      let slot: Profile;
+      try {
+        slot = decodeUnchecked(inner, false);
+      } catch (e) {
+        // Offsets inside the slot are relative to it; report them in the whole input.
+        if (e instanceof SummaryDecodeError) throw new SummaryDecodeError(`slot ${h}: ${e.reason}`, { offset: start + (e.offset ?? 0), cause: e });
+        throw e;
+      }
+      if (slot.model !== model || slot.modelVersion !== modelVersion) r.fail(`slot ${h} is of ${slot.model}@${slot.modelVersion}`);
+      profiles.set(h, slot);
+    }
+  }
   r.end('summary');
-  return { model, modelVersion, source: { kind, id }, sequence, windowStart, windowEnd, features, outputs, latency, counters };
+  return profile;
 }
 
 function hex(n: number): string {
@@ -407,6 +512,8 @@ export interface ProfileJSON {
   latency: SketchJSON;
   features: Record<string, SketchJSON>;
   outputs: Record<string, SketchJSON>;
+  /** Baselines with a time-matched reference: the slot length and the profile of each slot of the day (keys "0", "1", …). */
+  slots?: { minutes: number; clock: SlotClock; profiles: Record<string, ProfileJSON> };
 }
 
 const JSON_QUANTILES: [string, number][] = [
@@ -457,6 +564,15 @@ export function profileToJSON(p: Profile): ProfileJSON {
     latency: sketchToJSON(p.latency),
     features: sketches(p.features),
     outputs: sketches(p.outputs),
+    ...(p.slots
+      ? {
+          slots: {
+            minutes: p.slots.minutes,
+            clock: p.slots.clock,
+            profiles: Object.fromEntries([...p.slots.profiles].sort((a, b) => a[0] - b[0]).map(([i, s]) => [String(i), profileToJSON(s)])),
+          },
+        }
+      : {}),
   };
 }
 
@@ -554,5 +670,23 @@ export function profileFromJSON(json: unknown): Profile {
     throw e;
   }
   const body = w.finish();
-  return decodeSummary(new ByteWriter(body.length + 4).bytes(body).u32(crc32(body)).finish());
+  const profile = decodeSummary(new ByteWriter(body.length + 4).bytes(body).u32(crc32(body)).finish());
+  if (p.slots === undefined) return profile;
+  const slots = obj(p.slots, 'slots');
+  const minutes = num(slots.minutes, 'slots.minutes');
+  const clock = SLOT_CLOCKS.find((c) => c === slots.clock) ?? fail(`slots.clock must be one of ${SLOT_CLOCKS.join(', ')}`);
+  profile.slots = { minutes, clock, profiles: new Map() };
+  for (const [k, v] of Object.entries(obj(slots.profiles, 'slots.profiles'))) {
+    if (!/^(?:0|[1-9][0-9]{0,3})$/.test(k)) fail(`slots.profiles key ${JSON.stringify(k.slice(0, 16))} is not a slot number`);
+    if (obj(v, `slots.profiles.${k}`).slots !== undefined) fail(`slots.profiles.${k} has slots of its own`);
+    profile.slots.profiles.set(Number(k), profileFromJSON(v));
+  }
+  // Through the binary form, so that the slots are held to the same checks (model, version, size).
+  let bytes: Uint8Array;
+  try {
+    bytes = encodeSummary(profile, { meanPrecision: 'f64' });
+  } catch (e) {
+    return fail(e instanceof Error ? e.message : String(e));
+  }
+  return decodeSummary(bytes);
 }

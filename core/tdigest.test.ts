@@ -315,3 +315,48 @@ function mutate(bytes: Uint8Array, at: number, value: number): Uint8Array {
   copy[at] = value;
   return copy;
 }
+
+describe('TDigest on integer data with ties, merged from 50 parts', () => {
+  /** Integer shapes with ties: Poisson-like, zero-inflated, small codes, and a wide Poisson (~300 distinct values: past exact mode). */
+  const poisson = (r: () => number, mean: number) => {
+    // Normal approximation past 30 (ties stay: it is rounded).
+    if (mean > 30) return Math.max(0, Math.round(mean + Math.sqrt(mean) * Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r())));
+    let k = 0;
+    for (let p = Math.exp(-mean), s = p, u = r(); u > s; s += p) p *= mean / ++k;
+    return k;
+  };
+  const SHAPES: [string, (r: () => number) => number][] = [
+    ['poisson(4)', (r) => poisson(r, 4)],
+    ['zero-inflated', (r) => (r() < 0.7 ? 0 : 1 + poisson(r, 6))],
+    ['small codes 0-20', (r) => Math.floor(r() ** 2 * 21)],
+    ['poisson(5000), ~450 distinct', (r) => poisson(r, 5000)],
+  ];
+  // Exact digests (at most δ distinct values) meet the targets with no error at all. Past that, ties
+  // cost: an interpolated quantile between two tie groups is off by the distance to the nearer
+  // group's rank interval. Measured 1.5e-3 mid-distribution on the wide Poisson after 50 merges
+  // (it was 1.4e-2 before the merge kept singletons apart); the documented bound there is 2e-3.
+  const MID_BOUND = (exact: boolean) => (exact ? 1e-3 : 2e-3);
+  for (const [name, draw] of SHAPES) {
+    it(`${name}: rank error <= 1e-4 at q = 0.001/0.999 and <= 1e-3 elsewhere (2e-3 past exact mode), byte-exact round trip, <= 1.5 KB`, () => {
+      const r = rng(name.length * 7919);
+      const parts: TDigest[] = [];
+      const all: number[] = [];
+      for (let p = 0; p < 50; p++) {
+        const values = Array.from({ length: 4000 }, () => draw(r));
+        all.push(...values);
+        parts.push(new TDigest().addAll(values));
+      }
+      const merged = parts.reduce((a, b) => a.merge(b), new TDigest());
+      const sorted = Float64Array.from(all).sort();
+      const distinct = new Set(all).size;
+      expect(merged.exact, `${distinct} distinct values`).toBe(distinct <= 100);
+      for (const q of [0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999]) {
+        const tail = q <= 0.001 || q >= 0.999;
+        expect(rankError(sorted, q, merged.quantile(q)), `q ${q}`).toBeLessThanOrEqual(tail ? 1e-4 : MID_BOUND(merged.exact));
+      }
+      const bytes = merged.toBytes();
+      expect(bytes.length).toBeLessThanOrEqual(1536);
+      expect(TDigest.fromBytes(bytes).toBytes()).toEqual(bytes);
+    });
+  }
+});

@@ -57,6 +57,13 @@ export interface EncodedRequest {
 export const V2_DATATYPE: Record<TensorDType, string> = { float32: 'FP32', int64: 'INT64', int32: 'INT32', uint8: 'UINT8', int8: 'INT8' };
 
 const MAX_ID_LIST = 10_000;
+/**
+ * How a categorical feature's out-of-vocabulary value is sketched, on every path: the v2
+ * protocol's clients send index 0 and the value itself never reaches the edge, so /v1 and the
+ * baselines sketch it the same way, and a rising share of unknown values is one category's
+ * drift whichever route the traffic took.
+ */
+export const OOV_CATEGORY = '<other>';
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -240,7 +247,7 @@ function encodeFeature(f: FeatureSpec, v: unknown, field: string, seen: EncodedR
     const idx = vocabularyIndex(f).get(s);
     if (idx === undefined && f.oov === 'reject')
       throw new ValidationError(`${field}: "${s}" is not in the model's vocabulary`, field, 422, 'out_of_vocabulary');
-    seen[f.name] = s;
+    seen[f.name] = idx === undefined ? OOV_CATEGORY : s;
     return idx ?? 0;
   }
   if (!Array.isArray(v)) throw new ValidationError(`${field} must be an array of ids`, field);
@@ -254,12 +261,13 @@ function encodeFeature(f: FeatureSpec, v: unknown, field: string, seen: EncodedR
     if (typeof id === 'number' && !Number.isFinite(id)) throw new ValidationError(`${field}[${j}] must be finite`, `${field}[${j}]`);
     const s = String(id);
     if (s.length > 64) throw new ValidationError(`${field}[${j}] is too long`, `${field}[${j}]`);
-    raw.push(id);
     const idx = index.get(s);
     if (idx === undefined) {
       if (f.oov === 'reject') throw new ValidationError(`${field}[${j}]: ${s} is not in the model's catalogue`, `${field}[${j}]`, 422, 'out_of_vocabulary');
+      // Ignored: not fed, and not sketched (the v2 path never sees it either).
       return;
     }
+    raw.push(id);
     out.push(idx);
   });
   seen[f.name] = raw;
@@ -406,7 +414,7 @@ function indexLimits(manifest: ModelManifest, input: string): ([number, number] 
 
 /**
  * Feature values per row, read back from tensors (the v2 path, where clients send indices): an
- * index maps to its vocabulary entry ("<other>" for 0); padding in id lists is dropped.
+ * index maps to its vocabulary entry (OOV_CATEGORY for 0); padding in id lists is dropped.
  */
 export function observedFromFeeds(manifest: ModelManifest, feeds: Record<string, Tensor>, rows: number): EncodedRequest['observed'] {
   const out: EncodedRequest['observed'] = Array.from({ length: rows }, () => ({}));
@@ -418,7 +426,7 @@ export function observedFromFeeds(manifest: ModelManifest, feeds: Record<string,
       if (f.kind === 'numeric') out[r][f.name] = Number(t.data[f.column === undefined ? r : r * width + f.column]);
       else if (f.kind === 'categorical') {
         const i = Number(t.data[r]);
-        out[r][f.name] = i > 0 ? f.vocabulary[i - 1] : '<other>';
+        out[r][f.name] = i > 0 ? f.vocabulary[i - 1] : OOV_CATEGORY;
       } else {
         const ids: string[] = [];
         for (let k = 0; k < width; k++) {

@@ -10,9 +10,19 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { CategoricalSketch, createProfile, encodeSummary, fitIsotonic, TDigest, type BuiltManifest } from '../core/index.ts';
+import {
+  CategoricalSketch,
+  createProfile,
+  encodeSummary,
+  fitIsotonic,
+  OOV_CATEGORY,
+  slotSplitter,
+  TDigest,
+  type BuiltManifest,
+  type Profile,
+} from '../core/index.ts';
 import { encodeRows, exportFlightDelay, FLIGHT_INPUTS, maxHidden, predictFlights, trainFlightDelay, type FlightBatch } from './lib/flight-delay.ts';
-import { loadFlights, rowFeatures, type Flights } from './lib/flights.ts';
+import { FLIGHT_SLOT_MINUTES, loadFlights, rowFeatures, type Flights } from './lib/flights.ts';
 import { ensureMovieLensCsv, loadMovieLens, type Rating } from './lib/movielens.ts';
 import { exportTopK, LIKED, likedHistories, MAX_HISTORY, recommend, trainTopK, type TopKModel } from './lib/movielens-topk.ts';
 import { auc, logLoss, rng, shuffle } from './lib/rng.ts';
@@ -169,22 +179,54 @@ async function buildFlightDelay(): Promise<void> {
     windowStart: Date.parse('2001-01-01T00:00:00Z'),
     windowEnd: Date.parse('2001-03-01T00:00:00Z'),
   });
-  const digests = { month: new TDigest(), day_of_week: new TDigest(), hour: new TDigest(), distance: new TDigest() };
-  const origin = new CategoricalSketch({ capacity: 512 });
-  const destination = new CategoricalSketch({ capacity: 512 });
-  for (const i of train) {
-    digests.month.add(f.month[i]);
-    digests.day_of_week.add(f.dayOfWeek[i]);
-    digests.hour.add(f.hour[i]);
-    digests.distance.add(f.distance[i]);
-    origin.add(f.airports[f.origin[i]]);
-    destination.add(f.airports[f.destination[i]]);
-  }
-  for (const [k, d] of Object.entries(digests)) profile.features.set(k, d);
-  profile.features.set('origin', origin);
-  profile.features.set('destination', destination);
-  profile.outputs.set('p_delay', new TDigest().addAll(pTrain));
+  // The whole period, and the time-matched reference: the same rows split by time of day (their
+  // scheduled departure, the replay's event clock) into slots of FLIGHT_SLOT_MINUTES (core/clock.ts).
+  const sketchesOf = (p: Profile) => {
+    const get = <T extends TDigest | CategoricalSketch>(m: Map<string, unknown>, name: string, make: () => T): T => {
+      let s = m.get(name) as T | undefined;
+      if (!s) m.set(name, (s = make()));
+      return s;
+    };
+    const digest = (name: string) => get(p.features, name, () => new TDigest());
+    const airports = (name: string) => get(p.features, name, () => new CategoricalSketch({ capacity: 512 }));
+    return {
+      month: digest('month'),
+      day_of_week: digest('day_of_week'),
+      hour: digest('hour'),
+      distance: digest('distance'),
+      origin: airports('origin'),
+      destination: airports('destination'),
+      p_delay: get(p.outputs, 'p_delay', () => new TDigest()),
+    };
+  };
+  const split = slotSplitter(FLIGHT_SLOT_MINUTES, 'event', () =>
+    createProfile({
+      model: 'flight-delay',
+      modelVersion: '1',
+      source: { kind: 'baseline', id: 'training' },
+      windowStart: profile.windowStart,
+      windowEnd: profile.windowEnd,
+    }),
+  );
+  const whole = sketchesOf(profile);
+  // Airports outside the vocabulary as the edge sketches them (core/validate.ts OOV_CATEGORY).
+  const vocabulary = new Set(model.vocab);
+  const airport = (code: string) => (vocabulary.has(code) ? code : OOV_CATEGORY);
+  train.forEach((i, k) => {
+    const slot = split.slotFor(f.time[i]);
+    for (const s of [whole, sketchesOf(slot)]) {
+      s.month.add(f.month[i]);
+      s.day_of_week.add(f.dayOfWeek[i]);
+      s.hour.add(f.hour[i]);
+      s.distance.add(f.distance[i]);
+      s.origin.add(airport(f.airports[f.origin[i]]));
+      s.destination.add(airport(f.airports[f.destination[i]]));
+      s.p_delay.add(pTrain[k]);
+    }
+    slot.counters.rows++;
+  });
   profile.counters.rows = train.length;
+  profile.slots = split.slots;
   const baselineBytes = encodeSummary(profile);
 
   // Golden set: 48 rows of the test period with both precisions' outputs.
@@ -225,9 +267,36 @@ async function buildFlightDelay(): Promise<void> {
     inputs: FLIGHT_INPUTS.map((x) => ({ ...x, shape: [...x.shape] })),
     outputs: [{ name: 'p_delay', dtype: 'float32', shape: ['N'], description: 'P(arrival delay > 15 min)' }],
     features: [
-      { name: 'month', kind: 'numeric', input: 'month', range: [1, 12], integer: true, seasonal: true, description: 'month of the flight, 1-12' },
-      { name: 'day_of_week', kind: 'numeric', input: 'day_of_week', range: [0, 6], integer: true, seasonal: true, description: '0 = Sunday ... 6 = Saturday' },
-      { name: 'hour', kind: 'numeric', input: 'hour', range: [0, 23], integer: true, description: 'scheduled local departure hour' },
+      {
+        name: 'month',
+        kind: 'numeric',
+        input: 'month',
+        range: [1, 12],
+        integer: true,
+        seasonal: true,
+        cycle: 'year',
+        description: 'month of the flight, 1-12',
+      },
+      {
+        name: 'day_of_week',
+        kind: 'numeric',
+        input: 'day_of_week',
+        range: [0, 6],
+        integer: true,
+        seasonal: true,
+        cycle: 'week',
+        description: '0 = Sunday ... 6 = Saturday',
+      },
+      {
+        name: 'hour',
+        kind: 'numeric',
+        input: 'hour',
+        range: [0, 23],
+        integer: true,
+        seasonal: true,
+        cycle: 'day',
+        description: 'scheduled local departure hour',
+      },
       { name: 'distance', kind: 'numeric', input: 'distance', range: [1, 10000], description: 'great-circle distance in miles' },
       {
         name: 'origin',

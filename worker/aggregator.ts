@@ -60,6 +60,7 @@ import {
   mergeProfiles,
   nextStreak,
   seasonalFeatures,
+  dailyFeatures,
   seenOf,
   staleness,
   SketchMergeError,
@@ -71,7 +72,7 @@ import {
 } from '../core/index.ts';
 import type { Env } from './env.ts';
 import { postEvent } from './webhook.ts';
-import { aggregatorConfig, DAY_MS, HOUR_MS, MINUTE_MS, type AggregatorConfig } from './config.ts';
+import { aggregatorConfig, DAY_MS, edgeConfig, HOUR_MS, MINUTE_MS, type AggregatorConfig } from './config.ts';
 
 export { aggregatorConfig, ALERT_HYSTERESIS, ALERT_MIN_SOURCES, DAY_MS, HOUR_MS, MIN_ROWS_TO_EVALUATE, MINUTE_MS, type AggregatorConfig } from './config.ts';
 
@@ -104,6 +105,8 @@ const MAX_MEMO = 64;
 const MAX_PERFORMANCE_WINDOWS = 500;
 /** Address groups remembered per (version, minute): far above any ALERT_MIN_SOURCES. */
 const MAX_GROUPS_PER_MINUTE = 64;
+/** Training baselines decoded, by their bytes object (the bundled or registry copy): decoded once, never changed. */
+const decodedBaselines = new WeakMap<Uint8Array, Profile>();
 /** Summaries per ingestMany call. */
 export const MAX_BATCH = 256;
 export type { FeedbackResult, PredictionRecord } from '../core/index.ts';
@@ -541,6 +544,9 @@ export class DriftAggregator extends DurableObject<Env> {
     if (rows.length > MAX_BUCKETS_PER_CALL) upper = Math.max(lower + W, Math.floor((rows[MAX_BUCKETS_PER_CALL].minute as number) / W) * W);
     const baseline = this.#baselineProfile(bundled.baseline);
     const seasonal = seasonalFeatures(bundled.manifest);
+    const daily = dailyFeatures(bundled.manifest);
+    // Windows are on the data clock: time-matched only against slots of that clock (core/clock.ts).
+    const clock = edgeConfig(this.env).telemetry.clock;
     // Merge the buckets of each (window, version), in time order: everything, and the edge's own
     // rows apart (trusted); the address groups behind the rest are in browser_groups.
     interface Judged {
@@ -603,7 +609,7 @@ export class DriftAggregator extends DurableObject<Env> {
         }
         evaluated++;
         // A version seen only as a shadow saw the same inputs as the served one: only its outputs are its own.
-        const judged = judgeWindow(baseline, p, { seasonal, shadowOnly: (p.counters.shadowRows ?? 0) >= p.counters.rows });
+        const judged = judgeWindow(baseline, p, { seasonal, daily, clock, shadowOnly: (p.counters.shadowRows ?? 0) >= p.counters.rows });
         estimated?.(version, p, w);
         for (const [key, x] of [...judged.features, ...[...judged.outputs].map(([name, x]) => [`output:${name}`, x] as const)])
           judgeKey(version, key, x.drifted, w, () =>
@@ -938,10 +944,17 @@ export class DriftAggregator extends DurableObject<Env> {
     return acc ? encodeSummary({ ...acc, source: { kind: 'merged', id: '' }, sequence: 0 }, { meanPrecision: 'f64' }) : null;
   }
 
-  /** The baseline in force: an operator's re-baseline window, else the training baseline. */
+  /**
+   * The baseline in force: an operator's re-baseline window, else the training baseline. The
+   * training one is decoded once per bytes object (a baseline with time slots is a few hundred
+   * KB, and its merged slots are memoised on the decoded profile, core/clock.ts).
+   */
   #baselineProfile(training: Uint8Array): Profile {
     const stored = this.#meta('baseline');
-    return decodeSummary(stored ? base64ToBytes(stored) : training);
+    if (stored) return decodeSummary(base64ToBytes(stored));
+    let p = decodedBaselines.get(training);
+    if (!p) decodedBaselines.set(training, (p = decodeSummary(training)));
+    return p;
   }
 
   /**

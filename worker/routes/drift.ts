@@ -4,8 +4,9 @@
  * aggregator opened and resolved. Everything is read from the model's DriftAggregator.
  */
 import {
+  dailyFeatures,
   decodeSummary,
-  judgeSketch,
+  judgeWindow,
   seasonalFeatures,
   ValidationError,
   type AlertsAnswer,
@@ -13,7 +14,9 @@ import {
   type DriftWindow,
   type JudgedSketch,
   type Sketch,
+  type SketchJudgement,
 } from '../../core/index.ts';
+import { edgeConfig } from '../config.ts';
 import { model, needsAggregator, operatorAuth } from '../http/middleware.ts';
 import { answer, BaselineBody, bearer, document, documentedApp, DriftQuery, input, ModelParams, operatorErrors } from '../http/openapi.ts';
 import { body, limit, range, time, windowStep } from '../http/request.ts';
@@ -52,6 +55,7 @@ drift.get('/v1/models/:name/drift', operatorAuth(), model, needsAggregator, asyn
   const inForce = await agg.baseline(m.name);
   const baseline = inForce.training ? await c.var.edge.trainingBaseline(c.env, m.name) : decodeSummary(inForce.bytes);
   const seasonal = seasonalFeatures(m);
+  const daily = dailyFeatures(m);
   const windows: DriftWindow[] = [];
   for (let t = from; t < to; t += step) {
     const end = Math.min(to, t + step);
@@ -68,23 +72,26 @@ drift.get('/v1/models/:name/drift', operatorAuth(), model, needsAggregator, asyn
       const p = refBytes ? decodeSummary(refBytes) : undefined;
       refRows = p?.counters.rows ?? 0;
       // Too few rows to stand for anything: no statistics rather than noise.
-      ref = p && refRows >= 30 ? p : { ...baseline, features: new Map(), outputs: new Map() };
+      ref = p && refRows >= 30 ? p : { ...baseline, features: new Map(), outputs: new Map(), slots: undefined };
     }
-    const section = (live: Map<string, Sketch>, base: Map<string, Sketch>, isFeature: boolean): Record<string, JudgedSketch> =>
+    // As the aggregator judges: against the baseline, time-matched where it has slots, calendar
+    // features by range unless daily and matched; against a moving reference of the same season,
+    // calendar features compare in full.
+    const judged = judgeWindow(ref, w, shift ? {} : { seasonal, daily, clock: edgeConfig(c.env).telemetry.clock });
+    const section = (live: Map<string, Sketch>, verdicts: Map<string, SketchJudgement>): Record<string, JudgedSketch> =>
       Object.fromEntries(
         [...live].map(([name, sketch]) => {
-          // Against a moving reference of the same season, calendar features compare in full.
-          const j = judgeSketch(base.get(name), sketch, { seasonal: isFeature && !shift && seasonal.has(name) });
+          const j = verdicts.get(name);
           return [name, { ...sketch.describe(), drifted: j?.drifted ?? false, drift: j?.drift ?? {} }];
         }),
       );
-    const features = section(w.features, ref.features, true);
-    const outputs = section(w.outputs, ref.outputs, false);
+    const features = section(w.features, judged.features);
+    const outputs = section(w.outputs, judged.outputs);
     windows.push({
       from: new Date(t).toISOString(),
       to: new Date(end).toISOString(),
       rows: w.counters.rows,
-      ...(shift ? { reference_rows: refRows } : {}),
+      ...(shift ? { reference_rows: refRows } : { time_matched: judged.timeMatched }),
       counters: w.counters,
       latency_ms: { p50: w.latency.count ? w.latency.quantile(0.5) : null, p99: w.latency.count ? w.latency.quantile(0.99) : null },
       drifted: [...Object.entries(features), ...Object.entries(outputs)].filter(([, v]) => v.drifted).map(([k]) => k),

@@ -208,10 +208,11 @@ describe('pushing a version', () => {
   }
 
   it('refuses a push over MODEL_MAX_BYTES (413, counted as the bytes arrive), without the token (401), and bodies that are not a version', async () => {
-    const app = newApp({ MODEL_MAX_BYTES: '65536' });
+    // Between a version's files (about 320 KB, the baseline with its time slots most of it) and the same with the float32 build beside them (about 380 KB).
+    const app = newApp({ MODEL_MAX_BYTES: '350000' });
     const big = await push(app, 'flight-delay', '2', { ...flightFiles('flight-delay', '2'), 'model.float32.onnx': new Uint8Array(flight.float32) });
     expect(big.status).toBe(413);
-    expect(big.json.error.message).toMatch(/MODEL_MAX_BYTES \(65536 bytes\)/);
+    expect(big.json.error.message).toMatch(/MODEL_MAX_BYTES \(350000 bytes\)/);
     const noToken = await push(app, 'flight-delay', '2', flightFiles('flight-delay', '2'), {} as typeof auth);
     expect(noToken.status).toBe(401);
     const wrongToken = await push(app, 'flight-delay', '2', flightFiles('flight-delay', '2'), { authorization: 'Bearer nope' });

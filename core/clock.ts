@@ -1,0 +1,104 @@
+/**
+ * The time-matched reference: what a live window is compared with when traffic follows the clock.
+ *
+ * Live windows arrive in time order. A minute or an hour of traffic holds that hour's departures,
+ * that hour's airports, that hour's mix of long and short flights; against a baseline pooled over
+ * whole days, every such window looks drifted although nothing upstream changed (measured in
+ * bench/drift.ts: `hour` flagged in every time-ordered window, airports in most). So a baseline
+ * whose rows have timestamps carries `slots`, the same reference split by time of day (UTC) into
+ * slots of a fixed length (core/profile.ts), and a window shorter than a day is compared with the
+ * slots it covers, merged: the reference's own traffic at those times of day. Slots finer than
+ * an hour matter where traffic has structure within the hour (flights leave in banks: against
+ * hourly slots, 20-minute windows of unchanged flights flag their airports half the time).
+ *
+ * A clock that moves upstream (a time-zone bug putting every hour 3 later) is then caught at once:
+ * a window of 14:00 holding hours of 17 is far from what the reference had at 14:00. Judging
+ * calendar features by range only (the fallback, and what a manifest may choose with `rangeOnly`)
+ * cannot see that.
+ *
+ * Bounds of the match:
+ * - Slots are times of day on one clock, which they name (`wall`: when rows arrived; `event`: the
+ *   rows' own time, which replays send as x-event-time), and a window is matched only when its
+ *   data clock (TELEMETRY_CLOCK) is that one. flight-delay's are departure times (`event`): served
+ *   on the wall clock, requests come at any hour of the flights they ask about, and its windows
+ *   are judged against the whole baseline as before.
+ * - A window covering several slots gets them merged as the reference saw them: weighted by the
+ *   reference's traffic in each, which is the window's own mix when nothing changed and the window
+ *   is aligned to slots (the aggregator's windows are: minutes, hours). A window cutting a slot
+ *   gets the whole slot.
+ * - A window of a day or more, a baseline without slots, or a window at times the reference never
+ *   saw gets no time-matched reference (undefined): it is judged against the whole baseline.
+ * - Slots match the daily cycle only: day of week and month stay judged by range.
+ */
+import { cloneProfile, mergeInto, validSlotMinutes, type Profile, type SlotClock, type TimeSlots } from './profile.ts';
+
+export const MINUTE_MS = 60_000;
+export const DAY_MS = 86_400_000;
+
+/** The slot of the day (UTC) holding the instant `ms`, for slots of `minutes`. */
+export function slotOf(ms: number, minutes: number): number {
+  const span = minutes * MINUTE_MS;
+  return ((Math.floor(ms / span) % (1440 / minutes)) + 1440 / minutes) % (1440 / minutes);
+}
+
+/** The slots of the day a window [start, end) covers, each once, in the order met (at least the start's). */
+export function slotsCovering(windowStart: number, windowEnd: number, minutes: number): number[] {
+  if (!(Number.isFinite(windowStart) && Number.isFinite(windowEnd) && validSlotMinutes(minutes))) return [];
+  const span = minutes * MINUTE_MS;
+  const perDay = 1440 / minutes;
+  const first = Math.floor(windowStart / span);
+  const last = Math.max(first, Math.ceil(windowEnd / span) - 1);
+  const out: number[] = [];
+  for (let i = first; i <= last && out.length < perDay; i++) out.push(((i % perDay) + perDay) % perDay);
+  return out;
+}
+
+const merged = new WeakMap<TimeSlots, Map<string, Profile | undefined>>();
+
+/**
+ * The baseline's rows at the times of day the window [start, end) covers (see the header), or
+ * undefined where there is no such match: also when `clock` (the window's, when the caller knows
+ * it) is not the slots' own. Memoised per baseline and set of slots: the aggregator
+ * judges many windows against one baseline. The answer is shared: callers must not change it.
+ */
+export function timeMatchedReference(baseline: Pick<Profile, 'slots'>, windowStart: number, windowEnd: number, clock?: SlotClock): Profile | undefined {
+  const slots = baseline.slots;
+  if (!slots?.profiles.size || !(windowEnd - windowStart < DAY_MS)) return undefined;
+  if (clock !== undefined && clock !== slots.clock) return undefined;
+  const covered = slotsCovering(windowStart, windowEnd, slots.minutes)
+    .filter((i) => slots.profiles.has(i))
+    .sort((a, b) => a - b);
+  if (covered.length === 0) return undefined;
+  const key = covered.join(',');
+  let cache = merged.get(slots);
+  if (!cache) merged.set(slots, (cache = new Map()));
+  if (cache.has(key)) return cache.get(key);
+  let ref: Profile | undefined;
+  for (const i of covered) {
+    const s = slots.profiles.get(i)!;
+    ref = ref ? mergeInto(ref, s) : cloneProfile(s);
+  }
+  // Bounded: a baseline sees at most a few thousand distinct windows' slot sets in practice; past that, start over.
+  if (cache.size >= 4096) cache.clear();
+  cache.set(key, ref);
+  return ref;
+}
+
+/**
+ * Splits reference rows into slots of `minutes` as they are sketched (their times on `clock`): `slotFor(t)` gives the
+ * profile of the slot of `t`, made by `create` on first use. What models:build and
+ * `driftwatch import` give a baseline its slots with.
+ */
+export function slotSplitter(minutes: number, clock: SlotClock, create: (slot: number) => Profile): { slotFor(t: number): Profile; slots: TimeSlots } {
+  if (!validSlotMinutes(minutes)) throw new RangeError(`slot length ${minutes} minutes does not divide a day`);
+  const slots: TimeSlots = { minutes, clock, profiles: new Map() };
+  return {
+    slots,
+    slotFor(t: number): Profile {
+      const i = slotOf(t, minutes);
+      let p = slots.profiles.get(i);
+      if (!p) slots.profiles.set(i, (p = create(i)));
+      return p;
+    },
+  };
+}
