@@ -842,7 +842,7 @@ describe('decodeSummary on hostile input throws only SummaryDecodeError, with a 
       /unsupported t-digest format 2/,
     );
     expectDecodeError(
-      body((w) => w.u8(1).u8(8)),
+      body((w) => w.u8(1).u8(16)),
       /unknown t-digest flags/,
     );
     // An exact digest must hold distinct values, at most ⌈compression⌉ of them, from its min to its max.

@@ -493,6 +493,8 @@ export type SketchJSON =
       centroids: [number, number][];
       /** Every centroid is one distinct value with its exact weight (TDigest.exact). */
       exact: boolean;
+      /** Every value seen is an integer (TDigest.integers): quantiles are integers. */
+      integers: boolean;
       /** Convenience for readers: p1, p5, p25, p50, p75, p95, p99 (null when empty). */
       quantiles: Record<string, number | null>;
     }
@@ -541,6 +543,7 @@ export function sketchToJSON(s: Sketch): SketchJSON {
       negInfCount: s.negInfCount,
       centroids: Array.from(means, (m, i) => [m, weights[i]]),
       exact: s.exact,
+      integers: s.integers && s.count > 0,
       quantiles: Object.fromEntries(JSON_QUANTILES.map(([k, q]) => [k, empty ? null : s.quantile(q)])),
     };
   }
@@ -600,7 +603,7 @@ export function profileFromJSON(json: unknown): Profile {
         let integral = true;
         for (const c of centroids) integral &&= Number.isSafeInteger(c[1]);
         w.u8(1)
-          .u8(1 | (integral ? 0 : 2) | (s.exact === true && centroids.length > 0 ? 4 : 0))
+          .u8(1 | (integral ? 0 : 2) | (s.exact === true && centroids.length > 0 ? 4 : 0) | (s.integers === true && centroids.length > 0 ? 8 : 0))
           .f64(num(s.compression, `${what}.compression`));
         w.varint(num(s.nanCount, `${what}.nanCount`))
           .varint(num(s.posInfCount, `${what}.posInfCount`))

@@ -22,6 +22,9 @@
  * tdigest.test.ts; measured figures in bench/README.md). After a merge pass a digest holds
  * about 1.5δ + 7·ln(n/δ) centroids: ~1.25 KB at δ = 100 and n = 1e6 with float32 means.
  *
+ * Integer data: a digest remembers whether every value it saw was an integer (`integers`, bytes
+ * flag 8) and then answers integer quantiles; below ⌈δ⌉ distinct values it is exact anyway.
+ *
  * Non-finite input: NaN, +Infinity and −Infinity are counted apart (`nanCount`,
  * `posInfCount`, `negInfCount`) and never enter the centroids; `count`, `quantile` and `cdf`
  * describe the finite values only.
@@ -43,6 +46,8 @@ const FLAG_MEANS_F64 = 1;
 const FLAG_WEIGHTS_F64 = 2;
 /** Every centroid is one distinct value with its exact count (see `exact`). */
 const FLAG_EXACT = 4;
+/** Every finite value the digest has seen is an integer (see `integers`). */
+const FLAG_INTEGERS = 8;
 const MIN_COMPRESSION = 10;
 const MAX_COMPRESSION = 10_000;
 
@@ -94,6 +99,8 @@ export class TDigest implements Sketch {
   #max = -Infinity;
   /** True while every centroid is one distinct value with its exact weight (see `exact`). */
   #exact = true;
+  /** True while every finite value added is an integer (see `integers`). */
+  #integers = true;
   #nan = 0;
   #posInf = 0;
   #negInf = 0;
@@ -155,6 +162,17 @@ export class TDigest implements Sketch {
     return this.#exact;
   }
 
+  /**
+   * True while every finite value the digest has seen (merged ones included) is an integer.
+   * `quantile` then answers an integer, as the quantile of integer data is: past exact mode an
+   * interpolated estimate between two tie groups is off by the distance to the nearer group's
+   * rank interval, and rounding puts it back inside one (on a wide Poisson merged from 50 parts,
+   * mid-distribution rank error 1.5e-3 without, within 1e-3 with; core/tdigest.test.ts).
+   */
+  get integers(): boolean {
+    return this.#integers;
+  }
+
   /** Number of centroids after flushing the buffer. */
   get size(): number {
     this.#flush();
@@ -165,6 +183,7 @@ export class TDigest implements Sketch {
     // Fast path: a finite value of weight 1 into a unit-weight buffer with room.
     const buf = this.#buf;
     if (weight === 1 && x - x === 0 && this.#bufUnit && buf !== undefined && this.#bufN < buf.length) {
+      if (this.#integers && Math.floor(x) !== x) this.#integers = false;
       buf[this.#bufN++] = x;
       this.#bufWeight++;
       return this;
@@ -178,6 +197,7 @@ export class TDigest implements Sketch {
       this.#countNonFinite(x, weight);
       return this;
     }
+    if (this.#integers && Math.floor(x) !== x) this.#integers = false;
     if (this.#buf === undefined) this.#allocBuffer();
     else if (this.#bufN === this.#buf.length) this.#compress();
     if (weight !== 1 && this.#bufUnit) this.#startWeighted();
@@ -195,12 +215,14 @@ export class TDigest implements Sketch {
     let buf = this.#buf ?? this.#allocBuffer();
     let n = this.#bufN;
     let added = 0;
+    let integers = this.#integers;
     for (let i = 0; i < values.length; i++) {
       const x = values[i];
       if (x - x !== 0) {
         this.#countNonFinite(x, 1);
         continue;
       }
+      if (integers && Math.floor(x) !== x) integers = false;
       if (n === buf.length) {
         this.#bufN = n;
         this.#bufWeight += added;
@@ -214,6 +236,7 @@ export class TDigest implements Sketch {
     }
     this.#bufN = n;
     this.#bufWeight += added;
+    this.#integers = integers;
     return this;
   }
 
@@ -230,6 +253,7 @@ export class TDigest implements Sketch {
     this.#negInf += other.#negInf;
     if (other.count === 0) return this;
     if (!other.#exact) this.#exact = false;
+    if (!other.#integers) this.#integers = false;
     if (this.#bufN === 0 && other.#bufN === 0) {
       // Both sides are sorted already: one merge pass, no buffer, no sort (the common case
       // when an aggregator folds decoded digests together).
@@ -250,6 +274,12 @@ export class TDigest implements Sketch {
    * `max`. Returns NaN for an empty digest (not an error: an empty window is normal).
    */
   quantile(q: number): number {
+    const x = this.#interpolatedQuantile(q);
+    // Integer data has integer quantiles (see `integers`); min and max are integers then too.
+    return this.#integers && !this.#exact && Number.isFinite(x) ? Math.round(x) : x;
+  }
+
+  #interpolatedQuantile(q: number): number {
     if (!(q >= 0 && q <= 1)) throw new RangeError(`quantile q must be in [0, 1], got ${q}`);
     this.#flush();
     const n = this.#n;
@@ -428,7 +458,8 @@ export class TDigest implements Sketch {
     // An exact digest's values are kept exactly: float64 unless every one is a float32.
     const exact = this.#exact && n > 0;
     for (let i = 0; i < n && !f64Means; i++) f64Means = exact ? Math.fround(this.#means[i]) !== this.#means[i] : !Number.isFinite(Math.fround(this.#means[i]));
-    const flags = (f64Means ? FLAG_MEANS_F64 : 0) | (integral ? 0 : FLAG_WEIGHTS_F64) | (exact ? FLAG_EXACT : 0);
+    const flags =
+      (f64Means ? FLAG_MEANS_F64 : 0) | (integral ? 0 : FLAG_WEIGHTS_F64) | (exact ? FLAG_EXACT : 0) | (this.#integers && n > 0 ? FLAG_INTEGERS : 0);
     const w = new ByteWriter(32 + n * 12);
     w.u8(FORMAT).u8(flags).f64(this.compression).varint(this.#nan).varint(this.#posInf).varint(this.#negInf).varint(n);
     if (n > 0) {
@@ -453,7 +484,7 @@ export class TDigest implements Sketch {
     const format = r.u8('t-digest format');
     if (format !== FORMAT) r.fail(`unsupported t-digest format ${format}`);
     const flags = r.u8('t-digest flags');
-    if (flags & ~(FLAG_MEANS_F64 | FLAG_WEIGHTS_F64 | FLAG_EXACT)) r.fail(`unknown t-digest flags 0x${flags.toString(16)}`);
+    if (flags & ~(FLAG_MEANS_F64 | FLAG_WEIGHTS_F64 | FLAG_EXACT | FLAG_INTEGERS)) r.fail(`unknown t-digest flags 0x${flags.toString(16)}`);
     const compression = r.f64('t-digest compression');
     if (!(compression >= MIN_COMPRESSION && compression <= MAX_COMPRESSION)) {
       r.fail(`t-digest compression ${compression} is outside [${MIN_COMPRESSION}, ${MAX_COMPRESSION}]`);
@@ -468,8 +499,12 @@ export class TDigest implements Sketch {
     d.#nan = nan;
     d.#posInf = posInf;
     d.#negInf = negInf;
-    if (n === 0) return d;
+    if (n === 0) {
+      if (flags & FLAG_INTEGERS) r.fail('an empty t-digest carries the integers flag');
+      return d;
+    }
     const exact = (flags & FLAG_EXACT) !== 0;
+    const integers = (flags & FLAG_INTEGERS) !== 0;
     if (exact && n > Math.ceil(compression)) r.fail(`an exact t-digest holds at most ${Math.ceil(compression)} values, got ${n}`);
     const min = r.f64('t-digest min');
     const max = r.f64('t-digest max');
@@ -491,11 +526,14 @@ export class TDigest implements Sketch {
     }
     if (!Number.isFinite(total)) r.fail('t-digest total weight is not finite');
     if (exact && (min !== d.#means[0] || max !== d.#means[n - 1])) r.fail('an exact t-digest must start at its min and end at its max');
+    if (integers && (Math.floor(min) !== min || Math.floor(max) !== max || (exact && d.#means.subarray(0, n).some((m) => Math.floor(m) !== m))))
+      r.fail('a t-digest of integers has a value that is not one');
     d.#n = n;
     d.#centroidWeight = total;
     d.#min = min;
     d.#max = max;
     d.#exact = exact;
+    d.#integers = integers;
     return d;
   }
 
