@@ -164,6 +164,14 @@ describe('the time-matched reference (core/clock.ts) in judgeWindow', () => {
     for (const name of ['hour', 'load', 'origin']) expect(j.features.get(name)!.drifted, name).toBe(false);
   });
 
+  it('slots that cannot merge (a feature of another kind in one: a hand-made baseline) give no match, and judging does not throw', () => {
+    const ref = reference();
+    const odd = new CategoricalSketch({ capacity: 4 }).add('x');
+    ref.slots!.profiles.get(15)!.features.set('load', odd);
+    expect(timeMatchedReference(ref, T0 + 14 * HOUR, T0 + 16 * HOUR)).toBeUndefined();
+    expect(judgeWindow(ref, window(), { seasonal, daily }).timeMatched).toBe(false);
+  });
+
   it('a window at times the reference never saw falls back to the whole baseline', () => {
     const ref = reference();
     ref.slots!.profiles.delete(14);

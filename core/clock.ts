@@ -30,6 +30,7 @@
  *   saw gets no time-matched reference (undefined): it is judged against the whole baseline.
  * - Slots match the daily cycle only: day of week and month stay judged by range.
  */
+import { SketchMergeError } from './errors.ts';
 import { cloneProfile, mergeInto, validSlotMinutes, type Profile, type SlotClock, type TimeSlots } from './profile.ts';
 
 export const MINUTE_MS = 60_000;
@@ -74,12 +75,20 @@ export function timeMatchedReference(baseline: Pick<Profile, 'slots'>, windowSta
   if (!cache) merged.set(slots, (cache = new Map()));
   if (cache.has(key)) return cache.get(key);
   let ref: Profile | undefined;
-  for (const i of covered) {
-    const s = slots.profiles.get(i)!;
-    ref = ref ? mergeInto(ref, s) : cloneProfile(s);
+  try {
+    for (const i of covered) {
+      const s = slots.profiles.get(i)!;
+      ref = ref ? mergeInto(ref, s) : cloneProfile(s);
+    }
+  } catch (e) {
+    // Slots that cannot merge (a feature of another sketch kind in one of them: a hand-made
+    // baseline) give no time-matched reference rather than an evaluation that throws.
+    if (!(e instanceof SketchMergeError)) throw e;
+    ref = undefined;
   }
-  // Bounded: a baseline sees at most a few thousand distinct windows' slot sets in practice; past that, start over.
-  if (cache.size >= 4096) cache.clear();
+  // Bounded: minute and hour windows need one entry per slot; past 256 (a pushed baseline of
+  // one-minute slots, or many multi-slot windows), start over rather than hold them all.
+  if (cache.size >= 256) cache.clear();
   cache.set(key, ref);
   return ref;
 }

@@ -75,6 +75,9 @@ export async function startWorker(
   { cwd = ROOT, config }: { cwd?: string; config?: string } = {},
 ): Promise<ChildProcess> {
   const state = join(tmpdir(), `dw-wrangler-${port}`);
+  // A folder of this port left by an earlier process (one killed before its cleanup) is not this
+  // test's state: start empty. A restart within the process (the same port again) keeps it.
+  if (!stateDirs.has(state)) rmSync(state, { recursive: true, force: true });
   stateDirs.add(state);
   const inspector = await freePort();
   const child = start(

@@ -87,8 +87,14 @@ export async function checkVersion(
   for (const o of manifest.sketchedOutputs) if (!profile.outputs.has(o.name)) refuse('baseline.dwsm', `has no profile of the sketched output "${o.name}"`);
   // The time-matched reference's slots hold the same reference split by time of day: nothing else.
   for (const [i, slot] of profile.slots?.profiles ?? [])
-    for (const f of slot.features.keys())
-      if (!want.has(f) && !also.has(f)) refuse('baseline.dwsm', `slot ${i} profiles "${f}", which is not one of the manifest's features`);
+    for (const section of ['features', 'outputs'] as const)
+      for (const [f, s] of slot[section]) {
+        if (section === 'features' && !want.has(f) && !also.has(f))
+          refuse('baseline.dwsm', `slot ${i} profiles "${f}", which is not one of the manifest's features`);
+        const whole = profile[section].get(f);
+        if (whole?.kind !== s.kind)
+          refuse('baseline.dwsm', `slot ${i} sketches "${f}" as ${s.kind}, and the whole baseline ${whole ? `as ${whole.kind}` : 'not at all'}`);
+      }
 
   const golden = json('golden.json', files['golden.json']!) as { tolerance?: unknown; rows?: unknown };
   if (typeof golden !== 'object' || golden === null || !Array.isArray(golden.rows) || golden.rows.length === 0)

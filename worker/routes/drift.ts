@@ -30,7 +30,9 @@ document(drift, {
   security: bearer,
   request: { params: ModelParams, query: DriftQuery },
   responses: {
-    200: answer("the baseline, the aggregator's counters, and each window: rows, counters, latency, and every feature and output described and judged"),
+    200: answer(
+      "the baseline, the aggregator's counters, and each window: rows, counters, latency, whether it was compared with the baseline's rows at its own times of day (time_matched), and every feature and output described and judged",
+    ),
     ...operatorErrors,
   },
 });

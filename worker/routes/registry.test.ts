@@ -4,6 +4,7 @@
 import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { CategoricalSketch, decodeSummary, encodeSummary } from '../../core/index.ts';
 import { DEFAULT_VERSIONS, DEFAULTS } from '../../models/defaults.ts';
 import { isolatedBucket, isolatedNamespace } from '../../test/support/namespaces.ts';
 import { createApp, type Env } from '../app.ts';
@@ -177,6 +178,18 @@ describe('pushing a version', () => {
       422,
       'baseline.dwsm',
       /has no profile of the manifest's feature "month"/,
+    ],
+    [
+      'a baseline whose time slot sketches a feature as another kind',
+      (f) => {
+        const b = decodeSummary(new Uint8Array(DEFAULTS['flight-delay'].baseline));
+        const slot = [...b.slots!.profiles.values()][10];
+        slot.features.set('distance', new CategoricalSketch({ capacity: 4 }).add('far'));
+        f['baseline.dwsm'] = encodeSummary(b);
+      },
+      422,
+      'baseline.dwsm',
+      /slot \d+ sketches "distance" as categorical, and the whole baseline as tdigest/,
     ],
     ['a baseline that is not a summary', (f) => (f['baseline.dwsm'] = utf8('not a summary')), 422, 'baseline.dwsm', /is not a summary/],
     ['a manifest that is not JSON', (f) => (f['manifest.json'] = utf8('{"name": ')), 422, 'manifest.json', /is not JSON/],
