@@ -44,14 +44,10 @@ import { ks as coreKs } from '../core/drift.ts';
 import { chiSquareSurvival, kolmogorovSurvival } from '../core/stats.ts';
 import { alignedWindow, FLIGHT_SLOT_MINUTES, loadFlights, rowFeatures } from '../models/lib/flights.ts';
 import { rng } from '../models/lib/rng.ts';
-import { markdownTable, progress } from './lib/report.ts';
+import { markdownTable, numberArg, progress } from './lib/report.ts';
 
 const ROOT = join(import.meta.dirname, '..');
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const WINDOWS = arg('windows', 100);
+const WINDOWS = numberArg('windows', 100);
 const SIZES = [200, 1000, 10_000];
 const NUMERIC = ['month', 'day_of_week', 'hour', 'distance'] as const;
 const CATEGORICAL = ['origin', 'destination'] as const;

@@ -27,14 +27,10 @@ import {
   type BuiltManifest,
   type PredictionRecord,
 } from '../core/index.ts';
-import { markdownTable, progress } from './lib/report.ts';
+import { markdownTable, numberArg, progress } from './lib/report.ts';
 
 const ROOT = join(import.meta.dirname, '..');
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const N = arg('n', 20_000);
+const N = numberArg('n', 20_000);
 const manifest = JSON.parse(readFileSync(join(ROOT, 'models/flight-delay/manifest.json'), 'utf8')) as BuiltManifest;
 const movies = JSON.parse(readFileSync(join(ROOT, 'models/movielens-topk/manifest.json'), 'utf8')) as BuiltManifest;
 const movieIds = (movies.features[0] as { vocabulary: string[] }).vocabulary;

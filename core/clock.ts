@@ -38,8 +38,8 @@ export const DAY_MS = 86_400_000;
 
 /** The slot of the day (UTC) holding the instant `ms`, for slots of `minutes`. */
 export function slotOf(ms: number, minutes: number): number {
-  const span = minutes * MINUTE_MS;
-  return ((Math.floor(ms / span) % (1440 / minutes)) + 1440 / minutes) % (1440 / minutes);
+  const perDay = 1440 / minutes;
+  return ((Math.floor(ms / (minutes * MINUTE_MS)) % perDay) + perDay) % perDay;
 }
 
 /** The slots of the day a window [start, end) covers, each once, in the order met (at least the start's). */

@@ -13,8 +13,9 @@
  *   (values the model never saw at all). Calendar features (`seasonal`) are judged by range
  *   only, except those of the daily cycle (`daily`): the time-matched reference judges them in
  *   full, and so does the whole baseline for a window of a day or more or one on another clock
- *   than the slots' (the feature then does not follow the window's clock). A version seen only as a shadow saw the inputs of the version that served them, so
- *   only its outputs are its own (`shadowOnly` leaves its features unjudged).
+ *   than the slots' (the feature then does not follow the window's clock). A version seen only
+ *   as a shadow saw the inputs of the version that served them, so only its outputs are its own
+ *   (`shadowOnly` leaves its features unjudged).
  * - nextStreak / alertStep: `hysteresis` drifted windows in a row open an alert, as many clean ones
  *   resolve it; `since` is the start of the first drifted window of the streak.
  */
@@ -69,8 +70,8 @@ export function judgeWindow(
   const span = live.windowStart !== undefined && live.windowEnd !== undefined ? live.windowEnd - live.windowStart : 0;
   const dailyInFull = span >= DAY_MS || (reference.slots !== undefined && clock !== undefined && clock !== reference.slots.clock);
   const judge = (name: string, whole: Sketch | undefined, atHours: Sketch | undefined, s: Sketch, calendar: boolean): SketchJudgement | undefined => {
-    if (calendar && daily.has(name) && !(matched && atHours) && dailyInFull) return judgeSketch(whole, s);
-    if (calendar && !(matched && atHours && daily.has(name))) return judgeSketch(whole, s, { seasonal: true });
+    // A calendar feature not judged at its own hours: in full where that is fair (above), else by range.
+    if (calendar && !(daily.has(name) && matched && atHours)) return judgeSketch(whole, s, { seasonal: !(daily.has(name) && dailyInFull) });
     if (!matched || !atHours || atHours.kind !== s.kind || whole?.kind !== s.kind) return judgeSketch(whole, s);
     // The shape against the same hours of the reference; the range against all of it.
     const drift = compareSketches(atHours, s, { range: false });

@@ -171,39 +171,15 @@ export function cloneProfile(p: Profile): Profile {
  * had them alike (rows without a time of day have no slot to go to).
  */
 export function mergeInto(into: Profile, from: Profile): Profile {
-  if (into.model !== from.model || into.modelVersion !== from.modelVersion) {
-    throw new SketchMergeError(`cannot merge profiles of ${into.model}@${into.modelVersion} and ${from.model}@${from.modelVersion}`);
-  }
-  const sections = [
-    [into.features, from.features],
-    [into.outputs, from.outputs],
-  ] as const;
-  for (const [mine, theirs] of sections) {
-    for (const [k, v] of theirs) {
-      const m = mine.get(k);
-      if (!m) continue;
-      if (m.kind !== v.kind) throw new SketchMergeError(`sketch "${k}" has different kinds in the two profiles`);
-      if (m.kind === 'histogram' && v.kind === 'histogram' && !sameEdges(m.edges, v.edges))
-        throw new SketchMergeError(`cannot merge histograms "${k}" with different edges`);
-      checkSums(`sketch "${k}"`, m, v);
-    }
-  }
-  // Checked arithmetic: every integer the summary format stores as a varint must stay exact, so
-  // that nothing merged can later fail to encode (a fold or a flush that throws there wedges).
-  const counterOf = (c: Counters, k: string) => (Object.hasOwn(c, k) ? c[k] : 0);
-  for (const [k, v] of Object.entries(from.counters)) {
-    if (!Number.isSafeInteger(counterOf(into.counters, k) + v))
-      throw new SketchMergeError(`counter "${k}" would pass 2^53 - 1 (${counterOf(into.counters, k)} + ${v})`);
-  }
-  checkSums('latency', into.latency, from.latency);
   const slotted = into.slots !== undefined && from.slots !== undefined && into.slots.minutes === from.slots.minutes && into.slots.clock === from.slots.clock;
-  if (slotted) {
-    // Checked first too: a slot that cannot merge leaves `into` intact.
+  checkMergeable(into, from);
+  // Checked first too: a slot that cannot merge leaves `into` intact.
+  if (slotted)
     for (const [h, s] of from.slots!.profiles) {
       const mine = into.slots!.profiles.get(h);
-      if (mine) mergeInto(cloneProfile(mine), s);
+      if (mine) checkMergeable(mine, s);
     }
-  }
+  const counterOf = (c: Counters, k: string) => (Object.hasOwn(c, k) ? c[k] : 0);
   const sameSource = into.source.kind === from.source.kind && into.source.id === from.source.id;
   for (const [k, v] of Object.entries(from.counters)) into.counters[k] = counterOf(into.counters, k) + v; // proto-safe: own properties only (counterOf)
   if (sameSource) into.sequence = Math.max(into.sequence, from.sequence);
@@ -213,7 +189,10 @@ export function mergeInto(into: Profile, from: Profile): Profile {
   }
   into.windowStart = Math.min(into.windowStart, from.windowStart);
   into.windowEnd = Math.max(into.windowEnd, from.windowEnd);
-  for (const [mine, theirs] of sections) {
+  for (const [mine, theirs] of [
+    [into.features, from.features],
+    [into.outputs, from.outputs],
+  ] as const) {
     for (const [k, v] of theirs) {
       const m = mine.get(k);
       if (m) m.merge(v);
@@ -229,6 +208,33 @@ export function mergeInto(into: Profile, from: Profile): Profile {
     }
   else delete into.slots;
   return into;
+}
+
+/** Throws SketchMergeError when `from` cannot be merged into `into` (the slots apart); changes nothing. */
+function checkMergeable(into: Profile, from: Profile): void {
+  if (into.model !== from.model || into.modelVersion !== from.modelVersion) {
+    throw new SketchMergeError(`cannot merge profiles of ${into.model}@${into.modelVersion} and ${from.model}@${from.modelVersion}`);
+  }
+  for (const [mine, theirs] of [
+    [into.features, from.features],
+    [into.outputs, from.outputs],
+  ] as const) {
+    for (const [k, v] of theirs) {
+      const m = mine.get(k);
+      if (!m) continue;
+      if (m.kind !== v.kind) throw new SketchMergeError(`sketch "${k}" has different kinds in the two profiles`);
+      if (m.kind === 'histogram' && v.kind === 'histogram' && !sameEdges(m.edges, v.edges))
+        throw new SketchMergeError(`cannot merge histograms "${k}" with different edges`);
+      checkSums(`sketch "${k}"`, m, v);
+    }
+  }
+  // Checked arithmetic: every integer the summary format stores as a varint must stay exact, so
+  // that nothing merged can later fail to encode (a fold or a flush that throws there wedges).
+  for (const [k, v] of Object.entries(from.counters)) {
+    const mine = Object.hasOwn(into.counters, k) ? into.counters[k] : 0; // proto-safe: own properties only
+    if (!Number.isSafeInteger(mine + v)) throw new SketchMergeError(`counter "${k}" would pass 2^53 - 1 (${mine} + ${v})`);
+  }
+  checkSums('latency', into.latency, from.latency);
 }
 
 /** Throws SketchMergeError when merging `b` into `a` would take an integer count past 2^53 - 1. */
