@@ -36,6 +36,14 @@ import { importModel, readModelFolder } from './import.ts';
 
 export { CliError };
 
+/** `--slot-minutes M` as a number; text that is not one is refused as given. */
+function slotMinutes(raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  if (!/^\d{1,4}$/.test(raw))
+    throw new CliError(`--slot-minutes ${JSON.stringify(raw.slice(0, 32))} must be a whole number of minutes dividing a day (1-720)`, 2);
+  return Number(raw);
+}
+
 const USAGE = `driftwatch: the edge's operator API from the command line
 
 usage:
@@ -231,7 +239,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
           owner: p.options.get('owner'),
           retrainEvery: p.options.get('retrain-every'),
           timestamp: p.options.get('timestamp'),
-          slotMinutes: p.options.has('slot-minutes') ? Number(p.options.get('slot-minutes')) : undefined,
+          slotMinutes: slotMinutes(p.options.get('slot-minutes')),
           slotClock: p.options.get('slot-clock'),
           out: p.options.get('out') ?? join('models', modelName),
         },
