@@ -24,6 +24,8 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  alertStep,
+  calendarCycles,
   CategoricalSketch,
   createProfile,
   createWindowProfiler,
@@ -37,10 +39,15 @@ import {
   seasonalFeatures,
   slotSplitter,
   TDigest,
+  nextStreak,
+  windowScore,
+  EVIDENCE_THRESHOLD,
   type BuiltManifest,
   type Profile,
+  type Streak,
 } from '../core/index.ts';
 import { ks as coreKs } from '../core/drift.ts';
+import { ALERT_HYSTERESIS } from '../worker/config.ts';
 import { chiSquareSurvival, kolmogorovSurvival } from '../core/stats.ts';
 import { alignedWindow, FLIGHT_SLOT_MINUTES, loadFlights, rowFeatures } from '../models/lib/flights.ts';
 import { rng } from '../models/lib/rng.ts';
@@ -57,6 +64,7 @@ type Row = ReturnType<typeof rowFeatures>;
 const manifest = JSON.parse(readFileSync(join(ROOT, 'models/flight-delay/manifest.json'), 'utf8')) as BuiltManifest;
 const seasonal = seasonalFeatures(manifest);
 const daily = dailyFeatures(manifest);
+const cycles = calendarCycles(manifest);
 
 progress('loading the flights of January-February 2001');
 const f = await loadFlights();
@@ -208,6 +216,8 @@ function sketched({ rows, start, end }: Window): Profile {
 
 interface Verdict {
   ours: Record<string, boolean>;
+  /** Each feature's windowScore (where it lies between noise, 0, and the bar, 1), for the sequential evidence. */
+  scores: Record<string, number>;
   exact: Record<string, boolean>;
   ksError: Record<string, number>;
 }
@@ -219,13 +229,18 @@ interface Window {
 }
 function judge(w: Window): Verdict {
   const { rows } = w;
-  const j = judgeWindow(reference, sketched(w), { seasonal, daily });
+  const j = judgeWindow(reference, sketched(w), { seasonal, daily, cycles });
   // The exact tests against the same reference: the time-matched rows where ours had them.
   const ref = j.timeMatched ? exactAtSlots(slotsCovering(w.start, w.end, FLIGHT_SLOT_MINUTES)) : wholeReference;
   const ours: Record<string, boolean> = {};
   const exact: Record<string, boolean> = {};
   const ksError: Record<string, number> = {};
-  for (const name of FEATURES) ours[name] = j.features.get(name)?.drifted ?? false;
+  const scores: Record<string, number> = {};
+  for (const name of FEATURES) {
+    const f = j.features.get(name);
+    ours[name] = f?.drifted ?? false;
+    scores[name] = f ? windowScore(f) : -1;
+  }
   for (const name of NUMERIC) {
     const e = exactKs(
       ref,
@@ -245,7 +260,7 @@ function judge(w: Window): Verdict {
         name,
         rows.map((r) => r[name]),
       ) < 0.05;
-  return { ours, exact, ksError };
+  return { ours, scores, exact, ksError };
 }
 
 const r = rng(16);
@@ -334,7 +349,145 @@ for (const name of NUMERIC)
   }
 const statAccuracy = markdownTable(['feature', 'n', 'windows', 'mean of abs(D_sketch − D_exact)', 'largest'], accRows);
 
-const report = `### False alarms: share of windows flagged, nothing changed\n\n${alarms}\n\n### Detection of upstream faults (share of windows where the faulty feature is flagged)\n\n${detection}\n\n### KS statistic: sketches against the exact statistic (random windows)\n\n${statAccuracy}\n`;
+// --- 4. Alerts on streams of windows: the sequential evidence -----------------------------------
+// The aggregator judges a stream: an alert opens after ALERT_HYSTERESIS drifted windows in a row
+// or when the CUSUM of window scores reaches ALERT_EVIDENCE (core/judge.ts). Streams of unchanged
+// traffic give the false alerts per day; faults switched on at random windows of a stream give
+// the windows to detection. The exact tests get the same hysteresis rule on their p < 0.05 flags.
+/** Stream window spans by n: about n departures in the busy hours; a day for n = 10,000. */
+const STREAM_SPAN_MIN: Record<number, number> = { 200: 20, 1000: 120, 10000: 1440 };
+/** Each clock-aligned span of the period holding at least n departures, as index ranges of `times`. */
+function spansOf(n: number): { start: number; end: number; from: number; to: number }[] {
+  const span = STREAM_SPAN_MIN[n] * 60_000;
+  const out: { start: number; end: number; from: number; to: number }[] = [];
+  let i = 0;
+  for (let start = Math.floor(times[0] / span) * span; i < times.length; start += span) {
+    const from = i;
+    while (i < times.length && times[i] < start + span) i++;
+    if (i - from >= n) out.push({ start, end: start + span, from, to: i });
+  }
+  return out;
+}
+/** The window of a span: n of its departures that `keep` passes, at random. */
+function spanWindow(sp: { start: number; end: number; from: number; to: number }, n: number, keep: (row: Row) => boolean = () => true): Window {
+  const rows: Row[] = [];
+  for (let i = sp.from; i < sp.to; i++) if (keep(population[i])) rows.push(population[i]);
+  for (let i = 0; i < Math.min(n, rows.length); i++) {
+    const j = i + Math.floor(r() * (rows.length - i));
+    [rows[i], rows[j]] = [rows[j], rows[i]];
+  }
+  return { rows: rows.slice(0, n).map((x) => ({ ...x })), start: sp.start, end: sp.end };
+}
+type Rule = 'hysteresis' | 'evidence' | 'exact';
+const RULES: Rule[] = ['hysteresis', 'evidence', 'exact'];
+/** One key's alert state under a rule: ours with hysteresis alone, ours with the evidence too, or the exact test's flags with hysteresis. */
+function alarm(rule: Rule) {
+  let streak: Streak | undefined;
+  let open = false;
+  return (v: Verdict, feature: string, w: number): boolean => {
+    const flagged = rule === 'exact' ? v.exact[feature] : v.ours[feature];
+    streak = nextStreak(streak, flagged, w, rule === 'evidence' ? v.scores[feature] : undefined);
+    const step = alertStep(streak, open, ALERT_HYSTERESIS, rule === 'evidence' ? undefined : Number.POSITIVE_INFINITY);
+    if (step === 'resolve') open = false;
+    if (step === 'open') open = true;
+    return step === 'open';
+  };
+}
+const STREAM_RANDOM = (n: number) => (n >= 10_000 ? 60 : n >= 1000 ? 300 : 1000);
+const seqRows: (string | number)[][] = [];
+const falseAlerts = new Set<string>();
+const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const nullScores = new Map<string, number[]>();
+for (const kind of ['random', 'time-ordered'] as const)
+  for (const n of SIZES) {
+    const spans = kind === 'time-ordered' ? spansOf(n) : [];
+    const count = kind === 'time-ordered' ? spans.length : STREAM_RANDOM(n);
+    progress(`streams: ${count} ${kind} windows of ${n}, nothing changed`);
+    const alarms = Object.fromEntries(RULES.map((rule) => [rule, Object.fromEntries(FEATURES.map((f) => [f, alarm(rule)]))]));
+    const opened = Object.fromEntries(RULES.map((rule) => [rule, new Map<string, number>()]));
+    for (let k = 0; k < count; k++) {
+      const v = judge(kind === 'time-ordered' ? spanWindow(spans[k], n) : randomWindow(n));
+      for (const f of FEATURES) {
+        if (kind === 'time-ordered' && n === 200) nullScores.set(f, [...(nullScores.get(f) ?? []), v.scores[f]]);
+        for (const rule of RULES)
+          if (alarms[rule][f](v, f, k)) {
+            opened[rule].set(f, (opened[rule].get(f) ?? 0) + 1);
+            // When our false alerts open, and on which weekday: the note on them in bench/README.md reads these.
+            if (rule !== 'exact' && kind === 'time-ordered')
+              falseAlerts.add(
+                `n = ${n}, ${f}, ${new Date(spans[k].end).toISOString().slice(0, 16).replace('T', ' ')} (${WEEKDAYS[new Date(spans[k].end).getUTCDay()]})`,
+              );
+          }
+      }
+    }
+    const days = kind === 'time-ordered' ? (spans[spans.length - 1].end - spans[0].start) / 86_400_000 : undefined;
+    const cell = (rule: Rule) => {
+      const total = [...opened[rule].values()].reduce((a, b) => a + b, 0);
+      const which = [...opened[rule]].map(([f, c]) => `${f} ${c}`).join(', ');
+      return `${total}${which ? ` (${which})` : ''}`;
+    };
+    seqRows.push([kind, n, count, days === undefined ? '-' : days.toFixed(0), ...RULES.map(cell)]);
+  }
+const seqAlarms = markdownTable(
+  ['stream', 'n', 'windows', 'days', 'alerts: ours, hysteresis alone', 'alerts: ours, hysteresis + evidence', 'alerts: exact tests, hysteresis'],
+  seqRows,
+);
+// The same scores drawn independently: the false-alert rate the evidence rule alone gives when windows do not share a day's peculiarities.
+const BOOT = 1_000_000;
+const bootRows: (string | number)[][] = [];
+for (const [f, xs] of nullScores) {
+  let streak: Streak | undefined;
+  let open = false;
+  let opened = 0;
+  for (let k = 0; k < BOOT; k++) {
+    streak = nextStreak(streak, false, k, xs[Math.floor(r() * xs.length)]);
+    const step = alertStep(streak, open, Number.POSITIVE_INFINITY);
+    if (step === 'open') {
+      open = true;
+      opened++;
+    } else if (open && streak.evidence === 0) open = false;
+  }
+  bootRows.push([f, xs.length, BOOT, opened, opened ? Math.round(BOOT / opened) : '> 1,000,000']);
+}
+const bootTable = markdownTable(['feature', 'null scores (time-ordered, n = 200)', 'windows drawn', 'alerts by evidence', 'windows per false alert'], bootRows);
+
+// Faults switched on at a random window of a stream: windows until the faulty feature's alert opens.
+const ONSETS = (n: number) => (n >= 10_000 ? 8 : 24);
+const HORIZON = 10;
+const delayRows: (string | number)[][] = [];
+for (const fault of FAULTS)
+  for (const n of SIZES)
+    for (const kind of ['random', 'time-ordered'] as const) {
+      const spans = kind === 'time-ordered' ? spansOf(n) : [];
+      const onsets = ONSETS(n);
+      progress(`streams: ${fault.name}, ${onsets} onsets in ${kind} windows of ${n}`);
+      const delays = Object.fromEntries(RULES.map((rule) => [rule, [] as number[]]));
+      for (let o = 0; o < onsets; o++) {
+        const at = Math.floor(r() * Math.max(1, spans.length - HORIZON));
+        const alarms = Object.fromEntries(RULES.map((rule) => [rule, alarm(rule)]));
+        const first: Partial<Record<Rule, number>> = {};
+        for (let k = 0; k < HORIZON && RULES.some((rule) => first[rule] === undefined); k++) {
+          const win = kind === 'time-ordered' ? spanWindow(spans[at + k], n, fault.keep) : randomWindow(n, fault.keep);
+          if (fault.apply) for (const row of win.rows) fault.apply(row);
+          const v = judge(win);
+          for (const rule of RULES) if (first[rule] === undefined && alarms[rule](v, fault.feature, k)) first[rule] = k + 1;
+        }
+        for (const rule of RULES) delays[rule].push(first[rule] ?? Number.POSITIVE_INFINITY);
+      }
+      const cell = (rule: Rule) => {
+        const d = [...delays[rule]].sort((a, b) => a - b);
+        const within = (k: number) => `${Math.round((100 * d.filter((x) => x <= k).length) / d.length)}%`;
+        const median = d[Math.floor((d.length - 1) / 2)];
+        return `${within(3)} / ${within(HORIZON)} / ${Number.isFinite(median) ? median : `> ${HORIZON}`}`;
+      };
+      delayRows.push([fault.name, n, kind, onsets, ...RULES.map(cell)]);
+    }
+const seqDelays = markdownTable(
+  ['fault', 'n', 'stream', 'onsets', 'ours, hysteresis alone: within 3 / 10 windows / median', 'ours, hysteresis + evidence', 'exact tests, hysteresis'],
+  delayRows,
+);
+
+const report = `### False alarms: share of windows flagged, nothing changed\n\n${alarms}\n\n### Detection of upstream faults (share of windows where the faulty feature is flagged)\n\n${detection}\n\n### KS statistic: sketches against the exact statistic (random windows)\n\n${statAccuracy}\n\n### Alerts on streams of unchanged traffic (ALERT_HYSTERESIS ${ALERT_HYSTERESIS}, evidence threshold ${EVIDENCE_THRESHOLD})\n\n${seqAlarms}\n\nOur false alerts on time-ordered streams opened at (the window's end, departure time):\n\n${[...falseAlerts].map((x) => `- ${x}`).join('\n') || '- none'}\n\n### The evidence rule on independent draws of the same null scores\n\n${bootTable}\n\n### Windows to an alert after a fault begins (${HORIZON} windows watched)\n\n${seqDelays}\n`;
 console.log(`\n${report}`);
 console.log(`machine: ${process.version}; ${population.length} reference flights; ${WINDOWS} windows per cell (a third at n = 10,000)`);
 mkdirSync(join(ROOT, 'bench/out'), { recursive: true });

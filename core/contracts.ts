@@ -88,6 +88,8 @@ export interface ErrorBodyV2 {
 /** One feature's or output's sketch in a drift window, and how it was judged (core/judge.ts). */
 export type JudgedSketch = SketchDescription & {
   drifted: boolean;
+  /** Where the window lies between sampling noise (0) and the bar (1) by its most telling statistic (core/judge.ts windowScore); null when not judged. */
+  score: number | null;
   /** Each statistic that applied, with its value, threshold and verdict. */
   drift: Partial<Record<DriftMethod, DriftResult>>;
 };
@@ -137,14 +139,19 @@ export interface Alert {
   id: number;
   version: string;
   feature: string;
-  /** Start of the first drifted window of the streak that opened it: drifted since when. */
+  /**
+   * Drifted since when: the start of the first drifted window of the run that opened it, or of the
+   * window where its sequential evidence began to rise, whichever is earlier.
+   */
   since: string;
-  /** End of the window that confirmed it (the hysteresis-th drifted window in a row). */
+  /** End of the window that confirmed it: the hysteresis-th drifted window in a row, or the one whose evidence reached ALERT_EVIDENCE. */
   opened_at: string;
   /** End of the window that confirmed it resolved, or null while open. */
   resolved_at: string | null;
   /**
-   * The statistics of the window that opened it (a drift alert: by method; `refused:<field>`:
+   * The statistics of the window that opened it (a drift alert: by method past its bar, and
+   * `sequential`: the evidence with its threshold, that window's score and the drifted windows in
+   * a row; `refused:<field>`:
    * refusal_rate with refused, seen and reference_rate); `stale`: age_days, due_at, retrain_every, owner;
    * `performance:<metric>`: the metric's statistic, its 99% bound, threshold, reference,
    * reference_source and labels; `performance:estimated_auc`: estimated_auc with its band and rows.
@@ -167,6 +174,9 @@ export interface Alert {
       reference_source?: string;
       labels?: number;
       rows?: number;
+      evidence?: number;
+      score?: number;
+      drifted_in_a_row?: number;
     }
   >;
 }

@@ -36,6 +36,12 @@ export interface DriftResult {
   level?: 'ok' | 'warn' | 'alert';
   /** KS and chi-square: asymptotic p-value of the two-sample test. */
   pValue?: number;
+  /**
+   * What the statistic comes to on average from sampling noise alone (two samples of one
+   * distribution of these sizes): the zero of the scale on which core/judge.ts windowScore adds
+   * up evidence across windows, whose 1 is `threshold`.
+   */
+  expected?: number;
 }
 
 export type NumericSketch = TDigest | Histogram;
@@ -79,8 +85,9 @@ export function psi(
   // conventional reading.
   let k = 0;
   if (w) for (let i = 0; i < b.length; i++) if (b[i] > 0 || w[i] > 0) k++;
-  const noise = w && k > 1 ? chiSquareCritical(0.01, k - 1) * (1 / Math.max(1, current.count) + 1 / Math.max(1, baseline.count)) : 0;
-  return result('psi', w ? statistic : 0, alert + noise, baseline, current, { level });
+  const scale = 1 / Math.max(1, current.count) + 1 / Math.max(1, baseline.count);
+  const noise = w && k > 1 ? chiSquareCritical(0.01, k - 1) * scale : 0;
+  return result('psi', w ? statistic : 0, alert + noise, baseline, current, { level, expected: w && k > 1 ? (k - 1) * scale : 0 });
 }
 
 export interface JensenShannonOptions {
@@ -127,8 +134,13 @@ export function jensenShannon(
   let k = 0;
   if (w) for (let i = 0; i < b.length; i++) if (b[i] > 0 || w[i] > 0) k++;
   const noise = w && k > 1 ? ((k - 1) / 8) * (1 / Math.max(1, current.count) + 1 / Math.max(1, baseline.count)) : 0;
-  return result('jensen_shannon', Math.sqrt(Math.max(0, jsd)), Math.sqrt(threshold * threshold + 2 * noise), baseline, current);
+  return result('jensen_shannon', Math.sqrt(Math.max(0, jsd)), Math.sqrt(threshold * threshold + 2 * noise), baseline, current, {
+    expected: Math.sqrt(noise),
+  });
 }
+
+/** The mean of the Kolmogorov distribution (of √nₑ·D for two samples of one continuous distribution): √(π/2)·ln 2. */
+const KOLMOGOROV_MEAN = Math.sqrt(Math.PI / 2) * Math.LN2;
 
 export interface KsOptions {
   /** Significance level of the two-sample test. Default 0.05. */
@@ -164,7 +176,9 @@ export function ks(baseline: TDigest, current: TDigest, { alpha = 0.05, minEffec
   const sqrtNe = Math.sqrt(ne);
   // A p-value only for the exact statistic: from a sketched one it can be off by far more than its own scale.
   const pValue = exact ? kolmogorovSurvival((sqrtNe + 0.12 + 0.11 / sqrtNe) * statistic) : undefined;
-  return result('ks', statistic, Math.max(critical, minEffect), baseline, current, pValue === undefined ? {} : { pValue });
+  // The mean of the Kolmogorov distribution, √(π/2)·ln 2, over √nₑ (less on data with ties).
+  const expected = KOLMOGOROV_MEAN / sqrtNe;
+  return result('ks', statistic, Math.max(critical, minEffect), baseline, current, pValue === undefined ? { expected } : { pValue, expected });
 }
 
 /** The exact KS statistic of two exact digests: the largest gap between their distribution functions (≤ x) over both supports. */
@@ -226,7 +240,7 @@ export function wasserstein(baseline: TDigest, current: TDigest, { threshold = 0
     prev = x;
   }
   const noise = std > 0 ? Math.sqrt(2 / Math.PI) * (j / std) * Math.sqrt(1 / current.count + 1 / baseline.count) : 0;
-  return result('wasserstein', statistic, Math.sqrt(threshold * threshold + 9 * noise * noise), baseline, current);
+  return result('wasserstein', statistic, Math.sqrt(threshold * threshold + 9 * noise * noise), baseline, current, { expected: noise });
 }
 
 /**
@@ -328,7 +342,7 @@ export function chiSquare(
   if (k < 2) return result('chi_square', 0, Infinity, baseline, current, { pValue: 1 });
   const df = k - 1;
   const threshold = Math.max(chiSquareCritical(alpha, df), minEffect * minEffect * ((nb * nw) / total));
-  return result('chi_square', statistic, threshold, baseline, current, { pValue: chiSquareSurvival(statistic, df) });
+  return result('chi_square', statistic, threshold, baseline, current, { pValue: chiSquareSurvival(statistic, df), expected: df });
 }
 
 export interface OutOfRangeOptions {
@@ -359,7 +373,9 @@ export function outOfRange(baseline: TDigest, current: TDigest, { threshold = 0.
   // A window of the reference's own distribution has 2/(m + 1) of its values outside the range
   // of m reference values on average: negligible against a training set, not against a small
   // moving reference, so twice that is added to the bar.
-  return result('out_of_range', outside, Math.max(threshold, minValues / n) + 4 / (baseline.count + 1), baseline, current);
+  return result('out_of_range', outside, Math.max(threshold, minValues / n) + 4 / (baseline.count + 1), baseline, current, {
+    expected: 2 / (baseline.count + 1),
+  });
 }
 
 export interface CompareOptions {
@@ -409,7 +425,7 @@ function result(
   threshold: number,
   baseline: { count: number },
   current: { count: number },
-  extra: Pick<DriftResult, 'level' | 'pValue'> = {},
+  extra: Pick<DriftResult, 'level' | 'pValue' | 'expected'> = {},
 ): DriftResult {
   return { method, statistic, threshold, drifted: statistic > threshold, n: current.count, nBaseline: baseline.count, ...extra };
 }

@@ -15,7 +15,21 @@ export {
   type DriftMethod,
   type NumericSketch,
 } from './drift.ts';
-export { judgeSketch, judgeWindow, nextStreak, alertStep, type SketchJudgement, type WindowJudgement, type JudgeWindowOptions, type Streak } from './judge.ts';
+export {
+  judgeSketch,
+  judgeWindow,
+  windowScore,
+  nextStreak,
+  alertStep,
+  alertSince,
+  EVIDENCE_ALLOWANCE,
+  EVIDENCE_CAP,
+  EVIDENCE_THRESHOLD,
+  type SketchJudgement,
+  type WindowJudgement,
+  type JudgeWindowOptions,
+  type Streak,
+} from './judge.ts';
 export {
   createProfile,
   cloneProfile,
@@ -61,7 +75,7 @@ export type {
   ArtifactSpec,
 } from './manifest.ts';
 export { calibrator, expectedCalibrationError, fitIsotonic, MAX_CALIBRATION_POINTS, type Calibration } from './calibration.ts';
-export { cadenceDays, dailyFeatures, encodingInterface, seasonalFeatures, staleness, MODEL_TASKS } from './manifest.ts';
+export { cadenceDays, calendarCycles, CYCLE_MS, dailyFeatures, encodingInterface, seasonalFeatures, staleness, MODEL_TASKS } from './manifest.ts';
 export { DAY_MS, MINUTE_MS, slotOf, slotsCovering, slotSplitter, timeMatchedReference } from './clock.ts';
 export { checkManifest, MAX_VOCABULARY } from './manifest-check.ts';
 export {

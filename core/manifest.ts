@@ -137,6 +137,16 @@ export function seasonalFeatures(m: Pick<ModelManifest, 'features'>): Set<string
   return new Set(m.features.filter((f) => f.kind === 'numeric' && f.seasonal).map((f) => f.name));
 }
 
+/** Each cycle's length (ms): a window at least this long holds the whole cycle. */
+export const CYCLE_MS = { day: 86_400_000, week: 7 * 86_400_000, year: 365 * 86_400_000 } as const;
+
+/** The calendar features with a cycle (not `rangeOnly`), by name, with their cycle's length: a window spanning it judges them in full. */
+export function calendarCycles(m: Pick<ModelManifest, 'features'>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const f of m.features) if (f.kind === 'numeric' && f.seasonal && f.cycle && !f.rangeOnly) out.set(f.name, CYCLE_MS[f.cycle]);
+  return out;
+}
+
 /** The calendar features of the daily cycle a time-matched reference judges in full (not `rangeOnly`). */
 export function dailyFeatures(m: Pick<ModelManifest, 'features'>): Set<string> {
   return new Set(m.features.filter((f) => f.kind === 'numeric' && f.seasonal && f.cycle === 'day' && !f.rangeOnly).map((f) => f.name));

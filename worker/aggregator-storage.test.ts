@@ -128,6 +128,11 @@ describe('DriftAggregator storage', () => {
     expect(() => aggregatorConfig({ ALERT_WEBHOOK_URL: 'ftp://x' })).toThrow(/ALERT_WEBHOOK_URL/);
     expect(() => aggregatorConfig({ ROLLUP_DAILY_AFTER_DAYS: '500' })).toThrow(/RETENTION_DAYS/);
     expect(aggregatorConfig({}).windowMs).toBe(MINUTE_MS);
+    // The sequential evidence: 2.5 by default, off for the hysteresis alone, never under one window's most (1.5).
+    expect(aggregatorConfig({}).evidenceThreshold).toBe(2.5);
+    expect(aggregatorConfig({ ALERT_EVIDENCE: 'off' }).evidenceThreshold).toBe(Number.POSITIVE_INFINITY);
+    expect(aggregatorConfig({ ALERT_EVIDENCE: '4' }).evidenceThreshold).toBe(4);
+    for (const bad of ['1', '-3', 'NaN', 'Infinity', 'on']) expect(() => aggregatorConfig({ ALERT_EVIDENCE: bad }), bad).toThrow(/ALERT_EVIDENCE/);
   });
 
   it('any interleaving of stored summaries and retries gives the same rows as storing each once (property)', async () => {

@@ -51,6 +51,7 @@ import {
   predictionTime,
   type OutcomeState,
   type OutcomeTask,
+  alertSince,
   alertStep,
   decodeSummary,
   encodeSummary,
@@ -61,8 +62,10 @@ import {
   nextStreak,
   seasonalFeatures,
   dailyFeatures,
+  calendarCycles,
   seenOf,
   staleness,
+  windowScore,
   SketchMergeError,
   SummaryDecodeError,
   type Alert,
@@ -286,7 +289,7 @@ export class DriftAggregator extends DurableObject<Env> {
     );
     sql.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
     sql.exec(
-      `CREATE TABLE IF NOT EXISTS streaks (model_version TEXT NOT NULL, feature TEXT NOT NULL, drifted INTEGER NOT NULL, clean INTEGER NOT NULL, since INTEGER, PRIMARY KEY (model_version, feature))`,
+      `CREATE TABLE IF NOT EXISTS streaks (model_version TEXT NOT NULL, feature TEXT NOT NULL, drifted INTEGER NOT NULL, clean INTEGER NOT NULL, since INTEGER, evidence REAL NOT NULL DEFAULT 0, evidence_since INTEGER, PRIMARY KEY (model_version, feature))`,
     );
     sql.exec(
       `CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, model_version TEXT NOT NULL, feature TEXT NOT NULL, opened_at INTEGER NOT NULL, resolved_at INTEGER, evidence TEXT NOT NULL, since INTEGER, notified_open INTEGER NOT NULL DEFAULT 0, notified_resolved INTEGER NOT NULL DEFAULT 0, notify_attempts INTEGER NOT NULL DEFAULT 0)`,
@@ -340,6 +343,9 @@ export class DriftAggregator extends DurableObject<Env> {
       });
     }
     add('streaks', 'since', 'INTEGER');
+    // The sequential evidence (core/judge.ts nextStreak), from before it existed: none yet.
+    add('streaks', 'evidence', 'REAL NOT NULL DEFAULT 0');
+    add('streaks', 'evidence_since', 'INTEGER');
     // A ranking's served ids (a JSON array), null for the other tasks.
     add('predictions', 'items', 'TEXT');
     // The address group of a browser that recorded the prediction, null for the edge's own.
@@ -545,6 +551,7 @@ export class DriftAggregator extends DurableObject<Env> {
     const baseline = this.#baselineProfile(bundled.baseline);
     const seasonal = seasonalFeatures(bundled.manifest);
     const daily = dailyFeatures(bundled.manifest);
+    const cycles = calendarCycles(bundled.manifest);
     // Windows are on the data clock: time-matched only against slots of that clock (core/clock.ts).
     const clock = edgeConfig(this.env).telemetry.clock;
     // Merge the buckets of each (window, version), in time order: everything, and the edge's own
@@ -578,8 +585,8 @@ export class DriftAggregator extends DurableObject<Env> {
       } else j.browserRows += p.counters.rows;
     }
     let evaluated = 0;
-    const judgeKey = (version: string, key: string, drifted: boolean, w: number, evidence: () => Record<string, unknown>) =>
-      this.#judgeKey(version, key, drifted, w, evidence);
+    const judgeKey = (version: string, key: string, drifted: boolean, w: number, evidence: () => Record<string, unknown>, score?: number) =>
+      this.#judgeKey(version, key, drifted, w, evidence, score);
     // The AUC a binary classifier's scores imply (CBPE), judged with the drift, before any label.
     const estimated = this.#estimateWatch(bundled.manifest, baseline);
     for (const w of [...windows.keys()].sort((a, b) => a - b)) {
@@ -609,15 +616,21 @@ export class DriftAggregator extends DurableObject<Env> {
         }
         evaluated++;
         // A version seen only as a shadow saw the same inputs as the served one: only its outputs are its own.
-        const judged = judgeWindow(baseline, p, { seasonal, daily, clock, shadowOnly: (p.counters.shadowRows ?? 0) >= p.counters.rows });
+        const judged = judgeWindow(baseline, p, { seasonal, daily, cycles, clock, shadowOnly: (p.counters.shadowRows ?? 0) >= p.counters.rows });
         estimated?.(version, p, w);
         for (const [key, x] of [...judged.features, ...[...judged.outputs].map(([name, x]) => [`output:${name}`, x] as const)])
-          judgeKey(version, key, x.drifted, w, () =>
-            Object.fromEntries(
-              Object.entries(x.drift)
-                .filter(([, r]) => r?.drifted)
-                .map(([m, r]) => [m, { statistic: r!.statistic, threshold: r!.threshold }]),
-            ),
+          judgeKey(
+            version,
+            key,
+            x.drifted,
+            w,
+            () =>
+              Object.fromEntries(
+                Object.entries(x.drift)
+                  .filter(([, r]) => r?.drifted)
+                  .map(([m, r]) => [m, { statistic: r!.statistic, threshold: r!.threshold }]),
+              ),
+            windowScore(x),
           );
       }
     }
@@ -626,32 +639,42 @@ export class DriftAggregator extends DurableObject<Env> {
     return evaluated;
   }
 
-  /** One more judged window `w` of (version, key): its streak, and the alert it opens or resolves (hysteresis). */
-  #judgeKey(version: string, key: string, drifted: boolean, w: number, evidence: () => Record<string, unknown>): void {
+  /**
+   * One more judged window `w` of (version, key): its streak and sequential evidence (with the
+   * window's score where the key has one), and the alert they open or resolve (core/judge.ts alertStep).
+   */
+  #judgeKey(version: string, key: string, drifted: boolean, w: number, evidence: () => Record<string, unknown>, score?: number): void {
     const sql = this.ctx.storage.sql;
-    const W = this.config.windowMs;
-    const st = sql.exec(`SELECT drifted, clean, since FROM streaks WHERE model_version = ? AND feature = ?`, version, key).toArray()[0] as unknown as
-      | Streak
-      | undefined;
-    const streak = nextStreak(st, drifted, w);
+    const { windowMs: W, evidenceThreshold } = this.config;
+    const st = sql
+      .exec(`SELECT drifted, clean, since, evidence, evidence_since AS evidenceSince FROM streaks WHERE model_version = ? AND feature = ?`, version, key)
+      .toArray()[0] as unknown as Streak | undefined;
+    const streak = nextStreak(st, drifted, w, score, 2 * evidenceThreshold);
     sql.exec(
-      `INSERT INTO streaks (model_version, feature, drifted, clean, since) VALUES (?, ?, ?, ?, ?) ON CONFLICT(model_version, feature) DO UPDATE SET drifted = excluded.drifted, clean = excluded.clean, since = excluded.since`,
+      `INSERT INTO streaks (model_version, feature, drifted, clean, since, evidence, evidence_since) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(model_version, feature) DO UPDATE SET drifted = excluded.drifted, clean = excluded.clean, since = excluded.since, evidence = excluded.evidence, evidence_since = excluded.evidence_since`,
       version,
       key,
       streak.drifted,
       streak.clean,
       streak.since,
+      streak.evidence,
+      streak.evidenceSince,
     );
     const open = sql.exec(`SELECT id FROM alerts WHERE model_version = ? AND feature = ? AND resolved_at IS NULL`, version, key).toArray()[0];
-    const step = alertStep(streak, open !== undefined, this.config.hysteresis);
+    const step = alertStep(streak, open !== undefined, this.config.hysteresis, evidenceThreshold);
     if (step === 'open') {
+      // What opened it: the drifted run (hysteresis) and/or the evidence, with the statistics past their bars.
+      const why = {
+        ...evidence(),
+        ...(score === undefined ? {} : { sequential: { evidence: streak.evidence, threshold: evidenceThreshold, score, drifted_in_a_row: streak.drifted } }),
+      };
       sql.exec(
         `INSERT INTO alerts (model_version, feature, opened_at, since, evidence) VALUES (?, ?, ?, ?, ?)`,
         version,
         key,
         w + W,
-        streak.since,
-        JSON.stringify(evidence()),
+        alertSince(streak),
+        JSON.stringify(why),
       );
       this.#count('alerts_opened');
     } else if (step === 'resolve') {

@@ -2,7 +2,16 @@
 // baseline, with the object's real SQLite storage and its alarm.
 import { env, runDurableObjectAlarm } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { CategoricalSketch, createProfile, decodeSummary, encodeSummary, TDigest } from '../core/index.ts';
+import {
+  CategoricalSketch,
+  createProfile,
+  decodeSummary,
+  encodeSummary,
+  EVIDENCE_ALLOWANCE,
+  EVIDENCE_CAP,
+  EVIDENCE_THRESHOLD,
+  TDigest,
+} from '../core/index.ts';
 import { rng } from '../test/support/data.ts';
 import { isolatedNamespace } from '../test/support/namespaces.ts';
 import { ALERT_HYSTERESIS, type DriftAggregator } from './aggregator.ts';
@@ -50,8 +59,8 @@ function minute(start: number, sequence: number, seed: number, shift: boolean): 
 
 /** The minutes every test starts from: 2026-01-01T00:00Z onwards. */
 const T0 = Date.UTC(2026, 0, 1, 0, 0, 0);
-/** Four baseline-like minutes, four shifted ones (indexes 4-7), four clean ones. */
-const PLAN = [false, false, false, false, true, true, true, true, false, false, false, false];
+/** Four baseline-like minutes, four shifted ones (indexes 4-7), eight clean ones. */
+const PLAN = [false, false, false, false, true, true, true, true, false, false, false, false, false, false, false, false];
 
 /**
  * A test's own aggregator for flight-delay (the workers pool shares storage across a file's
@@ -62,7 +71,7 @@ function ownAggregator(tag: string) {
   return { ns, agg: ns.get(ns.idFromName('flight-delay')) };
 }
 
-/** Ingests PLAN's twelve minutes into `agg` (each must be stored), then runs its alarm, which evaluates them. */
+/** Ingests PLAN's minutes into `agg` (each must be stored), then runs its alarm, which evaluates them. */
 async function ingestPlan(agg: DurableObjectStub<DriftAggregator>): Promise<void> {
   let seq = 0;
   for (const [i, shifted] of PLAN.entries()) {
@@ -83,7 +92,7 @@ async function operatorApp(ns: DurableObjectNamespace<DriftAggregator>) {
 }
 
 describe('drift alerts', () => {
-  it('baseline-like minutes raise nothing; shifted minutes open an alert after the hysteresis, on the features that moved; clean minutes resolve it', async () => {
+  it('baseline-like minutes raise nothing; shifted minutes open an alert on the features that moved, by evidence before the hysteresis when far past the bar; clean minutes resolve it', async () => {
     const { agg } = ownAggregator('alerts-hysteresis');
     const t0 = T0;
     await ingestPlan(agg);
@@ -94,11 +103,18 @@ describe('drift alerts', () => {
     expect(features).not.toContain('distance');
     expect(features).not.toContain('origin');
     const month = alerts.find((a) => a.feature === 'month')!;
-    // Drifted since the first shifted minute (index 4), opened at the end of the third (index 6),
-    // resolved at the end of the third clean one (index 10).
+    // Drifted since the first shifted minute (index 4). May is far out of range: each shifted
+    // minute scores past EVIDENCE_CAP, so the evidence is 1.5, 3 after two of them, past 2.5: the
+    // alert opens at the end of the second (index 5), before the hysteresis' third. The evidence
+    // rises to its limit (5) over the shifted minutes and falls a little over 0.5 a clean one (its
+    // score is a hair under 0: nothing out of range, where noise alone puts 2/(m + 1) of a window):
+    // under 2.5 after the fifth clean minute (index 12), where the alert resolves.
+    expect(EVIDENCE_CAP - EVIDENCE_ALLOWANCE).toBe(1.5);
     expect(month.since).toBe(new Date(t0 + 4 * 60_000).toISOString());
-    expect(month.opened_at).toBe(new Date(t0 + (4 + ALERT_HYSTERESIS) * 60_000).toISOString());
-    expect(month.resolved_at).toBe(new Date(t0 + (8 + ALERT_HYSTERESIS) * 60_000).toISOString());
+    expect(month.opened_at).toBe(new Date(t0 + 6 * 60_000).toISOString());
+    expect(Date.parse(month.opened_at)).toBeLessThan(t0 + (4 + ALERT_HYSTERESIS) * 60_000);
+    expect(month.evidence.sequential).toEqual({ evidence: 3, threshold: EVIDENCE_THRESHOLD, score: expect.any(Number), drifted_in_a_row: 2 });
+    expect(month.resolved_at).toBe(new Date(t0 + 13 * 60_000).toISOString());
     // month is a calendar feature: May was never in training, so it is out of range.
     expect(month.evidence.out_of_range.statistic).toBeGreaterThan(month.evidence.out_of_range.threshold!);
     expect(alerts.find((a) => a.feature === 'hour')!.evidence.psi.statistic).toBeGreaterThan(0.25);
@@ -146,11 +162,12 @@ describe('re-baselining', () => {
 
     const before = (await agg.alerts()).length;
     let seq = 100;
-    for (let i = 12; i < 17; i++) expect((await agg.ingest('flight-delay', minute(t0 + i * 60_000, ++seq, i + 1, true))).status).toBe('stored');
-    expect(await agg.evaluate(t0 + 20 * 60_000)).toBe(5);
+    const next = PLAN.length;
+    for (let i = next; i < next + 5; i++) expect((await agg.ingest('flight-delay', minute(t0 + i * 60_000, ++seq, i + 1, true))).status).toBe('stored');
+    expect(await agg.evaluate(t0 + (next + 8) * 60_000)).toBe(5);
     expect((await agg.alerts()).length).toBe(before); // shifted traffic is the new normal
     const drift = await app.request(
-      `/v1/models/flight-delay/drift?from=${t0 + 12 * 60_000}&to=${t0 + 17 * 60_000}`,
+      `/v1/models/flight-delay/drift?from=${t0 + next * 60_000}&to=${t0 + (next + 5) * 60_000}`,
       { headers: { authorization: 'Bearer op' } },
       bindings,
     );

@@ -10,7 +10,7 @@
  * - aggregatorConfig(env): the DriftAggregator's (its Durable Object has its own environment).
  */
 import { operatorTokens } from './auth.ts';
-import type { BatchMode } from '../core/index.ts';
+import { EVIDENCE_ALLOWANCE, EVIDENCE_CAP, EVIDENCE_THRESHOLD, type BatchMode } from '../core/index.ts';
 import type { Env } from './env.ts';
 
 export const MINUTE_MS = 60_000;
@@ -154,6 +154,8 @@ export interface AggregatorConfig {
   windowMs: number;
   minRows: number;
   hysteresis: number;
+  /** Sequential evidence (core/judge.ts: the CUSUM of window scores) that opens an alert; Infinity with ALERT_EVIDENCE=off. */
+  evidenceThreshold: number;
   graceMs: number;
   intervalMs: number;
   hourlyAfterMs: number;
@@ -176,6 +178,7 @@ export type AggregatorEnv = Pick<
   | 'ALERT_WINDOW_MS'
   | 'ALERT_MIN_ROWS'
   | 'ALERT_HYSTERESIS'
+  | 'ALERT_EVIDENCE'
   | 'ALERT_GRACE_MS'
   | 'ALERT_EVAL_INTERVAL_MS'
   | 'ALERT_WEBHOOK_URL'
@@ -205,6 +208,8 @@ export function aggregatorConfig(env: AggregatorEnv): AggregatorConfig {
     windowMs,
     minRows: num('ALERT_MIN_ROWS', MIN_ROWS_TO_EVALUATE, 1),
     hysteresis: Math.round(num('ALERT_HYSTERESIS', ALERT_HYSTERESIS, 1)),
+    // A threshold under the cap's one-window step (EVIDENCE_CAP − EVIDENCE_ALLOWANCE) would let a single window open an alert.
+    evidenceThreshold: env.ALERT_EVIDENCE === 'off' ? Number.POSITIVE_INFINITY : num('ALERT_EVIDENCE', EVIDENCE_THRESHOLD, EVIDENCE_CAP - EVIDENCE_ALLOWANCE),
     graceMs: num('ALERT_GRACE_MS', 30_000, 0),
     intervalMs: num('ALERT_EVAL_INTERVAL_MS', MINUTE_MS, 100),
     hourlyAfterMs,

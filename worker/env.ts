@@ -76,6 +76,8 @@ export interface Env extends Partial<Cloudflare.Env> {
   ALERT_WINDOW_MS?: string;
   ALERT_MIN_ROWS?: string;
   ALERT_HYSTERESIS?: string;
+  /** Sequential evidence (a CUSUM of window scores, core/judge.ts) that opens an alert; default 2.5, `off` for hysteresis alone. */
+  ALERT_EVIDENCE?: string;
   /** Aggregator: how far behind the newest data a window must end to be judged (ms, default 30000), and the alarm period (ms, default 60000). */
   ALERT_GRACE_MS?: string;
   ALERT_EVAL_INTERVAL_MS?: string;

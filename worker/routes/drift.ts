@@ -4,6 +4,7 @@
  * aggregator opened and resolved. Everything is read from the model's DriftAggregator.
  */
 import {
+  calendarCycles,
   dailyFeatures,
   decodeSummary,
   judgeWindow,
@@ -15,6 +16,7 @@ import {
   type JudgedSketch,
   type Sketch,
   type SketchJudgement,
+  windowScore,
 } from '../../core/index.ts';
 import { edgeConfig } from '../config.ts';
 import { model, needsAggregator, operatorAuth } from '../http/middleware.ts';
@@ -58,6 +60,7 @@ drift.get('/v1/models/:name/drift', operatorAuth(), model, needsAggregator, asyn
   const baseline = inForce.training ? await c.var.edge.trainingBaseline(c.env, m.name) : decodeSummary(inForce.bytes);
   const seasonal = seasonalFeatures(m);
   const daily = dailyFeatures(m);
+  const cycles = calendarCycles(m);
   const windows: DriftWindow[] = [];
   for (let t = from; t < to; t += step) {
     const end = Math.min(to, t + step);
@@ -79,12 +82,12 @@ drift.get('/v1/models/:name/drift', operatorAuth(), model, needsAggregator, asyn
     // As the aggregator judges: against the baseline, time-matched where it has slots, calendar
     // features by range unless daily and matched; against a moving reference of the same season,
     // calendar features compare in full.
-    const judged = judgeWindow(ref, w, shift ? {} : { seasonal, daily, clock: edgeConfig(c.env).telemetry.clock });
+    const judged = judgeWindow(ref, w, shift ? {} : { seasonal, daily, cycles, clock: edgeConfig(c.env).telemetry.clock });
     const section = (live: Map<string, Sketch>, verdicts: Map<string, SketchJudgement>): Record<string, JudgedSketch> =>
       Object.fromEntries(
         [...live].map(([name, sketch]) => {
           const j = verdicts.get(name);
-          return [name, { ...sketch.describe(), drifted: j?.drifted ?? false, drift: j?.drift ?? {} }];
+          return [name, { ...sketch.describe(), drifted: j?.drifted ?? false, score: j ? windowScore(j) : null, drift: j?.drift ?? {} }];
         }),
       );
     const features = section(w.features, judged.features);
