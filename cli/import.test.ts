@@ -474,15 +474,17 @@ describe('driftwatch import: inputs of one feature each, text columns, JSON line
     const model = join(ROOT, 'models/flight-delay/model.int8.onnx');
     const base = { model, name: 'flights', reference: join(tmp, 'flights.jsonl'), version: '1' };
     const r = await importModel({ ...base, timestamp: 'time', slotMinutes: 20, slotClock: 'event', out: join(tmp, 'flights') });
+    // On the event clock, each is also the reading of the event time it equals (Sunday-0 weekdays, months from 1).
     expect(r.calendar).toEqual([
-      { feature: 'month', cycle: 'year', because: 'derived from --timestamp time' },
-      { feature: 'day_of_week', cycle: 'week', because: 'derived from --timestamp time' },
-      { feature: 'hour', cycle: 'day', because: 'derived from --timestamp time' },
+      { feature: 'month', cycle: 'year', because: 'derived from --timestamp time', eventTime: 'month' },
+      { feature: 'day_of_week', cycle: 'week', because: 'derived from --timestamp time', eventTime: 'weekday' },
+      { feature: 'hour', cycle: 'day', because: 'derived from --timestamp time', eventTime: 'hour' },
     ]);
-    expect(r.manifest.features.find((f) => f.name === 'hour')).toMatchObject({ seasonal: true, cycle: 'day' });
+    expect(r.manifest.features.find((f) => f.name === 'hour')).toMatchObject({ seasonal: true, cycle: 'day', eventTime: 'hour' });
+    expect(r.lines.join('\n')).toMatch(/feature day_of_week .*calendar, weekly cycle \(derived from --timestamp time; the weekday of the event time\)/);
     expect(r.manifest.features.find((f) => f.name === 'distance')).not.toHaveProperty('seasonal');
     expect(r.manifest.features.map((f) => f.name)).not.toContain('time');
-    expect(r.lines.join('\n')).toMatch(/feature hour .*calendar, daily cycle \(derived from --timestamp time\)/);
+    expect(r.lines.join('\n')).toMatch(/feature hour .*calendar, daily cycle \(derived from --timestamp time; the hour of the event time\)/);
     const baseline = decodeSummary(readFileSync(join(tmp, 'flights/baseline.dwsm')));
     expect(baseline.slots?.minutes).toBe(20);
     expect(baseline.slots?.clock).toBe('event');
@@ -503,6 +505,10 @@ describe('driftwatch import: inputs of one feature each, text columns, JSON line
       ['hour', 'day', 'named like one'],
     ]);
     expect(decodeSummary(readFileSync(join(tmp, 'named/baseline.dwsm'))).slots).toBeUndefined();
+    // On the wall clock (the default), the timestamp is not what windows run on: derived, but no reading of the event time.
+    const wall = await importModel({ ...base, timestamp: 'time', out: join(tmp, 'wall') });
+    expect(wall.calendar.map((c) => c.because)).toEqual(Array(3).fill('derived from --timestamp time'));
+    expect(wall.manifest.features.filter((f) => f.kind === 'numeric' && f.eventTime)).toEqual([]);
 
     await expect(importModel({ ...base, timestamp: 'when', out: join(tmp, 'x') })).rejects.toThrow(/--timestamp when is not a column/);
     await expect(importModel({ ...base, timestamp: 'time', slotMinutes: 7, out: join(tmp, 'x') })).rejects.toThrow(/--slot-minutes 7 must be/);

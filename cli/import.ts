@@ -50,6 +50,8 @@ import {
   type Tensor,
   type TensorDType,
   type TensorSpec,
+  EVENT_TIME_READINGS,
+  type EventTimeReading,
 } from '../core/index.ts';
 import { CliError } from './errors.ts';
 
@@ -104,7 +106,7 @@ export interface ImportReport {
   /** A binary classifier's calibration: its knots, and the expected calibration error on the reference rows before and after. */
   calibration?: { points: number; ece: { before: number; after: number } };
   /** Features marked as calendar ones (seasonal, with their cycle), and why. */
-  calendar: { feature: string; cycle: 'day' | 'week' | 'year'; because: string }[];
+  calendar: { feature: string; cycle: 'day' | 'week' | 'year'; because: string; eventTime?: EventTimeReading }[];
   /** The baseline's time slots (with --timestamp): their length and how many the reference filled. */
   slots?: { minutes: number; filled: number };
   lines: string[];
@@ -311,17 +313,12 @@ function featuresFor(graph: Graph, columns: string[], rows: Row[], label: string
 
 // --- Calendar features -----------------------------------------------------------------------------
 
-/** What each calendar cycle reads from a time (UTC), the names that say it, and its values. */
-const CYCLES: { cycle: 'day' | 'week' | 'year'; of: (t: Date) => number[]; names: RegExp; range: [number, number] }[] = [
-  { cycle: 'day', of: (t) => [t.getUTCHours()], names: /^(hour|hours|hour_of_day|hourofday|hr|dep_hour|departure_hour)$/i, range: [0, 23] },
+/** Each calendar cycle's readings of a time (UTC, core/manifest.ts EVENT_TIME_READINGS), the names that say it, and its values. */
+const CYCLES: { cycle: 'day' | 'week' | 'year'; readings: EventTimeReading[]; names: RegExp; range: [number, number] }[] = [
+  { cycle: 'day', readings: ['hour'], names: /^(hour|hours|hour_of_day|hourofday|hr|dep_hour|departure_hour)$/i, range: [0, 23] },
   // Sunday 0 (JavaScript, flight-delay) or Monday 0 (pandas dayofweek), or 1-7 (ISO).
-  {
-    cycle: 'week',
-    of: (t) => [t.getUTCDay(), (t.getUTCDay() + 6) % 7, ((t.getUTCDay() + 6) % 7) + 1],
-    names: /^(dow|day_of_week|dayofweek|weekday|week_day|wday)$/i,
-    range: [0, 7],
-  },
-  { cycle: 'year', of: (t) => [t.getUTCMonth() + 1, t.getUTCMonth()], names: /^(month|mon|month_of_year)$/i, range: [0, 12] },
+  { cycle: 'week', readings: ['weekday', 'weekday_monday0', 'iso_weekday'], names: /^(dow|day_of_week|dayofweek|weekday|week_day|wday)$/i, range: [0, 7] },
+  { cycle: 'year', readings: ['month', 'month0'], names: /^(month|mon|month_of_year)$/i, range: [0, 12] },
 ];
 
 const CYCLE_WORDS = { day: 'daily', week: 'weekly', year: 'yearly' } as const;
@@ -336,10 +333,18 @@ function rowTime(v: number | string, column: string, row: number): number {
 /**
  * Marks the numeric integer features that follow the calendar as `seasonal` with their cycle:
  * those equal, on every reference row, to the hour, weekday or month of the --timestamp column
- * (derived from it), and those named like one with values in its range. Returns what it marked
- * and why (import says so).
+ * (derived from it), and those named like one with values in its range. A derived one on the
+ * event clock (the timestamp is what x-event-time will carry) also gets its reading as
+ * `eventTime`: live windows on that clock can then hold only their own span's values. Returns
+ * what it marked and why (import says so).
  */
-function markCalendar(features: FeatureSpec[], rows: Row[], times: number[] | undefined, timestamp: string | undefined): ImportReport['calendar'] {
+function markCalendar(
+  features: FeatureSpec[],
+  rows: Row[],
+  times: number[] | undefined,
+  timestamp: string | undefined,
+  eventClock: boolean,
+): ImportReport['calendar'] {
   const marked: ImportReport['calendar'] = [];
   const dates = times?.map((t) => new Date(t));
   for (const f of features) {
@@ -347,15 +352,14 @@ function markCalendar(features: FeatureSpec[], rows: Row[], times: number[] | un
     const values = rows.map((r) => r[f.name] as number);
     for (const c of CYCLES) {
       let because: string | undefined;
-      if (dates) {
-        const readings = c.of(dates[0]).length;
-        for (let k = 0; k < readings && !because; k++) if (values.every((v, i) => v === c.of(dates[i])[k])) because = `derived from --timestamp ${timestamp}`;
-      }
+      const derived = dates && c.readings.find((k) => values.every((v, i) => v === EVENT_TIME_READINGS[k].of(dates[i])));
+      if (derived) because = `derived from --timestamp ${timestamp}`;
       if (!because && c.names.test(f.name) && values.every((v) => v >= c.range[0] && v <= c.range[1])) because = 'named like one';
       if (!because) continue;
       f.seasonal = true;
       f.cycle = c.cycle;
-      marked.push({ feature: f.name, cycle: c.cycle, because });
+      if (derived && eventClock) f.eventTime = derived;
+      marked.push({ feature: f.name, cycle: c.cycle, because, ...(f.eventTime ? { eventTime: f.eventTime } : {}) });
       break;
     }
   }
@@ -587,8 +591,11 @@ export async function importModel(o: ImportOptions, progress: (line: string) => 
   const task = inferTask(graph, o.task);
   const features = featuresFor(graph, columns, rows, o.label, o.timestamp);
   const times = o.timestamp !== undefined ? rows.map((r, i) => rowTime(r[o.timestamp!], o.timestamp!, i)) : undefined;
-  const calendar = markCalendar(features, rows, times, o.timestamp);
-  for (const c of calendar) progress(`feature ${c.feature}: a calendar feature of the ${CYCLE_WORDS[c.cycle]} cycle (${c.because})`);
+  const calendar = markCalendar(features, rows, times, o.timestamp, slotClock === 'event');
+  for (const c of calendar)
+    progress(
+      `feature ${c.feature}: a calendar feature of the ${CYCLE_WORDS[c.cycle]} cycle (${c.because})${c.eventTime ? `, the ${c.eventTime} of the event time: windows on the event clock hold only their own` : ''}`,
+    );
   const draft = {
     name: o.name,
     version: o.version,
@@ -733,7 +740,7 @@ export async function importModel(o: ImportOptions, progress: (line: string) => 
     `${o.name} version ${o.version}: ${task}, ${features.length} features, ${manifest.outputs.length} output(s), serving the ${manifest.serve} build`,
     ...features.map((f) =>
       f.kind === 'numeric'
-        ? `  feature ${f.name.padEnd(16)} numeric${f.integer ? ' (integer)' : ''} in [${f.range.join(', ')}]${f.column !== undefined ? `  -> ${f.input}[:, ${f.column}]` : `  -> ${f.input}`}${f.seasonal && f.cycle ? `  calendar, ${CYCLE_WORDS[f.cycle]} cycle (${calendar.find((c) => c.feature === f.name)?.because})` : ''}`
+        ? `  feature ${f.name.padEnd(16)} numeric${f.integer ? ' (integer)' : ''} in [${f.range.join(', ')}]${f.column !== undefined ? `  -> ${f.input}[:, ${f.column}]` : `  -> ${f.input}`}${f.seasonal && f.cycle ? `  calendar, ${CYCLE_WORDS[f.cycle]} cycle (${calendar.find((c) => c.feature === f.name)?.because}${f.eventTime ? `; the ${f.eventTime} of the event time` : ''})` : ''}`
         : `  feature ${f.name.padEnd(16)} ${f.kind}, ${f.vocabulary.length} values  -> ${f.input}`,
     ),
     ...manifest.sketchedOutputs.map((s) => `  output  ${s.name.padEnd(16)} sketched as ${s.kind}`),

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CategoricalSketch } from './categorical.ts';
-import { DAY_MS, MINUTE_MS, slotOf, slotsCovering, slotSplitter, timeMatchedReference } from './clock.ts';
+import { DAY_MS, MINUTE_MS, possibleReadings, slotOf, slotsCovering, slotSplitter, timeMatchedReference } from './clock.ts';
+import { offClock } from './drift.ts';
 import { judgeWindow } from './judge.ts';
 import { createProfile, type Profile } from './profile.ts';
 import { TDigest } from './tdigest.ts';
@@ -179,5 +180,66 @@ describe('the time-matched reference (core/clock.ts) in judgeWindow', () => {
     const j = judgeWindow(ref, window(), { seasonal, daily });
     expect(j.timeMatched).toBe(false);
     expect(Object.keys(j.features.get('hour')!.drift)).toEqual(['out_of_range']);
+  });
+});
+
+describe('readings of the event time (off_clock)', () => {
+  const at = (iso: string) => Date.parse(iso);
+  it('possibleReadings: every value an instant of [start, end) can read; none for a span holding the whole cycle', () => {
+    // 2001-01-02 is a Tuesday.
+    expect([...possibleReadings('hour', at('2001-01-02T14:05Z'), at('2001-01-02T14:25Z'))!]).toEqual([14]);
+    expect([...possibleReadings('hour', at('2001-01-02T14:00Z'), at('2001-01-02T15:00Z'))!]).toEqual([14]);
+    expect([...possibleReadings('hour', at('2001-01-02T14:00Z'), at('2001-01-02T15:00Z') + 1)!].sort((a, b) => a - b)).toEqual([14, 15]);
+    expect([...possibleReadings('hour', at('2001-01-02T22:30Z'), at('2001-01-03T01:10Z'))!].sort((a, b) => a - b)).toEqual([0, 1, 22, 23]);
+    expect(possibleReadings('hour', at('2001-01-02T00:00Z'), at('2001-01-03T00:00Z'))).toBeUndefined();
+    expect([...possibleReadings('weekday', at('2001-01-02T10:00Z'), at('2001-01-02T11:00Z'))!]).toEqual([2]);
+    expect([...possibleReadings('weekday_monday0', at('2001-01-02T10:00Z'), at('2001-01-02T11:00Z'))!]).toEqual([1]);
+    expect([...possibleReadings('iso_weekday', at('2001-01-07T10:00Z'), at('2001-01-07T11:00Z'))!]).toEqual([7]);
+    expect([...possibleReadings('weekday', at('2001-01-06T23:00Z'), at('2001-01-08T01:00Z'))!].sort()).toEqual([0, 1, 6]);
+    expect([...possibleReadings('weekday', at('2001-01-02T00:00Z'), at('2001-01-03T00:00Z'))!]).toEqual([2]);
+    expect(possibleReadings('weekday', at('2001-01-01T00:00Z'), at('2001-01-08T00:00Z'))).toBeUndefined();
+    expect([...possibleReadings('month', at('2001-01-30T00:00Z'), at('2001-02-02T00:00Z'))!].sort()).toEqual([1, 2]);
+    expect([...possibleReadings('month0', at('2001-01-30T00:00Z'), at('2001-01-31T00:00Z'))!]).toEqual([0]);
+    for (const [s, e] of [
+      [5, 5],
+      [5, 1],
+      [Number.NaN, 5],
+      [0, Number.POSITIVE_INFINITY],
+    ])
+      expect(possibleReadings('hour', s, e)).toBeUndefined();
+  });
+
+  it('offClock: the share of values the span cannot have, on exact digests only, with the out-of-range bar', () => {
+    const possible = new Set([14]);
+    const on = new TDigest().addAll(Array(200).fill(14));
+    expect(offClock(on, possible)).toMatchObject({ method: 'off_clock', statistic: 0, drifted: false, expected: 0 });
+    const late = new TDigest().addAll([...Array(190).fill(14), ...Array(10).fill(15)]);
+    expect(offClock(late, possible)).toMatchObject({ statistic: 0.05, threshold: 0.02, drifted: true });
+    // Two stray values of 200 are under the bar (at least 3 values).
+    expect(offClock(new TDigest().addAll([...Array(198).fill(14), 3, 4]), possible)?.drifted).toBe(false);
+    // A digest past exact mode (more distinct values than it keeps) says nothing.
+    expect(offClock(new TDigest().addAll(Array.from({ length: 5000 }, (_, i) => i / 7)), possible)).toBeUndefined();
+  });
+
+  it('judgeWindow adds off_clock on the event clock only: a weekday off by one in a window of one day, where the range and the slots see nothing', () => {
+    const ref = createProfile({ model: 'm', modelVersion: '1', windowStart: 0 });
+    ref.features.set('day_of_week', new TDigest().addAll(Array.from({ length: 700 }, (_, i) => i % 7)));
+    const options = {
+      seasonal: new Set(['day_of_week']),
+      cycles: new Map([['day_of_week', 7 * DAY_MS]]),
+      eventTime: new Map([['day_of_week', 'weekday' as const]]),
+    };
+    // Tuesday 10:00-11:00 holding Wednesday's weekday.
+    const w = { ...createProfile({ model: 'm', modelVersion: '1', windowStart: at('2001-01-02T10:00Z'), windowEnd: at('2001-01-02T11:00Z') }) };
+    w.features.set('day_of_week', new TDigest().addAll(Array(300).fill(3)));
+    const event = judgeWindow(ref, w, { ...options, clock: 'event' }).features.get('day_of_week')!;
+    expect(event.drift.off_clock).toMatchObject({ statistic: 1, drifted: true });
+    expect(event.drift.out_of_range?.drifted).toBe(false);
+    expect(event.drifted).toBe(true);
+    for (const clock of ['wall', undefined] as const)
+      expect(judgeWindow(ref, w, { ...options, clock }).features.get('day_of_week')).toMatchObject({ drifted: false });
+    // The right weekday: nothing off the clock.
+    w.features.set('day_of_week', new TDigest().addAll(Array(300).fill(2)));
+    expect(judgeWindow(ref, w, { ...options, clock: 'event' }).features.get('day_of_week')).toMatchObject({ drifted: false });
   });
 });

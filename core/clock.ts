@@ -29,8 +29,13 @@
  * - A window of a day or more, a baseline without slots, or a window at times the reference never
  *   saw gets no time-matched reference (undefined): it is judged against the whole baseline.
  * - Slots match the daily cycle only: day of week and month stay judged by range.
+ *
+ * A feature that is a reading of the event time itself (its hour, weekday, month: manifest
+ * `eventTime`) is checked against the window's own span on the event clock (possibleReadings and
+ * core/drift.ts offClock): a window of Tuesday 14:00-15:00 holds hour 14 and weekday 2 only.
  */
 import { SketchMergeError } from './errors.ts';
+import { EVENT_TIME_READINGS, type EventTimeReading } from './manifest.ts';
 import { cloneProfile, mergeInto, validSlotMinutes, type Profile, type SlotClock, type TimeSlots } from './profile.ts';
 
 export const MINUTE_MS = 60_000;
@@ -110,4 +115,26 @@ export function slotSplitter(minutes: number, clock: SlotClock, create: (slot: n
       return p;
     },
   };
+}
+
+/** How finely possibleReadings walks a span, per cycle: every reading of the cycle changes on these steps (UTC). */
+const READING_STEP_MS = { day: 3_600_000, week: DAY_MS, year: DAY_MS } as const;
+/** Each cycle's length: a span this long can hold every reading. */
+const CYCLE_LENGTH_MS = { day: DAY_MS, week: 7 * DAY_MS, year: 365 * DAY_MS } as const;
+
+/**
+ * Every value the reading `reading` of an instant in [start, end) can take (UTC), or undefined
+ * when the span holds the whole cycle (or is not a span): then any value can be. (The edge's
+ * windows end past their latest row, core/profiler.ts, so [start, end) holds every row's time.)
+ */
+export function possibleReadings(reading: EventTimeReading, windowStart: number, windowEnd: number): Set<number> | undefined {
+  const r = EVENT_TIME_READINGS[reading];
+  if (!(Number.isFinite(windowStart) && Number.isFinite(windowEnd) && windowEnd > windowStart)) return undefined;
+  if (windowEnd - windowStart >= CYCLE_LENGTH_MS[r.cycle]) return undefined;
+  const step = READING_STEP_MS[r.cycle];
+  const out = new Set<number>();
+  // From the start of the step holding windowStart: each step's first instant, then the span's last.
+  for (let t = Math.floor(windowStart / step) * step; t < windowEnd; t += step) out.add(r.of(new Date(Math.max(t, windowStart))));
+  out.add(r.of(new Date(windowEnd - 1)));
+  return out;
 }

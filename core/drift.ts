@@ -21,7 +21,7 @@ import type { SketchKind } from './sketch.ts';
 import { chiSquareCritical, chiSquareSurvival, kolmogorovSurvival } from './stats.ts';
 import type { TDigest } from './tdigest.ts';
 
-export type DriftMethod = 'psi' | 'ks' | 'wasserstein' | 'jensen_shannon' | 'chi_square' | 'out_of_range';
+export type DriftMethod = 'psi' | 'ks' | 'wasserstein' | 'jensen_shannon' | 'chi_square' | 'out_of_range' | 'off_clock';
 
 export interface DriftResult {
   method: DriftMethod;
@@ -376,6 +376,31 @@ export function outOfRange(baseline: TDigest, current: TDigest, { threshold = 0.
   return result('out_of_range', outside, Math.max(threshold, minValues / n) + 4 / (baseline.count + 1), baseline, current, {
     expected: 2 / (baseline.count + 1),
   });
+}
+
+/**
+ * Share of the window's values its own times cannot have: for a feature that is a reading of the
+ * event time (the hour, weekday or month of it, core/manifest.ts eventTime), `possible` holds the
+ * readings of every instant of the window's span on the event clock (core/clock.ts
+ * possibleReadings), and a value outside it says the feature and the clock disagree upstream (a
+ * time-zone bug, a weekday off by one), however short the window and whatever the reference.
+ * Needs an exact digest (every value a point, as a calendar feature's are); undefined otherwise.
+ * Drifted past `threshold` of the window and at least `minValues` values.
+ */
+export function offClock(
+  current: TDigest,
+  possible: ReadonlySet<number>,
+  { threshold = 0.02, minValues = 3 }: OutOfRangeOptions = {},
+): DriftResult | undefined {
+  if (!current.exact) return undefined;
+  const n = current.count + current.posInfCount + current.negInfCount;
+  const empty = { count: 0 };
+  if (n === 0) return result('off_clock', 0, threshold, empty, current, { expected: 0 });
+  const { means, weights } = current.centroids();
+  let off = current.posInfCount + current.negInfCount;
+  for (let i = 0; i < means.length; i++) if (!possible.has(means[i])) off += weights[i];
+  // Noise alone puts no value off the clock: the bar is the plain one.
+  return result('off_clock', off / n, Math.max(threshold, minValues / n), empty, current, { expected: 0 });
 }
 
 export interface CompareOptions {

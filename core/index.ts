@@ -10,6 +10,8 @@ export {
   jensenShannon,
   chiSquare,
   compareSketches,
+  offClock,
+  outOfRange,
   PSI_EPSILON,
   type DriftResult,
   type DriftMethod,
@@ -75,8 +77,20 @@ export type {
   ArtifactSpec,
 } from './manifest.ts';
 export { calibrator, expectedCalibrationError, fitIsotonic, MAX_CALIBRATION_POINTS, type Calibration } from './calibration.ts';
-export { cadenceDays, calendarCycles, CYCLE_MS, dailyFeatures, encodingInterface, seasonalFeatures, staleness, MODEL_TASKS } from './manifest.ts';
-export { DAY_MS, MINUTE_MS, slotOf, slotsCovering, slotSplitter, timeMatchedReference } from './clock.ts';
+export {
+  cadenceDays,
+  calendarCycles,
+  CYCLE_MS,
+  dailyFeatures,
+  eventTimeFeatures,
+  EVENT_TIME_READINGS,
+  type EventTimeReading,
+  encodingInterface,
+  seasonalFeatures,
+  staleness,
+  MODEL_TASKS,
+} from './manifest.ts';
+export { DAY_MS, MINUTE_MS, slotOf, slotsCovering, possibleReadings, slotSplitter, timeMatchedReference } from './clock.ts';
 export { checkManifest, MAX_VOCABULARY } from './manifest-check.ts';
 export {
   createBatcher,

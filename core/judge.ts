@@ -14,7 +14,9 @@
  *   only, except those of the daily cycle (`daily`): the time-matched reference judges them in
  *   full, and so does the whole baseline for a window of a day or more or one on another clock
  *   than the slots' (the feature then does not follow the window's clock). Any other with a
- *   cycle (`cycles`: a weekday's week) is judged in full by a window spanning the whole cycle. A version seen only
+ *   cycle (`cycles`: a weekday's week) is judged in full by a window spanning the whole cycle.
+ *   On the event clock, a feature that is a reading of the event time (`eventTime`) is also
+ *   checked against the window's own span: off_clock, the share of values its times cannot have. A version seen only
  *   as a shadow saw the inputs of the version that served them, so only its outputs are its own
  *   (`shadowOnly` leaves its features unjudged).
  * - windowScore: where a judged sketch lies between sampling noise (0) and its bar (1).
@@ -25,8 +27,10 @@
  *   bar in every window but present in window after window (bench/drift.ts measures both rules
  *   on 59 days of real traffic: false alerts per day and windows to detection).
  */
-import { DAY_MS, timeMatchedReference } from './clock.ts';
-import { compareSketches, outOfRange, type CompareOptions, type DriftMethod, type DriftResult } from './drift.ts';
+import { DAY_MS, possibleReadings, timeMatchedReference } from './clock.ts';
+import { compareSketches, offClock, outOfRange, type CompareOptions, type DriftMethod, type DriftResult } from './drift.ts';
+import type { EventTimeReading } from './manifest.ts';
+import type { TDigest } from './tdigest.ts';
 import type { Profile, Sketch, SlotClock } from './profile.ts';
 
 export interface SketchJudgement {
@@ -75,6 +79,12 @@ export interface JudgeWindowOptions {
   clock?: SlotClock;
   /** Calendar features' cycle lengths (core/manifest.ts calendarCycles): a window spanning its cycle judges one in full. */
   cycles?: ReadonlyMap<string, number>;
+  /**
+   * Features that are a reading of the event time (core/manifest.ts eventTimeFeatures): on the
+   * event clock (`clock: 'event'`), their values must be ones the window's own span can have
+   * (off_clock, core/drift.ts).
+   */
+  eventTime?: ReadonlyMap<string, EventTimeReading>;
 }
 
 /**
@@ -85,7 +95,7 @@ export interface JudgeWindowOptions {
 export function judgeWindow(
   reference: Pick<Profile, 'features' | 'outputs' | 'slots'>,
   live: Pick<Profile, 'features' | 'outputs'> & Partial<Pick<Profile, 'windowStart' | 'windowEnd'>>,
-  { seasonal = new Set(), daily = new Set(), shadowOnly = false, clock, cycles }: JudgeWindowOptions = {},
+  { seasonal = new Set(), daily = new Set(), shadowOnly = false, clock, cycles, eventTime }: JudgeWindowOptions = {},
 ): WindowJudgement & { timeMatched: boolean } {
   const matched =
     live.windowStart !== undefined && live.windowEnd !== undefined ? timeMatchedReference(reference, live.windowStart, live.windowEnd, clock) : undefined;
@@ -109,11 +119,20 @@ export function judgeWindow(
     if (whole.kind === 'tdigest' && s.kind === 'tdigest') drift.out_of_range = outOfRange(whole, s);
     return { drift, drifted: Object.values(drift).some((r) => r?.drifted) };
   };
+  // A reading of the event time against the window's own span, on the event clock only (the one its rows' times are on).
+  const offTheClock = (name: string, s: Sketch): DriftResult | undefined => {
+    const reading = clock === 'event' && s.kind === 'tdigest' ? eventTime?.get(name) : undefined;
+    if (reading === undefined || live.windowStart === undefined || live.windowEnd === undefined) return undefined;
+    const possible = possibleReadings(reading, live.windowStart, live.windowEnd);
+    return possible && offClock(s as TDigest, possible);
+  };
   const features = new Map<string, SketchJudgement>();
   const outputs = new Map<string, SketchJudgement>();
   if (!shadowOnly) {
     for (const [name, s] of live.features) {
-      const j = judge(name, reference.features.get(name), matched?.features.get(name), s, seasonal.has(name));
+      let j = judge(name, reference.features.get(name), matched?.features.get(name), s, seasonal.has(name));
+      const off = offTheClock(name, s);
+      if (off) j = { drift: { ...j?.drift, off_clock: off }, drifted: (j?.drifted ?? false) || off.drifted };
       if (j) features.set(name, j);
     }
   }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import flightManifest from '../models/flight-delay/manifest.json';
 import movieManifest from '../models/movielens-topk/manifest.json';
 import { checkManifest } from './manifest-check.ts';
-import { cadenceDays, dailyFeatures, seasonalFeatures, staleness, type ModelManifest } from './manifest.ts';
+import { cadenceDays, dailyFeatures, eventTimeFeatures, seasonalFeatures, staleness, type ModelManifest } from './manifest.ts';
 import { encodeInstances, observedFromFeeds } from './validate.ts';
 
 /** A small model of one FLOAT [N, 3] input fed by three named columns, as skl2onnx writes a pipeline. */
@@ -68,6 +68,21 @@ describe('checkManifest', () => {
       (m) => Object.assign(m.features[2], { cycle: 'day' }),
       /features\[2\].seasonal must be true for a feature with a cycle/,
     ],
+    [
+      'a reading of the event time that is not one',
+      (m) => Object.assign(m.features[2], { seasonal: true, cycle: 'day', integer: true, eventTime: '__proto__' }),
+      /features\[2\].eventTime must be one of hour, weekday, weekday_monday0, iso_weekday, month, month0/,
+    ],
+    [
+      "a reading of another cycle than the feature's",
+      (m) => Object.assign(m.features[2], { seasonal: true, cycle: 'day', integer: true, eventTime: 'weekday' }),
+      /features\[2\].eventTime "weekday" is a reading of the week: the feature's cycle must be "week"/,
+    ],
+    [
+      'a reading of the event time on a feature that is not an integer',
+      (m) => Object.assign(m.features[2], { seasonal: true, cycle: 'day', integer: false, eventTime: 'hour' }),
+      /features\[2\].eventTime a reading of the event time is an integer feature/,
+    ],
   ];
   for (const [what, spoil, message] of bad) {
     it(`refuses ${what}, naming the field (422 invalid_manifest)`, () => {
@@ -95,6 +110,12 @@ describe('calendar features', () => {
     expect([...dailyFeatures(checked)]).toEqual(['c']);
     // flight-delay: the hour is judged time-matched; weekday and month by range.
     expect([...dailyFeatures(flightManifest as unknown as ModelManifest)]).toEqual(['hour']);
+    // Its calendar features are readings of the departure time, its replays' event time.
+    expect(Object.fromEntries(eventTimeFeatures(checkManifest(flightManifest, { name: 'flight-delay', version: flightManifest.version })))).toEqual({
+      month: 'month',
+      day_of_week: 'weekday',
+      hour: 'hour',
+    });
   });
 });
 

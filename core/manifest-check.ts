@@ -6,7 +6,16 @@
  * against a manifest that cannot encode it. The first problem is a ValidationError naming the
  * field as `features[2].range`.
  */
-import { cadenceDays, MODEL_TASKS, type FeatureSpec, type ModelManifest, type TensorDType, type TensorSpec } from './manifest.ts';
+import {
+  cadenceDays,
+  EVENT_TIME_READINGS,
+  MODEL_TASKS,
+  type EventTimeReading,
+  type FeatureSpec,
+  type ModelManifest,
+  type TensorDType,
+  type TensorSpec,
+} from './manifest.ts';
 import { ValidationError } from './validate.ts';
 import { MAX_CALIBRATION_POINTS } from './calibration.ts';
 
@@ -134,8 +143,14 @@ export function checkManifest(value: unknown, expect: { name: string; version: s
       if (f.seasonal !== undefined) out.seasonal = f.seasonal === true;
       if (f.cycle !== undefined) out.cycle = k.oneOf(f.cycle, `${at}.cycle`, ['day', 'week', 'year'] as const);
       if (f.rangeOnly !== undefined) out.rangeOnly = f.rangeOnly === true;
-      if ((out.cycle || out.rangeOnly) && !out.seasonal)
-        k.fail(`${at}.seasonal`, 'must be true for a feature with a cycle or rangeOnly (they describe calendar features)');
+      if (f.eventTime !== undefined) {
+        out.eventTime = k.oneOf(f.eventTime, `${at}.eventTime`, Object.keys(EVENT_TIME_READINGS) as EventTimeReading[]);
+        const cycle = EVENT_TIME_READINGS[out.eventTime].cycle;
+        if (out.cycle !== cycle) k.fail(`${at}.eventTime`, `"${out.eventTime}" is a reading of the ${cycle}: the feature's cycle must be "${cycle}"`);
+        if (out.integer !== true) k.fail(`${at}.eventTime`, 'a reading of the event time is an integer feature (integer: true)');
+      }
+      if ((out.cycle || out.rangeOnly || out.eventTime) && !out.seasonal)
+        k.fail(`${at}.seasonal`, 'must be true for a feature with a cycle, rangeOnly or eventTime (they describe calendar features)');
       if (f.column !== undefined) {
         const width = spec.shape.length === 2 && typeof spec.shape[1] === 'number' ? spec.shape[1] : undefined;
         if (width === undefined || spec.dtype !== 'float32')

@@ -46,7 +46,31 @@ export interface NumericFeature extends FeatureBase {
   cycle?: 'day' | 'week' | 'year';
   /** Judge this calendar feature by range only, even where a time-matched reference could judge it in full. */
   rangeOnly?: boolean;
+  /**
+   * The feature is this reading of each row's event time (UTC), the time its telemetry is
+   * windowed by on the event clock (x-event-time): a window on that clock can then hold only the
+   * values its own span can have, and any other is off the clock (core/drift.ts offClock: an
+   * upstream clock bug, a weekday off by one). `driftwatch import` sets it for a feature derived
+   * from --timestamp with --slot-clock event.
+   */
+  eventTime?: EventTimeReading;
 }
+
+/** Readings of a time (UTC) a calendar feature can be (FeatureSpec.eventTime), with their cycles. */
+export const EVENT_TIME_READINGS = {
+  hour: { cycle: 'day', of: (t: Date) => t.getUTCHours() },
+  /** Sunday 0 (JavaScript's getUTCDay). */
+  weekday: { cycle: 'week', of: (t: Date) => t.getUTCDay() },
+  /** Monday 0 (pandas' dayofweek). */
+  weekday_monday0: { cycle: 'week', of: (t: Date) => (t.getUTCDay() + 6) % 7 },
+  /** Monday 1 to Sunday 7 (ISO 8601). */
+  iso_weekday: { cycle: 'week', of: (t: Date) => ((t.getUTCDay() + 6) % 7) + 1 },
+  /** January 1. */
+  month: { cycle: 'year', of: (t: Date) => t.getUTCMonth() + 1 },
+  /** January 0 (JavaScript's getUTCMonth). */
+  month0: { cycle: 'year', of: (t: Date) => t.getUTCMonth() },
+} as const satisfies Record<string, { cycle: 'day' | 'week' | 'year'; of: (t: Date) => number }>;
+export type EventTimeReading = keyof typeof EVENT_TIME_READINGS;
 
 export interface CategoricalFeature extends FeatureBase {
   kind: 'categorical';
@@ -144,6 +168,13 @@ export const CYCLE_MS = { day: 86_400_000, week: 7 * 86_400_000, year: 365 * 86_
 export function calendarCycles(m: Pick<ModelManifest, 'features'>): Map<string, number> {
   const out = new Map<string, number>();
   for (const f of m.features) if (f.kind === 'numeric' && f.seasonal && f.cycle && !f.rangeOnly) out.set(f.name, CYCLE_MS[f.cycle]);
+  return out;
+}
+
+/** The features that are a reading of the event time (`eventTime`), by name. */
+export function eventTimeFeatures(m: Pick<ModelManifest, 'features'>): Map<string, EventTimeReading> {
+  const out = new Map<string, EventTimeReading>();
+  for (const f of m.features) if (f.kind === 'numeric' && f.eventTime) out.set(f.name, f.eventTime);
   return out;
 }
 

@@ -234,8 +234,9 @@ describe('windows', () => {
     expect(p.stats()).toMatchObject({ open: 0, outbox: 2, rows: 12 });
     expect(p.tick()).toBe(0);
     const [a, b] = takeDecoded(p);
-    expect([a.profile.windowStart, a.profile.windowEnd, a.profile.counters.rows]).toEqual([T0, T0 + 100, 5]);
-    expect([b.profile.windowStart, b.profile.windowEnd, b.profile.counters.rows]).toEqual([T0 + 200, T0 + 200, 7]);
+    // Closed early, a window ends just past its latest row ([start, end) holds every row).
+    expect([a.profile.windowStart, a.profile.windowEnd, a.profile.counters.rows]).toEqual([T0, T0 + 101, 5]);
+    expect([b.profile.windowStart, b.profile.windowEnd, b.profile.counters.rows]).toEqual([T0 + 200, T0 + 201, 7]);
   });
 
   it('keeps one window per (model, version), numbered in closing order', () => {
@@ -529,7 +530,8 @@ describe('model-based: nothing lost, nothing counted twice', () => {
           for (const { shipment, profile } of taken) {
             expect(profile).toMatchObject({ model: FLIGHT.name, modelVersion: shipment.modelVersion, source: SOURCE, sequence: shipment.sequence });
             expect(profile.windowStart).toBeGreaterThanOrEqual(T0);
-            expect(profile.windowEnd).toBeLessThanOrEqual(clock.t);
+            // At most just past the latest row, which is at most now.
+            expect(profile.windowEnd).toBeLessThanOrEqual(clock.t + 1);
             // An acknowledged (source, sequence) never comes back: the receiver would drop it.
             expect(stored.has(key(shipment))).toBe(false);
           }
@@ -655,7 +657,7 @@ describe('aligned windows', () => {
 });
 
 describe('a replayed clock set back', () => {
-  it('closes the open window at its latest row and starts one at the earlier time: replayed rows never land in a live window', () => {
+  it('closes the open window just past its latest row and starts one at the earlier time: replayed rows never land in a live window', () => {
     let t = 20 * WINDOW_MS + 100;
     const p = createWindowProfiler({ source: SOURCE, windowMs: WINDOW_MS, align: true, now: () => t });
     p.observe(FLIGHT, '1', flightRows(2), 5, 'edge');
@@ -667,7 +669,7 @@ describe('a replayed clock set back', () => {
     t = 13 * WINDOW_MS;
     expect(p.tick()).toBe(1);
     const [live, replayed] = p.take().map((s) => decodeSummary(s.bytes));
-    expect([live.windowStart, live.windowEnd, live.counters.rows]).toEqual([20 * WINDOW_MS + 100, 20 * WINDOW_MS + 700, 3]);
+    expect([live.windowStart, live.windowEnd, live.counters.rows]).toEqual([20 * WINDOW_MS + 100, 20 * WINDOW_MS + 701, 3]);
     expect([replayed.windowStart, replayed.windowEnd, replayed.counters.rows]).toEqual([12 * WINDOW_MS + 10, 13 * WINDOW_MS, 5]);
   });
 });

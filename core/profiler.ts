@@ -140,7 +140,10 @@ export function createWindowProfiler({
 
   function close(key: string, o: Open, end?: number): void {
     open.delete(key);
-    o.profile.windowEnd = Math.max(o.profile.windowStart, end ?? (align ? Math.min(now(), o.end) : now()));
+    // The end is exclusive and past every row: a window closed early (by rows, at shutdown, or the
+    // clock set back) ends just after its latest row, not at it (a row at 15:00:00.000 is not in
+    // [14:59, 15:00)). Aligned, that is never past the window's own end.
+    o.profile.windowEnd = Math.max(o.profile.windowStart, end ?? (align ? Math.min(now(), o.end) : now()), o.last + 1);
     o.profile.sequence = ++sequence;
     outbox.push({ profile: o.profile, shipment: ship(o.profile), inFlight: false });
     while (outbox.length > maxOutbox) {

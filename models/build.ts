@@ -275,6 +275,8 @@ async function buildFlightDelay(): Promise<void> {
         integer: true,
         seasonal: true,
         cycle: 'year',
+        // The departure time is the event time replays send (x-event-time): on the event clock a window holds only its own months.
+        eventTime: 'month',
         description: 'month of the flight, 1-12',
       },
       {
@@ -285,6 +287,7 @@ async function buildFlightDelay(): Promise<void> {
         integer: true,
         seasonal: true,
         cycle: 'week',
+        eventTime: 'weekday',
         description: '0 = Sunday ... 6 = Saturday',
       },
       {
@@ -295,6 +298,7 @@ async function buildFlightDelay(): Promise<void> {
         integer: true,
         seasonal: true,
         cycle: 'day',
+        eventTime: 'hour',
         description: 'scheduled local departure hour',
       },
       { name: 'distance', kind: 'numeric', input: 'distance', range: [1, 10000], description: 'great-circle distance in miles' },

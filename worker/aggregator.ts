@@ -63,6 +63,7 @@ import {
   seasonalFeatures,
   dailyFeatures,
   calendarCycles,
+  eventTimeFeatures,
   seenOf,
   staleness,
   windowScore,
@@ -552,6 +553,7 @@ export class DriftAggregator extends DurableObject<Env> {
     const seasonal = seasonalFeatures(bundled.manifest);
     const daily = dailyFeatures(bundled.manifest);
     const cycles = calendarCycles(bundled.manifest);
+    const eventTime = eventTimeFeatures(bundled.manifest);
     // Windows are on the data clock: time-matched only against slots of that clock (core/clock.ts).
     const clock = edgeConfig(this.env).telemetry.clock;
     // Merge the buckets of each (window, version), in time order: everything, and the edge's own
@@ -616,7 +618,7 @@ export class DriftAggregator extends DurableObject<Env> {
         }
         evaluated++;
         // A version seen only as a shadow saw the same inputs as the served one: only its outputs are its own.
-        const judged = judgeWindow(baseline, p, { seasonal, daily, cycles, clock, shadowOnly: (p.counters.shadowRows ?? 0) >= p.counters.rows });
+        const judged = judgeWindow(baseline, p, { seasonal, daily, cycles, eventTime, clock, shadowOnly: (p.counters.shadowRows ?? 0) >= p.counters.rows });
         estimated?.(version, p, w);
         for (const [key, x] of [...judged.features, ...[...judged.outputs].map(([name, x]) => [`output:${name}`, x] as const)])
           judgeKey(

@@ -14,6 +14,7 @@ import {
   createProfile,
   dailyFeatures,
   decodeSummary,
+  eventTimeFeatures,
   judgeWindow,
   nextStreak,
   seasonalFeatures,
@@ -106,6 +107,31 @@ describe('drift on live-ordered flights (the shipped baseline and its time-match
     }
     expect(caught).toBe(30);
     expect(byRange).toBe(0);
+  });
+
+  it('a weekday off by one upstream: on the event clock, every window of 200 holds a weekday its own span cannot have (off_clock); by range or on the wall clock, none', () => {
+    const r = rng(1606);
+    const onClock = { ...options, eventTime: eventTimeFeatures(manifest), clock: 'event' as const };
+    let caught = 0;
+    let byRange = 0;
+    let onWall = 0;
+    for (let k = 0; k < 30; k++) {
+      const w = liveWindow(200, r);
+      const p = profileOf(
+        w.rows.map((x) => ({ ...x, day_of_week: (x.day_of_week + 1) % 7 })),
+        w.start,
+        w.end,
+      );
+      const j = judgeWindow(baseline, p, onClock).features.get('day_of_week')!;
+      // A live window of 200 flights spans under a day here: one or two weekdays possible, the shifted one not among them unless it crosses midnight.
+      caught += Number(j.drifted);
+      byRange += Number(judgeWindow(baseline, p, options).features.get('day_of_week')!.drifted);
+      onWall += Number(judgeWindow(baseline, p, { ...onClock, clock: 'wall' }).features.get('day_of_week')!.drifted);
+      // Unchanged flights are on the clock.
+      expect(judgeWindow(baseline, profileOf(w.rows, w.start, w.end), onClock).features.get('day_of_week')!.drift.off_clock?.statistic).toBe(0);
+    }
+    expect(caught).toBeGreaterThanOrEqual(27);
+    expect([byRange, onWall]).toEqual([0, 0]);
   });
 
   it('no departures from ORD (5.5% of flights) is caught in most windows of 1,000', () => {

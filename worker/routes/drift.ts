@@ -5,6 +5,7 @@
  */
 import {
   calendarCycles,
+  eventTimeFeatures,
   dailyFeatures,
   decodeSummary,
   judgeWindow,
@@ -61,6 +62,7 @@ drift.get('/v1/models/:name/drift', operatorAuth(), model, needsAggregator, asyn
   const seasonal = seasonalFeatures(m);
   const daily = dailyFeatures(m);
   const cycles = calendarCycles(m);
+  const eventTime = eventTimeFeatures(m);
   const windows: DriftWindow[] = [];
   for (let t = from; t < to; t += step) {
     const end = Math.min(to, t + step);
@@ -82,7 +84,7 @@ drift.get('/v1/models/:name/drift', operatorAuth(), model, needsAggregator, asyn
     // As the aggregator judges: against the baseline, time-matched where it has slots, calendar
     // features by range unless daily and matched; against a moving reference of the same season,
     // calendar features compare in full.
-    const judged = judgeWindow(ref, w, shift ? {} : { seasonal, daily, cycles, clock: edgeConfig(c.env).telemetry.clock });
+    const judged = judgeWindow(ref, w, shift ? {} : { seasonal, daily, cycles, eventTime, clock: edgeConfig(c.env).telemetry.clock });
     const section = (live: Map<string, Sketch>, verdicts: Map<string, SketchJudgement>): Record<string, JudgedSketch> =>
       Object.fromEntries(
         [...live].map(([name, sketch]) => {
