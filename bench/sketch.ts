@@ -1,7 +1,9 @@
 // npm run bench:sketch — our merging t-digest against the `tdigest` package (Welch's
 // red-black-tree t-digest, the most used one on npm) and DataDog's DDSketch, measured side by
 // side in one run on 1e6 values of four shapes: values added per second, time to merge 1,000
-// digests, rank error at seven quantiles, and serialised bytes.
+// digests, rank error at seven quantiles, and serialised bytes. Then integer data with ties
+// (what discrete features are: counts, codes, hours), 50 parts of 4,000 values merged, as the
+// aggregator merges summaries: rank error and bytes.
 //
 // Options: --n 1000000 (values per shape), --quick (1e5 values, fewer repetitions).
 import { writeFileSync, mkdirSync } from 'node:fs';
@@ -9,7 +11,7 @@ import { DDSketch } from '@datadog/sketches-js';
 // @ts-expect-error: the tdigest package ships no types.
 import tdigestPkg from 'tdigest';
 import { TDigest } from '../core/index.ts';
-import { generate, rankError, type Shape } from '../test/support/data.ts';
+import { generate, INTEGER_SHAPES, rankError, rng, type Shape } from '../test/support/data.ts';
 import { fmt, markdownTable, progress, timeMedian, writeLineChart } from './lib/report.ts';
 
 interface WelchDigest {
@@ -133,6 +135,36 @@ for (const shape of SHAPES) {
     });
   }
 }
+// Integer data with ties, merged from 50 parts.
+const INT_PARTS = 50;
+const INT_PART_SIZE = 4000;
+const intRows: { shape: string; impl: string; rankErrors: number[]; bytes: number; note: string }[] = [];
+for (const [shape, draw] of INTEGER_SHAPES) {
+  const r = rng(shape.length * 7919);
+  const parts = Array.from({ length: INT_PARTS }, () => Float64Array.from({ length: INT_PART_SIZE }, () => draw(r)));
+  const all = new Float64Array(INT_PARTS * INT_PART_SIZE);
+  parts.forEach((p, i) => all.set(p, i * INT_PART_SIZE));
+  const sorted = all.slice().sort();
+  const distinct = new Set(all).size;
+  for (const impl of impls) {
+    progress(`${shape}: ${impl.name}: merging ${INT_PARTS} digests of ${INT_PART_SIZE} integers`);
+    const merged = impl.merge(parts.map((p) => impl.build(p)));
+    let note = '';
+    if (merged instanceof TDigest) {
+      const bytes = merged.toBytes();
+      const roundTrip = TDigest.fromBytes(bytes).toBytes();
+      const same = roundTrip.length === bytes.length && roundTrip.every((b, i) => b === bytes[i]);
+      note = `${merged.exact ? 'exact' : 'centroids'}, round trip ${same ? 'byte-exact' : 'DIFFERS'}`;
+    }
+    intRows.push({
+      shape: `${shape} (${distinct} distinct)`,
+      impl: impl.name,
+      rankErrors: QS.map((q) => rankError(sorted, q, impl.quantile(merged, q))),
+      bytes: impl.bytes(merged),
+      note,
+    });
+  }
+}
 progress(`done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
 const header = ['data', 'sketch', 'adds/s', 'merge 1,000', ...QS.map((q) => `err q=${q}`), 'bytes'];
@@ -155,6 +187,14 @@ const speedups = ours.map((r, i) => r.addsPerSec / welch[i].addsPerSec);
 const tailErr = Math.max(...ours.flatMap((r) => [r.rankErrors[0], r.rankErrors[QS.length - 1]]));
 const midErr = Math.max(...ours.flatMap((r) => r.rankErrors.slice(1, -1)));
 const maxBytes = Math.max(...ours.map((r) => r.bytes));
+const oursInt = intRows.filter((r) => r.impl.startsWith('ours'));
+const intTail = Math.max(...oursInt.flatMap((r) => [r.rankErrors[0], r.rankErrors[QS.length - 1]]));
+const intMid = Math.max(...oursInt.flatMap((r) => r.rankErrors.slice(1, -1)));
+const intBytes = Math.max(...oursInt.map((r) => r.bytes));
+const intTable = markdownTable(
+  ['data', 'sketch', ...QS.map((q) => `err q=${q}`), 'bytes', ''],
+  intRows.map((r) => [r.shape, r.impl, ...r.rankErrors.map((e) => (e === 0 ? '0' : e.toExponential(1))), String(r.bytes), r.note]),
+);
 const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED');
 const targets = markdownTable(
   ['target (compression 100)', 'measured', 'verdict'],
@@ -163,16 +203,22 @@ const targets = markdownTable(
     ['rank error ≤ 1e-4 at q = 0.001, 0.999', tailErr.toExponential(1), verdict(tailErr <= 1e-4)],
     ['rank error ≤ 1e-3 elsewhere', midErr.toExponential(1), verdict(midErr <= 1e-3)],
     ['≤ 1.5 KB serialised', `${maxBytes} B`, verdict(maxBytes <= 1536)],
+    ['integers with ties, 50 parts merged: rank error ≤ 1e-4 at q = 0.001, 0.999', intTail === 0 ? '0' : intTail.toExponential(1), verdict(intTail <= 1e-4)],
+    ['integers with ties, 50 parts merged: rank error ≤ 1e-3 elsewhere', intMid === 0 ? '0' : intMid.toExponential(1), verdict(intMid <= 1e-3)],
+    ['integers with ties, 50 parts merged: ≤ 1.5 KB', `${intBytes} B`, verdict(intBytes <= 1536)],
   ],
 );
 
 console.log(`\n## Sketches: ${N.toLocaleString()} values per shape, Node ${process.versions.node}, ${new Date().toISOString().slice(0, 10)}\n`);
 console.log(table);
 console.log(`\nBytes for tdigest: ${impls[1].bytesNote}. Rank error: distance from q to the exact rank range of the estimate.\n`);
+console.log(`\n## Integer data with ties: ${INT_PARTS} parts of ${INT_PART_SIZE.toLocaleString()} values merged\n`);
+console.log(intTable);
+console.log('');
 console.log(targets);
 
 mkdirSync('bench/out', { recursive: true });
-writeFileSync('bench/out/sketch.json', JSON.stringify({ n: N, qs: QS, rows }, null, 2));
+writeFileSync('bench/out/sketch.json', JSON.stringify({ n: N, qs: QS, rows, integers: intRows }, null, 2));
 writeLineChart('bench/sketch-rank-error.svg', {
   title: `Rank error by quantile (worst of 4 shapes, ${N.toLocaleString()} values)`,
   xLabel: 'quantile q',

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ALL_SHAPES, generate, rankError, rng, SMOOTH_SHAPES, type Shape } from '../test/support/data.ts';
+import { ALL_SHAPES, generate, INTEGER_SHAPES, rankError, rng, SMOOTH_SHAPES, type Shape } from '../test/support/data.ts';
 import { SummaryDecodeError } from './errors.ts';
 import { TDigest } from './tdigest.ts';
 
@@ -317,24 +317,11 @@ function mutate(bytes: Uint8Array, at: number, value: number): Uint8Array {
 }
 
 describe('TDigest on integer data with ties, merged from 50 parts', () => {
-  /** Integer shapes with ties: Poisson-like, zero-inflated, small codes, and a wide Poisson (~300 distinct values: past exact mode). */
-  const poisson = (r: () => number, mean: number) => {
-    // Normal approximation past 30 (ties stay: it is rounded).
-    if (mean > 30) return Math.max(0, Math.round(mean + Math.sqrt(mean) * Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r())));
-    let k = 0;
-    for (let p = Math.exp(-mean), s = p, u = r(); u > s; s += p) p *= mean / ++k;
-    return k;
-  };
-  const SHAPES: [string, (r: () => number) => number][] = [
-    ['poisson(4)', (r) => poisson(r, 4)],
-    ['zero-inflated', (r) => (r() < 0.7 ? 0 : 1 + poisson(r, 6))],
-    ['small codes 0-20', (r) => Math.floor(r() ** 2 * 21)],
-    ['poisson(5000), ~450 distinct', (r) => poisson(r, 5000)],
-  ];
   // Exact digests (at most δ distinct values) meet the targets with no error at all. Past that, an
   // interpolated quantile between two tie groups would be off by the distance to the nearer group's
   // rank interval (1.5e-3 mid-distribution on the wide Poisson); a digest of integers answers integers.
-  for (const [name, draw] of SHAPES) {
+  // The shapes (test/support/data.ts INTEGER_SHAPES) are bench:sketch's too.
+  for (const [name, draw] of INTEGER_SHAPES) {
     it(`${name}: rank error <= 1e-4 at q = 0.001/0.999 and <= 1e-3 elsewhere, byte-exact round trip, <= 1.5 KB`, () => {
       const r = rng(name.length * 7919);
       const parts: TDigest[] = [];

@@ -14,6 +14,25 @@ export type Shape = 'uniform' | 'exponential' | 'lognormal' | 'bimodal' | 'sorte
 export const SMOOTH_SHAPES: Shape[] = ['uniform', 'exponential', 'lognormal', 'bimodal', 'negative', 'mixed-sign'];
 export const ALL_SHAPES: Shape[] = [...SMOOTH_SHAPES, 'sorted', 'reversed', 'constant', 'duplicates'];
 
+/** A Poisson draw of `mean` (normal approximation past 30, rounded: ties stay). */
+export function poisson(r: () => number, mean: number): number {
+  if (mean > 30) return Math.max(0, Math.round(mean + Math.sqrt(mean) * normal(r)));
+  let k = 0;
+  for (let p = Math.exp(-mean), s = p, u = r(); u > s; s += p) p *= mean / ++k;
+  return k;
+}
+
+/**
+ * Integer data with ties, as discrete features are (counts, ratings, small codes): Poisson-like,
+ * zero-inflated, small codes, and a wide Poisson (~450 distinct values: past a digest's exact mode).
+ */
+export const INTEGER_SHAPES: [string, (r: () => number) => number][] = [
+  ['poisson(4)', (r) => poisson(r, 4)],
+  ['zero-inflated', (r) => (r() < 0.7 ? 0 : 1 + poisson(r, 6))],
+  ['small codes 0-20', (r) => Math.floor(r() ** 2 * 21)],
+  ['wide poisson(5000)', (r) => poisson(r, 5000)],
+];
+
 /** n values of the given shape from `seed`. */
 export function generate(shape: Shape, n: number, seed = 1): Float64Array {
   const r = rng(seed);
