@@ -205,6 +205,9 @@ describe('readings of the event time (off_clock)', () => {
       [5, 1],
       [Number.NaN, 5],
       [0, Number.POSITIVE_INFINITY],
+      // Far past what a Date holds, a step would not move the walk: refused, not looped on.
+      [1e300, 1e300 + 1e285],
+      [-9e15, -9e15 + 1000],
     ])
       expect(possibleReadings('hour', s, e)).toBeUndefined();
   });

@@ -117,6 +117,8 @@ export function slotSplitter(minutes: number, clock: SlotClock, create: (slot: n
   };
 }
 
+/** The largest instant a Date holds, either side of the epoch. */
+const MAX_DATE_MS = 8.64e15;
 /** How finely possibleReadings walks a span, per cycle: every reading of the cycle changes on these steps (UTC). */
 const READING_STEP_MS = { day: 3_600_000, week: DAY_MS, year: DAY_MS } as const;
 /** Each cycle's length: a span this long can hold every reading. */
@@ -129,7 +131,8 @@ const CYCLE_LENGTH_MS = { day: DAY_MS, week: 7 * DAY_MS, year: 365 * DAY_MS } as
  */
 export function possibleReadings(reading: EventTimeReading, windowStart: number, windowEnd: number): Set<number> | undefined {
   const r = EVENT_TIME_READINGS[reading];
-  if (!(Number.isFinite(windowStart) && Number.isFinite(windowEnd) && windowEnd > windowStart)) return undefined;
+  // Instants a Date can hold only (±8.64e15 ms): past that a step no longer moves the walk.
+  if (!(Math.abs(windowStart) <= MAX_DATE_MS && Math.abs(windowEnd) <= MAX_DATE_MS && windowEnd > windowStart)) return undefined;
   if (windowEnd - windowStart >= CYCLE_LENGTH_MS[r.cycle]) return undefined;
   const step = READING_STEP_MS[r.cycle];
   const out = new Set<number>();
