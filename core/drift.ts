@@ -153,7 +153,9 @@ export interface KsOptions {
  * Two-sample Kolmogorov-Smirnov statistic D = sup |F_b − F_w| from the digests' CDFs,
  * evaluated at every centroid and at both ends of each (where the sup of two piecewise
  * linear CDFs lies); exactly when both digests are exact (few distinct values: TDigest.exact),
- * which is also the only case with a `pValue`. Drifted when D exceeds both the critical value
+ * which is also the only case with a `pValue`. Otherwise within about half the largest
+ * centroid's share of each digest, π/(4δ) ≈ 0.008 at δ = 100 (docs/DESIGN.md, measured in
+ * bench/drift.ts). Drifted when D exceeds both the critical value
  * c(α)·√((n + m)/(n·m)), c(α) = √(−ln(α/2)/2), and `minEffect`.
  */
 export function ks(baseline: TDigest, current: TDigest, { alpha = 0.05, minEffect = 0.1 }: KsOptions = {}): DriftResult {
