@@ -24,7 +24,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  alertStep,
+  alertWatch,
   calendarCycles,
   eventTimeFeatures,
   CategoricalSketch,
@@ -40,12 +40,10 @@ import {
   seasonalFeatures,
   slotSplitter,
   TDigest,
-  nextStreak,
   windowScore,
   EVIDENCE_THRESHOLD,
   type BuiltManifest,
   type Profile,
-  type Streak,
 } from '../core/index.ts';
 import { ks as coreKs } from '../core/drift.ts';
 import { ALERT_HYSTERESIS } from '../worker/config.ts';
@@ -385,16 +383,9 @@ type Rule = 'hysteresis' | 'evidence' | 'exact';
 const RULES: Rule[] = ['hysteresis', 'evidence', 'exact'];
 /** One key's alert state under a rule: ours with hysteresis alone, ours with the evidence too, or the exact test's flags with hysteresis. */
 function alarm(rule: Rule) {
-  let streak: Streak | undefined;
-  let open = false;
-  return (v: Verdict, feature: string, w: number): boolean => {
-    const flagged = rule === 'exact' ? v.exact[feature] : v.ours[feature];
-    streak = nextStreak(streak, flagged, w, rule === 'evidence' ? v.scores[feature] : undefined);
-    const step = alertStep(streak, open, ALERT_HYSTERESIS, rule === 'evidence' ? undefined : Number.POSITIVE_INFINITY);
-    if (step === 'resolve') open = false;
-    if (step === 'open') open = true;
-    return step === 'open';
-  };
+  const watch = alertWatch(ALERT_HYSTERESIS, rule === 'evidence' ? EVIDENCE_THRESHOLD : Number.POSITIVE_INFINITY);
+  return (v: Verdict, feature: string, w: number): boolean =>
+    watch.see(rule === 'exact' ? v.exact[feature] : v.ours[feature], w, rule === 'evidence' ? v.scores[feature] : undefined) === 'open';
 }
 const STREAM_RANDOM = (n: number) => (n >= 10_000 ? 60 : n >= 1000 ? 300 : 1000);
 const seqRows: (string | number)[][] = [];
@@ -435,24 +426,23 @@ const seqAlarms = markdownTable(
   ['stream', 'n', 'windows', 'days', 'alerts: ours, hysteresis alone', 'alerts: ours, hysteresis + evidence', 'alerts: exact tests, hysteresis'],
   seqRows,
 );
-// The same scores drawn independently: the false-alert rate the evidence rule alone gives when windows do not share a day's peculiarities.
+// The same scores drawn independently: the false-alert rate the rule gives when windows do not share a day's peculiarities.
 const BOOT = 1_000_000;
 const bootRows: (string | number)[][] = [];
 for (const [f, xs] of nullScores) {
-  let streak: Streak | undefined;
-  let open = false;
+  const watch = alertWatch(ALERT_HYSTERESIS);
   let opened = 0;
   for (let k = 0; k < BOOT; k++) {
-    streak = nextStreak(streak, false, k, xs[Math.floor(r() * xs.length)]);
-    const step = alertStep(streak, open, Number.POSITIVE_INFINITY);
-    if (step === 'open') {
-      open = true;
-      opened++;
-    } else if (open && streak.evidence === 0) open = false;
+    const score = xs[Math.floor(r() * xs.length)];
+    // A window is drifted exactly when its score passes 1 (core/judge.ts windowScore).
+    if (watch.see(score > 1, k, score) === 'open') opened++;
   }
   bootRows.push([f, xs.length, BOOT, opened, opened ? Math.round(BOOT / opened) : '> 1,000,000']);
 }
-const bootTable = markdownTable(['feature', 'null scores (time-ordered, n = 200)', 'windows drawn', 'alerts by evidence', 'windows per false alert'], bootRows);
+const bootTable = markdownTable(
+  ['feature', 'null scores (time-ordered, n = 200)', 'windows drawn', 'alerts (hysteresis + evidence)', 'windows per false alert'],
+  bootRows,
+);
 
 // Faults switched on at a random window of a stream: windows until the faulty feature's alert opens.
 const ONSETS = (n: number) => (n >= 10_000 ? 8 : 24);
@@ -490,7 +480,7 @@ const seqDelays = markdownTable(
   delayRows,
 );
 
-const report = `### False alarms: share of windows flagged, nothing changed\n\n${alarms}\n\n### Detection of upstream faults (share of windows where the faulty feature is flagged)\n\n${detection}\n\n### KS statistic: sketches against the exact statistic (random windows)\n\n${statAccuracy}\n\n### Alerts on streams of unchanged traffic (ALERT_HYSTERESIS ${ALERT_HYSTERESIS}, evidence threshold ${EVIDENCE_THRESHOLD})\n\n${seqAlarms}\n\nOur false alerts on time-ordered streams opened at (the window's end, departure time):\n\n${[...falseAlerts].map((x) => `- ${x}`).join('\n') || '- none'}\n\n### The evidence rule on independent draws of the same null scores\n\n${bootTable}\n\n### Windows to an alert after a fault begins (${HORIZON} windows watched)\n\n${seqDelays}\n`;
+const report = `### False alarms: share of windows flagged, nothing changed\n\n${alarms}\n\n### Detection of upstream faults (share of windows where the faulty feature is flagged)\n\n${detection}\n\n### KS statistic: sketches against the exact statistic (random windows)\n\n${statAccuracy}\n\n### Alerts on streams of unchanged traffic (ALERT_HYSTERESIS ${ALERT_HYSTERESIS}, evidence threshold ${EVIDENCE_THRESHOLD})\n\n${seqAlarms}\n\nOur false alerts on time-ordered streams opened at (the window's end, departure time):\n\n${[...falseAlerts].map((x) => `- ${x}`).join('\n') || '- none'}\n\n### Both rules on independent draws of the same null scores\n\n${bootTable}\n\n### Windows to an alert after a fault begins (${HORIZON} windows watched)\n\n${seqDelays}\n`;
 console.log(`\n${report}`);
 console.log(`machine: ${process.version}; ${population.length} reference flights; ${WINDOWS} windows per cell (a third at n = 10,000)`);
 mkdirSync(join(ROOT, 'bench/out'), { recursive: true });

@@ -35,7 +35,7 @@
  * core/drift.ts offClock): a window of Tuesday 14:00-15:00 holds hour 14 and weekday 2 only.
  */
 import { SketchMergeError } from './errors.ts';
-import { EVENT_TIME_READINGS, type EventTimeReading } from './manifest.ts';
+import { CYCLE_MS, EVENT_TIME_READINGS, type EventTimeReading } from './manifest.ts';
 import { cloneProfile, mergeInto, validSlotMinutes, type Profile, type SlotClock, type TimeSlots } from './profile.ts';
 
 export const MINUTE_MS = 60_000;
@@ -121,8 +121,6 @@ export function slotSplitter(minutes: number, clock: SlotClock, create: (slot: n
 const MAX_DATE_MS = 8.64e15;
 /** How finely possibleReadings walks a span, per cycle: every reading of the cycle changes on these steps (UTC). */
 const READING_STEP_MS = { day: 3_600_000, week: DAY_MS, year: DAY_MS } as const;
-/** Each cycle's length: a span this long can hold every reading. */
-const CYCLE_LENGTH_MS = { day: DAY_MS, week: 7 * DAY_MS, year: 365 * DAY_MS } as const;
 
 /**
  * Every value the reading `reading` of an instant in [start, end) can take (UTC), or undefined
@@ -133,7 +131,8 @@ export function possibleReadings(reading: EventTimeReading, windowStart: number,
   const r = EVENT_TIME_READINGS[reading];
   // Instants a Date can hold only (±8.64e15 ms): past that a step no longer moves the walk.
   if (!(Math.abs(windowStart) <= MAX_DATE_MS && Math.abs(windowEnd) <= MAX_DATE_MS && windowEnd > windowStart)) return undefined;
-  if (windowEnd - windowStart >= CYCLE_LENGTH_MS[r.cycle]) return undefined;
+  // A span of a whole cycle (core/manifest.ts CYCLE_MS) can hold every reading.
+  if (windowEnd - windowStart >= CYCLE_MS[r.cycle]) return undefined;
   const step = READING_STEP_MS[r.cycle];
   const out = new Set<number>();
   // From the start of the step holding windowStart: each step's first instant, then the span's last.

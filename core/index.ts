@@ -24,6 +24,7 @@ export {
   nextStreak,
   alertStep,
   alertSince,
+  alertWatch,
   EVIDENCE_ALLOWANCE,
   EVIDENCE_CAP,
   EVIDENCE_THRESHOLD,

@@ -4,6 +4,7 @@ import { CategoricalSketch } from './categorical.ts';
 import {
   alertSince,
   alertStep,
+  alertWatch,
   EVIDENCE_ALLOWANCE,
   EVIDENCE_CAP,
   EVIDENCE_THRESHOLD,
@@ -192,6 +193,20 @@ describe('sequential evidence (a CUSUM of window scores)', () => {
     });
     // 0.4 a window: 2.8 ≥ 2.5 at the seventh (index 8); it rises to 4 and falls 0.5 a quiet window: 2 at index 15.
     expect(events).toEqual(['open@8 since 120 drifted 0', 'resolve@15']);
+  });
+
+  it("alertWatch holds one key's state in memory as the aggregator holds it in storage", () => {
+    const watch = alertWatch(3);
+    const plan = [0, 0, ...Array(10).fill(0.9), ...Array(12).fill(0)];
+    const steps = plan
+      .map((score, i) => watch.see(score > 1, i * 60, score))
+      .map((step, i) => (step ? `${step}@${i}` : ''))
+      .filter(Boolean);
+    expect(steps).toEqual(['open@8', 'resolve@15']);
+    expect(watch.open).toBe(false);
+    // By hysteresis alone the same stream opens nothing.
+    const alone = alertWatch(3, Number.POSITIVE_INFINITY);
+    expect(plan.map((score, i) => alone.see(score > 1, i * 60)).filter(Boolean)).toEqual([]);
   });
 
   it('keys without scores keep no evidence, and a NaN score is none', () => {

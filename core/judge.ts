@@ -208,6 +208,27 @@ export function alertStep(streak: Streak, open: boolean, hysteresis: number, evi
   return undefined;
 }
 
+/**
+ * One key's alert state over a stream of windows, held in memory (the aggregator keeps the same in
+ * its `streaks` rows): each judged window in (drifted or not, its start, its score), what it does
+ * to the alert out. An infinite `evidenceThreshold` leaves the hysteresis alone.
+ */
+export function alertWatch(hysteresis: number, evidenceThreshold = EVIDENCE_THRESHOLD) {
+  let streak: Streak | undefined;
+  let open = false;
+  return {
+    see(drifted: boolean, windowStart: number, score?: number): 'open' | 'resolve' | undefined {
+      streak = nextStreak(streak, drifted, windowStart, score, 2 * evidenceThreshold);
+      const step = alertStep(streak, open, hysteresis, evidenceThreshold);
+      if (step) open = step === 'open';
+      return step;
+    },
+    get open(): boolean {
+      return open;
+    },
+  };
+}
+
 /** When the drift behind an alert the streak opens began: the earlier of the drifted run's start and the evidence's. */
 export function alertSince(streak: Streak): number | null {
   const starts = [streak.since, streak.evidenceSince].filter((x): x is number => x !== null);

@@ -189,15 +189,9 @@ export function mergeInto(into: Profile, from: Profile): Profile {
   }
   into.windowStart = Math.min(into.windowStart, from.windowStart);
   into.windowEnd = Math.max(into.windowEnd, from.windowEnd);
-  for (const [mine, theirs] of [
-    [into.features, from.features],
-    [into.outputs, from.outputs],
-  ] as const) {
-    for (const [k, v] of theirs) {
-      const m = mine.get(k);
-      if (m) m.merge(v);
-      else mine.set(k, v.clone());
-    }
+  for (const [k, v, m, mine] of sketchPairs(into, from)) {
+    if (m) m.merge(v);
+    else mine.set(k, v.clone());
   }
   into.latency.merge(from.latency);
   if (slotted)
@@ -210,23 +204,26 @@ export function mergeInto(into: Profile, from: Profile): Profile {
   return into;
 }
 
+/** Each sketch of `from` (features, then outputs) with `into`'s of the same name, if any, and the map that holds it. */
+function* sketchPairs(into: Profile, from: Profile): Generator<[string, Sketch, Sketch | undefined, Map<string, Sketch>]> {
+  for (const [mine, theirs] of [
+    [into.features, from.features],
+    [into.outputs, from.outputs],
+  ] as const)
+    for (const [k, v] of theirs) yield [k, v, mine.get(k), mine];
+}
+
 /** Throws SketchMergeError when `from` cannot be merged into `into` (the slots apart); changes nothing. */
 function checkMergeable(into: Profile, from: Profile): void {
   if (into.model !== from.model || into.modelVersion !== from.modelVersion) {
     throw new SketchMergeError(`cannot merge profiles of ${into.model}@${into.modelVersion} and ${from.model}@${from.modelVersion}`);
   }
-  for (const [mine, theirs] of [
-    [into.features, from.features],
-    [into.outputs, from.outputs],
-  ] as const) {
-    for (const [k, v] of theirs) {
-      const m = mine.get(k);
-      if (!m) continue;
-      if (m.kind !== v.kind) throw new SketchMergeError(`sketch "${k}" has different kinds in the two profiles`);
-      if (m.kind === 'histogram' && v.kind === 'histogram' && !sameEdges(m.edges, v.edges))
-        throw new SketchMergeError(`cannot merge histograms "${k}" with different edges`);
-      checkSums(`sketch "${k}"`, m, v);
-    }
+  for (const [k, v, m] of sketchPairs(into, from)) {
+    if (!m) continue;
+    if (m.kind !== v.kind) throw new SketchMergeError(`sketch "${k}" has different kinds in the two profiles`);
+    if (m.kind === 'histogram' && v.kind === 'histogram' && !sameEdges(m.edges, v.edges))
+      throw new SketchMergeError(`cannot merge histograms "${k}" with different edges`);
+    checkSums(`sketch "${k}"`, m, v);
   }
   // Checked arithmetic: every integer the summary format stores as a varint must stay exact, so
   // that nothing merged can later fail to encode (a fold or a flush that throws there wedges).

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  alertStep,
+  alertWatch,
   calendarCycles,
   CategoricalSketch,
   createProfile,
@@ -16,10 +16,9 @@ import {
   decodeSummary,
   eventTimeFeatures,
   judgeWindow,
-  nextStreak,
   seasonalFeatures,
   windowScore,
-  type Streak,
+  type SketchJudgement,
   TDigest,
   type BuiltManifest,
   type Profile,
@@ -144,20 +143,13 @@ describe('drift on live-ordered flights (the shipped baseline and its time-match
     expect(caught).toBeGreaterThanOrEqual(18);
   });
 
-  /** The alert state of one feature over a stream, with or without the sequential evidence: whether an alert opened. */
+  /** Alerts opened over a stream of one feature's judgements, with the sequential evidence or by hysteresis alone (ALERT_HYSTERESIS 3). */
   function watcher(evidence: boolean) {
-    let streak: Streak | undefined;
-    let open = false;
+    const watch = alertWatch(3, evidence ? undefined : Number.POSITIVE_INFINITY);
     let opened = 0;
     return {
-      see(j: { drifted: boolean } & Parameters<typeof windowScore>[0], w: number) {
-        streak = nextStreak(streak, j.drifted, w, evidence ? windowScore(j) : undefined);
-        const step = alertStep(streak, open, 3, evidence ? undefined : Number.POSITIVE_INFINITY);
-        if (step === 'open') {
-          open = true;
-          opened++;
-        }
-        if (step === 'resolve') open = false;
+      see(j: SketchJudgement, w: number) {
+        if (watch.see(j.drifted, w, evidence ? windowScore(j) : undefined) === 'open') opened++;
       },
       get opened() {
         return opened;
