@@ -191,6 +191,28 @@ describe('pushing a version', () => {
       'baseline.dwsm',
       /slot \d+ sketches "distance" as categorical, and the whole baseline as tdigest/,
     ],
+    [
+      'a calendar feature reading the event time by a prototype name',
+      (f) => {
+        const m = JSON.parse(new TextDecoder().decode(f['manifest.json']));
+        m.features[2].eventTime = '__proto__';
+        f['manifest.json'] = utf8(m);
+      },
+      422,
+      'features[2].eventTime',
+      /must be one of hour, weekday/,
+    ],
+    [
+      'an hour feature that claims to be the weekday of the event time',
+      (f) => {
+        const m = JSON.parse(new TextDecoder().decode(f['manifest.json']));
+        m.features[2].eventTime = 'weekday';
+        f['manifest.json'] = utf8(m);
+      },
+      422,
+      'features[2].eventTime',
+      /"weekday" is a reading of the week: the feature's cycle must be "week"/,
+    ],
     ['a baseline that is not a summary', (f) => (f['baseline.dwsm'] = utf8('not a summary')), 422, 'baseline.dwsm', /is not a summary/],
     ['a manifest that is not JSON', (f) => (f['manifest.json'] = utf8('{"name": ')), 422, 'manifest.json', /is not JSON/],
     ['a missing golden set', (f) => delete f['golden.json'], 400, 'golden.json', /is missing/],
